@@ -1,0 +1,8 @@
+//! `placer check`. Stub until implemented.
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("placer check is not implemented yet")
+}

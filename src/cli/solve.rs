@@ -1,0 +1,8 @@
+//! `placer solve`. Stub until implemented.
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("placer solve is not implemented yet")
+}

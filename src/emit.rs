@@ -1,0 +1,1 @@
+//! Placement → llama.cpp flags (-ngl, -ts, compact -ot regexes) and JSON. OWNER: solver helper.

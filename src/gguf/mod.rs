@@ -1,0 +1,211 @@
+//! GGUF header reading and writing (v2/v3, split files, header-only snapshots).
+//!
+//! Only header bytes are read: time and memory do not grow with the size of the tensor data.
+//! See docs/design.md ("Why our own GGUF reader") for why the `gguf` crate is not used.
+
+mod reader;
+mod types;
+mod writer;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub use reader::{open, read_header, shard_paths};
+pub use types::GgmlType;
+pub use writer::{write_gguf, TensorData, WriteOptions};
+
+/// GGUF metadata value (`enum gguf_type` in `ggml/include/gguf.h`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MetaValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    Str(String),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    /// Element type id (0..=12, never 9) and the values.
+    Array(u32, Vec<MetaValue>),
+}
+
+impl MetaValue {
+    /// Any integer (or bool) value widened to i128 so that no value is lost.
+    pub fn as_int(&self) -> Option<i128> {
+        Some(match *self {
+            MetaValue::U8(v) => v as i128,
+            MetaValue::I8(v) => v as i128,
+            MetaValue::U16(v) => v as i128,
+            MetaValue::I16(v) => v as i128,
+            MetaValue::U32(v) => v as i128,
+            MetaValue::I32(v) => v as i128,
+            MetaValue::U64(v) => v as i128,
+            MetaValue::I64(v) => v as i128,
+            MetaValue::Bool(v) => v as i128,
+            _ => return None,
+        })
+    }
+
+    pub fn as_u64(&self) -> Option<u64> {
+        self.as_int().and_then(|v| u64::try_from(v).ok())
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            MetaValue::F32(v) => Some(v as f64),
+            MetaValue::F64(v) => Some(v),
+            _ => self.as_int().map(|v| v as f64),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            MetaValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[MetaValue]> {
+        match self {
+            MetaValue::Array(_, v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The gguf_type id of this value.
+    pub fn type_id(&self) -> u32 {
+        match self {
+            MetaValue::U8(_) => 0,
+            MetaValue::I8(_) => 1,
+            MetaValue::U16(_) => 2,
+            MetaValue::I16(_) => 3,
+            MetaValue::U32(_) => 4,
+            MetaValue::I32(_) => 5,
+            MetaValue::F32(_) => 6,
+            MetaValue::Bool(_) => 7,
+            MetaValue::Str(_) => 8,
+            MetaValue::Array(..) => 9,
+            MetaValue::U64(_) => 10,
+            MetaValue::I64(_) => 11,
+            MetaValue::F64(_) => 12,
+        }
+    }
+}
+
+/// Ordered key/value metadata (file order is kept so a header can be written back unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub entries: Vec<(String, MetaValue)>,
+}
+
+impl Metadata {
+    pub fn get(&self, key: &str) -> Option<&MetaValue> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(MetaValue::as_u64)
+    }
+    pub fn get_f64(&self, key: &str) -> Option<f64> {
+        self.get(key).and_then(MetaValue::as_f64)
+    }
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(MetaValue::as_str)
+    }
+    /// `general.architecture`.
+    pub fn architecture(&self) -> Option<&str> {
+        self.get_str("general.architecture")
+    }
+    /// `<arch>.<suffix>`, e.g. `arch_key("block_count")` → `qwen3moe.block_count`.
+    pub fn arch_get(&self, suffix: &str) -> Option<&MetaValue> {
+        let arch = self.architecture()?;
+        self.get(&format!("{arch}.{suffix}"))
+    }
+    pub fn set(&mut self, key: &str, value: MetaValue) {
+        match self.entries.iter_mut().find(|(k, _)| k == key) {
+            Some(e) => e.1 = value,
+            None => self.entries.push((key.to_string(), value)),
+        }
+    }
+}
+
+/// One tensor info from a GGUF header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorInfo {
+    pub name: String,
+    /// ne[0..n_dims]; ne[0] is the row length.
+    pub dims: Vec<u64>,
+    pub ggml_type: GgmlType,
+    /// Offset relative to the shard's data section.
+    pub offset: u64,
+    /// `ggml_nbytes`: from the type table, or from the offsets when the type is unknown.
+    pub nbytes: u64,
+    /// True when `nbytes` had to be taken from the offsets (unknown type id): flagged, not fatal.
+    pub size_from_offsets: bool,
+    /// Index into `GgufModel::shards`.
+    pub shard: usize,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+}
+
+/// One file of a (possibly split) model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shard {
+    pub path: Option<PathBuf>,
+    pub version: u32,
+    pub alignment: u64,
+    /// Absolute offset of the data section in this file.
+    pub data_offset: u64,
+    /// Size of the file on disk, when known (header-only snapshots record the real size in
+    /// metadata key `placer.file_size` instead).
+    pub file_size: Option<u64>,
+    pub n_tensors: u64,
+}
+
+/// A whole model as llama.cpp would load it: metadata of the first shard, the tensors of all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GgufModel {
+    pub metadata: Metadata,
+    pub tensors: Vec<TensorInfo>,
+    pub shards: Vec<Shard>,
+}
+
+impl GgufModel {
+    /// Σ ggml_nbytes over all tensors (what llama.cpp's `print_info: file size` reports).
+    pub fn tensor_bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.nbytes).sum()
+    }
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
+/// Typed reader errors: the reader never panics on bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum GgufError {
+    #[error("not a GGUF file (magic {0:?}, expected \"GGUF\")")]
+    BadMagic([u8; 4]),
+    #[error("GGUF version {0} is not supported (placer reads versions 2 and 3)")]
+    UnsupportedVersion(u32),
+    #[error("file is truncated: needed {needed} bytes at offset {offset} while reading {what}")]
+    Truncated { what: String, offset: u64, needed: u64 },
+    #[error("value out of range while reading {0}")]
+    Overflow(String),
+    #[error("invalid GGUF: {0}")]
+    Invalid(String),
+    #[error("split model: shard {0} is missing (looked for {1})")]
+    MissingShard(u32, PathBuf),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,45 @@
+use clap::{Parser, Subcommand};
+use placer::cli;
+
+/// placer — where every tensor of a GGUF model goes when llama.cpp runs it on GPUs and a CPU.
+#[derive(Debug, Parser)]
+#[command(name = "placer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// What every tensor costs and what the architecture is (from the GGUF header).
+    Inspect(cli::inspect::Args),
+    /// Write a GGUF with a real architecture's tensor table (header-only or full-size).
+    Synth(cli::synth::Args),
+    /// Predict memory per device for a llama.cpp launch command; say whether it fits.
+    Check(cli::check::Args),
+    /// Choose the fastest placement that fits; emit aggressive and moderate profiles.
+    Solve(cli::solve::Args),
+    /// Learn from measured llama.cpp runs.
+    Calibrate(cli::calibrate::Args),
+    /// Host descriptions: detect this machine's GPUs (NVML).
+    Host(cli::host::Args),
+    /// Regenerate the reports in docs/ from data/runs.
+    Report(cli::report::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Inspect(a) => cli::inspect::run(a),
+        Cmd::Synth(a) => cli::synth::run(a),
+        Cmd::Check(a) => cli::check::run(a),
+        Cmd::Solve(a) => cli::solve::run(a),
+        Cmd::Calibrate(a) => cli::calibrate::run(a),
+        Cmd::Host(a) => cli::host::run(a),
+        Cmd::Report(a) => cli::report::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,96 @@
+//! Memory model: what llama.cpp allocates on each device for a launch command.
+//! OWNER: memory helper. `resolve` reproduces llama.cpp's placement rules (which device every
+//! tensor and every layer's KV lands on); `predict` sizes model / KV / compute / overhead.
+
+use crate::host::DeviceId;
+use serde::{Deserialize, Serialize};
+
+/// Stage of start-up at which an allocation fails (llama.cpp's order: weights, KV, compute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    Load,
+    Kv,
+    Compute,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceMemory {
+    pub device: DeviceId,
+    pub model: u64,
+    /// KV cache bytes (attention layers).
+    pub kv: u64,
+    /// Recurrent state bytes.
+    pub rs: u64,
+    pub compute: u64,
+    /// CUDA context, cuBLAS, pool: llama.cpp's "unaccounted" column (calibrated).
+    pub overhead: u64,
+    /// Usable memory (what llama.cpp finds free at load).
+    pub cap: u64,
+}
+
+impl DeviceMemory {
+    pub fn total(&self) -> u64 {
+        self.model + self.kv + self.rs + self.compute + self.overhead
+    }
+    /// Negative when it does not fit.
+    pub fn free(&self) -> i64 {
+        self.cap as i64 - self.total() as i64
+    }
+}
+
+/// Host-side buffers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostMemory {
+    /// `CPU_Mapped`: mmap'ed file span(s) holding CPU weights.
+    pub cpu_mapped: u64,
+    /// Non-mmap CPU weights (`CPU`, `CUDA_Host` with -lm none, `CPU_REPACK`).
+    pub cpu_model: u64,
+    pub kv: u64,
+    pub rs: u64,
+    /// CUDA_Host / CPU compute buffer.
+    pub compute: u64,
+    pub cap: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Verdict {
+    Fits,
+    Oom { device: DeviceId, stage: Stage, short_by: u64 },
+}
+
+/// Where llama.cpp puts things for a launch command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// Device of each repeating layer 0..n_layer, then the output layer (index n_layer).
+    pub layer_device: Vec<DeviceId>,
+    /// Device of each tensor (same order as `Anatomy::tensors`).
+    pub tensor_device: Vec<DeviceId>,
+    /// Override pattern index that matched each tensor, if any.
+    pub matched_override: Vec<Option<usize>>,
+    /// Overrides that matched no tensor (warned about).
+    pub unused_overrides: Vec<usize>,
+}
+
+/// Context bookkeeping as `llama_context` computes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextShape {
+    pub n_ctx: u32,
+    pub n_ctx_seq: u32,
+    pub n_seq: u32,
+    pub n_stream: u32,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub n_outputs_max: u32,
+    pub flash_attn: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub gpus: Vec<DeviceMemory>,
+    pub host: HostMemory,
+    pub verdict: Verdict,
+    pub resolved: Resolved,
+    pub shape: ContextShape,
+    pub pipeline_parallel: bool,
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,2 @@
+//! Aggressive and moderate profiles: a placement, its launch flags, its prediction.
+//! OWNER: solver helper.
