@@ -12,7 +12,10 @@ use std::path::PathBuf;
 
 pub use reader::{open, read_header, shard_paths};
 pub use types::GgmlType;
-pub use writer::{write_gguf, TensorData, WriteOptions};
+pub use writer::{
+    gguf_file_size, with_offsets, write_gguf, write_gguf_with_progress, TensorData, WriteOptions,
+    DEFAULT_ALIGNMENT, FILE_SIZE_KEY,
+};
 
 /// GGUF metadata value (`enum gguf_type` in `ggml/include/gguf.h`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
