@@ -13,6 +13,9 @@ pub struct Buffers {
     pub kv: BTreeMap<String, f64>,
     pub rs: BTreeMap<String, f64>,
     pub compute: BTreeMap<String, f64>,
+    /// `llama_context: CUDA_Host  output buffer size` (host memory, not in the breakdown).
+    #[serde(default)]
+    pub output: BTreeMap<String, f64>,
 }
 
 /// A row of the memory breakdown printed at exit (MiB, integers as printed).
@@ -26,6 +29,9 @@ pub struct BreakdownRow {
     pub context: f64,
     pub compute: f64,
     pub unaccounted: Option<f64>,
+    /// Device description as printed (`H200`, `RTX 4090`), when the row named one.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,4 +82,86 @@ pub struct LogRun {
     /// The log ended before the run finished (no timings, no breakdown).
     pub truncated: bool,
     pub warnings: Vec<String>,
+    /// Which reader produced this run.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// `load_tensors: layer N assigned to device CUDA0` (-lv 4): layer → device.
+    #[serde(default)]
+    pub layer_device: BTreeMap<u32, String>,
+    /// GPUs as `ggml_cuda_init` listed them: CUDA0 → (description, VRAM MiB).
+    #[serde(default)]
+    pub gpus: BTreeMap<String, GpuSeen>,
+    /// `-lm/--load-mode` as logged by `load_tensors: loading model tensors ... (load_mode = X)`.
+    #[serde(default)]
+    pub load_mode: Option<String>,
+    #[serde(default)]
+    pub n_outputs_max: Option<u32>,
+    /// Total KV cache size line (`llama_kv_cache: size = X MiB (N cells, ...)`), MiB, summed
+    /// over caches (iSWA prints two).
+    #[serde(default)]
+    pub kv_size_mib: Option<f64>,
+    /// Number of `--fit` trial loads (dry runs) seen before the real load.
+    #[serde(default)]
+    pub fit_trials: u32,
+    /// A few `print_info` facts about the model (arch, n_layer, file size, general.name…).
+    #[serde(default)]
+    pub model_info: BTreeMap<String, String>,
+    /// llama-bench results, one per test row.
+    #[serde(default)]
+    pub bench: Vec<BenchResult>,
 }
+
+/// Which flavour of llama.cpp output a file was read as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Jsonl,
+    BenchMarkdown,
+    BenchCsv,
+    BenchJson,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuSeen {
+    pub description: String,
+    pub vram_mib: Option<f64>,
+}
+
+/// One llama-bench test (a row of its md/csv/json output).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub model: Option<String>,
+    /// `pp512`, `tg128`, `pp512+tg128`, with ` @ d4096` when a depth was set.
+    pub test: String,
+    pub n_prompt: u32,
+    pub n_gen: u32,
+    pub n_depth: u32,
+    pub avg_ts: f64,
+    pub stddev_ts: Option<f64>,
+    pub n_gpu_layers: Option<i64>,
+    pub n_ubatch: Option<u32>,
+    pub n_batch: Option<u32>,
+    pub type_k: Option<String>,
+    pub type_v: Option<String>,
+    pub flash_attn: Option<String>,
+    pub tensor_split: Option<String>,
+    pub overrides: Option<String>,
+}
+
+/// Why a file was not read as a run.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{0}: cannot read: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0}: not a llama.cpp log (no line llama.cpp prints was found)")]
+    NotALlamaLog(String),
+    #[error("{0}: empty file")]
+    Empty(String),
+}
+
+mod bench;
+mod read;
+mod text;
+
+pub use read::{decode_bytes, parse_bytes, parse_path, parse_paths, ParsedFile};
