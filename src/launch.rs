@@ -118,7 +118,466 @@ impl Default for LaunchConfig {
     }
 }
 
+
+impl LaunchConfig {
+    /// Defaults of `tool` (llama-server's `-np` auto, llama-cli's single sequence).
+    pub fn for_tool(tool: Tool) -> LaunchConfig {
+        LaunchConfig {
+            tool,
+            ..LaunchConfig::default()
+        }
+    }
+
+    /// The user pinned the layer count (`-ngl N` or `all`): `--fit` may not change layers
+    /// (`common/fit.cpp: common_params_fit_impl` aborts the layer step).
+    pub fn ngl_is_hard(&self) -> bool {
+        !matches!(self.gpu_layers, GpuLayers::Auto)
+    }
+}
+
+/// Result of parsing: the config plus notes on accepted-but-dubious input (old flags, …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub config: LaunchConfig,
+    pub warnings: Vec<String>,
+}
+
+/// KV cache types `-ctk/-ctv` accept (`common/arg.cpp: kv_cache_types`), in llama.cpp's spelling.
+pub const KV_CACHE_TYPES: &[&str] = &[
+    "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1",
+];
+
+/// `--cpu-moe`: one override, every routed-expert tensor to CPU (`common/common.h:
+/// llm_ffn_exps_cpu_override`).
+pub fn cpu_moe_override() -> Override {
+    Override {
+        pattern: crate::llama::FFN_EXPS_REGEX.to_string(),
+        buft: "CPU".to_string(),
+    }
+}
+
+/// `--n-cpu-moe N` / `--n-cpu-ffn N`: one override per layer 0..N (`common/common.h:
+/// llm_add_n_cpu_ffn_overrides`, `llm_ffn_block_regex` = `blk\.%d` + regex).
+pub fn n_cpu_overrides(n: u32, ffn_regex: &str) -> Vec<Override> {
+    (0..n)
+        .map(|i| Override {
+            pattern: format!(r"blk\.{i}{ffn_regex}"),
+            buft: "CPU".to_string(),
+        })
+        .collect()
+}
+
 /// Parse llama.cpp argv (without the program name) into a LaunchConfig. OWNER: memory helper.
-pub fn parse_args(_tool: Tool, _args: &[String]) -> anyhow::Result<LaunchConfig> {
-    anyhow::bail!("launch parsing not implemented yet")
+pub fn parse_args(tool: Tool, args: &[String]) -> anyhow::Result<LaunchConfig> {
+    parse_args_full(tool, args).map(|p| p.config)
+}
+
+/// Like `parse_args`, also returning warnings (old flag spellings, values llama.cpp adjusts).
+pub fn parse_args_full(tool: Tool, args: &[String]) -> anyhow::Result<Parsed> {
+    let mut p = ArgParser {
+        cfg: LaunchConfig::for_tool(tool),
+        warnings: Vec::new(),
+        args,
+        i: 0,
+    };
+    while p.i < args.len() {
+        let raw = &args[p.i];
+        p.i += 1;
+        p.one(raw)?;
+    }
+    Ok(Parsed {
+        config: p.cfg,
+        warnings: p.warnings,
+    })
+}
+
+struct ArgParser<'a> {
+    cfg: LaunchConfig,
+    warnings: Vec<String>,
+    args: &'a [String],
+    i: usize,
+}
+
+impl ArgParser<'_> {
+    /// The value of `flag`: the inline `--flag=value` part or the next argument.
+    fn value(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<String> {
+        if let Some(v) = inline {
+            return Ok(v.to_string());
+        }
+        match self.args.get(self.i) {
+            Some(v) => {
+                self.i += 1;
+                Ok(v.clone())
+            }
+            None => anyhow::bail!("{flag} needs a value (llama.cpp: {})", expects(flag)),
+        }
+    }
+
+    fn int<T: std::str::FromStr>(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<T> {
+        let v = self.value(flag, inline)?;
+        v.trim().parse::<T>().map_err(|_| {
+            anyhow::anyhow!("{flag} {v:?}: not a number (llama.cpp expects {})", expects(flag))
+        })
+    }
+
+    fn one(&mut self, raw: &str) -> anyhow::Result<()> {
+        // `--flag=value` is split for long flags only; `-ot a=b` keeps its `=`.
+        let (flag, inline) = match raw.split_once('=') {
+            Some((f, v)) if f.starts_with("--") && takes_value(f) => (f, Some(v)),
+            _ => (raw, None),
+        };
+        match flag {
+            "-m" | "--model" => self.cfg.model = self.value(flag, inline)?,
+            "-c" | "--ctx-size" => {
+                let v: i64 = self.int(flag, inline)?;
+                anyhow::ensure!(v >= 0, "-c {v}: the context size must be 0 (model default) or positive");
+                self.cfg.ctx = u32::try_from(v)
+                    .map_err(|_| anyhow::anyhow!("-c {v}: larger than llama.cpp's 32-bit context"))?;
+            }
+            "-ngl" | "--gpu-layers" | "--n-gpu-layers" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.gpu_layers = parse_gpu_layers(&v)?;
+            }
+            "-sm" | "--split-mode" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.split_mode = match v.as_str() {
+                    "none" => SplitMode::None,
+                    "layer" => SplitMode::Layer,
+                    "row" => SplitMode::Row,
+                    "tensor" => SplitMode::Tensor,
+                    _ => anyhow::bail!("-sm {v:?}: llama.cpp accepts none, layer, row, tensor"),
+                };
+            }
+            "-mg" | "--main-gpu" => {
+                let v: i64 = self.int(flag, inline)?;
+                anyhow::ensure!(v >= 0, "-mg {v}: placer models a main GPU index ≥ 0 (a negative index means no GPU in llama.cpp; use -dev none)");
+                self.cfg.main_gpu = v as usize;
+            }
+            "-ts" | "--tensor-split" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.tensor_split = Some(parse_list_f64(flag, &v)?);
+            }
+            "-ot" | "--override-tensor" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.overrides.extend(parse_overrides(&v)?);
+            }
+            "-cmoe" | "--cpu-moe" => self.cfg.overrides.push(cpu_moe_override()),
+            "-ncmoe" | "--n-cpu-moe" => {
+                let n = self.non_negative(flag, inline)?;
+                self.cfg.overrides.extend(n_cpu_overrides(n, crate::llama::FFN_EXPS_REGEX));
+            }
+            "-ncffn" | "--n-cpu-ffn" => {
+                let n = self.non_negative(flag, inline)?;
+                self.cfg.overrides.extend(n_cpu_overrides(n, crate::llama::FFN_DENSE_REGEX));
+            }
+            "-b" | "--batch-size" => self.cfg.batch = self.positive(flag, inline)?,
+            "-ub" | "--ubatch-size" => {
+                let v: i64 = self.int(flag, inline)?;
+                anyhow::ensure!(v >= 0, "-ub {v}: must be ≥ 0 (0 = same as -b)");
+                self.cfg.ubatch = v as u32;
+            }
+            "-np" | "--parallel" => {
+                let v: i64 = self.int(flag, inline)?;
+                self.cfg.n_parallel = match (self.cfg.tool, v) {
+                    (Tool::Server, -1) => None,
+                    (Tool::Server, 0) => anyhow::bail!("-np 0: llama-server rejects 0 slots (use -1 for auto, or N ≥ 1)"),
+                    (_, v) if v >= 1 => Some(v as u32),
+                    (_, v) if v <= 0 => Some(1), // llama_context: n_seq_max = max(1, n)
+                    _ => unreachable!(),
+                };
+            }
+            "-kvu" | "--kv-unified" => self.cfg.kv_unified = Some(true),
+            "-no-kvu" | "--no-kv-unified" => self.cfg.kv_unified = Some(false),
+            "-ctk" | "--cache-type-k" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.type_k = parse_kv_type(flag, &v)?;
+            }
+            "-ctv" | "--cache-type-v" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.type_v = parse_kv_type(flag, &v)?;
+            }
+            "-fa" | "--flash-attn" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.flash_attn = if is_truthy(&v) {
+                    FlashAttn::On
+                } else if is_falsey(&v) {
+                    FlashAttn::Off
+                } else if v == "auto" || v == "-1" {
+                    FlashAttn::Auto
+                } else {
+                    anyhow::bail!("-fa {v:?}: llama.cpp accepts on|off|auto (also enabled/disabled, true/false, 1/0, -1)")
+                };
+            }
+            "--swa-full" => self.cfg.swa_full = true,
+            "-lm" | "--load-mode" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.load_mode = match v.as_str() {
+                    // llama-model-loader.cpp: use_mmap for auto, mmap, mmap+mlock
+                    "auto" | "mmap" | "mmap+mlock" => LoadMode::Mmap,
+                    "none" => LoadMode::None,
+                    "mlock" => LoadMode::Mlock,
+                    "dio" => LoadMode::Dio,
+                    _ => anyhow::bail!("-lm {v:?}: llama.cpp accepts auto, none, mmap, mlock, mmap+mlock, dio"),
+                };
+            }
+            // Removed in this llama.cpp (replaced by -lm); older builds still take them.
+            "--no-mmap" => {
+                self.cfg.load_mode = LoadMode::None;
+                self.old_flag(flag, "-lm none");
+            }
+            "--mmap" => {
+                self.cfg.load_mode = LoadMode::Mmap;
+                self.old_flag(flag, "-lm mmap");
+            }
+            "--mlock" => {
+                self.old_flag(flag, "-lm mmap+mlock");
+            }
+            "-dio" | "--direct-io" => {
+                self.cfg.load_mode = LoadMode::Dio;
+                self.old_flag(flag, "-lm dio");
+            }
+            "-fit" | "--fit" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.fit = if is_truthy(&v) {
+                    true
+                } else if is_falsey(&v) {
+                    false
+                } else {
+                    anyhow::bail!("--fit {v:?}: llama.cpp accepts on|off (also enabled/disabled, true/false, 1/0)")
+                };
+            }
+            "-fitt" | "--fit-target" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.fit_target_mib = parse_list_f64(flag, &v)?
+                    .into_iter()
+                    .map(|x| x as u64)
+                    .collect();
+            }
+            "-nkvo" | "--no-kv-offload" => self.cfg.kv_offload = false,
+            "-kvo" | "--kv-offload" => self.cfg.kv_offload = true,
+            "--no-op-offload" => self.cfg.op_offload = false,
+            "--op-offload" => self.cfg.op_offload = true,
+            "-dev" | "--device" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.devices = Some(parse_devices(&v));
+            }
+            _ => self.passthrough(raw, inline),
+        }
+        Ok(())
+    }
+
+    fn non_negative(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<u32> {
+        let v: i64 = self.int(flag, inline)?;
+        anyhow::ensure!(v >= 0, "{flag} {v}: llama.cpp rejects a negative layer count");
+        Ok(v as u32)
+    }
+
+    fn positive(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<u32> {
+        let v: i64 = self.int(flag, inline)?;
+        anyhow::ensure!(v >= 1, "{flag} {v}: must be ≥ 1");
+        Ok(v as u32)
+    }
+
+    fn old_flag(&mut self, flag: &str, now: &str) {
+        self.warnings.push(format!(
+            "{flag} is an old spelling: this llama.cpp ({}) no longer accepts it; use {now}",
+            crate::llama::REFERENCE_SOURCE
+        ));
+    }
+
+    /// A flag placer does not model: keep it, and its value when the next word is one.
+    fn passthrough(&mut self, raw: &str, inline: Option<&str>) {
+        self.cfg.passthrough.push(raw.to_string());
+        if inline.is_some() || !raw.starts_with('-') {
+            return;
+        }
+        if let Some(next) = self.args.get(self.i) {
+            if !looks_like_flag(next) {
+                self.cfg.passthrough.push(next.clone());
+                self.i += 1;
+            }
+        }
+    }
+}
+
+/// A word starting with `-` that is not a negative number.
+fn looks_like_flag(s: &str) -> bool {
+    s.starts_with('-') && s.len() > 1 && s[1..].parse::<f64>().is_err()
+}
+
+/// Long flags of ours that take a value (so `--flag=value` may be split).
+fn takes_value(flag: &str) -> bool {
+    matches!(
+        flag,
+        "--model" | "--ctx-size" | "--gpu-layers" | "--n-gpu-layers" | "--split-mode" | "--main-gpu"
+            | "--tensor-split" | "--override-tensor" | "--n-cpu-moe" | "--n-cpu-ffn"
+            | "--batch-size" | "--ubatch-size" | "--parallel" | "--cache-type-k"
+            | "--cache-type-v" | "--flash-attn" | "--load-mode" | "--fit" | "--fit-target"
+            | "--device"
+    )
+}
+
+/// What llama.cpp accepts for a flag (for error messages).
+fn expects(flag: &str) -> &'static str {
+    match flag {
+        "-ngl" | "--gpu-layers" | "--n-gpu-layers" => "N, auto or all",
+        "-ts" | "--tensor-split" => "proportions N0,N1,… (separated by , or /)",
+        "-fitt" | "--fit-target" => "MiB or MiB0,MiB1,…",
+        "-ot" | "--override-tensor" => "<regex>=<buffer type>,…",
+        "-ctk" | "--cache-type-k" | "-ctv" | "--cache-type-v" => {
+            "f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1"
+        }
+        "-fa" | "--flash-attn" => "on|off|auto",
+        "-fit" | "--fit" => "on|off",
+        "-lm" | "--load-mode" => "auto|none|mmap|mlock|mmap+mlock|dio",
+        "-sm" | "--split-mode" => "none|layer|row|tensor",
+        "-dev" | "--device" => "CUDA0,CUDA1,… or none",
+        _ => "an integer",
+    }
+}
+
+/// `common/arg.cpp: common_arg_utils::is_truthy`.
+fn is_truthy(v: &str) -> bool {
+    matches!(v, "on" | "enabled" | "true" | "1")
+}
+
+/// `common/arg.cpp: common_arg_utils::is_falsey`.
+fn is_falsey(v: &str) -> bool {
+    matches!(v, "off" | "disabled" | "false" | "0")
+}
+
+/// `-ngl N|auto|all` (`common/arg.cpp`): auto = -1, all = -2; any negative = all layers.
+pub fn parse_gpu_layers(v: &str) -> anyhow::Result<GpuLayers> {
+    match v {
+        "auto" => Ok(GpuLayers::Auto),
+        "all" => Ok(GpuLayers::All),
+        _ => {
+            let n: i64 = v.trim().parse().map_err(|_| {
+                anyhow::anyhow!("-ngl {v:?}: llama.cpp accepts a number of layers, auto or all")
+            })?;
+            Ok(match n {
+                -1 => GpuLayers::Auto,
+                n if n < 0 => GpuLayers::All,
+                n => GpuLayers::Count(u32::try_from(n).unwrap_or(u32::MAX)),
+            })
+        }
+    }
+}
+
+/// Lists split on `,` and `/` (`common/arg.cpp`: regex `[,/]+`), fewer than 16 entries
+/// (`llama_max_devices()`).
+fn parse_list_f64(flag: &str, v: &str) -> anyhow::Result<Vec<f64>> {
+    let parts: Vec<&str> = v.split([',', '/']).filter(|s| !s.is_empty()).collect();
+    anyhow::ensure!(!parts.is_empty(), "{flag} {v:?}: empty list (llama.cpp expects {})", expects(flag));
+    anyhow::ensure!(
+        parts.len() < crate::llama::MAX_DEVICES,
+        "{flag} {v:?}: {} entries, llama.cpp allows at most {}",
+        parts.len(),
+        crate::llama::MAX_DEVICES - 1
+    );
+    parts
+        .iter()
+        .map(|p| {
+            p.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| anyhow::anyhow!("{flag} {v:?}: {p:?} is not a non-negative number"))
+        })
+        .collect()
+}
+
+/// `-ot` value (`common/arg.cpp: parse_tensor_buffer_overrides`): split on every `,`, then on
+/// the first `=`. Buffer-type names are checked against the host in `memory::resolve`.
+pub fn parse_overrides(v: &str) -> anyhow::Result<Vec<Override>> {
+    v.split(',')
+        .map(|item| {
+            let (pattern, buft) = item.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "-ot {item:?}: expected <regex>=<buffer type> (llama.cpp splits the value on every ',' so a regex cannot contain ',' — repeat -ot instead)"
+                )
+            })?;
+            Ok(Override {
+                pattern: pattern.to_string(),
+                buft: buft.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn parse_kv_type(flag: &str, v: &str) -> anyhow::Result<GgmlType> {
+    // kv_cache_type_from_str compares with ggml_type_name exactly (case-sensitive).
+    if KV_CACHE_TYPES.contains(&v) {
+        if let Some(t) = GgmlType::from_name(v) {
+            return Ok(t);
+        }
+    }
+    anyhow::bail!("{flag} {v:?}: llama.cpp accepts {}", KV_CACHE_TYPES.join(", "))
+}
+
+/// `-dev` list: comma-separated device names; `none` = no GPU (empty list).
+fn parse_devices(v: &str) -> Vec<String> {
+    if v == "none" {
+        return Vec::new();
+    }
+    v.split(',').filter(|s| !s.is_empty()).map(|s| s.trim().to_string()).collect()
+}
+
+/// Split a models.conf `EXTRA_ARGS` value into words: whitespace separates, `'…'`/`"…"` group,
+/// backslashes are kept literally (users write `-ot blk\.1\.=CUDA0` there and mean the regex).
+pub fn split_words(s: &str) -> anyhow::Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    anyhow::ensure!(quote.is_none(), "unterminated quote in {s:?}");
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+/// A models.conf section as the users' start.sh launches it: `llama-server -m MODEL
+/// -c CTX_SIZE -ngl N_GPU_LAYERS --fit FIT EXTRA_ARGS` (missing keys = llama.cpp defaults).
+pub fn from_section(section: &crate::modelsconf::read::Section) -> anyhow::Result<Parsed> {
+    let mut argv = Vec::new();
+    let pairs = [
+        ("MODEL", "-m"),
+        ("CTX_SIZE", "-c"),
+        ("N_GPU_LAYERS", "-ngl"),
+        ("FIT", "--fit"),
+    ];
+    for (key, flag) in pairs {
+        if let Some(v) = section.get(key) {
+            argv.push(flag.to_string());
+            argv.push(v.to_string());
+        }
+    }
+    if let Some(extra) = section.get("EXTRA_ARGS") {
+        argv.extend(split_words(extra).map_err(|e| {
+            anyhow::anyhow!("[{}] EXTRA_ARGS: {e}", section.name)
+        })?);
+    }
+    parse_args_full(Tool::Server, &argv)
+        .map_err(|e| anyhow::anyhow!("models.conf section [{}]: {e}", section.name))
 }

@@ -20,3 +20,19 @@ pub const SERVER_AUTO_PARALLEL: u32 = 4;
 pub const FFN_EXPS_REGEX: &str = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps";
 /// `--fit-target` default, MiB.
 pub const FIT_TARGET_MIB: u64 = 1024;
+/// `common/common.h: LLM_FFN_DENSE_REGEX` (--n-cpu-ffn).
+pub const FFN_DENSE_REGEX: &str = r"\.ffn_(up|down|gate)\.";
+/// `llama_max_devices()` (`src/llama.cpp`, `LLAMA_MAX_DEVICES` = 16): `-ts` must have fewer entries.
+pub const MAX_DEVICES: usize = 16;
+/// Build of the reference tree. The sdist has no git metadata, so its CMake leaves
+/// `LLAMA_BUILD_NUMBER` at `cmake/build-info.cmake`'s default `BUILD_NUMBER 0`; the tree is
+/// llama.cpp commit 0c1e57098 (llama-cpp-python CHANGELOG 0.3.36) with ggml 0.25.3
+/// (`ggml/CMakeLists.txt: GGML_VERSION_MAJOR/MINOR/PATCH`).
+pub const LLAMA_BUILD_NUMBER: u32 = 0;
+pub const LLAMA_COMMIT: &str = "0c1e57098";
+pub const GGML_VERSION: &str = "0.25.3";
+/// `GGML_SCHED_MAX_COPIES` (ggml/CMakeLists.txt default 4): input copies kept with pipeline
+/// parallelism (`ggml-backend.cpp: ggml_backend_sched_split_graph`).
+pub const SCHED_MAX_COPIES: u64 = 4;
+/// `llama_kv_cache_iswa`: SWA cache is padded to 256 cells as well.
+pub const SWA_PAD: u64 = 256;

@@ -5,6 +5,14 @@
 use crate::host::DeviceId;
 use serde::{Deserialize, Serialize};
 
+pub mod compute;
+pub mod kv;
+pub mod predict;
+pub mod resolve;
+
+pub use predict::{predict, Predictor};
+pub use resolve::resolve;
+
 /// Stage of start-up at which an allocation fails (llama.cpp's order: weights, KV, compute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
@@ -41,8 +49,14 @@ impl DeviceMemory {
 /// Host-side buffers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostMemory {
-    /// `CPU_Mapped`: mmap'ed file span(s) holding CPU weights.
+    /// `CPU_Mapped`: mmap'ed file span(s) holding CPU weights (sum over shards).
     pub cpu_mapped: u64,
+    /// One `CPU_Mapped` buffer per shard that holds CPU weights, as llama.cpp prints them.
+    #[serde(default)]
+    pub cpu_mapped_spans: Vec<u64>,
+    /// Bytes of CPU weights actually used (Σ nbytes): what page cache / RAM must hold.
+    #[serde(default)]
+    pub cpu_weights: u64,
     /// Non-mmap CPU weights (`CPU`, `CUDA_Host` with -lm none, `CPU_REPACK`).
     pub cpu_model: u64,
     pub kv: u64,
@@ -69,6 +83,18 @@ pub struct Resolved {
     pub matched_override: Vec<Option<usize>>,
     /// Overrides that matched no tensor (warned about).
     pub unused_overrides: Vec<usize>,
+    /// Tensors the loader never allocates (NextN/MTP blocks), same order as `tensor_device`.
+    #[serde(default)]
+    pub skipped: Vec<bool>,
+    /// Tied embeddings: device of the duplicated `token_embd` used as the output matrix.
+    #[serde(default)]
+    pub tied_output_device: Option<DeviceId>,
+    /// Device of each layer's KV / recurrent state (the layer's device, or CPU with -nkvo).
+    #[serde(default)]
+    pub kv_device: Vec<DeviceId>,
+    /// GPUs llama.cpp uses, in its device order (host GPU indices).
+    #[serde(default)]
+    pub devices: Vec<usize>,
 }
 
 /// Context bookkeeping as `llama_context` computes it.

@@ -1,0 +1,284 @@
+//! Compute buffers (`sched_reserve: <buft> compute buffer size`). llama.cpp reserves, per
+//! backend, the peak of simultaneously live graph tensors over the pp and tg graphs
+//! (`src/llama-context.cpp: sched_reserve`, `ggml/src/ggml-alloc.c: ggml_gallocr_reserve_n_impl`).
+//! placer does not replay the allocator; it models each backend's buffer as the largest of a
+//! few *phases* whose terms come from the graph (shapes of the tensors live at that point):
+//!
+//! * layer phase (a GPU running layers): split inputs `copies·(MASK + HID)` + the residual
+//!   working set `16·n_embd·U` + the largest of the FFN/MoE term and the attention term;
+//! * output phase (the device running the output matmul): `copies·HID + 4·n_vocab·n_out`, plus
+//!   the mask and residual set when that device also runs the first offloaded layer (they are
+//!   still allocated below the logits), plus, with pipeline parallelism, the never-freed input
+//!   copies and the FFN term;
+//! * op-offload phase (`devices[0]` when a CPU weight is used by a matmul of ≥ 32 tokens,
+//!   `ggml-cuda.cu: ggml_backend_cuda_device_offload_op`): the weights copied for one split
+//!   (gate+up of a layer's experts are consumed in the same split) + HID (+ the MoE term for a
+//!   single copied tensor, + the mask while that device still runs attention).
+//!
+//! `MASK = Σ_caches m·n_kv·U` (m = 2 bytes F16 with flash attention, 4 F32 without;
+//! `llama-graph.cpp: build_attn_inp_kq_mask`), `HID = 4·n_embd·U` (one F32 hidden state).
+//! Terms and the logs they were checked against are listed in docs/memory-model.md. The MoE
+//! term carries `Calibration::compute.moe_scale`, and `compute.fixed_mib` is added per GPU.
+
+use super::kv::{k_width, v_width, CacheSizes};
+use super::{ContextShape, Resolved};
+use crate::anatomy::{Anatomy, LayerRef, Role};
+use crate::calibrate::Calibration;
+use crate::gguf::GgmlType;
+use crate::host::DeviceId;
+use crate::llama;
+use crate::units::MIB;
+
+/// What the compute model needs to know beyond the anatomy.
+pub struct ComputeInput<'a> {
+    pub anatomy: &'a Anatomy,
+    pub resolved: &'a Resolved,
+    pub shape: &'a ContextShape,
+    pub caches: &'a CacheSizes,
+    pub type_k: GgmlType,
+    pub type_v: GgmlType,
+    pub op_offload: bool,
+    pub pipeline_parallel: bool,
+    pub calibration: &'a Calibration,
+    pub n_gpus: usize,
+}
+
+/// Compute buffer bytes per host GPU and for the host (`CUDA_Host` / `CPU`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputeBuffers {
+    pub gpus: Vec<u64>,
+    pub host: u64,
+}
+
+/// Per-device facts gathered in one pass over layers and tensors.
+#[derive(Debug, Clone, Default)]
+struct DeviceWork {
+    runs_layers: bool,
+    /// Attention runs here for these cache kinds (full, swa).
+    attn_full: bool,
+    attn_swa: bool,
+    /// Last layer whose attention runs here.
+    last_attn_layer: Option<u32>,
+    /// Largest FFN / MoE working set of an FFN op that runs here.
+    ffn: u64,
+    /// Largest attention extra (FA F16 copies of quantized KV, or KQ without FA).
+    attn_extra: u64,
+}
+
+fn idx(d: DeviceId, n_gpus: usize) -> usize {
+    match d {
+        DeviceId::Gpu(i) => i,
+        DeviceId::Cpu => n_gpus,
+    }
+}
+
+/// Compute buffers for one resolved launch.
+pub fn compute_buffers(inp: &ComputeInput) -> ComputeBuffers {
+    let hp = &inp.anatomy.hp;
+    let u = inp.shape.n_ubatch as u64;
+    let e = hp.n_embd as u64;
+    let hid = 4 * e * u;
+    let m = if inp.shape.flash_attn { 2 } else { 4 };
+    let copies = if inp.pipeline_parallel { llama::SCHED_MAX_COPIES } else { 1 };
+    let n_out = (inp.shape.n_ubatch.min(inp.shape.n_outputs_max)) as u64;
+    let logits = 4 * hp.n_vocab as u64 * n_out;
+    let offload_dev = inp
+        .resolved
+        .devices
+        .first()
+        .filter(|_| inp.op_offload && inp.shape.n_ubatch >= llama::OP_OFFLOAD_MIN_BATCH)
+        .map(|&g| DeviceId::Gpu(g));
+    // A CPU weight's op runs on devices[0] when op offload applies, else on the CPU.
+    let runs_on = |d: DeviceId| if d == DeviceId::Cpu { offload_dev.unwrap_or(DeviceId::Cpu) } else { d };
+
+    let n = inp.n_gpus + 1;
+    let mut work = vec![DeviceWork::default(); n];
+    let moe = moe_term(inp, e, u);
+    attention_work(inp, &mut work, u, m);
+    ffn_work(inp, &mut work, &runs_on, moe, u);
+
+    let mask_of = |w: &DeviceWork| {
+        let c = inp.caches;
+        (if w.attn_full { m * c.n_kv as u64 * u } else { 0 })
+            + (if w.attn_swa { m * c.n_kv_swa as u64 * u } else { 0 })
+    };
+    let n_all = hp.n_layer as usize;
+    let first_gpu_layer = inp.resolved.layer_device.iter().copied().find(|d| *d != DeviceId::Cpu);
+    let output_weight_dev = output_device(inp);
+    let output_runs_on = runs_on(output_weight_dev);
+
+    let mut out = vec![0u64; n];
+    for (i, w) in work.iter().enumerate() {
+        let dev = if i == inp.n_gpus { DeviceId::Cpu } else { DeviceId::Gpu(i) };
+        let mask = mask_of(w);
+        let mut peak = 0u64;
+        if w.runs_layers || w.ffn > 0 {
+            let inputs = if w.runs_layers { copies * (mask + hid) + 16 * e * u } else { hid };
+            peak = peak.max(inputs + w.ffn.max(w.attn_extra));
+        }
+        if output_runs_on == dev && inp.resolved.layer_device.get(n_all).is_some() {
+            let mut o = copies * hid + logits;
+            if first_gpu_layer == Some(dev) && !inp.pipeline_parallel {
+                o += mask + 12 * e * u;
+            }
+            if inp.pipeline_parallel {
+                o += copies * mask + w.ffn;
+            }
+            if output_weight_dev == DeviceId::Cpu && dev != DeviceId::Cpu {
+                o += output_bytes(inp);
+            }
+            peak = peak.max(o);
+        }
+        if Some(dev) == offload_dev {
+            peak = peak.max(offload_phase(inp, w, mask, hid, moe));
+        }
+        out[i] = peak;
+    }
+    // Host: the graph inputs live on the CPU (token embeddings are always there, masks are
+    // built there) and are copied to the GPUs from its buffer; plus whatever the CPU itself runs.
+    let all_mask = {
+        let c = inp.caches;
+        (if c.any_full { m * c.n_kv as u64 * u } else { 0 }) + (if c.any_swa { m * c.n_kv_swa as u64 * u } else { 0 })
+    };
+    let cpu = &work[inp.n_gpus];
+    let cpu_run = if inp.n_gpus == 0 || inp.resolved.devices.is_empty() {
+        out[inp.n_gpus].saturating_sub(copies * (all_mask + hid))
+    } else {
+        let mut p = cpu.ffn.max(cpu.attn_extra);
+        if output_runs_on == DeviceId::Cpu {
+            p = p.max(logits + 12 * e * u);
+        }
+        p
+    };
+    let host = copies * (all_mask + hid) + hid + cpu_run;
+    let fixed = (inp.calibration.compute.fixed_mib * MIB as f64).max(0.0) as u64;
+    let gpus = out[..inp.n_gpus]
+        .iter()
+        .map(|&b| if b > 0 { b + fixed } else { 0 })
+        .collect();
+    ComputeBuffers { gpus, host }
+}
+
+/// MoE activations of one layer: `8·n_embd·n_expert_used·U` (the routed hidden states and the
+/// expert outputs before the weighted sum, F32) scaled by `Calibration::compute.moe_scale`.
+fn moe_term(inp: &ComputeInput, e: u64, u: u64) -> u64 {
+    let hp = &inp.anatomy.hp;
+    if hp.n_expert == 0 {
+        return 0;
+    }
+    let base = 8 * e * hp.n_expert_used as u64 * u;
+    (base as f64 * inp.calibration.compute.moe_scale.max(0.0)) as u64
+}
+
+/// Where attention runs (with its KV: `-nkvo` → CPU) and its extra working set.
+fn attention_work(inp: &ComputeInput, work: &mut [DeviceWork], u: u64, m: u64) {
+    let hp = &inp.anatomy.hp;
+    let c = inp.caches;
+    let quant_kv = inp.type_k != GgmlType::F16 || (hp.mla.is_none() && inp.type_v != GgmlType::F16);
+    for (il, &kvd) in inp.resolved.kv_device.iter().enumerate() {
+        let ld = inp.resolved.layer_device[il];
+        work[idx(ld, inp.n_gpus)].runs_layers = true;
+        if !hp.has_kv(il as u32) || c.layers[il].0.kv == 0 {
+            continue;
+        }
+        let w = &mut work[idx(kvd, inp.n_gpus)];
+        let swa = hp.n_swa > 0 && hp.swa_layers.get(il).copied().unwrap_or(false);
+        if swa { w.attn_swa = true } else { w.attn_full = true }
+        w.last_attn_layer = Some(il as u32);
+        let cells = (if swa { c.n_kv_swa } else { c.n_kv }) as u64 * c.n_stream as u64;
+        let extra = if inp.shape.flash_attn {
+            // ggml-cuda/fattn.cu: F16 copies of non-F16 K and V (V is a view of K for MLA).
+            if quant_kv {
+                2 * cells * (k_width(hp, il) + v_width(hp, il))
+            } else {
+                0
+            }
+        } else {
+            // KQ scores in F32 for every head (softmax reuses the buffer).
+            let heads = hp.n_head.get(il).copied().unwrap_or(0) as u64;
+            4 * heads * cells / c.n_stream.max(1) as u64 * u
+        };
+        let _ = m;
+        w.attn_extra = w.attn_extra.max(extra);
+    }
+}
+
+/// FFN working sets where each FFN op runs (its weight's device, or devices[0] by op offload).
+fn ffn_work(
+    inp: &ComputeInput,
+    work: &mut [DeviceWork],
+    runs_on: &dyn Fn(DeviceId) -> DeviceId,
+    moe: u64,
+    u: u64,
+) {
+    let hp = &inp.anatomy.hp;
+    for (ti, t) in inp.anatomy.tensors.iter().enumerate() {
+        if inp.resolved.skipped.get(ti).copied().unwrap_or(false) {
+            continue;
+        }
+        let LayerRef::Block(il) = t.layer else { continue };
+        let term = match t.role {
+            Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp => moe,
+            Role::DenseFfn => 12 * hp.n_ff.get(il as usize).copied().unwrap_or(0) as u64 * u,
+            Role::SharedExpert => 12 * hp.n_ff_shexp as u64 * u,
+            _ => continue,
+        };
+        let d = runs_on(inp.resolved.tensor_device[ti]);
+        let w = &mut work[idx(d, inp.n_gpus)];
+        w.ffn = w.ffn.max(term);
+    }
+}
+
+/// Device holding the output matrix (or the tied duplicate of token_embd).
+fn output_device(inp: &ComputeInput) -> DeviceId {
+    if let Some(d) = inp.resolved.tied_output_device {
+        return d;
+    }
+    inp.anatomy
+        .tensors
+        .iter()
+        .position(|t| t.role == Role::Output)
+        .map(|i| inp.resolved.tensor_device[i])
+        .unwrap_or(*inp.resolved.layer_device.last().unwrap_or(&DeviceId::Cpu))
+}
+
+fn output_bytes(inp: &ComputeInput) -> u64 {
+    let role = if inp.resolved.tied_output_device.is_some() { Role::TokenEmbd } else { Role::Output };
+    inp.anatomy.tensors.iter().filter(|t| t.role == role).map(|t| t.nbytes).max().unwrap_or(0)
+}
+
+/// Op offload on devices[0]: the CPU weights one split copies at once, per layer.
+fn offload_phase(inp: &ComputeInput, w: &DeviceWork, mask: u64, hid: u64, moe: u64) -> u64 {
+    let n_layer = inp.anatomy.hp.n_layer as usize;
+    // Per layer: (gate+up pair or fused, down, dense gate+up, dense down, attention sum).
+    let mut groups = vec![[0u64; 5]; n_layer];
+    for (ti, t) in inp.anatomy.tensors.iter().enumerate() {
+        if inp.resolved.tensor_device[ti] != DeviceId::Cpu || inp.resolved.skipped.get(ti).copied().unwrap_or(false) {
+            continue;
+        }
+        let LayerRef::Block(il) = t.layer else { continue };
+        let Some(g) = groups.get_mut(il as usize) else { continue };
+        match t.role {
+            Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsGateUp => g[0] += t.nbytes,
+            Role::ExpertsDown => g[1] = g[1].max(t.nbytes),
+            Role::DenseFfn if t.name.contains("ffn_down") => g[3] += t.nbytes,
+            Role::DenseFfn | Role::SharedExpert => g[2] += t.nbytes,
+            Role::Attention => g[4] += t.nbytes,
+            _ => {}
+        }
+    }
+    let mut peak = 0u64;
+    for (il, g) in groups.iter().enumerate() {
+        // The mask copy stays allocated until the last attention layer of this device.
+        let live_mask = if w.last_attn_layer.is_some_and(|l| il as u32 <= l) { mask } else { 0 };
+        let pair = g[0] + hid;
+        let single = g[1] + hid + moe;
+        let dense = g[2].max(g[3]) + hid;
+        let attn = g[4] + hid;
+        let best = [pair, single, dense, attn].into_iter().max().unwrap_or(0);
+        if g.iter().any(|&x| x > 0) {
+            peak = peak.max(live_mask + best);
+        }
+    }
+    peak
+}
