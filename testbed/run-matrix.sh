@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Run a testbed matrix on a GPU machine, in one call: binaries, models, ballast, runs, packing.
+#
+# usage: testbed/run-matrix.sh MATRIX.tsv OUTDIR [BUDGET_S]
+#   MATRIX.tsv  lines: run_id  model  host  ctx  prompt_tokens  n_gen  placement  flags…  (TAB-separated,
+#               flags are the last column, space-separated; '#' starts a comment). See testbed/MANIFEST.md.
+#   host        gpu:T0[,T1…]   ballast so GPU i shows Ti MiB free (one physical GPU per entry)
+#               emul:T0,T1     one physical GPU split into len(T) virtual devices (GGML_CUDA_DEVICES):
+#                              ballast leaves len(T)·max(T) free so each virtual device reports max(T),
+#                              and -fitt tells --fit each device's real budget (margin 1024 + max(T) − Ti).
+#   BUDGET_S    stop starting new runs after this many seconds (default 540)
+# Writes OUTDIR/<run_id>/{log.txt.gz,manifest.json,smi.csv.gz,prompt-tokens} and OUTDIR/dryrun-*.csv.
+set -uo pipefail
+set -f  # flags hold regexes (-ot blk\.…\.ffn_.*=CPU): never glob them
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+MATRIX=$1
+OUTDIR=$2
+BUDGET_S=${3:-540}
+WORK=${TB_WORK:-/tmp/tb}
+MODELS=${TB_MODELS:-/tmp/tb/models}
+RUN_TIMEOUT=${TB_RUN_TIMEOUT:-150}
+T0=$(date +%s)
+mkdir -p "$OUTDIR" "$MODELS" "$WORK"
+[ -n "${TB_SKIP_BUILD:-}" ] || "$REPO/testbed/build.sh" "$WORK" || exit 1
+BIN=$WORK/llama.cpp/build/bin
+export LD_LIBRARY_PATH=$BIN
+PLACER=${TB_PLACER:-$REPO/.carry/placer}
+BUILD_INFO=$("$BIN/llama-completion" --version 2>&1 | tr '\n' ' ' | sed 's/"/ /g')
+GPU_INFO=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tr '\n' ';')
+elapsed() { echo $(( $(date +%s) - T0 )); }
+
+BALLAST_PIDS=()
+BALLAST_HOST=""
+stop_ballast() {
+  for p in "${BALLAST_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  BALLAST_PIDS=(); BALLAST_HOST=""
+}
+trap stop_ballast EXIT
+# start_ballast HOST -> sets BALLAST_FREE (comma list of MiB the driver reports free per physical GPU)
+start_ballast() {
+  local host=$1 kind=${1%%:*} list=${1#*:}
+  IFS=, read -r -a T <<< "$list"
+  local targets=()
+  if [ "$kind" = emul ]; then
+    local max=0; for t in "${T[@]}"; do (( t > max )) && max=$t; done
+    targets=( $(( max * ${#T[@]} )) )
+  else
+    targets=( "${T[@]}" )
+  fi
+  stop_ballast
+  local i=0 ready=()
+  for t in "${targets[@]}"; do
+    rm -f "$WORK/ballast.$i"
+    CUDA_VISIBLE_DEVICES=$i python3 "$REPO/testbed/ballast.py" "$t" "$WORK/ballast.$i" >> "$WORK/ballast.log" 2>&1 &
+    BALLAST_PIDS+=($!); ready+=("$WORK/ballast.$i"); i=$((i+1))
+  done
+  for f in "${ready[@]}"; do
+    for _ in $(seq 1 120); do [ -s "$f" ] && break; sleep 0.5; done
+  done
+  BALLAST_FREE=$(for f in "${ready[@]}"; do cat "$f" 2>/dev/null || echo ?; done | paste -sd,)
+  BALLAST_HOST=$host
+  echo "[$(elapsed)s] ballast for $host: free now $BALLAST_FREE MiB"
+}
+
+# synth MODEL -> path of the full-size GGUF in $MODELS (one model on disk at a time)
+CUR_MODEL=""
+synth() {
+  local id=$1 path=$MODELS/$1.gguf
+  if [ "$CUR_MODEL" != "$id" ]; then
+    [ -n "$CUR_MODEL" ] && rm -f "$MODELS/$CUR_MODEL.gguf"
+    local t=$(date +%s)
+    "$PLACER" synth "$id" -o "$path" --quiet --models-dir "$REPO/models" > "$WORK/synth-$id.log" 2>&1 \
+      || { echo "synth $id failed:"; tail -5 "$WORK/synth-$id.log"; return 1; }
+    echo "[$(elapsed)s] synthesized $id in $(( $(date +%s) - t )) s: $(stat -c %s "$path") bytes"
+    CUR_MODEL=$id
+  fi
+  echo "$path" > "$WORK/cur-model"
+}
+
+# dry-run sweep for a model, if testbed/dryrun/<model>.txt exists (lines: tag flags…; MODEL = the file)
+dryrun_sweep() {
+  local id=$1 path=$2 spec=$REPO/testbed/dryrun/sweep-$1.txt
+  [ -f "$spec" ] && [ -x "$BIN/llama-placer-dryrun" ] || return 0
+  local t=$(date +%s)
+  for nd in 1 2; do
+    grep -v '^#' "$spec" | sed "s#MODEL#$path#g" | awk -v nd=$nd '$1 ~ ("^d" nd "-")' \
+      | GGML_CUDA_DEVICES=$nd timeout 120 "$BIN/llama-placer-dryrun" > "$OUTDIR/dryrun-$id-d$nd.csv" 2> "$WORK/dryrun-$id-d$nd.err"
+  done
+  echo "[$(elapsed)s] dry-run sweep $id: $(cat "$OUTDIR/dryrun-$id-d1.csv" "$OUTDIR/dryrun-$id-d2.csv" | wc -l) rows in $(( $(date +%s) - t )) s"
+}
+
+while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags; do
+  [[ -z "$run_id" || "$run_id" == \#* ]] && continue
+  if (( $(elapsed) > BUDGET_S )); then echo "[$(elapsed)s] budget spent: skipping $run_id"; echo "$run_id" >> "$OUTDIR/skipped.txt"; continue; fi
+  if [ "$CUR_MODEL" != "$model" ]; then
+    stop_ballast
+    synth "$model" || { echo "$run_id synth-failed" >> "$OUTDIR/skipped.txt"; continue; }
+    dryrun_sweep "$model" "$MODELS/$model.gguf"
+  fi
+  mpath=$MODELS/$model.gguf
+  [ "$BALLAST_HOST" = "$host" ] || start_ballast "$host"
+  kind=${host%%:*}; IFS=, read -r -a T <<< "${host#*:}"
+  envs=(); emul_flags=""
+  if [ "$kind" = emul ]; then
+    envs=(GGML_CUDA_DEVICES=${#T[@]})
+    max=0; for t in "${T[@]}"; do (( t > max )) && max=$t; done
+    emul_flags="-fitt $(for t in "${T[@]}"; do echo $(( 1024 + max - t )); done | paste -sd,)"
+  fi
+  d=$OUTDIR/$run_id; mkdir -p "$d"
+  python3 "$REPO/testbed/prompt.py" "$prompt_n" "$WORK/prompt-$prompt_n.txt" 1
+  argv=("$BIN/llama-completion" -m "$mpath" -c "$ctx" -n "$n_gen" --ignore-eos -no-cnv -f "$WORK/prompt-$prompt_n.txt" -lv 4 --temp 0 --seed 1)
+  # shellcheck disable=SC2206
+  extra=($flags $emul_flags)
+  nvidia-smi --query-gpu=index,memory.used,memory.free,utilization.gpu --format=csv,noheader,nounits -lms 250 > "$d/smi.csv" 2>/dev/null &
+  smi=$!
+  t=$(date +%s%N)
+  env "${envs[@]}" timeout "$RUN_TIMEOUT" "${argv[@]}" "${extra[@]}" > "$d/log.txt" 2>&1
+  rc=$?
+  wall_ns=$(( $(date +%s%N) - t ))
+  kill $smi 2>/dev/null; wait $smi 2>/dev/null
+  peak=$(awk -F', ' '{u[$1]=($2>u[$1]?$2:u[$1])} END{for(i in u) printf "%s%s", (n++?",":""), u[i]}' "$d/smi.csv")
+  python3 "$REPO/testbed/parse_log.py" "$d/log.txt" > "$d/measured.json"
+  gzip -f "$d/log.txt" "$d/smi.csv"
+  RUN_ID=$run_id MODEL=$model MPATH=$mpath PLACEMENT=$placement HOST=$host KIND=$kind ENVS="${envs[*]:-}" \
+  BFREE=$BALLAST_FREE CTX=$ctx PROMPT_N=$prompt_n N_GEN=$n_gen FLAGS=$flags EMUL_FLAGS=$emul_flags \
+  ARGV="${argv[*]:1} ${extra[*]:-}" BIN=$BIN BUILD_INFO=$BUILD_INFO GPU_INFO=$GPU_INFO RC=$rc WALL_NS=$wall_ns PEAK=$peak \
+  python3 "$REPO/testbed/write_manifest.py" "$d"
+done < "$MATRIX"
+stop_ballast
+echo "[$(elapsed)s] matrix done"
