@@ -8,14 +8,18 @@
 #               emul:T0,T1     one physical GPU split into len(T) virtual devices (GGML_CUDA_DEVICES):
 #                              ballast leaves len(T)·max(T) free so each virtual device reports max(T),
 #                              and -fitt tells --fit each device's real budget (margin 1024 + max(T) − Ti).
-#   BUDGET_S    stop starting new runs after this many seconds (default 540)
+#   DEADLINE_S  seconds (from the start) by which every run must have ended (default 560): each run's
+#               timeout is min(TB_RUN_TIMEOUT, what is left − 20 s); a run with < 45 s left is skipped.
+# Each finished run is appended at once to $TB_TAR (default OUTDIR/runs.tar), so a call killed at its
+# limit still returns the runs that ended.
 # Writes OUTDIR/<run_id>/{log.txt.gz,manifest.json,smi.csv.gz,prompt-tokens} and OUTDIR/dryrun-*.csv.
 set -uo pipefail
 set -f  # flags hold regexes (-ot blk\.…\.ffn_.*=CPU): never glob them
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 MATRIX=$1
 OUTDIR=$2
-BUDGET_S=${3:-540}
+DEADLINE_S=${3:-560}
+TAR=${TB_TAR:-$OUTDIR/runs.tar}
 WORK=${TB_WORK:-/tmp/tb}
 MODELS=${TB_MODELS:-/tmp/tb/models}
 RUN_TIMEOUT=${TB_RUN_TIMEOUT:-150}
@@ -77,27 +81,41 @@ synth() {
   echo "$path" > "$WORK/cur-model"
 }
 
-# dry-run sweep for a model, if testbed/dryrun/<model>.txt exists (lines: tag flags…; MODEL = the file)
-dryrun_sweep() {
-  local id=$1 path=$2 spec=$REPO/testbed/dryrun/sweep-$1.txt
-  [ -f "$spec" ] && [ -x "$BIN/llama-placer-dryrun" ] || return 0
+# Dry-run sweeps (no_alloc accounting, testbed/dryrun/sweep-<model>.txt) for every model of the
+# matrix, on header-only GGUFs extended to a sparse 200 GB file (the loader checks that tensor data
+# lies within the file; no_alloc never reads it). Runs in the background while the first model is
+# synthesized; the first ballast waits for it (its CUDA contexts would disturb the free memory).
+dryrun_all() {
   local t=$(date +%s)
-  for nd in 1 2; do
-    grep -v '^#' "$spec" | sed "s#MODEL#$path#g" | awk -v nd=$nd '$1 ~ ("^d" nd "-")' \
-      | GGML_CUDA_DEVICES=$nd timeout 120 "$BIN/llama-placer-dryrun" > "$OUTDIR/dryrun-$id-d$nd.csv" 2> "$WORK/dryrun-$id-d$nd.err"
+  for id in $(grep -v '^#' "$MATRIX" | cut -f2 | awk 'NF && !seen[$0]++'); do
+    local spec=$REPO/testbed/dryrun/sweep-$id.txt hdr=$WORK/hdr-$id.gguf
+    [ -f "$spec" ] && [ -x "$BIN/llama-placer-dryrun" ] || continue
+    "$PLACER" synth "$id" --header-only -o "$hdr" --quiet --models-dir "$REPO/models" > "$WORK/hdr-$id.log" 2>&1 || continue
+    truncate -s 200G "$hdr"
+    for nd in 1 2; do
+      grep -v '^#' "$spec" | sed "s#MODEL#$hdr#g" | awk -v nd=$nd '$1 ~ ("^d" nd "-")' \
+        | GGML_CUDA_DEVICES=$nd timeout 60 "$BIN/llama-placer-dryrun" > "$OUTDIR/dryrun-$id-d$nd.csv" 2> "$WORK/dryrun-$id-d$nd.err"
+    done
+    rm -f "$hdr"
+    tar -rf "$TAR" -C "$OUTDIR" "dryrun-$id-d1.csv" "dryrun-$id-d2.csv"
+    echo "[$(elapsed)s] dry-run sweep $id: $(cat "$OUTDIR/dryrun-$id-d1.csv" "$OUTDIR/dryrun-$id-d2.csv" | grep -vc '^tag') rows ($(( $(date +%s) - t )) s so far)"
   done
-  echo "[$(elapsed)s] dry-run sweep $id: $(cat "$OUTDIR/dryrun-$id-d1.csv" "$OUTDIR/dryrun-$id-d2.csv" | wc -l) rows in $(( $(date +%s) - t )) s"
 }
+dryrun_all &
+DRY_PID=$!
+wait_dryruns() { [ -n "${DRY_PID:-}" ] && wait "$DRY_PID" 2>/dev/null; DRY_PID=""; }
 
 while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags; do
   [[ -z "$run_id" || "$run_id" == \#* ]] && continue
-  if (( $(elapsed) > BUDGET_S )); then echo "[$(elapsed)s] budget spent: skipping $run_id"; echo "$run_id" >> "$OUTDIR/skipped.txt"; continue; fi
+  left=$(( DEADLINE_S - $(elapsed) - 20 ))
+  if (( left < 45 )); then echo "[$(elapsed)s] no time left: skipping $run_id"; echo "$run_id no-time" >> "$OUTDIR/skipped.txt"; continue; fi
+  tmo=$(( left < RUN_TIMEOUT ? left : RUN_TIMEOUT ))
   if [ "$CUR_MODEL" != "$model" ]; then
     stop_ballast
     synth "$model" || { echo "$run_id synth-failed" >> "$OUTDIR/skipped.txt"; continue; }
-    dryrun_sweep "$model" "$MODELS/$model.gguf"
   fi
   mpath=$MODELS/$model.gguf
+  wait_dryruns
   [ "$BALLAST_HOST" = "$host" ] || start_ballast "$host"
   kind=${host%%:*}; IFS=, read -r -a T <<< "${host#*:}"
   envs=(); emul_flags=""
@@ -114,7 +132,7 @@ while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags; do
   nvidia-smi --query-gpu=index,memory.used,memory.free,utilization.gpu --format=csv,noheader,nounits -lms 250 > "$d/smi.csv" 2>/dev/null &
   smi=$!
   t=$(date +%s%N)
-  env "${envs[@]}" timeout "$RUN_TIMEOUT" "${argv[@]}" "${extra[@]}" > "$d/log.txt" 2>&1
+  env "${envs[@]}" timeout "$tmo" "${argv[@]}" "${extra[@]}" > "$d/log.txt" 2>&1
   rc=$?
   wall_ns=$(( $(date +%s%N) - t ))
   kill $smi 2>/dev/null; wait $smi 2>/dev/null
@@ -125,6 +143,7 @@ while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags; do
   BFREE=$BALLAST_FREE CTX=$ctx PROMPT_N=$prompt_n N_GEN=$n_gen FLAGS=$flags EMUL_FLAGS=$emul_flags \
   ARGV="${argv[*]:1} ${extra[*]:-}" BIN=$BIN BUILD_INFO=$BUILD_INFO GPU_INFO=$GPU_INFO RC=$rc WALL_NS=$wall_ns PEAK=$peak \
   python3 "$REPO/testbed/write_manifest.py" "$d"
+  tar -rf "$TAR" -C "$OUTDIR" "$run_id"
 done < "$MATRIX"
 stop_ballast
 echo "[$(elapsed)s] matrix done"
