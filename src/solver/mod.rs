@@ -2,4 +2,504 @@
 //!
 //! Contract: `solve` returns a placement whose `memory::predict` (through `emit` → flags →
 //! `launch` → `memory`) respects every device cap minus the margin; the solver's linear memory
-//! terms are checked against the exact prediction and tightened until they agree.
+//! terms are checked against the exact prediction and corrected until they agree.
+//!
+//! Pipeline: [`coeffs::build`] (linear model: bytes, bytes read per token, bandwidths) →
+//! [`ilp::solve`] (HiGHS) → [`Placement`] → [`crate::emit::flags`] → `memory::Predictor` (exact
+//! bytes per device) → if a device is over its budget, its linear budget is corrected by the
+//! difference and the program is solved again (at most [`MAX_ROUNDS`] times). An infeasible
+//! request is answered with the smallest change that fits ([`Infeasible`]).
+
+pub mod coeffs;
+pub mod fixture;
+pub mod ilp;
+
+use crate::anatomy::{Anatomy, GroupKind};
+use crate::calibrate::Calibration;
+use crate::gguf::GgmlType;
+use crate::host::{DeviceId, Host};
+use crate::launch::{FlashAttn, LaunchConfig};
+use crate::memory::{Prediction, Predictor};
+use crate::placement::Placement;
+use crate::units::{from_mib, mib, MIB};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Rounds of "solve → exact check → correct budgets".
+pub const MAX_ROUNDS: usize = 6;
+
+/// What the user asks for: the launch settings placer must keep, and the workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SolveRequest {
+    /// `-m` as it should appear in the emitted command / models.conf MODEL.
+    pub model_path: String,
+    /// `-c`; 0 = the model's training context.
+    pub ctx: u32,
+    pub batch: u32,
+    pub ubatch: u32,
+    pub type_k: GgmlType,
+    pub type_v: GgmlType,
+    /// `-np`.
+    pub n_parallel: u32,
+    /// `-kvu` with `-np > 1`.
+    pub kv_unified: bool,
+    pub flash_attn: FlashAttn,
+    pub op_offload: bool,
+    /// Context depth (tokens) attention reads per generated token in the speed model; None =
+    /// half the context (a workload assumption, printed with the prediction).
+    pub decode_depth: Option<u32>,
+    /// Prompt tokens per generated token for the prefill term of the objective (0 = decode only).
+    pub prefill_weight: f64,
+    /// GPUs llama.cpp will see (the host's); decides whether `-ts` is needed. 0 = unknown.
+    pub host_gpus: usize,
+}
+
+impl Default for SolveRequest {
+    /// llama-server's defaults (`common/common.h`), one slot as the users run it (`-np 1`).
+    fn default() -> Self {
+        SolveRequest {
+            model_path: String::new(),
+            ctx: 0,
+            batch: 2048,
+            ubatch: 512,
+            type_k: GgmlType::F16,
+            type_v: GgmlType::F16,
+            n_parallel: 1,
+            kv_unified: false,
+            flash_attn: FlashAttn::Auto,
+            op_offload: true,
+            decode_depth: None,
+            prefill_weight: 0.0,
+            host_gpus: 0,
+        }
+    }
+}
+
+impl SolveRequest {
+    /// Context the request resolves to for `anatomy` (0 → training context).
+    pub fn n_ctx(&self, anatomy: &Anatomy) -> u32 {
+        if self.ctx == 0 {
+            anatomy.hp.n_ctx_train
+        } else {
+            self.ctx
+        }
+    }
+    /// Tokens of context attention reads per generated token (speed model).
+    pub fn depth(&self) -> u32 {
+        self.decode_depth.unwrap_or(self.ctx / 2)
+    }
+}
+
+/// The request's launch settings with no placement yet (for the memory model's KV shapes).
+pub fn request_launch(req: &SolveRequest) -> LaunchConfig {
+    LaunchConfig {
+        model: req.model_path.clone(),
+        ctx: req.ctx,
+        batch: req.batch,
+        ubatch: req.ubatch,
+        n_parallel: Some(req.n_parallel),
+        kv_unified: (req.n_parallel > 1 && req.kv_unified).then_some(true),
+        type_k: req.type_k,
+        type_v: req.type_v,
+        flash_attn: req.flash_attn,
+        op_offload: req.op_offload,
+        fit: false,
+        ..LaunchConfig::default()
+    }
+}
+
+/// Memory kept free per device (MiB), on top of everything the memory model predicts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Margins {
+    pub gpu_mib: Vec<f64>,
+    pub ram_mib: f64,
+}
+
+/// One row of the per-device table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceUse {
+    pub device: DeviceId,
+    pub weights: u64,
+    /// KV cache + recurrent state.
+    pub kv: u64,
+    pub compute: u64,
+    pub overhead: u64,
+    pub cap: u64,
+    pub margin: u64,
+}
+
+impl DeviceUse {
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv + self.compute + self.overhead
+    }
+    /// Cap minus total (negative: over).
+    pub fn free(&self) -> i64 {
+        self.cap as i64 - self.total() as i64
+    }
+}
+
+/// A solved placement with its flags and predictions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Solution {
+    pub placement: Placement,
+    pub launch: LaunchConfig,
+    /// GPUs in order, then the host (CPU) row. Bytes from `memory::predict`.
+    pub devices: Vec<DeviceUse>,
+    /// Predicted decode tokens/s (speed model of docs/solver.md).
+    pub decode_tps: f64,
+    /// Upper bound on prefill tokens/s from streaming CPU weights over PCIe per micro-batch
+    /// (op offload); None when no weight is on the CPU.
+    pub prefill_pcie_tps: Option<f64>,
+    /// Predicted backend hand-offs per generated token.
+    pub splits: u32,
+    pub rounds: usize,
+    pub solve_s: f64,
+    pub warnings: Vec<String>,
+}
+
+/// A request that does not fit, with the smallest changes that do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Infeasible {
+    pub reason: String,
+    pub suggestions: Vec<Suggestion>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Suggestion {
+    /// What to change, in words ("-c 65536 instead of 131072").
+    pub change: String,
+    pub request: Option<SolveRequest>,
+    /// More host RAM needed (MiB), when that is the change.
+    pub more_ram_mib: Option<u64>,
+}
+
+impl std::fmt::Display for Infeasible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.reason)?;
+        for s in &self.suggestions {
+            writeln!(f, "  - {}", s.change)?;
+        }
+        Ok(())
+    }
+}
+
+/// Linear usage per GPU and on the host for a (slot, movable) assignment.
+fn linear_usage(m: &coeffs::LinearModel, slots: &[DeviceId], mov: &[DeviceId]) -> (Vec<f64>, f64) {
+    let g = m.n_gpus;
+    let mut gpu = m.overhead.iter().map(|&o| o as f64).collect::<Vec<_>>();
+    let mut host = (m.input_bytes + m.host_fixed) as f64;
+    let mut used = vec![false; g];
+    for (s, d) in slots.iter().enumerate() {
+        let w = (m.slot_fixed[s] + m.slot_kv[s]) as f64;
+        match d {
+            DeviceId::Gpu(i) => {
+                gpu[*i] += w;
+                used[*i] = true;
+            }
+            DeviceId::Cpu => host += w,
+        }
+    }
+    let mut stage = 0u64;
+    for (mv, d) in m.movable.iter().zip(mov) {
+        match d {
+            DeviceId::Gpu(i) => {
+                gpu[*i] += mv.bytes as f64;
+                if mv.kind == GroupKind::Output {
+                    gpu[*i] += m.compute_logits as f64;
+                }
+            }
+            DeviceId::Cpu => {
+                host += mv.bytes as f64;
+                stage = stage.max(mv.max_tensor);
+            }
+        }
+    }
+    for (s, d) in slots.iter().enumerate() {
+        if *d == DeviceId::Cpu {
+            stage = stage.max(m.slot_fixed_max_tensor[s]);
+        }
+    }
+    for i in 0..g {
+        if used[i] {
+            gpu[i] += m.compute_base as f64;
+        }
+    }
+    if m.op_offload && g > 0 {
+        gpu[0] += stage as f64;
+    }
+    (gpu, host)
+}
+
+/// Predicted seconds per generated token and hand-offs per token.
+fn decode_time(m: &coeffs::LinearModel, slots: &[DeviceId], mov: &[DeviceId]) -> (f64, u32) {
+    let inv = |d: DeviceId| {
+        let bw = match d {
+            DeviceId::Gpu(i) => m.gpu_bw[i],
+            DeviceId::Cpu => m.cpu_bw,
+        };
+        if bw > 0.0 {
+            1.0 / bw
+        } else {
+            1.0
+        }
+    };
+    let mut t = m.per_token_s;
+    for (s, d) in slots.iter().enumerate() {
+        t += (m.slot_fixed_read[s] + m.slot_kv_read[s]) * inv(*d);
+    }
+    let mut off_layer = vec![false; m.n_slots];
+    for (mv, d) in m.movable.iter().zip(mov) {
+        t += mv.read * inv(*d);
+        if *d != slots[mv.slot] {
+            off_layer[mv.slot] = true;
+        }
+    }
+    let mut splits = 2 * off_layer.iter().filter(|&&o| o).count() as u32;
+    splits += slots.windows(2).filter(|w| w[0] != w[1]).count() as u32;
+    t += splits as f64 * m.per_split_s;
+    (t, splits)
+}
+
+fn to_placement(m: &coeffs::LinearModel, r: &ilp::IlpResult) -> Placement {
+    let moved = m
+        .movable
+        .iter()
+        .zip(&r.movable_device)
+        .filter(|(mv, d)| **d != r.slot_device[mv.slot])
+        .map(|(mv, d)| (mv.group, *d))
+        .collect();
+    Placement { layer_device: r.slot_device.clone(), moved }
+}
+
+/// Per-device rows from the exact prediction.
+fn device_rows(p: &Prediction, margins: &Margins) -> Vec<DeviceUse> {
+    let mut rows: Vec<DeviceUse> = p
+        .gpus
+        .iter()
+        .enumerate()
+        .map(|(i, g)| DeviceUse {
+            device: g.device,
+            weights: g.model,
+            kv: g.kv + g.rs,
+            compute: g.compute,
+            overhead: g.overhead,
+            cap: g.cap,
+            margin: from_mib(margins.gpu_mib.get(i).copied().unwrap_or(0.0)),
+        })
+        .collect();
+    let h = &p.host;
+    rows.push(DeviceUse {
+        device: DeviceId::Cpu,
+        weights: h.cpu_mapped + h.cpu_model,
+        kv: h.kv + h.rs,
+        compute: h.compute,
+        overhead: 0,
+        cap: h.cap,
+        margin: from_mib(margins.ram_mib),
+    });
+    rows
+}
+
+/// Bytes by which each device (GPUs, then host) exceeds cap − margin (0 when it fits).
+fn overshoot(rows: &[DeviceUse]) -> Vec<f64> {
+    rows.iter()
+        .map(|r| (r.total() as f64 + r.margin as f64 - r.cap as f64).max(0.0))
+        .collect()
+}
+
+/// Solve one request with one set of margins.
+pub fn solve(
+    anatomy: &Anatomy,
+    host: &Host,
+    req: &SolveRequest,
+    cal: &Calibration,
+    margins: &Margins,
+) -> Result<Solution, Infeasible> {
+    match solve_inner(anatomy, host, req, cal, margins) {
+        Ok(s) => Ok(s),
+        Err(reason) => Err(diagnose(anatomy, host, req, cal, margins, reason)),
+    }
+}
+
+fn solve_inner(
+    anatomy: &Anatomy,
+    host: &Host,
+    req: &SolveRequest,
+    cal: &Calibration,
+    margins: &Margins,
+) -> Result<Solution, String> {
+    let t0 = Instant::now();
+    let mut req = req.clone();
+    req.host_gpus = host.gpus.len();
+    let m = coeffs::build(anatomy, host, &req, cal);
+    let predictor = Predictor::new(anatomy, host, cal);
+    let g = host.gpus.len();
+    let base_budget: Vec<f64> = (0..g)
+        .map(|d| m.gpu_cap[d] as f64 - margins.gpu_mib.get(d).copied().unwrap_or(0.0) * MIB as f64)
+        .collect();
+    let base_ram = m.ram_cap as f64 - margins.ram_mib * MIB as f64;
+    // Correction per device: exact − linear at the last placement (+ overshoot when it failed).
+    let mut corr = vec![0.0; g + 1];
+    let mut best: Option<(f64, Solution)> = None;
+    let mut last_reason = String::new();
+    let mut seen: Vec<Placement> = Vec::new();
+    for round in 1..=MAX_ROUNDS {
+        let budgets = ilp::Budgets {
+            gpu: (0..g).map(|d| base_budget[d] - corr[d]).collect(),
+            ram: base_ram - corr[g],
+        };
+        let r = match ilp::solve(&m, &budgets, ilp::Goal::Speed, req.prefill_weight) {
+            Ok(r) => r,
+            Err(e) => {
+                last_reason = format!("no placement fits ({e})");
+                break;
+            }
+        };
+        let placement = to_placement(&m, &r);
+        if seen.contains(&placement) {
+            break;
+        }
+        seen.push(placement.clone());
+        let launch = crate::emit::flags(anatomy, &placement, &req);
+        let pred = predictor
+            .predict(&launch)
+            .map_err(|e| format!("memory model rejected the emitted flags: {e:#}"))?;
+        let rows = device_rows(&pred, margins);
+        let over = overshoot(&rows);
+        let (lin_gpu, lin_host) = linear_usage(&m, &r.slot_device, &r.movable_device);
+        let exact: Vec<f64> = rows.iter().map(|r| r.total() as f64).collect();
+        let lin: Vec<f64> = lin_gpu.iter().copied().chain([lin_host]).collect();
+        if over.iter().all(|&o| o <= 0.0) {
+            let (t, splits) = decode_time(&m, &r.slot_device, &r.movable_device);
+            let cpu_w = rows[g].weights as f64;
+            let prefill = (cpu_w > 0.0 && m.op_offload)
+                .then(|| m.pcie_bw.map(|bw| m.n_ubatch as f64 * bw / cpu_w))
+                .flatten();
+            let sol = Solution {
+                placement,
+                launch,
+                devices: rows,
+                decode_tps: 1.0 / t,
+                prefill_pcie_tps: prefill,
+                splits,
+                rounds: round,
+                solve_s: 0.0,
+                warnings: pred.warnings.clone(),
+            };
+            if best.as_ref().is_none_or(|(bt, _)| t < *bt - 1e-12) {
+                best = Some((t, sol));
+            }
+            // Correct towards the exact model (may loosen a budget the linear model over-estimates).
+            for i in 0..=g {
+                corr[i] = exact[i] - lin[i];
+            }
+        } else {
+            last_reason = over
+                .iter()
+                .enumerate()
+                .filter(|(_, &o)| o > 0.0)
+                .map(|(i, o)| format!("{} over by {:.0} MiB", rows[i].device, o / MIB as f64))
+                .collect::<Vec<_>>()
+                .join(", ");
+            for i in 0..=g {
+                corr[i] = (exact[i] - lin[i]).max(corr[i] + over[i]);
+            }
+        }
+    }
+    match best {
+        Some((_, mut s)) => {
+            s.solve_s = t0.elapsed().as_secs_f64();
+            Ok(s)
+        }
+        None => Err(if last_reason.is_empty() { "no placement fits".into() } else { last_reason }),
+    }
+}
+
+/// Find the smallest changes that make an infeasible request fit.
+fn diagnose(
+    anatomy: &Anatomy,
+    host: &Host,
+    req: &SolveRequest,
+    cal: &Calibration,
+    margins: &Margins,
+    reason: String,
+) -> Infeasible {
+    let mut suggestions = Vec::new();
+    let fits = |r: &SolveRequest| solve_inner(anatomy, host, r, cal, margins).is_ok();
+    let n_ctx = req.n_ctx(anatomy);
+    // 1. The largest context that fits (multiples of 1024, binary search).
+    let mut lo = 0u32;
+    let mut hi = n_ctx / 1024;
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        let r = SolveRequest { ctx: mid * 1024, ..req.clone() };
+        if fits(&r) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    if lo > 0 {
+        let r = SolveRequest { ctx: lo * 1024, ..req.clone() };
+        suggestions.push(Suggestion {
+            change: format!("-c {} instead of {} (the largest context that fits)", lo * 1024, n_ctx),
+            request: Some(r),
+            more_ram_mib: None,
+        });
+    }
+    // 2. A smaller KV type at the requested context.
+    for t in [GgmlType::Q8_0, GgmlType::Q4_0] {
+        let cur = req.type_k.type_size().unwrap_or(2) as f64 / req.type_k.block_size().unwrap_or(1) as f64;
+        let new = t.type_size().unwrap_or(2) as f64 / t.block_size().unwrap_or(1) as f64;
+        if new >= cur {
+            continue;
+        }
+        let r = SolveRequest { type_k: t, type_v: t, ..req.clone() };
+        if fits(&r) {
+            suggestions.push(Suggestion {
+                change: format!("-ctk {t} -ctv {t} (KV cache in {t} instead of {}) at -c {n_ctx}", req.type_k),
+                request: Some(r),
+                more_ram_mib: None,
+            });
+            break;
+        }
+    }
+    // 3. More host RAM: the fewest bytes that must stay in RAM when the GPUs are full.
+    let mut r2 = req.clone();
+    r2.host_gpus = host.gpus.len();
+    let m = coeffs::build(anatomy, host, &r2, cal);
+    let budgets = ilp::Budgets {
+        gpu: (0..m.n_gpus)
+            .map(|d| m.gpu_cap[d] as f64 - margins.gpu_mib.get(d).copied().unwrap_or(0.0) * MIB as f64)
+            .collect(),
+        ram: f64::INFINITY,
+    };
+    match ilp::solve(&m, &budgets, ilp::Goal::MinHostBytes, 0.0) {
+        Ok(r) => {
+            let (_, host_need) = linear_usage(&m, &r.slot_device, &r.movable_device);
+            let need = host_need + margins.ram_mib * MIB as f64 - m.ram_cap as f64;
+            if need > 0.0 {
+                let more = (need / MIB as f64).ceil() as u64;
+                suggestions.push(Suggestion {
+                    change: format!(
+                        "about {:.1} GiB more host RAM (needs ≈ {:.1} GiB with the GPUs full, has {:.1} GiB usable) at -c {n_ctx}",
+                        more as f64 / 1024.0,
+                        mib(host_need as u64 + from_mib(margins.ram_mib)) / 1024.0,
+                        mib(m.ram_cap) / 1024.0
+                    ),
+                    request: None,
+                    more_ram_mib: Some(more),
+                });
+            }
+        }
+        Err(_) => suggestions.push(Suggestion {
+            change: format!(
+                "a smaller -ub than {}: even with every weight in RAM the GPU compute buffers do not fit",
+                req.ubatch
+            ),
+            request: None,
+            more_ram_mib: None,
+        }),
+    }
+    Infeasible { reason: format!("the request does not fit: {reason}"), suggestions }
+}

@@ -1,0 +1,243 @@
+//! The linear model the integer program optimises: per layer slot and per movable tensor group,
+//! the bytes it occupies on a device, the bytes a generated token reads from it, and the largest
+//! tensor (what op offload stages on GPU 0). KV and compute-buffer terms follow
+//! shared/reference/llamacpp-internals.md §5–§6 (llama.cpp's own rules, cited per function); they
+//! are a *linear estimate* — the solver re-checks every solution with the exact memory model
+//! (`memory::predict`) and corrects its budgets by the difference (see `solver::solve`).
+
+use super::SolveRequest;
+use crate::anatomy::{Anatomy, GroupKind, LayerRef, Role};
+use crate::calibrate::Calibration;
+use crate::host::Host;
+use crate::units::{from_mib, pad};
+
+/// A tensor group that may sit on another device than its layer.
+#[derive(Debug, Clone)]
+pub struct Movable {
+    /// Index into `Anatomy::groups`.
+    pub group: usize,
+    /// Layer slot (0..n_layer, n_layer = output).
+    pub slot: usize,
+    pub kind: GroupKind,
+    pub bytes: u64,
+    /// Bytes read per generated token (routed experts: × n_expert_used / n_expert).
+    pub read: f64,
+    /// Largest tensor: what op offload copies to GPU 0 when the group is on the CPU.
+    pub max_tensor: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LinearModel {
+    pub n_gpus: usize,
+    /// n_layer + 1 (the output layer is the last slot).
+    pub n_slots: usize,
+    /// Weights that always stay with the slot (attention, norms, router, recurrent weights).
+    pub slot_fixed: Vec<u64>,
+    pub slot_fixed_read: Vec<f64>,
+    pub slot_fixed_max_tensor: Vec<u64>,
+    /// KV cache + recurrent state bytes of the slot (follows the layer's device, §4.5).
+    pub slot_kv: Vec<u64>,
+    /// KV bytes read per generated token at the request's decode depth.
+    pub slot_kv_read: Vec<f64>,
+    pub movable: Vec<Movable>,
+    /// token_embd & co. (always CPU) + NextN tensors that llama.cpp skips are not counted.
+    pub input_bytes: u64,
+    /// Compute buffer of a GPU that holds at least one layer (§6.4 without the logits term).
+    pub compute_base: u64,
+    /// Logits term of the compute buffer on the device holding the output layer.
+    pub compute_logits: u64,
+    /// Op offload: CPU weights are staged on GPU 0 during prompt batches ≥ 32 tokens (§4.6).
+    pub op_offload: bool,
+    /// Host-side buffers that do not depend on the placement (CUDA_Host compute, output buffer).
+    pub host_fixed: u64,
+    /// Per GPU: calibrated runtime overhead ("unaccounted" column), bytes.
+    pub overhead: Vec<u64>,
+    /// Per GPU usable bytes; host usable bytes.
+    pub gpu_cap: Vec<u64>,
+    pub ram_cap: u64,
+    /// Effective bandwidths, bytes/s: GPUs then CPU.
+    pub gpu_bw: Vec<f64>,
+    pub cpu_bw: f64,
+    /// Effective host→GPU0 bandwidth for op-offloaded prefill, bytes/s (None: no PCIe figure).
+    pub pcie_bw: Option<f64>,
+    pub per_token_s: f64,
+    pub per_split_s: f64,
+    /// Tokens per prompt micro-batch (`-ub`, capped by `-b` and the context).
+    pub n_ubatch: u64,
+}
+
+/// Context bookkeeping of `src/llama-context.cpp:llama_context::llama_context` (§5.1).
+#[derive(Debug, Clone, Copy)]
+pub struct Cells {
+    /// KV cells per stream.
+    pub kv_size: u64,
+    pub n_stream: u64,
+    pub n_seq: u64,
+    pub n_ubatch: u64,
+}
+
+pub fn cells(anatomy: &Anatomy, req: &SolveRequest) -> Cells {
+    let c = if req.ctx == 0 { anatomy.hp.n_ctx_train } else { req.ctx } as u64;
+    let n_ctx = pad(c.max(1), 256);
+    let n_seq = req.n_parallel.max(1) as u64;
+    let (kv_size, n_stream) = if req.kv_unified || n_seq == 1 {
+        (n_ctx, 1)
+    } else {
+        (pad(n_ctx / n_seq, 256), n_seq)
+    };
+    let n_batch = (req.batch as u64).min(n_ctx);
+    Cells { kv_size, n_stream, n_seq, n_ubatch: (req.ubatch as u64).min(n_batch).max(1) }
+}
+
+/// KV / recurrent-state bytes of layer `il` (llamacpp-internals §5.2–5.4, §5.6;
+/// `src/llama-kv-cache.cpp:llama_kv_cache::llama_kv_cache`, `src/llama-kv-cache-iswa.cpp`,
+/// `src/llama-memory-recurrent.cpp`, `src/llama-hparams.cpp:n_embd_r/n_embd_s`).
+/// Returns (bytes allocated, cells attention reads per token at `depth`).
+pub fn layer_kv(anatomy: &Anatomy, req: &SolveRequest, c: &Cells, il: u32) -> (u64, u64) {
+    let hp = &anatomy.hp;
+    let i = il as usize;
+    if il >= hp.n_layer.saturating_sub(hp.n_nextn) {
+        return (0, 0);
+    }
+    if hp.recurrent_layers.get(i).copied().unwrap_or(false) {
+        let Some(s) = hp.ssm else { return (0, 0) };
+        let r = (s.d_conv.saturating_sub(1) as u64) * (s.d_inner as u64 + 2 * s.n_group as u64 * s.d_state as u64);
+        let st = s.d_state as u64 * s.d_inner as u64;
+        return (4 * (r + st) * c.n_seq, 0);
+    }
+    if !hp.has_kv(il) {
+        return (0, 0);
+    }
+    let swa = hp.swa_layers.get(i).copied().unwrap_or(false) && hp.n_swa > 0;
+    let unified = c.n_stream == 1;
+    let cells_l = if swa {
+        let want = hp.n_swa as u64 * if unified { c.n_seq } else { 1 } + c.n_ubatch;
+        pad(c.kv_size.min(want), 256)
+    } else {
+        c.kv_size
+    };
+    let row = |t: crate::gguf::GgmlType, n: u64| t.row_size(n).unwrap_or(2 * n);
+    let per_cell = if let Some(m) = hp.mla {
+        row(req.type_k, (m.kv_lora_rank + m.rope_dim) as u64)
+    } else {
+        let kv_heads = *hp.n_head_kv.get(i).unwrap_or(&1) as u64;
+        row(req.type_k, hp.head_dim_k as u64 * kv_heads) + row(req.type_v, hp.head_dim_v as u64 * kv_heads)
+    };
+    let depth = req.depth() as u64;
+    let read_cells = depth.min(if swa { hp.n_swa as u64 } else { c.kv_size });
+    (per_cell * cells_l * c.n_stream, per_cell * read_cells)
+}
+
+/// Build the linear model for `req` on `host` with `cal`.
+pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibration) -> LinearModel {
+    let hp = &anatomy.hp;
+    let n_slots = hp.n_layer as usize + 1;
+    let c = cells(anatomy, req);
+    let mut m = LinearModel {
+        n_gpus: host.gpus.len(),
+        n_slots,
+        slot_fixed: vec![0; n_slots],
+        slot_fixed_read: vec![0.0; n_slots],
+        slot_fixed_max_tensor: vec![0; n_slots],
+        slot_kv: vec![0; n_slots],
+        slot_kv_read: vec![0.0; n_slots],
+        movable: Vec::new(),
+        input_bytes: 0,
+        compute_base: 0,
+        compute_logits: 0,
+        op_offload: req.op_offload && c.n_ubatch >= crate::llama::OP_OFFLOAD_MIN_BATCH as u64,
+        host_fixed: 0,
+        overhead: host.gpus.iter().map(|g| from_mib(crate::memory::predict::overhead_mib(cal, &g.model))).collect(),
+        gpu_cap: host.gpus.iter().map(|g| from_mib(g.usable_mib as f64)).collect(),
+        ram_cap: from_mib(host.ram.usable_mib as f64),
+        gpu_bw: host.gpus.iter().map(|g| g.bandwidth_gbs * 1e9 * cal.gpu(&g.model).bandwidth_efficiency).collect(),
+        cpu_bw: host.ram.bandwidth_gbs * 1e9 * cal.speed.cpu_bandwidth_efficiency,
+        pcie_bw: host.gpus.first().map(|g| g.pcie_gbs * 1e9 * cal.speed.pcie_efficiency),
+        per_token_s: cal.speed.per_token_s,
+        per_split_s: cal.speed.per_split_s,
+        n_ubatch: c.n_ubatch,
+    };
+    let routed_r = if hp.n_expert > 0 { hp.n_expert_used as f64 / hp.n_expert as f64 } else { 1.0 };
+    let nextn = |t: usize| anatomy.tensors[t].role == Role::NextN;
+    for (gi, g) in anatomy.groups.iter().enumerate() {
+        let tensors: Vec<usize> = g.tensors.iter().copied().filter(|&t| !nextn(t)).collect();
+        let bytes: u64 = tensors.iter().map(|&t| anatomy.tensors[t].nbytes).sum();
+        let max_tensor = tensors.iter().map(|&t| anatomy.tensors[t].nbytes).max().unwrap_or(0);
+        let slot = match g.layer {
+            LayerRef::Input => {
+                m.input_bytes += bytes;
+                continue;
+            }
+            LayerRef::Block(il) => il as usize,
+            LayerRef::Output => n_slots - 1,
+        };
+        let r = if g.kind.is_routed_experts() { routed_r } else { 1.0 };
+        let movable = matches!(
+            g.kind,
+            GroupKind::DenseFfn
+                | GroupKind::SharedExperts
+                | GroupKind::ExpertsGate
+                | GroupKind::ExpertsUp
+                | GroupKind::ExpertsDown
+                | GroupKind::ExpertsGateUp
+                | GroupKind::Output
+        );
+        if movable && bytes > 0 {
+            m.movable.push(Movable { group: gi, slot, kind: g.kind, bytes, read: r * bytes as f64, max_tensor });
+        } else {
+            m.slot_fixed[slot] += bytes;
+            m.slot_fixed_read[slot] += r * bytes as f64;
+            m.slot_fixed_max_tensor[slot] = m.slot_fixed_max_tensor[slot].max(max_tensor);
+        }
+    }
+    // KV/RS bytes as the memory model allocates them (src/memory/kv.rs, llama.cpp's rules).
+    let base_cfg = super::request_launch(req);
+    let shape = crate::memory::kv::context_shape(&base_cfg, hp);
+    let caches = crate::memory::kv::cache_sizes(&base_cfg, hp, &shape);
+    for il in 0..hp.n_layer {
+        let (_, read_cells_bytes) = layer_kv(anatomy, req, &c, il);
+        let (on_gpu, _) = caches.layers.get(il as usize).copied().unwrap_or_default();
+        m.slot_kv[il as usize] = on_gpu.kv + on_gpu.rs;
+        m.slot_kv_read[il as usize] = read_cells_bytes as f64;
+    }
+    let (base, logits, host_compute) = compute_terms(anatomy, req, &c);
+    m.compute_base = base;
+    m.compute_logits = logits;
+    m.host_fixed = host_compute + 4 * hp.n_vocab as u64 * c.n_seq;
+    m
+}
+
+/// Compute-buffer terms, llamacpp-internals §6.4 ("CUDA0_compute ≈ MASK + 16·n_embd·U + max(…)"),
+/// taken as a sum of the activation maximum and the logits term (an over-estimate by at most the
+/// smaller of the two; the exact check corrects it). Flash attention is assumed on (what `-fa
+/// auto` resolves to on CUDA). Returns (per-GPU base, logits on the output device, CUDA_Host).
+fn compute_terms(anatomy: &Anatomy, req: &SolveRequest, c: &Cells) -> (u64, u64, u64) {
+    let hp = &anatomy.hp;
+    let u = c.n_ubatch;
+    let e = hp.n_embd as u64;
+    let has_swa = hp.swa_layers.iter().any(|&s| s) && hp.n_swa > 0;
+    let full_cells = c.kv_size * c.n_stream;
+    let mut mask = 2 * full_cells * u;
+    if has_swa {
+        let swa_cells = pad(c.kv_size.min(hp.n_swa as u64 * c.n_seq + u), 256);
+        mask += 2 * swa_cells * u;
+    }
+    let n_ff = hp.n_ff.iter().copied().max().unwrap_or(0) as u64;
+    let used = hp.n_expert_used as u64;
+    let ffn = (12 * n_ff * u).max(8 * e * used * u + 12 * hp.n_ff_exp as u64 * used * u);
+    let quant_kv = req.type_k.is_quantized() || req.type_v.is_quantized();
+    let fa_copy = if quant_kv {
+        let kv_dims = match hp.mla {
+            Some(m) => (m.kv_lora_rank + m.rope_dim) as u64,
+            None => (hp.head_dim_k as u64 + hp.head_dim_v as u64) * hp.n_head_kv.iter().copied().max().unwrap_or(1) as u64,
+        };
+        2 * c.kv_size * kv_dims + 4 * e * u
+    } else {
+        0
+    };
+    let base = mask + 16 * e * u + ffn.max(fa_copy);
+    // llama-server caps n_outputs_max at n_parallel (tools/server/server-context.cpp).
+    let outputs = u.min(c.n_seq);
+    let logits = 4 * hp.n_vocab as u64 * outputs;
+    (base, logits, 16 * e * u + mask)
+}
