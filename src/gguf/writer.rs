@@ -154,7 +154,11 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(metadata: &Metadata, tensors: &[TensorInfo], opts: &WriteOptions) -> Result<Layout, GgufError> {
+    fn new(
+        metadata: &Metadata,
+        tensors: &[TensorInfo],
+        opts: &WriteOptions,
+    ) -> Result<Layout, GgufError> {
         let alignment = opts.alignment;
         if alignment == 0 || !alignment.is_power_of_two() || alignment > u32::MAX as u64 {
             return Err(GgufError::Invalid(format!(
@@ -173,7 +177,8 @@ impl Layout {
         // The full file never carries the snapshot key; a header-only file always does.
         md.entries.retain(|(k, _)| k != FILE_SIZE_KEY);
         let full_header = encode_header(&md, &tensors)?;
-        let full_header_len = full_header.len() as u64 + padding(full_header.len() as u64, alignment);
+        let full_header_len =
+            full_header.len() as u64 + padding(full_header.len() as u64, alignment);
         let file_size = full_header_len + data_size;
         let header = match opts.data {
             TensorData::Random { .. } => full_header,
