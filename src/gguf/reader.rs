@@ -1,19 +1,643 @@
-//! GGUF header reader. OWNER: gguf helper. Stub until implemented.
-use super::{GgufError, GgufModel};
-use std::io::Read;
+//! GGUF header reader.
+//!
+//! Follows `ggml/src/gguf.cpp:gguf_init_from_reader` of the llama.cpp tree placer targets, with
+//! two deliberate differences: a tensor type id the table does not know is sized from the
+//! offsets and flagged (llama.cpp refuses the file), and the data section is never read, so a
+//! header-only snapshot reads like the real file.
+//!
+//! Bounded by construction: every count and length is checked against llama.cpp's limits and,
+//! when the stream's size is known, against the bytes that remain, before anything is
+//! allocated; when the size is not known, buffers grow only as bytes actually arrive.
+
+use super::{GgmlType, GgufError, GgufModel, MetaValue, Metadata, Shard, TensorInfo};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
+/// `GGUF_MAX_STRING_LENGTH` (`ggml/src/gguf.cpp`).
+pub const MAX_STRING_LENGTH: u64 = 1024 * 1024 * 1024;
+/// `GGUF_MAX_ARRAY_ELEMENTS` (`ggml/src/gguf.cpp`).
+pub const MAX_ARRAY_ELEMENTS: u64 = 1024 * 1024 * 1024;
+/// `GGML_MAX_DIMS` (`ggml/include/ggml.h`).
+pub const MAX_DIMS: u32 = 4;
+/// `GGML_MAX_NAME` (`ggml/include/ggml.h`): tensor names must be shorter.
+pub const MAX_NAME: u64 = 64;
+/// `GGUF_DEFAULT_ALIGNMENT` (`ggml/include/gguf.h`).
+const DEFAULT_ALIGNMENT: u64 = 32;
+/// Metadata key a header-only snapshot uses for the size of the real file (see writer.rs).
+const FILE_SIZE_KEY: &str = "placer.file_size";
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const ARRAY_TYPE: u32 = 9;
+/// Smallest possible tensor info: name length (8) + n_dims (4) + type (4) + offset (8).
+const MIN_TENSOR_INFO_BYTES: u64 = 24;
+/// Smallest possible KV pair: key length (8) + 1 key byte + type (4) + 1 value byte.
+const MIN_KV_BYTES: u64 = 14;
+/// Strings up to this length are allocated up front even when the stream size is unknown.
+const EAGER_STRING: u64 = 64 * 1024;
+
 /// Read one GGUF header (one shard) from a stream positioned at the file start.
-pub fn read_header<R: Read>(_r: R) -> Result<GgufModel, GgufError> {
-    Err(GgufError::Invalid("reader not implemented yet".into()))
+///
+/// The stream's length is unknown here, so a tensor of unknown type that is the last in the
+/// file can only be sized when the header carries `placer.file_size`; use [`open`] for files.
+pub fn read_header<R: Read>(r: R) -> Result<GgufModel, GgufError> {
+    read_shard(r, None, None)
 }
 
 /// Open a model file; for a split model given any shard, read every shard's header.
-pub fn open(_path: &Path) -> Result<GgufModel, GgufError> {
-    Err(GgufError::Invalid("reader not implemented yet".into()))
+pub fn open(path: &Path) -> Result<GgufModel, GgufError> {
+    let paths = shard_paths(path);
+    let first = read_file(&paths[0])?;
+    let declared = split_count(&first.metadata, &paths[0])?;
+    if declared <= 1 {
+        if paths.len() > 1 {
+            return Err(GgufError::Invalid(format!(
+                "{} is named like shard 1 of {} but its header has no split.count; \
+                 rename it without the -0000k-of-0000n suffix",
+                paths[0].display(),
+                paths.len()
+            )));
+        }
+        return Ok(first);
+    }
+    if paths.len() == 1 {
+        return Err(GgufError::Invalid(format!(
+            "{} declares split.count = {declared} but its name does not end in \
+             -00001-of-{declared:05}.gguf; restore the split file names \
+             (llama.cpp finds the other shards by name)",
+            path.display()
+        )));
+    }
+    if paths.len() != declared as usize {
+        return Err(GgufError::Invalid(format!(
+            "invalid split count: the file name says {} shards, split.count says {declared}",
+            paths.len()
+        )));
+    }
+    merge_shards(first, &paths)
 }
 
 /// All shard paths of a split model given any one of them (a single path for unsplit files).
+///
+/// Pattern `PREFIX-%05d-of-%05d.gguf` with a 1-based index (`src/llama.cpp:llama_split_path`,
+/// `llama_split_prefix`).
 pub fn shard_paths(path: &Path) -> Vec<PathBuf> {
-    vec![path.to_path_buf()]
+    match split_name(path) {
+        Some((prefix, _, count)) if count >= 1 => (1..=count)
+            .map(|k| {
+                let name = format!("{prefix}-{k:05}-of-{count:05}.gguf");
+                path.with_file_name(name)
+            })
+            .collect(),
+        _ => vec![path.to_path_buf()],
+    }
+}
+
+/// (prefix, 1-based index, count) of a split file name, if it follows the pattern.
+fn split_name(path: &Path) -> Option<(String, u32, u32)> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".gguf")?;
+    let (rest, count) = stem.rsplit_once("-of-")?;
+    let (prefix, index) = rest.rsplit_once('-')?;
+    let digits = |s: &str| s.len() >= 5 && s.bytes().all(|b| b.is_ascii_digit());
+    if prefix.is_empty() || !digits(index) || !digits(count) {
+        return None;
+    }
+    let (index, count) = (index.parse().ok()?, count.parse().ok()?);
+    (1..=count)
+        .contains(&index)
+        .then(|| (prefix.to_string(), index, count))
+}
+
+/// `split.count` (u16 in llama.cpp; any integer accepted here), 0 when absent.
+fn split_count(md: &Metadata, path: &Path) -> Result<u32, GgufError> {
+    match md.get("split.count") {
+        None => Ok(0),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| invalid_key(path, "split.count", v)),
+    }
+}
+
+fn invalid_key(path: &Path, key: &str, v: &MetaValue) -> GgufError {
+    GgufError::Invalid(format!(
+        "{}: key {key} has an invalid value {v:?}",
+        path.display()
+    ))
+}
+
+/// Read the other shards and check them like `src/llama-model-loader.cpp:llama_model_loader`:
+/// every shard carries `split.no` equal to its index, tensor names are unique across shards,
+/// and `split.tensors.count` equals the number found.
+fn merge_shards(first: GgufModel, paths: &[PathBuf]) -> Result<GgufModel, GgufError> {
+    let mut model = first;
+    check_split_no(&model.metadata, 0, &paths[0])?;
+    for (idx, path) in paths.iter().enumerate().skip(1) {
+        if !path.exists() {
+            return Err(GgufError::MissingShard(idx as u32 + 1, path.clone()));
+        }
+        let shard = read_file(path)?;
+        check_split_no(&shard.metadata, idx, path)?;
+        model.shards.extend(shard.shards);
+        model.tensors.extend(
+            shard
+                .tensors
+                .into_iter()
+                .map(|t| TensorInfo { shard: idx, ..t }),
+        );
+    }
+    let mut seen = HashSet::new();
+    if let Some(t) = model.tensors.iter().find(|t| !seen.insert(t.name.as_str())) {
+        return Err(GgufError::Invalid(format!(
+            "tensor '{}' appears in more than one shard",
+            t.name
+        )));
+    }
+    if let Some(v) = model.metadata.get("split.tensors.count") {
+        let expected = v
+            .as_u64()
+            .ok_or_else(|| invalid_key(&paths[0], "split.tensors.count", v))?;
+        if expected != model.tensors.len() as u64 {
+            return Err(GgufError::Invalid(format!(
+                "corrupted model: {expected} tensors expected but {} found in {} shards",
+                model.tensors.len(),
+                paths.len()
+            )));
+        }
+    }
+    Ok(model)
+}
+
+fn check_split_no(md: &Metadata, idx: usize, path: &Path) -> Result<(), GgufError> {
+    let v = md.get("split.no").ok_or_else(|| {
+        GgufError::Invalid(format!(
+            "missing key split.no in GGUF split {}",
+            path.display()
+        ))
+    })?;
+    match v.as_u64() {
+        Some(n) if n == idx as u64 => Ok(()),
+        Some(n) => Err(GgufError::Invalid(format!(
+            "invalid split file idx: {n} (file: {}), expected {idx}",
+            path.display()
+        ))),
+        None => Err(invalid_key(path, "split.no", v)),
+    }
+}
+
+/// Read one file's header with a buffered reader; the file's size bounds every allocation.
+fn read_file(path: &Path) -> Result<GgufModel, GgufError> {
+    let io = |source| GgufError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    read_shard(
+        BufReader::with_capacity(1 << 16, file),
+        Some(size),
+        Some(path),
+    )
+}
+
+/// Read one shard. `size`: the stream's total length when known.
+fn read_shard<R: Read>(
+    r: R,
+    size: Option<u64>,
+    path: Option<&Path>,
+) -> Result<GgufModel, GgufError> {
+    let mut c = Cursor {
+        r,
+        pos: 0,
+        size,
+        path,
+    };
+    let version = read_preamble(&mut c)?;
+    let n_tensors = c.count("tensor count", MIN_TENSOR_INFO_BYTES)?;
+    let n_kv = c.count("key-value count", MIN_KV_BYTES)?;
+    let metadata = read_metadata(&mut c, n_kv)?;
+    let alignment = alignment(&metadata)?;
+    let raw = read_tensor_infos(&mut c, n_tensors)?;
+    // gguf_init_from_reader pads to the alignment only when there are tensors.
+    let data_offset = if n_tensors > 0 {
+        pad(c.pos, alignment).ok_or_else(|| overflow("data section offset"))?
+    } else {
+        c.pos
+    };
+    let real_size = metadata.get_u64(FILE_SIZE_KEY).or(size);
+    let data_len = real_size.map(|s| s.saturating_sub(data_offset));
+    let tensors = size_tensors(raw, alignment, data_len)?;
+    let shard = Shard {
+        path: path.map(Path::to_path_buf),
+        version,
+        alignment,
+        data_offset,
+        file_size: size,
+        n_tensors,
+    };
+    Ok(GgufModel {
+        metadata,
+        tensors,
+        shards: vec![shard],
+    })
+}
+
+/// Magic and version (`gguf_init_from_reader`, "file magic" and "header").
+fn read_preamble<R: Read>(c: &mut Cursor<'_, R>) -> Result<u32, GgufError> {
+    let magic: [u8; 4] = c.array("magic")?;
+    if &magic != MAGIC {
+        return Err(GgufError::BadMagic(magic));
+    }
+    let version = c.u32("version")?;
+    // 0, 1, > 3, and the byte-swapped encodings of big-endian files are all refused.
+    if !(2..=3).contains(&version) {
+        return Err(GgufError::UnsupportedVersion(version));
+    }
+    Ok(version)
+}
+
+fn read_metadata<R: Read>(c: &mut Cursor<'_, R>, n_kv: u64) -> Result<Metadata, GgufError> {
+    let mut entries = Vec::with_capacity(c.capacity(n_kv, MIN_KV_BYTES));
+    let mut seen = HashSet::new();
+    for i in 0..n_kv {
+        let key = c.string("metadata key", MAX_STRING_LENGTH)?;
+        if key.is_empty() {
+            return Err(GgufError::Invalid(format!("key {i} is empty")));
+        }
+        if !seen.insert(key.clone()) {
+            return Err(GgufError::Invalid(format!(
+                "duplicate key '{key}' for KV pair {i}"
+            )));
+        }
+        let ty = c.u32("value type")?;
+        let value = if ty == ARRAY_TYPE {
+            read_array(c, &key)?
+        } else {
+            check_type(ty, &key)?;
+            read_value(c, ty, &key)?
+        };
+        entries.push((key, value));
+    }
+    Ok(Metadata { entries })
+}
+
+/// Value types 0..=12 except ARRAY (`enum gguf_type`); anything else fails the load.
+fn check_type(ty: u32, key: &str) -> Result<(), GgufError> {
+    if ty > 12 || ty == ARRAY_TYPE {
+        return Err(GgufError::Invalid(format!(
+            "key '{key}' has invalid GGUF type {ty}"
+        )));
+    }
+    Ok(())
+}
+
+/// Size in bytes of a scalar value type; strings count their 8-byte length prefix.
+fn min_value_bytes(ty: u32) -> u64 {
+    match ty {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4..=6 => 4,
+        _ => 8,
+    }
+}
+
+fn read_array<R: Read>(c: &mut Cursor<'_, R>, key: &str) -> Result<MetaValue, GgufError> {
+    let ty = c.u32("array element type")?;
+    // Nested arrays are refused like llama.cpp (its switch has no ARRAY case for elements).
+    check_type(ty, key)?;
+    let n = c.u64("array length")?;
+    if n > MAX_ARRAY_ELEMENTS {
+        return Err(overflow(&format!("array '{key}' length {n}")));
+    }
+    let need = n
+        .checked_mul(min_value_bytes(ty))
+        .ok_or_else(|| overflow(key))?;
+    c.need(need, &format!("array '{key}'"))?;
+    let mut items = Vec::with_capacity(c.capacity(n, min_value_bytes(ty)));
+    for _ in 0..n {
+        items.push(read_value(c, ty, key)?);
+    }
+    Ok(MetaValue::Array(ty, items))
+}
+
+fn read_value<R: Read>(c: &mut Cursor<'_, R>, ty: u32, key: &str) -> Result<MetaValue, GgufError> {
+    Ok(match ty {
+        0 => MetaValue::U8(u8::from_le_bytes(c.array(key)?)),
+        1 => MetaValue::I8(i8::from_le_bytes(c.array(key)?)),
+        2 => MetaValue::U16(u16::from_le_bytes(c.array(key)?)),
+        3 => MetaValue::I16(i16::from_le_bytes(c.array(key)?)),
+        4 => MetaValue::U32(u32::from_le_bytes(c.array(key)?)),
+        5 => MetaValue::I32(i32::from_le_bytes(c.array(key)?)),
+        6 => MetaValue::F32(f32::from_le_bytes(c.array(key)?)),
+        // gguf_reader::read(bool&): an int8, any non-zero value is true.
+        7 => MetaValue::Bool(i8::from_le_bytes(c.array(key)?) != 0),
+        8 => MetaValue::Str(c.string(key, MAX_STRING_LENGTH)?),
+        10 => MetaValue::U64(u64::from_le_bytes(c.array(key)?)),
+        11 => MetaValue::I64(i64::from_le_bytes(c.array(key)?)),
+        12 => MetaValue::F64(f64::from_le_bytes(c.array(key)?)),
+        _ => {
+            return Err(GgufError::Invalid(format!(
+                "key '{key}' has invalid GGUF type {ty}"
+            )))
+        }
+    })
+}
+
+/// `general.alignment`: must be a u32 power of two; default 32.
+fn alignment(md: &Metadata) -> Result<u64, GgufError> {
+    let a = match md.get("general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some(MetaValue::U32(a)) => *a as u64,
+        Some(v) => {
+            return Err(GgufError::Invalid(format!(
+                "key 'general.alignment' must be of type u32 but is type {}",
+                v.type_id()
+            )))
+        }
+    };
+    if !a.is_power_of_two() {
+        return Err(GgufError::Invalid(format!(
+            "alignment {a} is not a power of 2"
+        )));
+    }
+    Ok(a)
+}
+
+/// A tensor info as stored, before sizing.
+struct RawTensor {
+    name: String,
+    dims: Vec<u64>,
+    ggml_type: GgmlType,
+    offset: u64,
+}
+
+fn read_tensor_infos<R: Read>(c: &mut Cursor<'_, R>, n: u64) -> Result<Vec<RawTensor>, GgufError> {
+    let mut out = Vec::with_capacity(c.capacity(n, MIN_TENSOR_INFO_BYTES));
+    let mut seen = HashSet::new();
+    for i in 0..n {
+        let t = read_tensor_info(c, i)?;
+        if !seen.insert(t.name.clone()) {
+            return Err(GgufError::Invalid(format!(
+                "duplicate tensor name '{}' for tensor {i}",
+                t.name
+            )));
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
+fn read_tensor_info<R: Read>(c: &mut Cursor<'_, R>, i: u64) -> Result<RawTensor, GgufError> {
+    let name = c
+        .string(&format!("name of tensor {i}"), MAX_NAME - 1)
+        .map_err(|e| match e {
+            GgufError::Overflow(_) => GgufError::Invalid(format!(
+                "tensor name {i} is too long (GGML_MAX_NAME is {MAX_NAME})"
+            )),
+            other => other,
+        })?;
+    let n_dims = c.u32("n_dims")?;
+    if n_dims > MAX_DIMS {
+        return Err(GgufError::Invalid(format!(
+            "tensor '{name}' has invalid number of dimensions: {n_dims} > {MAX_DIMS}"
+        )));
+    }
+    let mut dims = Vec::with_capacity(n_dims as usize);
+    for j in 0..n_dims {
+        let ne = c.i64("tensor dimension")?;
+        let ne = u64::try_from(ne).map_err(|_| {
+            GgufError::Invalid(format!(
+                "tensor '{name}' dimension {j} has invalid number of elements: {ne} < 0"
+            ))
+        })?;
+        dims.push(ne);
+    }
+    // ggml_nelements must fit an int64_t.
+    dims.iter()
+        .try_fold(1i64, |acc, &d| acc.checked_mul(i64::try_from(d).ok()?))
+        .ok_or_else(|| overflow(&format!("element count of tensor '{name}' {dims:?}")))?;
+    let ggml_type = GgmlType(c.u32("tensor type")?);
+    let offset = c.u64("tensor offset")?;
+    Ok(RawTensor {
+        name,
+        dims,
+        ggml_type,
+        offset,
+    })
+}
+
+/// `ggml_nbytes` per tensor, and llama.cpp's strict contiguity check: tensor i starts at
+/// Σ_{j<i} GGML_PAD(nbytes_j, alignment). A tensor of unknown type takes the span up to the next
+/// tensor's offset (or to the end of the data section for the last one) and is flagged.
+fn size_tensors(
+    raw: Vec<RawTensor>,
+    alignment: u64,
+    data_len: Option<u64>,
+) -> Result<Vec<TensorInfo>, GgufError> {
+    let next_offsets: Vec<Option<u64>> = raw
+        .iter()
+        .skip(1)
+        .map(|t| Some(t.offset))
+        .chain([None])
+        .collect();
+    let mut expected = 0u64;
+    let mut out = Vec::with_capacity(raw.len());
+    for (t, next) in raw.into_iter().zip(next_offsets) {
+        if t.offset != expected {
+            return Err(GgufError::Invalid(format!(
+                "tensor '{}' has offset {}, expected {expected}",
+                t.name, t.offset
+            )));
+        }
+        let (nbytes, from_offsets) = match known_nbytes(&t)? {
+            Some(n) => (n, false),
+            None => (span_from_offsets(&t, next, data_len)?, true),
+        };
+        let padded = if from_offsets {
+            Some(nbytes)
+        } else {
+            pad(nbytes, alignment)
+        };
+        expected = padded
+            .and_then(|p| expected.checked_add(p))
+            .ok_or_else(|| overflow(&format!("data section size at tensor '{}'", t.name)))?;
+        out.push(TensorInfo {
+            name: t.name,
+            dims: t.dims,
+            ggml_type: t.ggml_type,
+            offset: t.offset,
+            nbytes,
+            size_from_offsets: from_offsets,
+            shard: 0,
+        });
+    }
+    Ok(out)
+}
+
+/// `ggml_nbytes` from the type table; `None` when the type id is not known.
+fn known_nbytes(t: &RawTensor) -> Result<Option<u64>, GgufError> {
+    let Some(block) = t.ggml_type.block_size() else {
+        return Ok(None);
+    };
+    let ne0 = t.dims.first().copied().unwrap_or(1);
+    if ne0 % block != 0 {
+        return Err(GgufError::Invalid(format!(
+            "tensor '{}' of type {} has {ne0} elements per row, not a multiple of block size ({block})",
+            t.name, t.ggml_type
+        )));
+    }
+    t.ggml_type.nbytes(&t.dims).map(Some).ok_or_else(|| {
+        overflow(&format!(
+            "size in bytes of tensor '{}' {:?}",
+            t.name, t.dims
+        ))
+    })
+}
+
+fn span_from_offsets(
+    t: &RawTensor,
+    next: Option<u64>,
+    data_len: Option<u64>,
+) -> Result<u64, GgufError> {
+    let end = next.or(data_len).ok_or_else(|| {
+        GgufError::Invalid(format!(
+            "tensor '{}' has type id {} which placer does not know, and it is the last tensor of a \
+             stream of unknown size: open the file by path so its size can be taken from the offsets",
+            t.name, t.ggml_type.0
+        ))
+    })?;
+    end.checked_sub(t.offset).ok_or_else(|| {
+        GgufError::Invalid(format!(
+            "tensor '{}' (unknown type id {}) starts at data offset {} past the end {end}",
+            t.name, t.ggml_type.0, t.offset
+        ))
+    })
+}
+
+/// `GGML_PAD` with overflow checking.
+fn pad(n: u64, align: u64) -> Option<u64> {
+    Some(n.checked_add(align - 1)? / align * align)
+}
+
+fn overflow(what: &str) -> GgufError {
+    GgufError::Overflow(what.to_string())
+}
+
+/// A little-endian reader that knows its position and, when given, the stream's size.
+struct Cursor<'p, R> {
+    r: R,
+    pos: u64,
+    size: Option<u64>,
+    path: Option<&'p Path>,
+}
+
+impl<R: Read> Cursor<'_, R> {
+    fn remaining(&self) -> Option<u64> {
+        self.size.map(|s| s.saturating_sub(self.pos))
+    }
+
+    /// Fail early (before allocating) when the stream is known to be too short.
+    fn need(&self, n: u64, what: &str) -> Result<(), GgufError> {
+        match self.remaining() {
+            Some(rem) if rem < n => Err(self.truncated(what, n)),
+            _ => Ok(()),
+        }
+    }
+
+    /// How many items to reserve room for: all of them when the bytes are known to be there,
+    /// else a small number (the vector then grows only as items are actually read).
+    fn capacity(&self, n: u64, min_bytes: u64) -> usize {
+        let cap = match self.remaining() {
+            Some(rem) => n.min(rem / min_bytes.max(1)),
+            None => n.min(1024),
+        };
+        cap as usize
+    }
+
+    fn truncated(&self, what: &str, needed: u64) -> GgufError {
+        GgufError::Truncated {
+            what: what.to_string(),
+            offset: self.pos,
+            needed,
+        }
+    }
+
+    fn io_err(&self, e: std::io::Error, what: &str, needed: u64) -> GgufError {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            return self.truncated(what, needed);
+        }
+        GgufError::Io {
+            path: self.path.map(Path::to_path_buf).unwrap_or_default(),
+            source: e,
+        }
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], GgufError> {
+        let mut buf = [0u8; N];
+        self.need(N as u64, what)?;
+        self.r
+            .read_exact(&mut buf)
+            .map_err(|e| self.io_err(e, what, N as u64))?;
+        self.pos += N as u64;
+        Ok(buf)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, GgufError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, GgufError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn i64(&mut self, what: &str) -> Result<i64, GgufError> {
+        Ok(i64::from_le_bytes(self.array(what)?))
+    }
+
+    /// An int64 count (n_tensors, n_kv): negative is an overflow, and when the stream size is
+    /// known each item must fit in what remains.
+    fn count(&mut self, what: &str, min_bytes: u64) -> Result<u64, GgufError> {
+        let n = self.i64(what)?;
+        let n = u64::try_from(n).map_err(|_| overflow(&format!("{what} {n} is negative")))?;
+        let need = n
+            .checked_mul(min_bytes)
+            .ok_or_else(|| overflow(&format!("{what} {n}")))?;
+        self.need(need, what)?;
+        Ok(n)
+    }
+
+    /// A uint64-length-prefixed string, at most `max` bytes.
+    fn string(&mut self, what: &str, max: u64) -> Result<String, GgufError> {
+        let len = self.u64(what)?;
+        if len > max {
+            return Err(overflow(&format!(
+                "{what}: string length {len} exceeds maximum {max}"
+            )));
+        }
+        self.need(len, what)?;
+        let bytes = if len <= EAGER_STRING || self.size.is_some() {
+            let mut buf = vec![0u8; len as usize];
+            self.r
+                .read_exact(&mut buf)
+                .map_err(|e| self.io_err(e, what, len))?;
+            buf
+        } else {
+            // Unknown stream size: let the buffer grow only with bytes that really arrive.
+            let mut buf = Vec::new();
+            (&mut self.r)
+                .take(len)
+                .read_to_end(&mut buf)
+                .map_err(|e| self.io_err(e, what, len))?;
+            if (buf.len() as u64) < len {
+                return Err(self.truncated(what, len));
+            }
+            buf
+        };
+        self.pos += len;
+        // llama.cpp keeps raw bytes (std::string); invalid UTF-8 is kept lossily here.
+        Ok(String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    }
 }
