@@ -27,7 +27,25 @@ pub struct Entry {
     pub notes: Vec<String>,
     pub source: Source,
     pub published_size: PublishedSize,
+    /// Published sizes of the same model in other file types (or of a model with the same
+    /// tensor shapes), each compared with a synthesis in that type.
+    #[serde(default)]
+    pub checks: Vec<SizeCheck>,
     pub hparams: Hparams,
+}
+
+/// A published size of this architecture in some file type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeCheck {
+    pub quant: Quant,
+    pub file: String,
+    pub bytes: u64,
+    pub text: String,
+    pub rounding_bytes: u64,
+    pub url: String,
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Where the real model comes from.

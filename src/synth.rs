@@ -308,7 +308,9 @@ pub fn arch_metadata(h: &Hparams, quant: Quant, display_name: &str) -> Metadata 
             }
             if h.arch == Arch::Llama {
                 put("vocab_size", u32v(h.n_vocab));
-                put("rope.dimension_count", u32v(h.rope_dim().unwrap_or(hd)));
+                if h.n_rot.is_none() {
+                    put("rope.dimension_count", u32v(hd));
+                }
             }
         }
     }

@@ -7,6 +7,7 @@ use crate::catalog;
 use crate::gguf::{self, TensorData, WriteOptions};
 use crate::synth::{self, Quant};
 use anyhow::{bail, Context, Result};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -90,7 +91,10 @@ pub fn run(args: Args) -> Result<()> {
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     let written = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
-    println!(
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = writeln!(
+        out,
         "{}: {} {} — {} tensors, tensor data {} bytes, full file {} bytes",
         output.display(),
         entry.id,
@@ -99,7 +103,8 @@ pub fn run(args: Args) -> Result<()> {
         model.tensors.iter().map(|t| t.nbytes).sum::<u64>(),
         full_size
     );
-    println!(
+    let _ = writeln!(
+        out,
         "wrote {written} bytes in {secs:.2} s ({:.2} GB/s)",
         written as f64 / secs.max(1e-9) / 1e9
     );
