@@ -43,6 +43,8 @@ trap stop_ballast EXIT
 # start_ballast HOST -> sets BALLAST_FREE (comma list of MiB the driver reports free per physical GPU)
 start_ballast() {
   local host=$1 kind=${1%%:*} list=${1#*:}
+  local slow=""
+  if [[ "$list" == *+slow ]]; then slow=1; list=${list%+slow}; fi
   IFS=, read -r -a T <<< "$list"
   local targets=()
   if [ "$kind" = emul ]; then
@@ -53,6 +55,13 @@ start_ballast() {
   fi
   stop_ballast
   local i=0 ready=()
+  if [ -n "$slow" ]; then
+    # a copy-streaming process on GPU 0 (testbed/slowdown.py), started first so the ballast counts its memory
+    rm -f "$WORK/slow.ready"
+    CUDA_VISIBLE_DEVICES=0 python3 "$REPO/testbed/slowdown.py" "$WORK/slow.ready" >> "$WORK/ballast.log" 2>&1 &
+    BALLAST_PIDS+=($!)
+    for _ in $(seq 1 60); do [ -s "$WORK/slow.ready" ] && break; sleep 0.5; done
+  fi
   for t in "${targets[@]}"; do
     rm -f "$WORK/ballast.$i"
     CUDA_VISIBLE_DEVICES=$i python3 "$REPO/testbed/ballast.py" "$t" "$WORK/ballast.$i" >> "$WORK/ballast.log" 2>&1 &
@@ -117,7 +126,7 @@ while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags; do
   mpath=$MODELS/$model.gguf
   wait_dryruns
   [ "$BALLAST_HOST" = "$host" ] || start_ballast "$host"
-  kind=${host%%:*}; IFS=, read -r -a T <<< "${host#*:}"
+  kind=${host%%:*}; hl=${host#*:}; IFS=, read -r -a T <<< "${hl%+slow}"
   envs=(); emul_flags=""
   if [ "$kind" = emul ]; then
     envs=(GGML_CUDA_DEVICES=${#T[@]})
