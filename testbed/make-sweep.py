@@ -9,7 +9,7 @@ the matching GGML_CUDA_DEVICES. MODEL is replaced by the model path on the devic
 import sys
 
 model, kind = sys.argv[1], sys.argv[2]
-CTX = [4096, 16384, 32768, 65536, 131072]
+CTX = [4096, 32768, 131072]
 UB = [512, 2048]
 KV = ["f16", "q8_0"]
 if kind == "moe":

@@ -117,7 +117,7 @@ def scenario_table(name, runs, placer):
             rp = f"{meas['prefill_tps'] / fit['measured']['prefill_tps']:.2f}×"
         if fit and status(m) == "ok" and meas.get("decode_tps") and fit["measured"].get("decode_tps"):
             rd = f"{meas['decode_tps'] / fit['measured']['decode_tps']:.2f}×"
-        flags = " ".join(m.get("flags", [])) or "(none)"
+        flags = (" ".join(m.get("flags", [])) or "(none)").replace("|", "\\|")
         lines.append(f"| {m['placement']} | {status(m)} | {fmt(meas.get('prefill_tps'))} | {fmt(meas.get('decode_tps'), 2)} "
                      f"| {rp} | {rd} | {mem_cell(m)} | `{flags}` |")
     lines.append("")

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Expand testbed/matrix/scenarios.tsv into a run matrix for testbed/run-matrix.sh.
+
+usage: make-matrix.py -o testbed/matrix/call2.tsv [--scenarios a,b] [--placer target/debug/placer]
+Placements: fit (`--fit on`, nothing else), cpu-moe (`--cpu-moe`), hand (testbed/matrix/hand.tsv),
+placer-aggressive / placer-moderate (`placer solve MODEL --host H --ctx C --json`, flags taken as
+placer emits them, minus -m/-c which the runner sets). Predictions placer printed are kept in
+<output>.predictions.json, keyed by run id, for the report.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNNER_SETS = {"-m", "--model", "-c", "--ctx-size"}
+
+
+def rows(path):
+    for line in open(path):
+        if line.strip() and not line.startswith("#"):
+            yield line.rstrip("\n").split("\t")
+
+
+def strip_runner_flags(argv):
+    """Drop the program name and the flags the runner sets itself (-m, -c)."""
+    out, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if i == 0 and not a.startswith("-"):
+            continue
+        if a in RUNNER_SETS:
+            skip = True
+            continue
+        out.append(a.replace('"', "").replace("'", ""))
+    return out
+
+
+def placer_flags(placer, model, host, ctx, profile):
+    cmd = [placer, "solve", model, "--host", host, "--ctx", str(ctx), "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip()[:500]}")
+    j = json.loads(r.stdout)
+    prof = find_profile(j, profile)
+    argv = prof.get("argv") or prof.get("flags") or prof.get("command")
+    if isinstance(argv, str):
+        argv = argv.split()
+    return strip_runner_flags(argv), prof, cmd
+
+
+def find_profile(j, name):
+    profs = j.get("profiles", j) if isinstance(j, dict) else j
+    if isinstance(profs, dict):
+        if name in profs:
+            return profs[name]
+        profs = list(profs.values())
+    for p in profs:
+        if isinstance(p, dict) and (p.get("profile") == name or p.get("name") == name):
+            return p
+    raise KeyError(f"profile {name} not in placer solve --json output")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--scenarios")
+    ap.add_argument("--placer", default=os.path.join(HERE, "..", "target", "debug", "placer"))
+    a = ap.parse_args()
+    want = a.scenarios.split(",") if a.scenarios else None
+    hand = {r[0]: r[1] for r in rows(os.path.join(HERE, "matrix", "hand.tsv"))}
+    out, preds, problems = [], {}, []
+    scen = {r[0]: r for r in rows(os.path.join(HERE, "matrix", "scenarios.tsv"))}
+    for name in (want or list(scen)):
+        s, model, host, solve_host, ctx, prompt, gen, placements = scen[name]
+        for pl in placements.split(","):
+            run_id = f"{s}--{pl}"
+            if pl == "fit":
+                flags = ["--fit", "on"]
+            elif pl == "cpu-moe":
+                flags = ["--cpu-moe"]
+            elif pl == "defaults":
+                flags = []
+            elif pl == "hand":
+                flags = hand[s].split()
+            elif pl.startswith("placer-"):
+                try:
+                    flags, prof, cmd = placer_flags(a.placer, model, solve_host, ctx, pl.split("-", 1)[1])
+                    preds[run_id] = {"command": cmd, "profile": prof}
+                except (RuntimeError, KeyError, ValueError, OSError, subprocess.TimeoutExpired) as e:
+                    problems.append(f"{run_id}: {e}")
+                    continue
+            else:
+                problems.append(f"{run_id}: unknown placement")
+                continue
+            out.append("\t".join([run_id, model, host, ctx, prompt, gen, pl, " ".join(flags)]))
+    with open(a.output, "w") as fh:
+        fh.write("# run_id\tmodel\thost\tctx\tprompt\tgen\tplacement\tflags (testbed/make-matrix.py)\n")
+        fh.write("\n".join(out) + "\n")
+    with open(a.output + ".predictions.json", "w") as fh:
+        json.dump(preds, fh, indent=1)
+    print(f"{len(out)} runs -> {a.output}")
+    for p in problems:
+        print("NOT IN MATRIX:", p, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
