@@ -2,11 +2,15 @@
 //! assigned to a layer, a role and a `TensorGroup` (the unit a placement decision moves).
 
 mod build;
+mod hparams;
+pub mod kv;
+mod roles;
 
 use crate::gguf::GgmlType;
 use serde::{Deserialize, Serialize};
 
-pub use build::from_gguf;
+pub use build::{file_type_name, from_gguf};
+pub use hparams::MAX_LAYERS;
 
 /// Which llama.cpp "layer" a tensor belongs to for `-ngl` purposes (`llm_tensor_info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
