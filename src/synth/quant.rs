@@ -267,7 +267,7 @@ fn get_type_impl(
     if cat == Category::Output {
         let nx = t.dims[0];
         let qk_k = new_type.block_size().unwrap_or(1);
-        if quant == Quant::Mxfp4Moe || nx % qk_k != 0 {
+        if quant == Quant::Mxfp4Moe || !nx.is_multiple_of(qk_k) {
             return GgmlType::Q8_0;
         }
         if new_type != GgmlType::Q8_0 {
@@ -325,7 +325,7 @@ fn get_type_impl(
 fn fallback(t: &SynthTensor, target: GgmlType) -> GgmlType {
     let ncols = t.dims[0];
     let blck = target.block_size().unwrap_or(1);
-    if ncols % blck == 0 {
+    if ncols.is_multiple_of(blck) {
         return target;
     }
     let ret = match target {
@@ -335,7 +335,7 @@ fn fallback(t: &SynthTensor, target: GgmlType) -> GgmlType {
         GgmlType::Q6_K => GgmlType::Q8_0,
         other => other,
     };
-    if ncols % ret.block_size().unwrap_or(1) != 0 {
+    if !ncols.is_multiple_of(ret.block_size().unwrap_or(1)) {
         GgmlType::F16
     } else {
         ret

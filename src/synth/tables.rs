@@ -173,8 +173,8 @@ fn gpt_oss_layer(t: &mut Table, h: &Hparams, il: u32) -> Result<(), String> {
 fn qwen3next_layer(t: &mut Table, h: &Hparams, il: u32) -> Result<(), String> {
     let e = h.n_embd;
     let hd = h.head_dim()?;
-    let interval = h.full_attention_interval.unwrap_or(4) as u32;
-    let recurrent = (il + 1) % interval != 0;
+    let interval = h.full_attention_interval.unwrap_or(4).max(1) as u32;
+    let recurrent = !(il + 1).is_multiple_of(interval);
     t.blk(il, "attn_norm.weight", &[e]);
     t.blk(il, "post_attention_norm.weight", &[e]);
     if !recurrent {
