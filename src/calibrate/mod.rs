@@ -26,6 +26,9 @@ pub struct SpeedConstants {
     pub per_split_s: f64,
     /// Effective host→device bandwidth for op-offloaded weights during prefill, GB/s.
     pub pcie_efficiency: f64,
+    /// Prefill cost per prompt token beyond streaming CPU weights over PCIe, seconds.
+    #[serde(default)]
+    pub prefill_per_token_s: f64,
 }
 
 /// Compute-buffer coefficients (bytes) for terms llama.cpp's graph leaves to measurement.
@@ -53,12 +56,90 @@ pub struct Calibration {
     pub speed: SpeedConstants,
     pub compute: ComputeConstants,
     pub margins: Margins,
+    /// Extra margin on one device of one host after an OOM there (learned from OOM logs), so
+    /// that the profile that failed is not proposed again.
+    #[serde(default)]
+    pub device_margins: Vec<DeviceMargin>,
+    /// Where each value came from (fitted from N points, or a prior and its source).
+    #[serde(default)]
+    pub provenance: std::collections::BTreeMap<String, String>,
 }
+
+/// An OOM-learned margin for one device of one host (`host` = `Host::name`, `device` = CUDA1…).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceMargin {
+    pub host: String,
+    pub device: String,
+    pub extra_mib: f64,
+    /// The run (log) that raised it.
+    #[serde(default)]
+    pub from: String,
+}
+
+pub mod fit;
+pub mod records;
+pub mod run;
 
 impl Calibration {
     /// The calibration shipped in data/calibration.toml.
     pub fn shipped() -> Calibration {
         toml::from_str(include_str!("../../data/calibration.toml")).expect("shipped calibration parses")
+    }
+
+    /// The user's calibration (`placer calibrate` on their own runs) when present, else the
+    /// shipped one. A user file that does not parse is reported on stderr and ignored.
+    pub fn load() -> Calibration {
+        if let Some(p) = Self::user_path().filter(|p| p.is_file()) {
+            match Self::from_file(&p) {
+                Ok(c) => return c,
+                Err(e) => eprintln!("warning: {e:#}; using the shipped calibration"),
+            }
+        }
+        Self::shipped()
+    }
+
+    /// `$PLACER_CALIBRATION`, else `$XDG_CONFIG_HOME/placer/calibration.toml`, else
+    /// `~/.config/placer/calibration.toml`.
+    pub fn user_path() -> Option<std::path::PathBuf> {
+        if let Some(p) = std::env::var_os("PLACER_CALIBRATION") {
+            return Some(p.into());
+        }
+        let base = std::env::var_os("XDG_CONFIG_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))?;
+        Some(base.join("placer").join("calibration.toml"))
+    }
+
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Calibration> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read calibration {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("calibration {} does not parse ({e}); rerun `placer calibrate LOGS --out {}`", path.display(), path.display())
+        })
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("calibration serializes")
+    }
+
+    /// Margin (MiB) to keep free on each GPU of `host` for a profile: the profile's margin plus
+    /// what OOMs taught about that GPU model and that very device.
+    pub fn gpu_margins_mib(&self, aggressive: bool, host: &crate::host::Host) -> Vec<f64> {
+        let base = if aggressive { self.margins.aggressive_mib } else { self.margins.moderate_mib };
+        host.gpus
+            .iter()
+            .enumerate()
+            .map(|(i, g)| base + self.gpu(&g.model).oom_margin_mib + self.device_extra_mib(&host.name, &format!("CUDA{i}")))
+            .collect()
+    }
+
+    /// OOM-learned extra margin for one device of one host.
+    pub fn device_extra_mib(&self, host: &str, device: &str) -> f64 {
+        self.device_margins
+            .iter()
+            .filter(|m| m.host == host && m.device == device)
+            .map(|m| m.extra_mib)
+            .fold(0.0, f64::max)
     }
 
     pub fn gpu(&self, model: &str) -> GpuCalibration {

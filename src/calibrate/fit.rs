@@ -1,0 +1,452 @@
+//! Fitting what the memory and speed models leave open, from run records (records.rs).
+//!
+//! * per-GPU overhead ("unaccounted": CUDA context, cuBLAS, pool) = median over runs of
+//!   free-before-start − free-at-exit − llama.cpp's own buffers (runs with a known baseline);
+//! * compute buffers: `measured − c0 = moe_scale·(c1 − c0) + fixed` by least squares, where
+//!   c1 / c0 are the memory model's prediction with the MoE term on / off (memory/compute.rs);
+//! * decode: seconds per token = per_token + Σ_gpu-model (1/η_m)·Σ bytes_d/BW_d + (1/η_cpu)·
+//!   bytes_cpu/BW_ram + per_split·splits_tg, non-negative least squares (exact NNLS by
+//!   enumerating active sets: at most 6 unknowns);
+//! * prefill: seconds per prompt token = prefill_per_token + (1/η_pcie)·(CPU weight bytes
+//!   streamed per ubatch / PCIe spec / ubatch), NNLS;
+//! * margins from the distribution of the per-device memory error after the fit, and an extra
+//!   margin on a device that logged an OOM.
+//!
+//! Every fit refuses (keeps the incoming value, says how many points it needs) below its minimum.
+
+use super::records::{device_predicted, Record, SpeedFeatures};
+use super::{Calibration, DeviceMargin, GpuCalibration};
+use crate::memory::{self, Prediction};
+use std::collections::BTreeMap;
+
+pub const MIN_OVERHEAD_POINTS: usize = 3;
+pub const MIN_COMPUTE_POINTS: usize = 4;
+pub const MIN_MARGIN_POINTS: usize = 5;
+/// Decode and prefill fits need at least this many runs more than unknowns.
+pub const MIN_EXTRA_SPEED_POINTS: usize = 2;
+/// The accuracy the project asks of memory predictions (max(128 MiB, 1.5 %)); used as the
+/// quantum added to learned margins.
+pub const MEMORY_TOLERANCE_MIB: f64 = 128.0;
+/// llama.cpp's `--fit-target` default (common/common.h), the floor of the moderate margin.
+pub const FIT_TARGET_MIB: f64 = crate::llama::FIT_TARGET_MIB as f64;
+
+#[derive(Debug, Clone, Default)]
+pub struct FitReport {
+    pub lines: Vec<String>,
+}
+
+impl FitReport {
+    fn say(&mut self, s: impl Into<String>) {
+        self.lines.push(s.into());
+    }
+}
+
+/// Least squares on a small dense system (normal equations, Gaussian elimination with pivoting).
+pub fn least_squares(x: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
+    let p = x.first()?.len();
+    let mut a = vec![vec![0.0; p + 1]; p];
+    for (row, &yi) in x.iter().zip(y) {
+        for i in 0..p {
+            for j in 0..p {
+                a[i][j] += row[i] * row[j];
+            }
+            a[i][p] += row[i] * yi;
+        }
+    }
+    for c in 0..p {
+        let piv = (c..p).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
+        if a[piv][c].abs() < 1e-300 {
+            return None;
+        }
+        a.swap(c, piv);
+        for r in 0..p {
+            if r != c {
+                let f = a[r][c] / a[c][c];
+                for k in c..=p {
+                    a[r][k] -= f * a[c][k];
+                }
+            }
+        }
+    }
+    Some((0..p).map(|i| a[i][p] / a[i][i]).collect())
+}
+
+/// Non-negative least squares, exact for few unknowns: the best unconstrained fit over every
+/// subset of columns whose solution is non-negative (the NNLS optimum is one of them).
+pub fn nnls(x: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
+    let p = x.first()?.len();
+    assert!(p <= 12, "nnls by enumeration is for small systems");
+    let mut best: Option<(f64, Vec<f64>)> = None;
+    for mask in 0u32..(1 << p) {
+        let cols: Vec<usize> = (0..p).filter(|i| mask & (1 << i) != 0).collect();
+        let theta_sub = if cols.is_empty() {
+            Some(Vec::new())
+        } else {
+            let xs: Vec<Vec<f64>> = x.iter().map(|r| cols.iter().map(|&c| r[c]).collect()).collect();
+            least_squares(&xs, y)
+        };
+        let Some(ts) = theta_sub else { continue };
+        if ts.iter().any(|t| *t < 0.0 || !t.is_finite()) {
+            continue;
+        }
+        let mut theta = vec![0.0; p];
+        for (c, t) in cols.iter().zip(ts) {
+            theta[*c] = t;
+        }
+        let sse: f64 = x.iter().zip(y).map(|(r, yi)| (dot(r, &theta) - yi).powi(2)).sum();
+        if best.as_ref().is_none_or(|(b, _)| sse < *b) {
+            best = Some((sse, theta));
+        }
+    }
+    best.map(|(_, t)| t)
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Linear-interpolated percentile (q in 0..=1) of `v`; NaN for an empty slice.
+pub fn percentile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let pos = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+}
+
+/// Re-run the memory model for a record under another calibration.
+pub fn repredict(r: &Record, cal: &Calibration) -> Option<Prediction> {
+    memory::predict(r.anatomy.as_ref()?, r.launch.as_ref()?, r.host.as_ref()?, cal).ok()
+}
+
+/// A run whose measured memory is complete: started, not OOM, breakdown at exit.
+fn complete(r: &Record) -> bool {
+    r.input.log.oom.is_empty() && !r.input.log.truncated && r.prediction.is_some()
+}
+
+/// Predicted decode tokens/s for a run's features under a calibration.
+pub fn decode_tps(cal: &Calibration, f: &SpeedFeatures) -> Option<f64> {
+    let mut t = cal.speed.per_token_s + cal.speed.per_split_s * f.splits;
+    for (model, s) in &f.gpu_s {
+        let eta = cal.gpu(model).bandwidth_efficiency;
+        if eta <= 0.0 {
+            return None;
+        }
+        t += s / eta;
+    }
+    if f.cpu_s > 0.0 {
+        if cal.speed.cpu_bandwidth_efficiency <= 0.0 {
+            return None;
+        }
+        t += f.cpu_s / cal.speed.cpu_bandwidth_efficiency;
+    }
+    (t > 0.0).then(|| 1.0 / t)
+}
+
+/// Fit a calibration from records, starting from `base` (values that cannot be fitted stay).
+pub fn fit(records: &[Record], base: &Calibration) -> (Calibration, FitReport) {
+    let mut cal = base.clone();
+    let mut rep = FitReport::default();
+    let used = records.iter().filter(|r| r.prediction.is_some()).count();
+    rep.say(format!("{} runs, {} with a prediction (model, host and launch resolved)", records.len(), used));
+    fit_overhead(records, &mut cal, &mut rep);
+    fit_compute(records, &mut cal, &mut rep);
+    fit_decode(records, &mut cal, &mut rep);
+    fit_prefill(records, &mut cal, &mut rep);
+    fit_margins(records, &mut cal, &mut rep);
+    learn_ooms(records, &mut cal, &mut rep);
+    cal.n_runs = used;
+    cal.llama_build = most_common(records.iter().filter_map(|r| r.input.log.build.clone())).unwrap_or(base.llama_build.clone());
+    cal.host = most_common(records.iter().filter_map(|r| r.host.as_ref().map(|h| h.name.clone()))).unwrap_or(base.host.clone());
+    (cal, rep)
+}
+
+fn most_common(it: impl Iterator<Item = String>) -> Option<String> {
+    let mut m: BTreeMap<String, usize> = BTreeMap::new();
+    for s in it {
+        *m.entry(s).or_insert(0) += 1;
+    }
+    m.into_iter().max_by_key(|(_, n)| *n).map(|(s, _)| s)
+}
+
+fn gpu_entry<'a>(cal: &'a mut Calibration, model: &str) -> &'a mut GpuCalibration {
+    if !cal.gpus.iter().any(|g| g.model == model) {
+        let mut g = cal.gpu(model);
+        g.model = model.to_string();
+        cal.gpus.push(g);
+    }
+    cal.gpus.iter_mut().find(|g| g.model == model).expect("just added")
+}
+
+fn fit_overhead(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
+    let mut by_model: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.input.log.oom.is_empty() && !r.input.log.truncated) {
+        for (i, d) in r.measured.iter().enumerate() {
+            let Some(o) = d.overhead else { continue };
+            let model = r
+                .host
+                .as_ref()
+                .and_then(|h| h.gpus.get(i).map(|g| g.model.clone()))
+                .or_else(|| r.input.log.gpus.get(&d.name).map(|g| g.description.clone()))
+                .unwrap_or_else(|| "*".into());
+            by_model.entry(model).or_default().push(o);
+        }
+    }
+    if by_model.is_empty() {
+        rep.say(format!(
+            "overhead: not fitted — no run with a known free-memory baseline (manifest ballast_free_mib under gpu: emulation); need {MIN_OVERHEAD_POINTS} per GPU model"
+        ));
+    }
+    for (model, v) in by_model {
+        if v.len() < MIN_OVERHEAD_POINTS {
+            rep.say(format!("overhead {model}: {} points, need {MIN_OVERHEAD_POINTS}; kept {:.0} MiB", v.len(), cal.gpu(&model).overhead_mib));
+            continue;
+        }
+        let med = percentile(&v, 0.5);
+        gpu_entry(cal, &model).overhead_mib = med.round();
+        cal.provenance.insert(
+            format!("gpus.{model}.overhead_mib"),
+            format!("median of {} runs (min {:.0}, max {:.0} MiB)", v.len(), percentile(&v, 0.0), percentile(&v, 1.0)),
+        );
+        rep.say(format!("overhead {model}: {med:.0} MiB (median of {} runs, range {:.0}–{:.0})", v.len(), percentile(&v, 0.0), percentile(&v, 1.0)));
+    }
+}
+
+fn with_compute(cal: &Calibration, moe_scale: f64, fixed: f64) -> Calibration {
+    let mut c = cal.clone();
+    c.compute.moe_scale = moe_scale;
+    c.compute.fixed_mib = fixed;
+    c
+}
+
+fn fit_compute(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
+    let (c_on, c_off) = (with_compute(cal, 1.0, 0.0), with_compute(cal, 0.0, 0.0));
+    let mut pts: Vec<(f64, f64)> = Vec::new(); // (moe term MiB, measured − c0 MiB)
+    for r in records.iter().filter(|r| complete(r)) {
+        let (Some(p1), Some(p0)) = (repredict(r, &c_on), repredict(r, &c_off)) else { continue };
+        for (i, d) in r.measured.iter().enumerate() {
+            if d.compute <= 0.0 || i >= p1.gpus.len() {
+                continue;
+            }
+            let (a, b) = (device_predicted(&p1.gpus[i]).compute, device_predicted(&p0.gpus[i]).compute);
+            pts.push((a - b, d.compute - b));
+        }
+    }
+    if pts.len() < MIN_COMPUTE_POINTS {
+        rep.say(format!(
+            "compute: {} GPU compute buffers measured, need {MIN_COMPUTE_POINTS}; kept moe_scale {} fixed {} MiB",
+            pts.len(),
+            cal.compute.moe_scale,
+            cal.compute.fixed_mib
+        ));
+        return;
+    }
+    let moe: Vec<f64> = pts.iter().map(|p| p.0).collect();
+    let spread = percentile(&moe, 1.0) - percentile(&moe, 0.0);
+    let x: Vec<Vec<f64>> = pts.iter().map(|p| vec![p.0, 1.0]).collect();
+    let y: Vec<f64> = pts.iter().map(|p| p.1).collect();
+    let both = if spread > 1.0 { least_squares(&x, &y).filter(|t| t[0] >= 0.0) } else { None };
+    let (s, fixed) = match both {
+        Some(t) => (t[0], t[1]),
+        None => {
+            // The MoE term does not vary enough (or came out negative): fit the constant only.
+            let s = cal.compute.moe_scale;
+            let r: Vec<f64> = pts.iter().map(|p| p.1 - s * p.0).collect();
+            (s, r.iter().sum::<f64>() / r.len() as f64)
+        }
+    };
+    cal.compute.moe_scale = s;
+    cal.compute.fixed_mib = fixed;
+    cal.provenance.insert("compute".into(), format!("least squares over {} GPU compute buffers", pts.len()));
+    rep.say(format!("compute: moe_scale {s:.3}, fixed {fixed:.1} MiB ({} buffers)", pts.len()));
+}
+
+fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
+    let pts: Vec<(&SpeedFeatures, f64)> = records
+        .iter()
+        .filter(|r| r.input.log.oom.is_empty())
+        .filter_map(|r| Some((r.speed.as_ref()?, r.decode_s()?)))
+        .collect();
+    let models: Vec<String> = {
+        let mut m: Vec<String> = pts.iter().flat_map(|(f, _)| f.gpu_s.keys().cloned()).collect();
+        m.sort();
+        m.dedup();
+        m
+    };
+    let has_cpu = pts.iter().any(|(f, _)| f.cpu_s > 0.0);
+    let has_splits = pts.iter().any(|(f, _)| f.splits > 0.0);
+    let row = |f: &SpeedFeatures| {
+        let mut v = vec![1.0];
+        v.extend(models.iter().map(|m| f.gpu_s.get(m).copied().unwrap_or(0.0)));
+        if has_cpu {
+            v.push(f.cpu_s);
+        }
+        if has_splits {
+            v.push(f.splits);
+        }
+        v
+    };
+    let p = 1 + models.len() + has_cpu as usize + has_splits as usize;
+    let need = p + MIN_EXTRA_SPEED_POINTS;
+    if pts.len() < need || models.is_empty() {
+        rep.say(format!(
+            "decode: {} runs with decode timings and a prediction, need {need} for {p} unknowns (per-token, {} GPU efficiencies{}{}); kept the incoming speed constants",
+            pts.len(),
+            models.len(),
+            if has_cpu { ", CPU efficiency" } else { "" },
+            if has_splits { ", per-split cost" } else { "" }
+        ));
+        return;
+    }
+    let x: Vec<Vec<f64>> = pts.iter().map(|(f, _)| row(f)).collect();
+    let y: Vec<f64> = pts.iter().map(|(_, t)| *t).collect();
+    let Some(theta) = nnls(&x, &y) else {
+        rep.say("decode: the least-squares system is singular; kept the incoming speed constants");
+        return;
+    };
+    cal.speed.per_token_s = theta[0];
+    for (k, m) in models.iter().enumerate() {
+        let t = theta[1 + k];
+        if t > 0.0 {
+            gpu_entry(cal, m).bandwidth_efficiency = 1.0 / t;
+            cal.provenance.insert(format!("gpus.{m}.bandwidth_efficiency"), format!("NNLS over {} runs", pts.len()));
+        } else {
+            rep.say(format!("decode: {m} reads explain none of the time (coefficient 0); efficiency kept"));
+        }
+    }
+    let mut k = 1 + models.len();
+    if has_cpu {
+        if theta[k] > 0.0 {
+            cal.speed.cpu_bandwidth_efficiency = 1.0 / theta[k];
+        }
+        k += 1;
+    }
+    if has_splits {
+        cal.speed.per_split_s = theta[k];
+    }
+    cal.provenance.insert("speed.decode".into(), format!("NNLS over {} runs, {p} unknowns", pts.len()));
+    let errs: Vec<f64> = pts.iter().map(|(f, t)| (dot(&row(f), &theta) - t).abs() / t).collect();
+    rep.say(format!(
+        "decode: per_token {:.2} ms, per_split {:.1} µs, GPU eff {}, CPU eff {:.2}; fit median error {:.1}% ({} runs)",
+        cal.speed.per_token_s * 1e3,
+        cal.speed.per_split_s * 1e6,
+        models.iter().map(|m| format!("{m} {:.2}", cal.gpu(m).bandwidth_efficiency)).collect::<Vec<_>>().join(", "),
+        cal.speed.cpu_bandwidth_efficiency,
+        100.0 * percentile(&errs, 0.5),
+        pts.len()
+    ));
+}
+
+fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
+    let pts: Vec<(f64, f64)> = records
+        .iter()
+        .filter(|r| r.input.log.oom.is_empty())
+        .filter_map(|r| Some((r.speed.as_ref()?.pcie_s_per_token, r.prefill_s()?)))
+        .collect();
+    let with_cpu = pts.iter().filter(|(s, _)| *s > 0.0).count();
+    let need = 2 + MIN_EXTRA_SPEED_POINTS;
+    if pts.len() < need || with_cpu < 2 {
+        rep.say(format!(
+            "prefill: {} runs with prefill timings ({with_cpu} with CPU-resident weights), need {need} with ≥ 2 streaming weights over PCIe; kept pcie_efficiency {}",
+            pts.len(),
+            cal.speed.pcie_efficiency
+        ));
+        return;
+    }
+    let x: Vec<Vec<f64>> = pts.iter().map(|(s, _)| vec![1.0, *s]).collect();
+    let y: Vec<f64> = pts.iter().map(|(_, t)| *t).collect();
+    if let Some(t) = nnls(&x, &y) {
+        cal.speed.prefill_per_token_s = t[0];
+        if t[1] > 0.0 {
+            cal.speed.pcie_efficiency = 1.0 / t[1];
+        }
+        cal.provenance.insert("speed.prefill".into(), format!("NNLS over {} runs", pts.len()));
+        rep.say(format!("prefill: {:.3} ms/token + PCIe at {:.2} of spec ({} runs)", t[0] * 1e3, cal.speed.pcie_efficiency, pts.len()));
+    }
+}
+
+/// Per-device memory errors (measured − predicted total, MiB; positive = placer under-predicted).
+pub fn memory_errors(records: &[Record], cal: &Calibration) -> Vec<(String, String, f64, f64)> {
+    let mut out = Vec::new();
+    for r in records.iter().filter(|r| complete(r)) {
+        let Some(p) = repredict(r, cal) else { continue };
+        for (i, d) in r.measured.iter().enumerate() {
+            if let (Some(meas), Some(g)) = (d.total, p.gpus.get(i)) {
+                out.push((r.input.run_id.clone(), d.name.clone(), device_predicted(g).total, meas));
+            }
+        }
+    }
+    out
+}
+
+fn fit_margins(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
+    let errs: Vec<f64> = memory_errors(records, cal).iter().map(|(_, _, p, m)| m - p).collect();
+    if errs.len() < MIN_MARGIN_POINTS {
+        rep.say(format!(
+            "margins: {} device totals measured, need {MIN_MARGIN_POINTS}; kept aggressive {} / moderate {} MiB",
+            errs.len(),
+            cal.margins.aggressive_mib,
+            cal.margins.moderate_mib
+        ));
+        return;
+    }
+    let p90 = percentile(&errs, 0.9).max(0.0);
+    let max = percentile(&errs, 1.0).max(0.0);
+    cal.margins.aggressive_mib = (p90 + MEMORY_TOLERANCE_MIB).ceil();
+    cal.margins.moderate_mib = (max + MEMORY_TOLERANCE_MIB).max(FIT_TARGET_MIB).ceil();
+    cal.provenance.insert(
+        "margins".into(),
+        format!("aggressive = p90 under-prediction + {MEMORY_TOLERANCE_MIB}; moderate = max(max under-prediction + {MEMORY_TOLERANCE_MIB}, {FIT_TARGET_MIB}); {} device totals", errs.len()),
+    );
+    rep.say(format!(
+        "margins: aggressive {} MiB, moderate {} MiB (error p90 {p90:.0}, max {max:.0} MiB over {} devices)",
+        cal.margins.aggressive_mib,
+        cal.margins.moderate_mib,
+        errs.len()
+    ));
+}
+
+/// An OOM on device d of a host: raise that device's margin so that the predicted free memory
+/// of the failed launch is no longer enough (free_pred + tolerance − aggressive margin), or, with
+/// no prediction, by the size of the failed allocation.
+pub fn learn_ooms(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
+    for r in records {
+        for o in &r.input.log.oom {
+            let Some(dev) = o.device.clone().filter(|d| d.starts_with("CUDA")) else {
+                rep.say(format!("OOM in {} ({} stage) names no GPU: no margin learned", r.input.run_id, o.stage));
+                continue;
+            };
+            let idx = dev[4..].parse::<usize>().ok();
+            let pred_free = r
+                .prediction
+                .as_ref()
+                .and_then(|_| repredict(r, cal))
+                .and_then(|p| idx.and_then(|i| p.gpus.get(i).map(|g| g.free() as f64 / (1024.0 * 1024.0))));
+            let host = r.host.as_ref().map(|h| h.name.clone()).unwrap_or_else(|| "log".into());
+            let extra = match (pred_free, o.bytes) {
+                (Some(f), _) => (f + MEMORY_TOLERANCE_MIB - cal.margins.aggressive_mib).max(MEMORY_TOLERANCE_MIB),
+                (None, Some(b)) => b as f64 / (1024.0 * 1024.0),
+                (None, None) => {
+                    rep.say(format!("OOM on {dev} in {}: no prediction and no size; no margin learned", r.input.run_id));
+                    continue;
+                }
+            };
+            add_device_margin(cal, &host, &dev, extra.ceil(), &r.input.run_id);
+            rep.say(format!("OOM on {dev} of {host} ({} stage) in {}: margin there +{:.0} MiB", o.stage, r.input.run_id, extra.ceil()));
+        }
+    }
+}
+
+pub fn add_device_margin(cal: &mut Calibration, host: &str, device: &str, extra: f64, from: &str) {
+    let current = cal.device_extra_mib(host, device);
+    cal.device_margins.retain(|m| !(m.host == host && m.device == device));
+    cal.device_margins.push(DeviceMargin {
+        host: host.to_string(),
+        device: device.to_string(),
+        extra_mib: current + extra,
+        from: from.to_string(),
+    });
+}

@@ -1,0 +1,563 @@
+//! Run records: a parsed log (plus the testbed's manifest.json when there is one, format in
+//! testbed/MANIFEST.md) turned into measured numbers per device, placer's prediction for the
+//! same launch next to each, and one CSV row per run (data/runs.csv).
+
+use crate::anatomy::{self, Anatomy, Role};
+use crate::calibrate::Calibration;
+use crate::host::{DeviceId, Gpu, Host, Ram};
+use crate::launch::{self, GpuLayers, LaunchConfig, Override, Tool};
+use crate::logs::{self, LogRun};
+use crate::memory::{self, Prediction};
+use crate::units::mib;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// testbed/MANIFEST.md, schema 1 (every key optional here so that older or hand-written
+/// manifests still load).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Manifest {
+    pub schema: u32,
+    pub run_id: String,
+    pub model: String,
+    pub placement: String,
+    pub host: String,
+    pub host_targets_mib: Vec<u64>,
+    pub emulation: String,
+    pub env: Vec<String>,
+    pub ballast_free_mib: Vec<i64>,
+    pub ctx: u32,
+    pub n_gen: u32,
+    pub flags: Vec<String>,
+    pub argv: Vec<String>,
+    pub gpu: String,
+    pub rc: Option<i32>,
+    pub timed_out: Option<bool>,
+}
+
+/// One run as found on disk: its log, and its manifest when the testbed wrote one.
+#[derive(Debug, Clone)]
+pub struct RunInput {
+    pub scenario: String,
+    pub run_id: String,
+    pub log_path: PathBuf,
+    pub manifest: Option<Manifest>,
+    pub log: LogRun,
+}
+
+/// Files next to a manifest that are not the llama.cpp log.
+const NOT_LOGS: [&str; 5] = ["manifest.json", "smi.csv.gz", "smi.csv", "predictions.json", "matrix.tsv"];
+
+/// Log files under `paths` (files or folders, recursively), each with its manifest if its
+/// folder has one. Sorted for stable output.
+pub fn discover(paths: &[PathBuf]) -> Vec<(PathBuf, Option<PathBuf>)> {
+    let mut files = Vec::new();
+    for p in paths {
+        walk(p, &mut files);
+    }
+    files.sort();
+    files
+        .into_iter()
+        .filter(|f| {
+            let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            !NOT_LOGS.contains(&name.as_str()) && !name.starts_with('.')
+        })
+        .map(|f| {
+            let m = f.parent().map(|d| d.join("manifest.json")).filter(|m| m.is_file());
+            (f, m)
+        })
+        .collect()
+}
+
+fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_dir() {
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                walk(&e.path(), out);
+            }
+        }
+    } else if p.is_file() {
+        out.push(p.to_path_buf());
+    }
+}
+
+/// Parse the discovered files in parallel; files that are not llama.cpp logs come back as errors.
+pub fn load_runs<F>(paths: &[PathBuf], on_done: F) -> (Vec<RunInput>, Vec<String>)
+where
+    F: Fn(&Path) + Sync,
+{
+    let found = discover(paths);
+    let logs: Vec<PathBuf> = found.iter().map(|(l, _)| l.clone()).collect();
+    let parsed = logs::parse_paths(&logs, on_done);
+    let mut runs = Vec::new();
+    let mut skipped = Vec::new();
+    for (pf, (_, manifest_path)) in parsed.into_iter().zip(found) {
+        match pf.result {
+            Ok(log) => {
+                let manifest = manifest_path.and_then(|m| {
+                    let text = std::fs::read_to_string(&m).ok()?;
+                    serde_json::from_str::<Manifest>(&text).ok()
+                });
+                let dir = pf.path.parent().unwrap_or(Path::new(""));
+                let (scenario, run_id) = match &manifest {
+                    Some(m) => (
+                        dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+                        if m.run_id.is_empty() { dir_name(dir) } else { m.run_id.clone() },
+                    ),
+                    None => (dir_name(dir), pf.path.file_name().unwrap().to_string_lossy().to_string()),
+                };
+                runs.push(RunInput { scenario, run_id, log_path: pf.path, manifest, log });
+            }
+            Err(e) => skipped.push(e.to_string()),
+        }
+    }
+    (runs, skipped)
+}
+
+fn dir_name(d: &Path) -> String {
+    d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+}
+
+/// Measured memory of one GPU (MiB).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceMeasured {
+    pub name: String,
+    pub model: f64,
+    pub kv: f64,
+    pub compute: f64,
+    /// Free before llama.cpp started (testbed ballast), when known.
+    pub baseline_free: Option<f64>,
+    /// baseline − free at exit − llama.cpp's own buffers: CUDA context, cuBLAS, pool.
+    pub overhead: Option<f64>,
+    /// Everything the process took on the device: self + overhead.
+    pub total: Option<f64>,
+}
+
+/// What the prediction said for one GPU (MiB), and what bytes a token reads there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DevicePredicted {
+    pub model: f64,
+    pub kv: f64,
+    pub compute: f64,
+    pub overhead: f64,
+    pub total: f64,
+    pub cap: f64,
+}
+
+/// Inputs of the decode speed model for one run (see fit.rs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpeedFeatures {
+    /// GPU model name → Σ over its devices of bytes read per token / spec bandwidth (s).
+    pub gpu_s: BTreeMap<String, f64>,
+    /// CPU bytes read per token / RAM spec bandwidth (s).
+    pub cpu_s: f64,
+    /// Graph splits of the tg graph (`sched_reserve: graph … splits = pp / tg`).
+    pub splits: f64,
+    /// CPU-resident matmul weight bytes streamed per prompt token over PCIe (op offload), / PCIe spec (s).
+    pub pcie_s_per_token: f64,
+}
+
+/// One run with measurements and, when placer could model it, its prediction.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub input: RunInput,
+    pub measured: Vec<DeviceMeasured>,
+    pub host: Option<Host>,
+    pub launch: Option<LaunchConfig>,
+    pub anatomy: Option<Anatomy>,
+    pub predicted: Option<Vec<DevicePredicted>>,
+    pub prediction: Option<Prediction>,
+    pub speed: Option<SpeedFeatures>,
+    /// Why there is no prediction.
+    pub note: String,
+}
+
+impl Record {
+    pub fn decode_s(&self) -> Option<f64> {
+        self.input.log.gen_tps.filter(|t| *t > 0.0).map(|t| 1.0 / t)
+    }
+    pub fn prefill_s(&self) -> Option<f64> {
+        self.input.log.prompt_tps.filter(|t| *t > 0.0).map(|t| 1.0 / t)
+    }
+    /// The run's manifest says it ran on `emul:` virtual devices (one physical GPU).
+    pub fn emulated(&self) -> bool {
+        self.input.manifest.as_ref().is_some_and(|m| m.emulation == "emul" || m.host.starts_with("emul:"))
+    }
+}
+
+/// Measured per-GPU numbers from the log (buffers) and the exit breakdown; overhead needs the
+/// free memory before start (manifest `ballast_free_mib`, physical GPU i = device i under `gpu:`).
+pub fn measure(input: &RunInput) -> Vec<DeviceMeasured> {
+    let log = &input.log;
+    let mut names: Vec<String> = log
+        .free_at_load
+        .keys()
+        .chain(log.buffers.model.keys())
+        .filter(|n| n.starts_with("CUDA") && n[4..].chars().all(|c| c.is_ascii_digit()) && n.len() > 4)
+        .cloned()
+        .collect();
+    names.sort_by_key(|n| n[4..].parse::<usize>().unwrap_or(0));
+    names.dedup();
+    let gpu_mode = input.manifest.as_ref().is_some_and(|m| m.emulation == "gpu" || m.host.starts_with("gpu:"));
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let g = |m: &BTreeMap<String, f64>| m.get(name).copied().unwrap_or(0.0);
+            let row = log.breakdown.iter().find(|r| &r.name == name);
+            let baseline = if gpu_mode {
+                input.manifest.as_ref().and_then(|m| m.ballast_free_mib.get(i)).map(|v| *v as f64)
+            } else {
+                None
+            };
+            let overhead = match (baseline, row.and_then(|r| r.free)) {
+                (Some(b), Some(free)) => row.map(|r| b - free - r.self_),
+                _ => None,
+            };
+            let self_ = row.map(|r| r.self_);
+            DeviceMeasured {
+                name: name.clone(),
+                model: g(&log.buffers.model),
+                kv: g(&log.buffers.kv) + g(&log.buffers.rs),
+                compute: g(&log.buffers.compute),
+                baseline_free: baseline,
+                overhead,
+                total: self_.zip(overhead).map(|(s, o)| s + o),
+            }
+        })
+        .collect()
+}
+
+/// The host a run ran on: the manifest's per-device targets (or what llama.cpp found free at
+/// load plus the CUDA context), GPU names from the log, bandwidths from a hardware/*.toml file
+/// that has the same GPU model (none: no speed features).
+pub fn run_host(input: &RunInput, hardware_dir: &Path, given: Option<&Host>) -> Option<Host> {
+    if let Some(h) = given {
+        return Some(h.clone());
+    }
+    let log = &input.log;
+    let known = known_gpus(hardware_dir);
+    let n = log.free_at_load.keys().filter(|k| k.starts_with("CUDA")).count();
+    if n == 0 {
+        return None;
+    }
+    let targets: Vec<f64> = match input.manifest.as_ref().filter(|m| m.host_targets_mib.len() == n) {
+        Some(m) => m.host_targets_mib.iter().map(|v| *v as f64).collect(),
+        None => (0..n)
+            .map(|i| {
+                log.free_at_load.get(&format!("CUDA{i}")).copied().unwrap_or(0.0)
+                    + memory::predict::PRIOR_LOAD_CONTEXT_MIB
+            })
+            .collect(),
+    };
+    let gpus = (0..n)
+        .map(|i| {
+            let seen = log.gpus.get(&format!("CUDA{i}"));
+            let model = seen.map(|g| g.description.clone()).unwrap_or_else(|| "unknown".into());
+            let spec = known.iter().find(|g| g.model == model);
+            Gpu {
+                model: model.clone(),
+                total_mib: seen.and_then(|g| g.vram_mib).unwrap_or(targets[i]) as u64,
+                usable_mib: targets[i] as u64,
+                bandwidth_gbs: spec.map(|g| g.bandwidth_gbs).unwrap_or(0.0),
+                pcie_gbs: spec.map(|g| g.pcie_gbs).unwrap_or(0.0),
+                source: "from the run's log/manifest; bandwidth from hardware/ for this GPU model".into(),
+            }
+        })
+        .collect();
+    let ram = known_ram(hardware_dir, &input.manifest);
+    let name = input.manifest.as_ref().map(|m| m.host.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| "log".into());
+    Some(Host { name, description: String::new(), gpus, ram })
+}
+
+fn hardware_files(dir: &Path) -> Vec<Host> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    v.sort();
+    v.iter().filter_map(|p| Host::load(p).ok()).collect()
+}
+
+fn known_gpus(dir: &Path) -> Vec<Gpu> {
+    hardware_files(dir).into_iter().flat_map(|h| h.gpus).collect()
+}
+
+/// RAM of the testbed host file whose GPU matches (its bandwidth is the same prior for all).
+fn known_ram(dir: &Path, manifest: &Option<Manifest>) -> Ram {
+    let hosts = hardware_files(dir);
+    let want = manifest.as_ref().map(|m| m.gpu.clone()).unwrap_or_default();
+    hosts
+        .iter()
+        .find(|h| h.gpus.iter().any(|g| !want.is_empty() && want.contains(&g.model)))
+        .or(hosts.first())
+        .map(|h| h.ram.clone())
+        .unwrap_or(Ram { total_mib: 0, usable_mib: u64::MAX / (1 << 21), bandwidth_gbs: 0.0, source: "unknown".into() })
+}
+
+/// The launch the run used: the manifest's argv (else defaults), with the placement llama.cpp
+/// actually made when `--fit` chose it (layers per device and per-tensor overrides from the log).
+pub fn run_launch(input: &RunInput) -> anyhow::Result<LaunchConfig> {
+    let (tool, args) = match input.manifest.as_ref().filter(|m| !m.argv.is_empty()) {
+        Some(m) => {
+            let tool = if m.argv[0].contains("server") { Tool::Server } else { Tool::Cli };
+            (tool, m.argv[1..].to_vec())
+        }
+        None => (Tool::Cli, Vec::new()),
+    };
+    let mut cfg = if args.is_empty() { LaunchConfig::for_tool(tool) } else { launch::parse_args(tool, &args)? };
+    let log = &input.log;
+    if args.is_empty() {
+        // No command line: take what the log printed.
+        if let Some(c) = log.n_ctx {
+            cfg.ctx = c;
+        }
+        if let Some(b) = log.n_batch {
+            cfg.batch = b;
+        }
+        if let Some(u) = log.n_ubatch {
+            cfg.ubatch = u;
+        }
+        if let Some(n) = log.n_seq_max {
+            cfg.n_parallel = Some(n);
+        }
+        cfg.kv_unified = log.kv_unified;
+        if let Some(t) = log.type_k.as_deref().and_then(crate::gguf::GgmlType::from_name) {
+            cfg.type_k = t;
+        }
+        if let Some(t) = log.type_v.as_deref().and_then(crate::gguf::GgmlType::from_name) {
+            cfg.type_v = t;
+        }
+    }
+    if cfg.fit || !log.overrides.is_empty() && cfg.overrides.is_empty() {
+        observed_placement(&mut cfg, log);
+    }
+    Ok(cfg)
+}
+
+/// Replace the placement flags by what the log shows llama.cpp did: `-ngl`, `-ts` as layer
+/// counts, and one `-ot ^name$=BUFT` per overridden tensor (`CUDA_Host`, the pinned buffer a CPU
+/// override lands in with mmap, is the CPU).
+pub fn observed_placement(cfg: &mut LaunchConfig, log: &LogRun) {
+    cfg.fit = false;
+    if let Some((n, _)) = log.layers_offloaded {
+        cfg.gpu_layers = GpuLayers::Count(n);
+    }
+    let mut counts: BTreeMap<usize, f64> = BTreeMap::new();
+    for dev in log.layer_device.values() {
+        if let Some(i) = dev.strip_prefix("CUDA").and_then(|d| d.parse::<usize>().ok()) {
+            *counts.entry(i).or_insert(0.0) += 1.0;
+        }
+    }
+    if let Some(max) = counts.keys().max() {
+        cfg.tensor_split = Some((0..=*max).map(|i| counts.get(&i).copied().unwrap_or(0.0)).collect());
+    }
+    cfg.overrides = log
+        .overrides
+        .iter()
+        .map(|(t, b)| Override {
+            pattern: format!("^{}$", regex::escape(t)),
+            buft: if b.starts_with("CUDA") && b[4..].chars().all(|c| c.is_ascii_digit()) { b.clone() } else { "CPU".into() },
+        })
+        .collect();
+}
+
+/// Build the record: measurements always; the prediction when model, host and launch resolve.
+pub fn record(input: RunInput, cal: &Calibration, models_dir: Option<&Path>, hardware_dir: &Path, given_host: Option<&Host>) -> Record {
+    let measured = measure(&input);
+    let mut rec = Record {
+        input,
+        measured,
+        host: None,
+        launch: None,
+        anatomy: None,
+        predicted: None,
+        prediction: None,
+        speed: None,
+        note: String::new(),
+    };
+    if let Err(e) = predict_into(&mut rec, cal, models_dir, hardware_dir, given_host) {
+        rec.note = format!("{e:#}");
+    }
+    rec
+}
+
+fn predict_into(rec: &mut Record, cal: &Calibration, models_dir: Option<&Path>, hardware_dir: &Path, given_host: Option<&Host>) -> anyhow::Result<()> {
+    let model = rec
+        .input
+        .manifest
+        .as_ref()
+        .map(|m| m.model.clone())
+        .filter(|m| !m.is_empty())
+        .or_else(|| rec.input.log.model_path.clone())
+        .ok_or_else(|| anyhow::anyhow!("no model named in the log or manifest"))?;
+    let gguf = match crate::catalog::load_model(&model, models_dir) {
+        Ok(g) => g,
+        Err(e) => match catalog_match(&rec.input.log, models_dir) {
+            Some(id) => crate::catalog::load_model(&id, models_dir)?,
+            None => return Err(e.context("and no catalog entry has this log's arch, layer count and file size")),
+        },
+    };
+    let anatomy = anatomy::from_gguf(&gguf)?;
+    let host = run_host(&rec.input, hardware_dir, given_host).ok_or_else(|| anyhow::anyhow!("no GPU in the log"))?;
+    let launch = run_launch(&rec.input)?;
+    let pred = memory::predict(&anatomy, &launch, &host, cal)?;
+    rec.predicted = Some(pred.gpus.iter().map(device_predicted).collect());
+    rec.speed = Some(speed_features(&anatomy, &pred, &host, &rec.input.log, &launch));
+    rec.prediction = Some(pred);
+    rec.anatomy = Some(anatomy);
+    rec.host = Some(host);
+    rec.launch = Some(launch);
+    Ok(())
+}
+
+/// The catalog entry whose header matches what the log printed about the model (`print_info:
+/// arch`, `n_layer`, `file size = X GiB` to 2 decimals): for logs whose GGUF is not on this machine.
+pub fn catalog_match(log: &LogRun, models_dir: Option<&Path>) -> Option<String> {
+    let arch = log.model_info.get("arch")?;
+    let size = log.model_info.get("file size")?.split_whitespace().next()?.to_string();
+    let unit_gib = log.model_info.get("file size")?.contains("GiB");
+    let dir = models_dir.map(Path::to_path_buf).unwrap_or_else(crate::catalog::models_dir);
+    for id in crate::catalog::ids(&dir).ok()? {
+        let Ok(g) = crate::catalog::load_model(&id, Some(&dir)) else { continue };
+        let Ok(a) = anatomy::from_gguf(&g) else { continue };
+        if &a.arch != arch || log.model_info.get("n_layer").is_some_and(|n| n != &a.hp.n_layer.to_string()) {
+            continue;
+        }
+        let bytes = a.total_bytes() as f64;
+        let shown = if unit_gib { bytes / (1u64 << 30) as f64 } else { bytes / (1u64 << 20) as f64 };
+        if format!("{shown:.2}") == size {
+            return Some(id);
+        }
+    }
+    None
+}
+
+pub fn device_predicted(d: &memory::DeviceMemory) -> DevicePredicted {
+    DevicePredicted {
+        model: mib(d.model),
+        kv: mib(d.kv + d.rs),
+        compute: mib(d.compute),
+        overhead: mib(d.overhead),
+        total: mib(d.total()),
+        cap: mib(d.cap),
+    }
+}
+
+/// Bytes each device reads per generated token under the predicted placement: every weight it
+/// holds (routed experts × n_expert_used / n_expert, the expected share a token touches;
+/// token_embd only gives rows, so nothing), plus the KV cache read at the run's depth.
+pub fn speed_features(a: &Anatomy, p: &Prediction, host: &Host, log: &LogRun, cfg: &LaunchConfig) -> SpeedFeatures {
+    let n_gpu = host.gpus.len();
+    let mut read = vec![0.0f64; n_gpu + 1];
+    let mut cpu_matmul_bytes = 0.0;
+    let frac = if a.hp.n_expert > 0 { a.hp.n_expert_used as f64 / a.hp.n_expert as f64 } else { 1.0 };
+    for (i, t) in a.tensors.iter().enumerate() {
+        if p.resolved.skipped.get(i).copied().unwrap_or(false) || t.role == Role::TokenEmbd {
+            continue;
+        }
+        let routed = matches!(t.role, Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp);
+        let bytes = t.nbytes as f64 * if routed { frac } else { 1.0 };
+        let d = p.resolved.tensor_device.get(i).copied().unwrap_or(DeviceId::Cpu);
+        let idx = match d {
+            DeviceId::Gpu(g) => g.min(n_gpu),
+            DeviceId::Cpu => n_gpu,
+        };
+        read[idx] += bytes;
+        if d == DeviceId::Cpu && t.dims.len() >= 2 {
+            // A prompt micro-batch touches every expert: the whole tensor crosses PCIe (§4.6).
+            cpu_matmul_bytes += t.nbytes as f64;
+        }
+    }
+    let depth = log.prompt_tokens.unwrap_or(0) as f64 + log.gen_tokens.unwrap_or(0) as f64 / 2.0;
+    let ctx = p.shape.n_ctx.max(1) as f64;
+    for (g, dm) in p.gpus.iter().enumerate() {
+        read[g] += dm.kv as f64 * (depth / ctx).min(1.0);
+    }
+    read[n_gpu] += p.host.kv as f64 * (depth / ctx).min(1.0);
+    let mut f = SpeedFeatures::default();
+    for (g, gpu) in host.gpus.iter().enumerate() {
+        if gpu.bandwidth_gbs > 0.0 && read[g] > 0.0 {
+            *f.gpu_s.entry(gpu.model.clone()).or_insert(0.0) += read[g] / (gpu.bandwidth_gbs * 1e9);
+        }
+    }
+    if host.ram.bandwidth_gbs > 0.0 {
+        f.cpu_s = read[n_gpu] / (host.ram.bandwidth_gbs * 1e9);
+    }
+    f.splits = log.graph_splits.map(|(_, tg)| tg as f64).unwrap_or(0.0);
+    let pcie = host.gpus.first().map(|g| g.pcie_gbs).unwrap_or(0.0);
+    let ub = cfg.ubatch.min(cfg.batch).max(1) as f64;
+    if pcie > 0.0 && cfg.op_offload {
+        f.pcie_s_per_token = cpu_matmul_bytes / (pcie * 1e9) / ub;
+    }
+    f
+}
+
+/// One CSV row per record: fixed columns, then per GPU measured and predicted side by side.
+pub fn csv_row(r: &Record, predicted_tps: Option<f64>) -> Vec<(String, String)> {
+    let log = &r.input.log;
+    let m = r.input.manifest.as_ref();
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_default();
+    let mut row: Vec<(String, String)> = vec![
+        ("scenario".into(), r.input.scenario.clone()),
+        ("run_id".into(), r.input.run_id.clone()),
+        ("model".into(), m.map(|m| m.model.clone()).filter(|s| !s.is_empty()).or(log.model_path.clone()).unwrap_or_default()),
+        ("host".into(), r.host.as_ref().map(|h| h.name.clone()).or(m.map(|m| m.host.clone())).unwrap_or_default()),
+        ("placement".into(), m.map(|m| m.placement.clone()).unwrap_or_default()),
+        ("flags".into(), m.map(|m| m.flags.join(" ")).unwrap_or_default()),
+        ("build".into(), log.build.clone().unwrap_or_default()),
+        ("n_ctx".into(), log.n_ctx.map(|v| v.to_string()).unwrap_or_default()),
+        ("n_ubatch".into(), log.n_ubatch.map(|v| v.to_string()).unwrap_or_default()),
+        ("type_k".into(), log.type_k.clone().unwrap_or_default()),
+        ("fit_trials".into(), log.fit_trials.to_string()),
+        ("oom".into(), (!log.oom.is_empty()).to_string()),
+        ("oom_device".into(), log.oom.first().and_then(|o| o.device.clone()).unwrap_or_default()),
+        ("oom_stage".into(), log.oom.first().map(|o| o.stage.clone()).unwrap_or_default()),
+        ("truncated".into(), log.truncated.to_string()),
+        ("prompt_tokens".into(), log.prompt_tokens.map(|v| v.to_string()).unwrap_or_default()),
+        ("prefill_tps".into(), opt(log.prompt_tps)),
+        ("gen_tokens".into(), log.gen_tokens.map(|v| v.to_string()).unwrap_or_default()),
+        ("decode_tps".into(), opt(log.gen_tps)),
+        ("decode_tps_pred".into(), opt(predicted_tps)),
+    ];
+    for (i, d) in r.measured.iter().enumerate() {
+        let p = r.predicted.as_ref().and_then(|p| p.get(i));
+        let pairs = [
+            ("model", Some(d.model), p.map(|p| p.model)),
+            ("kv", Some(d.kv), p.map(|p| p.kv)),
+            ("compute", Some(d.compute), p.map(|p| p.compute)),
+            ("overhead", d.overhead, p.map(|p| p.overhead)),
+            ("total", d.total, p.map(|p| p.total)),
+        ];
+        for (what, meas, pred) in pairs {
+            row.push((format!("{}_{what}_mib", d.name), opt(meas)));
+            row.push((format!("{}_{what}_mib_pred", d.name), opt(pred)));
+        }
+    }
+    row.push(("note".into(), r.note.clone()));
+    row
+}
+
+/// Write rows with the union of their columns (runs with more GPUs add columns).
+pub fn write_csv(path: &Path, rows: &[Vec<(String, String)>]) -> anyhow::Result<()> {
+    let mut header: Vec<String> = Vec::new();
+    for row in rows {
+        for (k, _) in row {
+            if !header.contains(k) {
+                header.push(k.clone());
+            }
+        }
+    }
+    // Keep the note last.
+    if let Some(i) = header.iter().position(|h| h == "note") {
+        let n = header.remove(i);
+        header.push(n);
+    }
+    let mut w = csv::Writer::from_path(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    w.write_record(&header)?;
+    for row in rows {
+        let map: BTreeMap<&str, &str> = row.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        w.write_record(header.iter().map(|h| map.get(h.as_str()).copied().unwrap_or("")))?;
+    }
+    w.flush()?;
+    Ok(())
+}
