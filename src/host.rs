@@ -75,3 +75,61 @@ impl Host {
         (0..self.gpus.len()).map(DeviceId::Gpu).chain([DeviceId::Cpu]).collect()
     }
 }
+
+/// Host files shipped in hardware/, embedded so that they work from any directory.
+pub const BUILTIN_HOSTS: &[(&str, &str)] = &[
+    ("users-4090-5070ti", include_str!("../hardware/users-4090-5070ti.toml")),
+    ("single-24gb", include_str!("../hardware/single-24gb.toml")),
+    ("testbed-h200x2-emulated", include_str!("../hardware/testbed-h200x2-emulated.toml")),
+    ("testbed-h200-24gb", include_str!("../hardware/testbed-h200-24gb.toml")),
+    ("bench-8x3090", include_str!("../hardware/bench-8x3090.toml")),
+];
+
+/// The name of the default host (the users' workstation).
+pub const DEFAULT_HOST: &str = "users-4090-5070ti";
+
+impl Host {
+    /// Parse a host description (TOML text); `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Host> {
+        let h: Host = toml::from_str(text).map_err(|e| anyhow::anyhow!("bad host file {origin}: {e}"))?;
+        for (i, g) in h.gpus.iter().enumerate() {
+            anyhow::ensure!(
+                g.usable_mib <= g.total_mib,
+                "host {origin}: GPU {i} ({}) has usable_mib {} > total_mib {}",
+                g.model,
+                g.usable_mib,
+                g.total_mib
+            );
+        }
+        Ok(h)
+    }
+
+    /// A shipped host by name (`users-4090-5070ti`, …) or a path to a host TOML file.
+    pub fn by_name_or_path(spec: &str) -> anyhow::Result<Host> {
+        if let Some((name, text)) = BUILTIN_HOSTS.iter().find(|(n, _)| *n == spec) {
+            return Host::from_toml(text, name);
+        }
+        let path = Path::new(spec);
+        if path.exists() {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read host file {}: {e}", path.display()))?;
+            return Host::from_toml(&text, &path.display().to_string());
+        }
+        let names: Vec<&str> = BUILTIN_HOSTS.iter().map(|(n, _)| *n).collect();
+        anyhow::bail!(
+            "unknown host {spec:?}: not a shipped host ({}) and no such file",
+            names.join(", ")
+        )
+    }
+
+    /// GPU index of a llama.cpp device name (`CUDA1`, case-insensitive).
+    pub fn gpu_by_name(&self, name: &str) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        (0..self.gpus.len()).find(|i| format!("cuda{i}") == lower)
+    }
+}
+
+/// The users' host (RTX 4090 + RTX 5070 Ti + 64 GB DDR4), from hardware/ (embedded).
+pub fn default_host() -> Host {
+    Host::by_name_or_path(DEFAULT_HOST).expect("shipped default host parses")
+}
