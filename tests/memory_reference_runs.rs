@@ -1,0 +1,124 @@
+//! The memory model against real llama.cpp logs: shared/reference-runs (qwen3moe on the
+//! emulated 24,000 + 12,800 MiB host) and every run in data/runs/ that has a manifest.
+//! Model and KV bytes per device must EQUAL the logged values (printed to 0.01 MiB); compute
+//! and total within max(128 MiB, 1.5 %).
+
+use placer::calibrate::records::{load_runs, record, Record};
+use placer::calibrate::Calibration;
+use placer::host::Host;
+use std::path::{Path, PathBuf};
+
+const REFERENCE: &str = "/work/shared/reference-runs/2026-11-23-qwen3moe-h200x2";
+
+fn records(paths: &[PathBuf], host: Option<&Host>) -> Vec<Record> {
+    let cal = Calibration::shipped();
+    let (runs, _skipped) = load_runs(paths, |_| {});
+    runs.into_iter()
+        .map(|r| record(r, &cal, None, Path::new(env!("CARGO_MANIFEST_DIR")).join("hardware").as_path(), host))
+        .collect()
+}
+
+fn tolerance(measured: f64) -> f64 {
+    (128.0f64).max(0.015 * measured)
+}
+
+/// Compare one record; returns the list of failures (empty = pass).
+fn check(rec: &Record) -> Vec<String> {
+    let mut bad = Vec::new();
+    let id = format!("{}/{}", rec.input.scenario, rec.input.run_id);
+    let Some(pred) = &rec.predicted else {
+        bad.push(format!("{id}: no prediction: {}", rec.note));
+        return bad;
+    };
+    if let Some(pr) = &rec.prediction {
+        let logged = &rec.input.log.buffers;
+        if let Some(&mapped) = logged.model.get("CPU_Mapped") {
+            let p = placer::units::mib(pr.host.cpu_mapped);
+            if (p - mapped).abs() >= 0.006 {
+                bad.push(format!("{id} CPU_Mapped: predicted {p:.2} MiB, logged {mapped:.2}"));
+            }
+        }
+        for host_buft in ["CUDA_Host", "CPU"] {
+            if let Some(&c) = logged.compute.get(host_buft) {
+                let p = placer::units::mib(pr.host.compute);
+                if (p - c).abs() > tolerance(c) {
+                    bad.push(format!("{id} {host_buft} compute: predicted {p:.2} MiB, logged {c:.2}"));
+                }
+            }
+        }
+    }
+    for (i, m) in rec.measured.iter().enumerate() {
+        let Some(p) = pred.get(i) else { continue };
+        let eq = |a: f64, b: f64| (a - b).abs() < 0.006;
+        if !eq(p.model, m.model) {
+            bad.push(format!("{id} {}: model predicted {:.2} MiB, logged {:.2}", m.name, p.model, m.model));
+        }
+        if !eq(p.kv, m.kv) {
+            bad.push(format!("{id} {}: KV predicted {:.2} MiB, logged {:.2}", m.name, p.kv, m.kv));
+        }
+        if (p.compute - m.compute).abs() > tolerance(m.compute) {
+            bad.push(format!("{id} {}: compute predicted {:.2} MiB, logged {:.2}", m.name, p.compute, m.compute));
+        }
+        if let Some(t) = m.total {
+            if (p.total - t).abs() > tolerance(t) {
+                bad.push(format!("{id} {}: total predicted {:.2} MiB, measured {:.2}", m.name, p.total, t));
+            }
+        }
+    }
+    bad
+}
+
+fn report(recs: &[Record]) -> Vec<String> {
+    let mut all = Vec::new();
+    for r in recs {
+        eprintln!("== {}/{}", r.input.scenario, r.input.run_id);
+        if let Some(p) = &r.predicted {
+            for (m, p) in r.measured.iter().zip(p) {
+                eprintln!(
+                    "  {}: model {:.2}/{:.2} kv {:.2}/{:.2} compute {:.2}/{:.2} total {:.2}/{:?}",
+                    m.name, p.model, m.model, p.kv, m.kv, p.compute, m.compute, p.total, m.total
+                );
+            }
+        }
+        all.extend(check(r));
+    }
+    all
+}
+
+#[test]
+fn reference_runs_match_the_logs() {
+    let host = Host::by_name_or_path("testbed-h200x2-emulated").unwrap();
+    let mut recs: Vec<Record> = records(&[PathBuf::from(REFERENCE)], Some(&host))
+        .into_iter()
+        .filter(|r| !r.measured.is_empty())
+        .collect();
+    // The reference runs have no manifest: the free memory before start is in ballast.txt
+    // ("gpu0: … free now 23999 MiB"), which gives the measured total per device.
+    let ballast = std::fs::read_to_string(Path::new(REFERENCE).join("ballast.txt")).unwrap();
+    let free_before: Vec<f64> = ballast
+        .lines()
+        .filter_map(|l| l.split("free now ").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    for r in &mut recs {
+        for (i, m) in r.measured.iter_mut().enumerate() {
+            let row = r.input.log.breakdown.iter().find(|b| b.name == m.name);
+            if let (Some(row), Some(before)) = (row, free_before.get(i)) {
+                m.total = row.free.map(|f| before - f);
+            }
+        }
+    }
+    assert!(recs.len() >= 2, "expected t2_fit and t3_cmoe, got {}", recs.len());
+    let bad = report(&recs);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn every_data_run_with_a_manifest_matches_its_log() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/runs");
+    let recs: Vec<Record> = records(&[dir], None)
+        .into_iter()
+        .filter(|r| r.input.manifest.is_some() && !r.measured.is_empty() && !r.input.log.buffers.model.is_empty())
+        .collect();
+    let bad = report(&recs);
+    assert!(bad.is_empty(), "{} failures:\n{}", bad.len(), bad.join("\n"));
+}
