@@ -159,7 +159,16 @@ pub fn fit(records: &[Record], base: &Calibration) -> (Calibration, FitReport) {
     fit_margins(records, &mut cal, &mut rep);
     learn_ooms(records, &mut cal, &mut rep);
     cal.n_runs = used;
-    cal.llama_build = most_common(records.iter().filter_map(|r| r.input.log.build.clone())).unwrap_or(base.llama_build.clone());
+    cal.llama_build = most_common(records.iter().filter_map(|r| r.input.log.build.clone()))
+        .or_else(|| {
+            // No `build: N (commit)` line (llama-completion -v does not print one): the manifest's.
+            most_common(records.iter().filter_map(|r| {
+                let l = &r.input.manifest.as_ref()?.llama_cpp;
+                let v = l.get("version").and_then(|v| v.as_str()).filter(|v| !v.is_empty());
+                v.or(l.get("source").and_then(|v| v.as_str())).map(str::to_string)
+            }))
+        })
+        .unwrap_or(base.llama_build.clone());
     cal.host = most_common(records.iter().filter_map(|r| r.host.as_ref().map(|h| h.name.clone()))).unwrap_or(base.host.clone());
     (cal, rep)
 }
@@ -209,9 +218,9 @@ fn fit_overhead(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) 
         gpu_entry(cal, &model).overhead_mib = med.round();
         cal.provenance.insert(
             format!("gpus.{model}.overhead_mib"),
-            format!("median of {} runs (min {:.0}, max {:.0} MiB)", v.len(), percentile(&v, 0.0), percentile(&v, 1.0)),
+            format!("median of {} GPU observations (min {:.0}, max {:.0} MiB)", v.len(), percentile(&v, 0.0), percentile(&v, 1.0)),
         );
-        rep.say(format!("overhead {model}: {med:.0} MiB (median of {} runs, range {:.0}–{:.0})", v.len(), percentile(&v, 0.0), percentile(&v, 1.0)));
+        rep.say(format!("overhead {model}: {med:.0} MiB (median of {} GPU observations, range {:.0}–{:.0})", v.len(), percentile(&v, 0.0), percentile(&v, 1.0)));
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Manifest {
     pub flags: Vec<String>,
     pub argv: Vec<String>,
     pub gpu: String,
+    /// `source`, `version` (`llama-completion --version`), `build` (cmake flags).
+    pub llama_cpp: serde_json::Value,
     pub rc: Option<i32>,
     pub timed_out: Option<bool>,
 }
@@ -47,7 +49,7 @@ pub struct RunInput {
 }
 
 /// Files next to a manifest that are not the llama.cpp log.
-const NOT_LOGS: [&str; 5] = ["manifest.json", "smi.csv.gz", "smi.csv", "predictions.json", "matrix.tsv"];
+const NOT_LOGS: [&str; 6] = ["manifest.json", "smi.csv.gz", "smi.csv", "predictions.json", "matrix.tsv", "README.md"];
 
 /// Log files under `paths` (files or folders, recursively), each with its manifest if its
 /// folder has one. Sorted for stable output.
