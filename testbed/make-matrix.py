@@ -39,13 +39,39 @@ def strip_runner_flags(argv):
     return out
 
 
+_CACHE = {}
+
+
+def solve_json(placer, model, host, ctx):
+    """placer solve --json; with placer == "test", the library through tests/testbed_solve.rs
+    (used while the solve subcommand did not exist yet; same solver, same profiles' margins)."""
+    key = (placer, model, host, ctx)
+    if key in _CACHE:
+        return _CACHE[key]
+    if placer == "test":
+        cmd = ["cargo", "test", "-q", "--test", "testbed_solve", "--", "--ignored", "--nocapture"]
+        env = dict(os.environ, TB_MODEL=model, TB_HOST=host, TB_CTX=str(ctx))
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=os.path.join(HERE, ".."))
+        line = next((l for l in r.stdout.splitlines() if l.startswith("TESTBED-JSON ")), None)
+        if line is None:
+            raise RuntimeError(f"tests/testbed_solve.rs gave no result: {r.stderr.strip()[-500:]}")
+        cmd = [f"TB_MODEL={model} TB_HOST={host} TB_CTX={ctx}"] + cmd
+        j = json.loads(line.split(" ", 1)[1])
+    else:
+        cmd = [placer, "solve", model, "--host", host, "--ctx", str(ctx), "--json"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip()[:500]}")
+        j = json.loads(r.stdout)
+    _CACHE[key] = (j, cmd)
+    return j, cmd
+
+
 def placer_flags(placer, model, host, ctx, profile):
-    cmd = [placer, "solve", model, "--host", host, "--ctx", str(ctx), "--json"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip()[:500]}")
-    j = json.loads(r.stdout)
+    j, cmd = solve_json(placer, model, host, ctx)
     prof = find_profile(j, profile)
+    if "infeasible" in prof:
+        raise RuntimeError(f"placer: infeasible: {json.dumps(prof['infeasible'])[:400]}")
     argv = prof.get("argv") or prof.get("flags") or prof.get("command")
     if isinstance(argv, str):
         argv = argv.split()
