@@ -1,2 +1,246 @@
 //! `placer check`: predict memory per device for a launch command and say whether it fits.
-//! OWNER: memory helper.
+//! OWNER: memory helper. The library side: the prediction, the users' recorded pitfalls as
+//! warnings, and the table people read.
+
+use crate::anatomy::{Anatomy, Role};
+use crate::calibrate::Calibration;
+use crate::host::{DeviceId, Host};
+use crate::launch::{GpuLayers, LaunchConfig, Tool};
+use crate::memory::{Predictor, Prediction, Stage, Verdict};
+use crate::units::{mib, MIB};
+use serde::Serialize;
+use std::fmt::Write;
+
+/// Everything `placer check` reports; `--json` prints it as is.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub model: String,
+    pub arch: String,
+    pub host: String,
+    pub tool: Tool,
+    pub gpu_names: Vec<String>,
+    pub prediction: Prediction,
+    /// One line: "fits" or "OOM on CUDA1 by 312 MiB at KV allocation".
+    pub verdict_text: String,
+    pub warnings: Vec<String>,
+}
+
+/// Predict and collect warnings (`extra` = warnings from parsing the command line).
+pub fn check(
+    anatomy: &Anatomy,
+    cfg: &LaunchConfig,
+    host: &Host,
+    cal: &Calibration,
+    extra: Vec<String>,
+) -> anyhow::Result<CheckReport> {
+    let predictor = Predictor::new(anatomy, host, cal);
+    let prediction = predictor.predict(cfg)?;
+    let mut warnings = extra;
+    warnings.extend(prediction.warnings.iter().cloned());
+    warnings.extend(pitfalls(&predictor, cfg, &prediction));
+    Ok(CheckReport {
+        model: anatomy.name.clone().unwrap_or_else(|| cfg.model.clone()),
+        arch: anatomy.arch.clone(),
+        host: host.name.clone(),
+        tool: cfg.tool,
+        gpu_names: host.gpus.iter().map(|g| g.model.clone()).collect(),
+        verdict_text: verdict_text(&prediction.verdict),
+        prediction,
+        warnings,
+    })
+}
+
+pub fn stage_name(s: Stage) -> &'static str {
+    match s {
+        Stage::Load => "model load",
+        Stage::Kv => "KV cache allocation",
+        Stage::Compute => "compute-buffer reserve (or first decode)",
+    }
+}
+
+pub fn verdict_text(v: &Verdict) -> String {
+    match v {
+        Verdict::Fits => "fits".to_string(),
+        Verdict::Oom { device, stage, short_by } => format!(
+            "OOM on {device} by {} MiB at {}",
+            short_by.div_ceil(MIB),
+            stage_name(*stage)
+        ),
+    }
+}
+
+/// The users' recorded pitfalls (shared/reference/user-world.md, "Lessons"), checked on the
+/// command and its prediction.
+pub fn pitfalls(pr: &Predictor, cfg: &LaunchConfig, p: &Prediction) -> Vec<String> {
+    let mut w = Vec::new();
+    // Lesson 5: -ub = -b doubles the compute buffer; -b does not size it.
+    if cfg.ubatch >= 1024 && cfg.ubatch == cfg.batch {
+        let mut smaller = cfg.clone();
+        smaller.ubatch = 512;
+        let saved = pr.predict(&smaller).ok().map(|q| {
+            p.gpus
+                .iter()
+                .zip(&q.gpus)
+                .map(|(a, b)| a.compute.saturating_sub(b.compute))
+                .max()
+                .unwrap_or(0)
+        });
+        w.push(format!(
+            "-ub {} equals -b {}: the compute buffer grows with -ub (not -b){}; keep -ub 512 unless prompt speed needs more",
+            cfg.ubatch,
+            cfg.batch,
+            saved.map(|s| format!(", -ub 512 would free {} MiB on the largest GPU buffer", s / MIB)).unwrap_or_default()
+        ));
+    }
+    // Lesson 7: a hard -ngl defeats --fit's layer placement.
+    if cfg.fit && matches!(cfg.gpu_layers, GpuLayers::Count(_) | GpuLayers::All) {
+        w.push(
+            "--fit on with a fixed -ngl: --fit may only choose layers when -ngl is auto (common/fit.cpp aborts its layer step); \
+             it can still shrink the context if -c is unset. Use -ngl auto with --fit, or --fit off with explicit flags"
+                .to_string(),
+        );
+    } else if cfg.fit && cfg.gpu_layers == GpuLayers::Auto && cfg.tensor_split.is_none() && cfg.overrides.is_empty() {
+        w.push(
+            "--fit on with -ngl auto: llama.cpp will choose layers and overrides at start-up; this table shows the command \
+             without fit (all layers offloaded). `placer solve` gives explicit flags"
+                .to_string(),
+        );
+    }
+    // Lesson 2: experts on CPU while the model would fit.
+    let experts_on_cpu = pr.anatomy.tensors.iter().zip(&p.resolved.tensor_device).any(|(t, d)| {
+        *d == DeviceId::Cpu
+            && matches!(t.role, Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp)
+    });
+    if experts_on_cpu && !p.resolved.devices.is_empty() {
+        let mut all_gpu = cfg.clone();
+        all_gpu.overrides.clear();
+        all_gpu.gpu_layers = GpuLayers::All;
+        if let Ok(q) = pr.predict(&all_gpu) {
+            if q.verdict == Verdict::Fits {
+                w.push(format!(
+                    "routed experts are on the CPU although the whole model fits on the GPUs without overrides \
+                     (smallest free: {} MiB): experts on GPU are always faster — drop --cpu-moe/-ot for them",
+                    q.gpus.iter().filter(|g| g.overhead > 0).map(|g| g.free() / MIB as i64).min().unwrap_or(0)
+                ));
+            }
+        }
+    }
+    // -ts with more entries than devices: the extra entries are ignored by llama.cpp.
+    if let Some(ts) = &cfg.tensor_split {
+        if ts.len() > p.resolved.devices.len() {
+            w.push(format!(
+                "-ts has {} entries but llama.cpp uses {} device(s): the extra entries are ignored",
+                ts.len(),
+                p.resolved.devices.len()
+            ));
+        }
+    }
+    if !p.resolved.devices.is_empty() && !cfg.overrides.is_empty() && cfg.load_mode == crate::launch::LoadMode::Mmap {
+        let cpu_override = p.resolved.matched_override.iter().zip(&p.resolved.tensor_device).any(|(m, d)| m.is_some() && *d == DeviceId::Cpu);
+        if cpu_override {
+            w.push("tensor overrides to CPU with mmap: llama.cpp suggests --load-mode none for better performance (memory: CPU weights then live in pinned CUDA_Host)".to_string());
+        }
+    }
+    w
+}
+
+/// The per-device table.
+pub fn render(r: &CheckReport) -> String {
+    let p = &r.prediction;
+    let s = &p.shape;
+    let mut out = String::new();
+    let _ = writeln!(out, "placer check — {} ({}) on host {}", r.model, r.arch, r.host);
+    let _ = writeln!(
+        out,
+        "{:?}: n_ctx {} ({} seq, {} stream{} × {} cells), -b {} -ub {}, outputs reserved {}, flash-attn {}, pipeline parallel {}",
+        r.tool,
+        s.n_ctx,
+        s.n_seq,
+        s.n_stream,
+        if s.n_stream == 1 { "" } else { "s" },
+        s.n_ctx_seq,
+        s.n_batch,
+        s.n_ubatch,
+        s.n_outputs_max,
+        if s.flash_attn { "on/auto" } else { "off" },
+        if p.pipeline_parallel { "on" } else { "off" }
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "device [MiB]", "weights", "KV", "compute", "overhead", "total", "cap", "free"
+    );
+    for (i, g) in p.gpus.iter().enumerate() {
+        let name = format!("{} {}", g.device, short_gpu(r.gpu_names.get(i).map(String::as_str).unwrap_or("")));
+        let _ = writeln!(
+            out,
+            "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            name,
+            m(g.model),
+            m(g.kv + g.rs),
+            m(g.compute),
+            m(g.overhead),
+            m(g.total()),
+            m(g.cap),
+            g.free() / MIB as i64
+        );
+    }
+    let h = &p.host;
+    let host_weights = if h.cpu_model > 0 { h.cpu_model } else { h.cpu_weights };
+    let host_total = host_weights + h.kv + h.rs + h.compute;
+    let _ = writeln!(
+        out,
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "CPU (RAM)",
+        m(host_weights),
+        m(h.kv + h.rs),
+        m(h.compute),
+        "-",
+        m(host_total),
+        m(h.cap),
+        (h.cap as i64 - host_total as i64) / MIB as i64
+    );
+    if h.cpu_mapped > 0 {
+        let _ = writeln!(
+            out,
+            "  CPU weights are mmap'ed: llama.cpp prints CPU_Mapped = {} MiB (file span); {} MiB of it are CPU tensors",
+            m(h.cpu_mapped),
+            m(h.cpu_weights)
+        );
+    }
+    let layers = layer_summary(p);
+    let _ = writeln!(out, "  layers: {layers}");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "verdict: {}", r.verdict_text);
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
+fn m(b: u64) -> String {
+    format!("{:.0}", mib(b))
+}
+
+fn short_gpu(name: &str) -> String {
+    name.trim_start_matches("NVIDIA ").trim_start_matches("GeForce ").to_string()
+}
+
+/// "CPU 0-3, CUDA0 4-32, CUDA1 33-47 + output".
+fn layer_summary(p: &Prediction) -> String {
+    let ld = &p.resolved.layer_device;
+    let n = ld.len().saturating_sub(1);
+    let mut parts: Vec<String> = Vec::new();
+    let mut start = 0;
+    for i in 1..=n {
+        if i == n || ld[i] != ld[start] {
+            parts.push(format!("{} {}-{}", ld[start], start, i - 1));
+            start = i;
+        }
+    }
+    if n == 0 {
+        parts.push(String::new());
+    }
+    format!("{}; output on {}", parts.join(", "), ld[n])
+}

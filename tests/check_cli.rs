@@ -1,0 +1,117 @@
+//! `placer check`: the table people read (insta snapshot), models.conf sections, bad input.
+
+use placer::anatomy::from_gguf;
+use placer::calibrate::Calibration;
+use placer::check::{check, render};
+use placer::host::{default_host, Host};
+use placer::launch::{from_section, parse_args_full, Tool};
+use placer::modelsconf::read;
+use std::process::Command;
+
+/// Calibration with fixed numbers so the snapshot does not move when data/ is refitted.
+fn fixed_calibration() -> Calibration {
+    let mut c = Calibration::shipped();
+    c.n_runs = 1;
+    for g in &mut c.gpus {
+        g.overhead_mib = 700.0;
+    }
+    c.compute.moe_scale = 1.0;
+    c.compute.fixed_mib = 0.0;
+    c
+}
+
+fn table(host: &Host, args: &str) -> String {
+    let g = placer::catalog::load_model("qwen3-30b-a3b-q8", None).unwrap();
+    let a = from_gguf(&g).unwrap();
+    let argv: Vec<String> = args.split_whitespace().map(String::from).collect();
+    let p = parse_args_full(Tool::Server, &argv).unwrap();
+    let r = check(&a, &p.config, host, &fixed_calibration(), p.warnings).unwrap();
+    render(&r)
+}
+
+#[test]
+fn table_for_the_users_manual_split() {
+    let t = table(
+        &default_host(),
+        r"-m qwen3-30b-a3b-q8 -c 65536 -ngl 99 --fit off -ot blk\.([0-9]|1[0-9])\.=CUDA0,blk\.(2[0-9])\.=CUDA1,exps=CPU",
+    );
+    insta::assert_snapshot!(t);
+}
+
+#[test]
+fn table_for_an_oom() {
+    let t = table(&default_host(), "-m qwen3-30b-a3b-q8 -c 131072 -sm none -mg 1 -fit off");
+    assert!(t.contains("verdict: OOM on CUDA1"), "{t}");
+    assert!(t.contains("model load"), "{t}");
+    insta::assert_snapshot!(t);
+}
+
+#[test]
+fn pitfalls_are_warned_about() {
+    let h = default_host();
+    let t = table(&h, "-m qwen3-30b-a3b-q8 -c 8192 -ngl 99 -b 2048 -ub 2048 -ot nothing_matches_this=CPU");
+    assert!(t.contains("-ub 2048 equals -b 2048"), "{t}");
+    assert!(t.contains("--fit on with a fixed -ngl"), "{t}");
+    assert!(t.contains("matches no tensor"), "{t}");
+    // Experts on CPU although everything fits on a big GPU.
+    let big = Host::by_name_or_path("bench-8x3090").unwrap();
+    let t = table(&big, "-m qwen3-30b-a3b-q8 -c 8192 --cpu-moe -fit off");
+    assert!(t.contains("routed experts are on the CPU although"), "{t}");
+}
+
+#[test]
+fn models_conf_sections() {
+    let conf = "# production\n[glm]\nMODEL=GLM/x.gguf\nCTX_SIZE=131072\nN_GPU_LAYERS=99\nFIT=off\n\
+                EXTRA_ARGS=--jinja -np 1 -ot blk\\.([0-9]|1[0-4])\\.=CUDA0,exps=CPU --temp 1.0\n\n\
+                #[old]\n#MODEL=y\n[bench-glm]\nMODEL=z.gguf\n";
+    let secs = read::parse(conf);
+    assert_eq!(secs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["glm", "bench-glm"]);
+    let p = from_section(&secs[0]).unwrap();
+    let c = p.config;
+    assert_eq!(c.model, "GLM/x.gguf");
+    assert_eq!(c.ctx, 131072);
+    assert!(!c.fit);
+    assert_eq!(c.n_parallel, Some(1));
+    assert_eq!(c.overrides.len(), 2);
+    assert_eq!(c.overrides[0].pattern, r"blk\.([0-9]|1[0-4])\.");
+    assert_eq!(c.passthrough, vec!["--jinja", "--temp", "1.0"]);
+    let err = read::find(conf, "nope").unwrap_err().to_string();
+    assert!(err.contains("no section [nope]") && err.contains("glm, bench-glm"), "{err}");
+}
+
+fn placer(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_placer"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[test]
+fn cli_answers_bad_input_clearly() {
+    let (ok, out) = placer(&["check", "--", "-m", "qwen3-30b-a3b-q8", "-ot", "exps=CUDA7"]);
+    assert!(!ok && out.contains("unknown buffer type \"CUDA7\"") && out.contains("CUDA0, CUDA1, CPU"), "{out}");
+    let (ok, out) = placer(&["check", "--", "-m", "qwen3-30b-a3b-q8", "-dev", "CUDA2"]);
+    assert!(!ok && out.contains("no such device"), "{out}");
+    let (ok, out) = placer(&["check", "--", "-m", "qwen3-30b-a3b-q8", "-fa", "maybe"]);
+    assert!(!ok && out.contains("on|off|auto"), "{out}");
+    let (ok, out) = placer(&["check", "--", "-m", "qwen3-30b-a3b-q8", "-ctk", "q3_K"]);
+    assert!(!ok && out.contains("q8_0, q4_0"), "{out}");
+    let (ok, out) = placer(&["check", "--host", "nowhere", "--", "-m", "qwen3-30b-a3b-q8"]);
+    assert!(!ok && out.contains("unknown host"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("models.conf");
+    std::fs::write(&conf, "[a]\nMODEL=qwen3-30b-a3b-q8\n").unwrap();
+    let (ok, out) = placer(&["check", &format!("{}:b", conf.display())]);
+    assert!(!ok && out.contains("no section [b]"), "{out}");
+    let (ok, out) = placer(&["check", "--json", &format!("{}:a", conf.display())]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["prediction"]["gpus"].as_array().unwrap().len() == 2);
+    let (ok, out) = placer(&["check", "--", "llama-server", "-m", "qwen3-30b-a3b-q8", "-c", "4096", "-fit", "off"]);
+    assert!(ok && out.contains("verdict:"), "{out}");
+}
