@@ -169,7 +169,7 @@ fn alternation(stems: &[String]) -> String {
     }
     let min_len = stems.iter().map(|s| s.len()).min().unwrap_or(0);
     // Keep every middle part non-empty and cut at '_' boundaries so the result stays readable.
-    while pre > 0 && (pre + suf > min_len || (pre < first.len() && first[pre - 1] != b'_')) {
+    while pre > 0 && (pre + suf >= min_len || first[pre - 1] != b'_') {
         pre -= 1;
     }
     while suf > 0 && (pre + suf >= min_len || first[first.len() - suf] != b'_') {
@@ -500,4 +500,130 @@ mod tests {
             }
         }
     }
+}
+
+/// What a models.conf section says about where its numbers came from.
+pub struct ConfSource<'a> {
+    /// Section id prefix (catalog id or file stem).
+    pub id: &'a str,
+    /// Human name (NAME=).
+    pub name: &'a str,
+    /// Where the architecture was read ("GGUF header snapshot models/headers/glm-q8.gguf").
+    pub arch_source: &'a str,
+    pub host: &'a crate::host::Host,
+    pub calibration: &'a crate::calibrate::Calibration,
+}
+
+fn mib_str(b: u64) -> String {
+    format!("{:.0}", crate::units::mib(b))
+}
+
+/// One profile as a models.conf section in the users' format (shared/reference/user-world.md):
+/// `#` lines saying where every number came from, then NAME, DESCRIPTION, SPEED, MODEL, CTX_SIZE,
+/// N_GPU_LAYERS, FIT, EXTRA_ARGS. EXTRA_ARGS is unquoted, as the users' start.sh word-splits it.
+pub fn conf_section(
+    src: &ConfSource,
+    anatomy: &Anatomy,
+    profile: &crate::profile::Profile,
+) -> Option<crate::modelsconf::write::NewSection> {
+    let sol = profile.solution.as_ref()?;
+    let kind = profile.kind.name();
+    let name = format!("{}-{kind}", src.id);
+    let hp = &anatomy.hp;
+    let mut t = String::new();
+    let mut c = |s: String| {
+        t.push_str("# ");
+        t.push_str(&s);
+        t.push('\n');
+    };
+    c(format!("placer solve — {kind} profile for {} on host {}", src.name, src.host.name));
+    let mut arch = format!("architecture: {} ({}), {} layers", anatomy.arch, src.arch_source, hp.n_layer);
+    if hp.n_expert > 0 {
+        arch.push_str(&format!(
+            ", MoE {} experts / {} used{}",
+            hp.n_expert,
+            hp.n_expert_used,
+            if hp.n_expert_shared > 0 { format!(" + {} shared", hp.n_expert_shared) } else { String::new() }
+        ));
+    }
+    if hp.mla.is_some() {
+        arch.push_str(", MLA KV");
+    }
+    if hp.swa_layers.iter().any(|&s| s) {
+        arch.push_str(&format!(", {} SWA layers", hp.swa_layers.iter().filter(|&&s| s).count()));
+    }
+    let rec = hp.recurrent_layers.iter().filter(|&&r| r).count();
+    if rec > 0 {
+        arch.push_str(&format!(", {rec} recurrent layers (no KV)"));
+    }
+    c(arch);
+    c(format!("margin: {}", profile.margin_source));
+    c("memory per device (MiB, placer's memory model = llama.cpp's allocation rules):".into());
+    for d in &sol.devices {
+        let label = match d.device {
+            DeviceId::Gpu(i) => format!("{} {}", d.device, src.host.gpus.get(i).map(|g| g.model.as_str()).unwrap_or("")),
+            DeviceId::Cpu => "host RAM".into(),
+        };
+        let over = if d.device == DeviceId::Cpu { "" } else { " + overhead " };
+        let ovh = if d.device == DeviceId::Cpu { String::new() } else { mib_str(d.overhead) };
+        c(format!(
+            "  {label}: weights {} + KV {} + compute {}{over}{ovh} = {} of {} usable, {} free (margin {})",
+            mib_str(d.weights),
+            mib_str(d.kv),
+            mib_str(d.compute),
+            mib_str(d.total()),
+            mib_str(d.cap),
+            mib_str(d.cap.saturating_sub(d.total())),
+            mib_str(d.margin)
+        ));
+    }
+    for line in crate::profile::describe(anatomy, &sol.placement) {
+        c(format!("placement: {line}"));
+    }
+    let cal = src.calibration;
+    c(format!(
+        "predicted decode {:.1} t/s ({} hand-offs/token; bytes read per token / effective bandwidth, \
+         calibration from {} runs, llama.cpp {}){}",
+        sol.decode_tps,
+        sol.splits,
+        cal.n_runs,
+        cal.llama_build,
+        sol.prefill_pcie_tps.map(|p| format!("; prefill ≤ {p:.0} t/s (PCIe-bound op offload)")).unwrap_or_default()
+    ));
+    c("NOT YET TESTED: run it, then `placer calibrate` the log".into());
+    t.push_str(&format!("[{name}]\n"));
+    t.push_str(&format!("NAME={} ({kind})\n", src.name));
+    t.push_str(&format!(
+        "DESCRIPTION=placer {kind}: {}\n",
+        crate::profile::describe(anatomy, &sol.placement).join("; ")
+    ));
+    t.push_str(&format!("SPEED=~{:.0} t/s (predicted)\n", sol.decode_tps));
+    t.push_str(&format!("MODEL={}\n", sol.launch.model));
+    t.push_str(&format!("CTX_SIZE={}\n", sol.launch.ctx));
+    let ngl = match sol.launch.gpu_layers {
+        GpuLayers::Count(n) => n.to_string(),
+        GpuLayers::All => "all".into(),
+        GpuLayers::Auto => "auto".into(),
+    };
+    t.push_str(&format!("N_GPU_LAYERS={ngl}\n"));
+    t.push_str("FIT=off\n");
+    t.push_str(&format!("EXTRA_ARGS={}\n", extra_args(&sol.launch).join(" ")));
+    Some(crate::modelsconf::write::NewSection { name, text: t })
+}
+
+/// The arguments models.conf carries in EXTRA_ARGS: everything but -m, -c, -ngl and --fit (which
+/// have their own keys).
+pub fn extra_args(cfg: &LaunchConfig) -> Vec<String> {
+    let a = argv(cfg);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < a.len() {
+        if ["-m", "-c", "-ngl", "--fit"].contains(&a[i].as_str()) {
+            i += 2;
+            continue;
+        }
+        out.push(a[i].clone());
+        i += 1;
+    }
+    out
 }

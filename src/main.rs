@@ -28,7 +28,7 @@ enum Cmd {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::solve::normalize_argv(std::env::args()));
     let result = match cli.cmd {
         Cmd::Inspect(a) => cli::inspect::run(a),
         Cmd::Synth(a) => cli::synth::run(a),

@@ -1,8 +1,264 @@
-//! `placer solve`. Stub until implemented.
+//! `placer solve MODEL`: the fastest placement that fits, as an aggressive and a moderate profile.
+
+use crate::anatomy::Anatomy;
+use crate::calibrate::Calibration;
+use crate::gguf::GgmlType;
+use crate::host::{DeviceId, Host};
+use crate::profile::Profile;
+use crate::solver::SolveRequest;
+use crate::units::mib;
+use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Catalog id (models/<id>.toml, e.g. glm-q8) or a path to a .gguf / header snapshot.
+    pub model: String,
+    /// Host: a shipped name (users-4090-5070ti, single-24gb, …) or a host TOML file.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Context size (`-c`); 0 = the model's training context.
+    #[arg(long = "ctx", short = 'c', default_value_t = 0)]
+    pub ctx: u32,
+    /// Micro-batch (`-ub`); sizes the compute buffers.
+    #[arg(long = "ub", alias = "ubatch-size", default_value_t = 512)]
+    pub ubatch: u32,
+    /// Logical batch (`-b`).
+    #[arg(long = "batch-size", short = 'b', default_value_t = 2048)]
+    pub batch: u32,
+    /// K cache type (`-ctk`): f16, q8_0, q4_0, …
+    #[arg(long = "ctk", alias = "cache-type-k", default_value = "f16")]
+    pub type_k: String,
+    /// V cache type (`-ctv`).
+    #[arg(long = "ctv", alias = "cache-type-v", default_value = "f16")]
+    pub type_v: String,
+    /// Parallel sequences (`-np`).
+    #[arg(long = "parallel", alias = "np", default_value_t = 1)]
+    pub parallel: u32,
+    /// Context depth attention reads per generated token in the speed model (default: ctx / 2).
+    #[arg(long)]
+    pub depth: Option<u32>,
+    /// Prompt tokens per generated token, weighting the prefill term of the objective.
+    #[arg(long, default_value_t = 0.0)]
+    pub prefill_weight: f64,
+    /// What `-m` / MODEL= should say (default: the catalog's file name, or the path given).
+    #[arg(long)]
+    pub model_path: Option<String>,
+    /// Calibration file (default: the shipped data/calibration.toml).
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Add or replace [<id>-aggressive] / [<id>-moderate] in this models.conf.
+    #[arg(long)]
+    pub write: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("placer solve is not implemented yet")
+/// `-ub`, `-ctk`, `-ctv`, `-np` as llama.cpp spells them → the long options clap knows.
+pub fn normalize_argv<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
+    let args: Vec<String> = args.into_iter().collect();
+    let is_solve = args.get(1).map(|s| s == "solve").unwrap_or(false);
+    args.into_iter()
+        .map(|a| {
+            if !is_solve {
+                return a;
+            }
+            match a.as_str() {
+                "-ub" => "--ub".into(),
+                "-ctk" => "--ctk".into(),
+                "-ctv" => "--ctv".into(),
+                "-np" => "--parallel".into(),
+                _ => a,
+            }
+        })
+        .collect()
+}
+
+fn kv_type(s: &str) -> anyhow::Result<GgmlType> {
+    GgmlType::from_name(s)
+        .filter(|t| crate::emit::kv_type_ok(*t))
+        .ok_or_else(|| anyhow::anyhow!("unknown KV cache type {s:?}; llama.cpp accepts {}", crate::launch::KV_CACHE_TYPES.join(", ")))
+}
+
+/// Everything `solve` needs, resolved from the arguments.
+pub struct Inputs {
+    pub id: String,
+    pub name: String,
+    pub arch_source: String,
+    pub anatomy: Anatomy,
+    pub host: Host,
+    pub calibration: Calibration,
+    pub request: SolveRequest,
+}
+
+pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
+    let dir = crate::catalog::models_dir();
+    let is_id = !a.model.ends_with(".gguf") && !std::path::Path::new(&a.model).is_file();
+    let gguf = crate::catalog::load_model(&a.model, None)?;
+    let anatomy = crate::anatomy::from_gguf(&gguf)?;
+    let (id, name, path, arch_source) = if is_id {
+        let e = crate::catalog::entry(&a.model, &dir)?;
+        let file = e.source.files.first().cloned().unwrap_or_else(|| format!("{}.gguf", e.id));
+        let snap = crate::catalog::snapshot_path(&a.model, &dir);
+        (e.id.clone(), e.name.clone(), file, format!("GGUF header snapshot {}", snap.display()))
+    } else {
+        let stem = std::path::Path::new(&a.model)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_string();
+        let name = anatomy.name.clone().unwrap_or_else(|| stem.clone());
+        (stem, name, a.model.clone(), format!("GGUF header of {}", a.model))
+    };
+    let host = match &a.host {
+        Some(h) => Host::by_name_or_path(h)?,
+        None => crate::host::default_host(),
+    };
+    let calibration = match &a.calibration {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad calibration file {}: {e}", p.display()))?
+        }
+        None => Calibration::shipped(),
+    };
+    let type_k = kv_type(&a.type_k)?;
+    let type_v = kv_type(&a.type_v)?;
+    if a.ubatch == 0 || a.batch == 0 {
+        anyhow::bail!("-b and -ub must be at least 1");
+    }
+    let request = SolveRequest {
+        model_path: a.model_path.clone().unwrap_or(path),
+        ctx: a.ctx,
+        batch: a.batch,
+        ubatch: a.ubatch,
+        type_k,
+        type_v,
+        n_parallel: a.parallel.max(1),
+        decode_depth: a.depth,
+        prefill_weight: a.prefill_weight.max(0.0),
+        host_gpus: host.gpus.len(),
+        ..SolveRequest::default()
+    };
+    Ok(Inputs { id, name, arch_source, anatomy, host, calibration, request })
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let inp = inputs(&a)?;
+    let profiles = crate::profile::solve_profiles(&inp.anatomy, &inp.host, &inp.request, &inp.calibration);
+    if a.json {
+        let v = serde_json::json!({
+            "model": inp.id,
+            "name": inp.name,
+            "host": inp.host.name,
+            "request": inp.request,
+            "profiles": profiles.iter().map(|p| profile_json(p)).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", render(&inp, &profiles));
+    }
+    if let Some(path) = &a.write {
+        let src = crate::emit::ConfSource {
+            id: &inp.id,
+            name: &inp.name,
+            arch_source: &inp.arch_source,
+            host: &inp.host,
+            calibration: &inp.calibration,
+        };
+        let sections: Vec<_> = profiles.iter().filter_map(|p| crate::emit::conf_section(&src, &inp.anatomy, p)).collect();
+        if sections.is_empty() {
+            anyhow::bail!("nothing written to {}: no profile fits (see the suggestions above)", path.display());
+        }
+        crate::modelsconf::write::upsert_file(path, &sections)?;
+        let names: Vec<String> = sections.iter().map(|s| format!("[{}]", s.name)).collect();
+        eprintln!("wrote {} to {}", names.join(" and "), path.display());
+    }
+    Ok(())
+}
+
+fn profile_json(p: &Profile) -> serde_json::Value {
+    let mut v = serde_json::to_value(p).unwrap_or_default();
+    if let Some(s) = &p.solution {
+        v["argv"] = serde_json::json!(crate::emit::argv(&s.launch));
+        v["command"] = serde_json::json!(crate::emit::command_line(&s.launch));
+    }
+    v
+}
+
+/// The human-readable report: one table per profile and the llama-server command line.
+pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
+    let mut o = String::new();
+    let hp = &inp.anatomy.hp;
+    let r = &inp.request;
+    o.push_str(&format!(
+        "{} ({}, {} layers{}) on {} — -c {} -ub {} -ctk {} -ctv {} -np {}\n",
+        inp.name,
+        inp.anatomy.arch,
+        hp.n_layer,
+        if hp.n_expert > 0 { format!(", {} experts / {} used", hp.n_expert, hp.n_expert_used) } else { String::new() },
+        inp.host.name,
+        r.n_ctx(&inp.anatomy),
+        r.ubatch,
+        r.type_k,
+        r.type_v,
+        r.n_parallel
+    ));
+    for p in profiles {
+        o.push('\n');
+        o.push_str(&format!("== {} (margin: {}) ==\n", p.kind.name(), p.margin_source));
+        if let Some(s) = &p.solution {
+            o.push_str(&format!(
+                "{:<28} {:>9} {:>9} {:>9} {:>9} {:>19} {:>9}\n",
+                "device (MiB)", "weights", "KV", "compute", "overhead", "total /     cap", "free"
+            ));
+            for d in &s.devices {
+                let label = match d.device {
+                    DeviceId::Gpu(i) => format!(
+                        "{} {}",
+                        d.device,
+                        inp.host.gpus.get(i).map(|g| g.model.trim_start_matches("NVIDIA GeForce ")).unwrap_or("")
+                    ),
+                    DeviceId::Cpu => "CPU (host RAM)".into(),
+                };
+                o.push_str(&format!(
+                    "{:<28} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} / {:>7.0} {:>9.0}\n",
+                    label,
+                    mib(d.weights),
+                    mib(d.kv),
+                    mib(d.compute),
+                    mib(d.overhead),
+                    mib(d.total()),
+                    mib(d.cap),
+                    d.free() as f64 / (1u64 << 20) as f64
+                ));
+            }
+            for line in crate::profile::describe(&inp.anatomy, &s.placement) {
+                o.push_str(&format!("  {line}\n"));
+            }
+            o.push_str(&format!(
+                "  predicted decode {:.1} t/s at depth {} ({} hand-offs/token){}\n",
+                s.decode_tps,
+                r.decode_depth.unwrap_or(r.n_ctx(&inp.anatomy) / 2),
+                s.splits,
+                s.prefill_pcie_tps.map(|p| format!(", prefill ≤ {p:.0} t/s (PCIe-bound)")).unwrap_or_default()
+            ));
+            for w in &s.warnings {
+                o.push_str(&format!("  warning: {w}\n"));
+            }
+            o.push_str(&format!("  {}\n", crate::emit::command_line(&s.launch)));
+        }
+        if let Some(inf) = &p.infeasible {
+            o.push_str(&format!("  {}", inf.reason));
+            o.push('\n');
+            if inf.suggestions.is_empty() {
+                o.push_str("  no single change found that makes it fit\n");
+            } else {
+                o.push_str("  smallest changes that fit:\n");
+                for s in &inf.suggestions {
+                    o.push_str(&format!("    - {}\n", s.change));
+                }
+            }
+        }
+    }
+    o
 }

@@ -3,12 +3,19 @@
 //! Layer slots use ordered binaries: `y[s][k] = 1` iff slot `s` sits at rank ≥ k+1 in llama.cpp's
 //! device order (CPU = rank 0, GPU d = rank d+1). `y` is non-increasing in `k` and non-decreasing
 //! in `s`, which is exactly "CPU layers first, then contiguous ranges per GPU in device order"
-//! (`-ngl`/`-ts`); the output layer is the last slot. A movable group may stay on its layer's GPU
-//! (`u[m][d] = 1`, only if the layer is on GPU d) or go to the CPU.
+//! (`-ngl`/`-ts`); the output layer is the last slot. Movable groups that are interchangeable
+//! (same kind, bytes and largest tensor) form a class; an integer per class and GPU counts the
+//! members kept on that GPU (at most the members whose layer is there); the others go to the CPU.
 
 use super::coeffs::LinearModel;
 use crate::host::DeviceId;
 use good_lp::{constraint, variable, Expression, ProblemVariables, Solution, SolverModel, Variable};
+
+/// Relative optimality gap HiGHS may stop at. Moving one expert tensor group between GPU and CPU
+/// changes the predicted time by ~1–2 %, which is exactly the gap between the LP bound (fractional
+/// groups) and any integer placement; proving 0.1 % costs seconds of branch and bound. 1 % is
+/// well inside the speed model's own error (docs/solver.md).
+pub const MIP_REL_GAP: f32 = 1e-2;
 
 /// What the program optimises.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,17 +64,28 @@ pub fn solve(
             1.0 - Expression::from(y[s][0])
         }
     };
-    let u: Vec<Vec<Variable>> = m.movable.iter().map(|_| (0..g).map(|_| vars.add(variable().binary())).collect()).collect();
+    // Symmetric movable groups (same kind, bytes, largest tensor) form a class; per class and
+    // GPU an integer counts how many members stay on that GPU (the rest go to the CPU). Which
+    // members does not change memory or bytes read, so the program does not choose it: the
+    // members kept are the last ones of the GPU's layer range (CPU-resident ones first, which
+    // also gives compact -ot ranges).
+    let classes = classes_of(m);
+    let n: Vec<Vec<Variable>> = classes
+        .iter()
+        .map(|c| (0..g).map(|_| vars.add(variable().integer().min(0.0).max(c.members.len() as f64))).collect())
+        .collect();
+    let any_cpu: Vec<Variable> = classes.iter().map(|_| vars.add(variable().binary())).collect();
     let used: Vec<Variable> = (0..g).map(|_| vars.add(variable().min(0.0).max(1.0))).collect();
     let stage = vars.add(variable().min(0.0));
-    let n_layers = s_n - 1;
-    let e: Vec<Variable> = (0..s_n).map(|_| vars.add(variable().min(0.0).max(1.0))).collect();
+    let e: Vec<Variable> = (0..g).map(|_| vars.add(variable().min(0.0))).collect();
 
     // Seconds per byte; bandwidths are positive by construction of the host file.
     let inv = |bw: f64| if bw > 0.0 { 1.0 / bw } else { 1.0 };
     let cpu_inv = inv(m.cpu_bw);
     let ms = 1e3; // objective in milliseconds keeps coefficients O(1)
 
+    // Memory rows in GiB keep HiGHS's coefficients O(1) (bytes would be ~1e10).
+    let gb = |b: f64| b / (1u64 << 30) as f64;
     let mut cons = Vec::new();
     for s in 0..s_n {
         for k in 0..g {
@@ -79,86 +97,84 @@ pub fn solve(
             }
         }
     }
-    for (mi, mv) in m.movable.iter().enumerate() {
+    // Members of class c whose layer is on GPU d.
+    let members_on = |c: &Class, d: usize| -> Expression {
+        c.members.iter().fold(Expression::from(0.0), |a, &mi| a + x(m.movable[mi].slot, d))
+    };
+    let kept = |ci: usize| -> Expression { n[ci].iter().fold(Expression::from(0.0), |a, v| a + *v) };
+    for (ci, c) in classes.iter().enumerate() {
         for d in 0..g {
-            cons.push(constraint!(u[mi][d] <= x(mv.slot, d)));
-        }
-    }
-    // Symmetry breaking: equal groups of consecutive layers on the same GPU keep the CPU-resident
-    // ones first (any order costs the same; this one also gives compact -ot ranges).
-    let mut prev_of_kind: std::collections::HashMap<(crate::anatomy::GroupKind, u64), usize> = Default::default();
-    for (mi, mv) in m.movable.iter().enumerate() {
-        if mv.slot >= n_layers {
-            continue;
-        }
-        if let Some(&pi) = prev_of_kind.get(&(mv.kind, mv.bytes)) {
-            if m.movable[pi].slot + 1 == mv.slot {
-                for d in 0..g {
-                    cons.push(constraint!(u[mi][d] >= u[pi][d] + x(mv.slot, d) - 1.0));
-                }
+            cons.push(constraint!(n[ci][d] <= members_on(c, d)));
+            if !c.is_output {
+                // Layers on d with a group of this class elsewhere: two hand-offs each.
+                cons.push(constraint!(e[d] >= members_on(c, d) - n[ci][d]));
             }
         }
-        prev_of_kind.insert((mv.kind, mv.bytes), mi);
+        let size = c.members.len() as f64;
+        cons.push(constraint!(size * any_cpu[ci] >= size - kept(ci)));
     }
-    let on_gpu = |mi: usize| -> Expression { u[mi].iter().fold(Expression::from(0.0), |a, v| a + *v) };
     // Memory per GPU.
     for d in 0..g {
-        let mut mem = Expression::from(m.overhead[d] as f64);
+        let mut mem = Expression::from(gb(m.overhead[d] as f64));
         for s in 0..s_n {
-            let w = (m.slot_fixed[s] + m.slot_kv[s]) as f64;
+            let w = gb((m.slot_fixed[s] + m.slot_kv[s]) as f64);
             if w > 0.0 {
                 mem += w * x(s, d);
             }
             cons.push(constraint!(used[d] >= x(s, d)));
         }
-        for (mi, mv) in m.movable.iter().enumerate() {
-            mem += mv.bytes as f64 * u[mi][d];
-            if mv.kind == crate::anatomy::GroupKind::Output {
-                mem += m.compute_logits as f64 * u[mi][d];
+        for (ci, c) in classes.iter().enumerate() {
+            let mut per = gb(c.bytes as f64);
+            if c.is_output {
+                per += gb(m.compute_logits as f64);
             }
+            mem += per * n[ci][d];
         }
-        if m.movable.iter().all(|mv| mv.kind != crate::anatomy::GroupKind::Output) {
-            mem += m.compute_logits as f64 * x(s_n - 1, d);
+        if !classes.iter().any(|c| c.is_output) {
+            mem += gb(m.compute_logits as f64) * x(s_n - 1, d);
         }
-        mem += m.compute_base as f64 * used[d];
+        mem += gb(m.compute_base as f64) * used[d];
         if d == 0 && m.op_offload {
             mem += stage;
         }
-        cons.push(constraint!(mem <= budgets.gpu[d]));
+        cons.push(constraint!(mem <= gb(budgets.gpu[d])));
     }
     if m.op_offload && g > 0 {
-        for (mi, mv) in m.movable.iter().enumerate() {
-            cons.push(constraint!(stage >= mv.max_tensor as f64 * (1.0 - on_gpu(mi))));
+        for (ci, c) in classes.iter().enumerate() {
+            cons.push(constraint!(stage >= gb(c.max_tensor as f64) * any_cpu[ci]));
         }
         for s in 0..s_n {
             if m.slot_fixed_max_tensor[s] > 0 {
-                cons.push(constraint!(stage >= m.slot_fixed_max_tensor[s] as f64 * x_cpu(s)));
+                cons.push(constraint!(stage >= gb(m.slot_fixed_max_tensor[s] as f64) * x_cpu(s)));
             }
         }
     }
     // Host RAM.
-    let mut host = Expression::from((m.input_bytes + m.host_fixed) as f64);
+    let mut host = Expression::from(gb((m.input_bytes + m.host_fixed) as f64));
     let mut cpu_weights = Expression::from(0.0);
     for s in 0..s_n {
-        let w = m.slot_fixed[s] as f64;
-        host += (w + m.slot_kv[s] as f64) * x_cpu(s);
+        let w = gb(m.slot_fixed[s] as f64);
+        host += (w + gb(m.slot_kv[s] as f64)) * x_cpu(s);
         cpu_weights += w * x_cpu(s);
     }
-    for (mi, mv) in m.movable.iter().enumerate() {
-        host += mv.bytes as f64 * (1.0 - on_gpu(mi));
-        cpu_weights += mv.bytes as f64 * (1.0 - on_gpu(mi));
+    for (ci, c) in classes.iter().enumerate() {
+        let off = c.members.len() as f64 - kept(ci);
+        host += gb(c.bytes as f64) * off.clone();
+        cpu_weights += gb(c.bytes as f64) * off;
     }
-    if goal == Goal::Speed {
-        cons.push(constraint!(host.clone() <= budgets.ram));
+    if goal == Goal::Speed && budgets.ram.is_finite() {
+        cons.push(constraint!(host.clone() <= gb(budgets.ram)));
     }
-    // Hand-offs: a layer whose movable groups are not all with it costs two splits per token.
-    for (mi, mv) in m.movable.iter().enumerate() {
-        let layer_on_gpu = if g > 0 { Expression::from(y[mv.slot][0]) } else { Expression::from(0.0) };
-        cons.push(constraint!(e[mv.slot] >= layer_on_gpu - on_gpu(mi)));
+    if std::env::var_os("PLACER_FORCE_OUT").is_some() {
+        for (ci, c) in classes.iter().enumerate() {
+            if c.is_output {
+                cons.push(constraint!(kept(ci) >= 1.0));
+            }
+        }
     }
 
     let objective: Expression = match goal {
-        Goal::MinHostBytes => host.clone() * 1e-9,
+        Goal::MinHostBytes => host.clone(),
         Goal::Speed => {
             let mut t = Expression::from(0.0);
             for s in 0..s_n {
@@ -171,10 +187,10 @@ pub fn solve(
                     t += r * (inv(m.gpu_bw[d]) - cpu_inv) * ms * x(s, d);
                 }
             }
-            for (mi, mv) in m.movable.iter().enumerate() {
-                t += mv.read * cpu_inv * ms;
+            for (ci, c) in classes.iter().enumerate() {
+                t += c.read * c.members.len() as f64 * cpu_inv * ms;
                 for d in 0..g {
-                    t += mv.read * (inv(m.gpu_bw[d]) - cpu_inv) * ms * u[mi][d];
+                    t += c.read * (inv(m.gpu_bw[d]) - cpu_inv) * ms * n[ci][d];
                 }
             }
             let split = m.per_split_s * ms;
@@ -186,38 +202,94 @@ pub fn solve(
             }
             if prefill_weight > 0.0 {
                 if let Some(pcie) = m.pcie_bw {
-                    let per_token = 1.0 / (pcie * m.n_ubatch_f());
+                    let per_token = (1u64 << 30) as f64 / (pcie * m.n_ubatch_f());
                     t += prefill_weight * per_token * ms * cpu_weights.clone();
                 }
             }
-            // Tie-break towards fewer bytes in RAM (1 ns per GB): same speed, more headroom.
-            t + host.clone() * 1e-12
+            t
         }
     };
 
     let mut problem = vars.minimise(objective.clone()).using(good_lp::solvers::highs::highs);
-    problem = problem.set_mip_rel_gap(1e-4).map_err(|e| e.to_string())?;
+    problem = problem.set_mip_rel_gap(MIP_REL_GAP).map_err(|e| e.to_string())?;
     problem = problem.set_threads(1);
     problem = problem.set_time_limit(30.0);
     for c in cons {
         problem = problem.with(c);
     }
+    let t_solve = std::time::Instant::now();
     let sol = problem.solve().map_err(|e| e.to_string())?;
+    if std::env::var_os("PLACER_DEBUG_SOLVER").is_some() {
+        eprintln!("  highs: {:.3}s ({} classes, {} slots, {} gpus)", t_solve.elapsed().as_secs_f64(), classes.len(), s_n, g);
+    }
     let rank = |s: usize| (0..g).filter(|&k| sol.value(y[s][k]) > 0.5).count();
     let dev_of_rank = |r: usize| if r == 0 { DeviceId::Cpu } else { DeviceId::Gpu(r - 1) };
     let slot_device: Vec<DeviceId> = (0..s_n).map(|s| dev_of_rank(rank(s))).collect();
-    let movable_device = (0..m.movable.len())
-        .map(|mi| match (0..g).find(|&d| sol.value(u[mi][d]) > 0.5) {
-            Some(d) => DeviceId::Gpu(d),
-            None => DeviceId::Cpu,
-        })
-        .collect();
+    let mut movable_device = vec![DeviceId::Cpu; m.movable.len()];
+    for (ci, c) in classes.iter().enumerate() {
+        for d in 0..g {
+            let keep = sol.value(n[ci][d]).round().max(0.0) as usize;
+            let on_d: Vec<usize> =
+                c.members.iter().copied().filter(|&mi| slot_device[m.movable[mi].slot] == DeviceId::Gpu(d)).collect();
+            for &mi in on_d.iter().rev().take(keep) {
+                movable_device[mi] = DeviceId::Gpu(d);
+            }
+        }
+    }
     let objective_s = sol.eval(&objective) / ms;
     Ok(IlpResult { slot_device, movable_device, objective_s })
+}
+
+/// Movable groups that are interchangeable for the program.
+struct Class {
+    members: Vec<usize>,
+    bytes: u64,
+    max_tensor: u64,
+    read: f64,
+    is_output: bool,
+}
+
+fn classes_of(m: &LinearModel) -> Vec<Class> {
+    let mut map: std::collections::BTreeMap<(u8, u64, u64, u64), usize> = Default::default();
+    let mut out: Vec<Class> = Vec::new();
+    for (mi, mv) in m.movable.iter().enumerate() {
+        let key = (mv.kind as u8, mv.bytes, mv.max_tensor, mv.read.to_bits());
+        let ci = *map.entry(key).or_insert_with(|| {
+            out.push(Class {
+                members: Vec::new(),
+                bytes: mv.bytes,
+                max_tensor: mv.max_tensor,
+                read: mv.read,
+                is_output: mv.kind == crate::anatomy::GroupKind::Output,
+            });
+            out.len() - 1
+        });
+        out[ci].members.push(mi);
+    }
+    out
 }
 
 impl LinearModel {
     fn n_ubatch_f(&self) -> f64 {
         self.n_ubatch.max(1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_stays_on_gpu_when_memory_is_plenty() {
+        let a = crate::solver::fixture::build(&crate::solver::fixture::Spec::gpt_oss_120b());
+        let host = crate::host::default_host();
+        let req = crate::solver::SolveRequest { ctx: 8192, ..Default::default() };
+        let m = crate::solver::coeffs::build(&a, &host, &req, &crate::calibrate::Calibration::shipped());
+        let b = Budgets { gpu: vec![1e12; m.n_gpus], ram: 1e13 };
+        let r = solve(&m, &b, Goal::Speed, 0.0).unwrap();
+        let out = m.movable.iter().position(|mv| mv.kind == crate::anatomy::GroupKind::Output).unwrap();
+        eprintln!("{:?} {:?} obj {}", r.slot_device, r.movable_device[out], r.objective_s);
+        assert_ne!(r.movable_device[out], DeviceId::Cpu);
+        assert!(r.movable_device.iter().all(|d| *d != DeviceId::Cpu));
     }
 }

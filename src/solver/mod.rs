@@ -369,9 +369,26 @@ fn solve_inner(
         let (lin_gpu, lin_host) = linear_usage(&m, &r.slot_device, &r.movable_device);
         let exact: Vec<f64> = rows.iter().map(|r| r.total() as f64).collect();
         let lin: Vec<f64> = lin_gpu.iter().copied().chain([lin_host]).collect();
+        if std::env::var_os("PLACER_DEBUG_SOLVER").is_some() {
+            let (t, _) = decode_time(&m, &r.slot_device, &r.movable_device);
+            let f = |v: &[f64]| v.iter().map(|x| format!("{:.0}", x / MIB as f64)).collect::<Vec<_>>().join("/");
+            eprintln!(
+                "round {round} at {:.3}s: obj {:.3} ms, t {:.3} ms, exact {} lin {} over {} corr {} | {}",
+                t0.elapsed().as_secs_f64(),
+                r.objective_s * 1e3,
+                t * 1e3,
+                f(&exact),
+                f(&lin),
+                f(&over),
+                f(&corr),
+                crate::emit::argv(&launch).join(" ")
+            );
+        }
         if over.iter().all(|&o| o <= 0.0) {
             let (t, splits) = decode_time(&m, &r.slot_device, &r.movable_device);
-            let cpu_w = rows[g].weights as f64;
+            // Token embeddings stay on the CPU and are only gathered (GET_ROWS is never
+            // offloaded): what streams over PCIe is the rest of the CPU weights.
+            let cpu_w = (rows[g].weights as f64 - m.input_bytes as f64).max(0.0);
             let prefill = (cpu_w > 0.0 && m.op_offload)
                 .then(|| m.pcie_bw.map(|bw| m.n_ubatch as f64 * bw / cpu_w))
                 .flatten();
@@ -389,9 +406,22 @@ fn solve_inner(
             if best.as_ref().is_none_or(|(bt, _)| t < *bt - 1e-12) {
                 best = Some((t, sol));
             }
-            // Correct towards the exact model (may loosen a budget the linear model over-estimates).
+            // Correct towards the exact model (may loosen a budget the linear model over-estimates);
+            // worth another round only if some GPU gains or loses room for a movable group.
+            // (the median group: a change smaller than that rarely moves anything that matters)
+            let mut sizes: Vec<u64> = m.movable.iter().map(|mv| mv.bytes).collect();
+            sizes.sort_unstable();
+            let smallest = sizes.get(sizes.len() / 2).copied().unwrap_or(u64::MAX) as f64;
+            let mut changed = false;
             for i in 0..=g {
-                corr[i] = exact[i] - lin[i];
+                let c = exact[i] - lin[i];
+                if i < g && (c - corr[i]).abs() >= smallest {
+                    changed = true;
+                }
+                corr[i] = c;
+            }
+            if !changed {
+                break;
             }
         } else {
             last_reason = over
