@@ -14,10 +14,18 @@ fn nnls_recovers_known_coefficients() {
     let x: Vec<Vec<f64>> = (0..12)
         .map(|i| {
             let i = i as f64;
-            vec![1.0, 0.001 * (i + 1.0), 0.003 * ((i * 7.0) % 5.0), 0.002 * ((i * 3.0) % 4.0)]
+            vec![
+                1.0,
+                0.001 * (i + 1.0),
+                0.003 * ((i * 7.0) % 5.0),
+                0.002 * ((i * 3.0) % 4.0),
+            ]
         })
         .collect();
-    let y: Vec<f64> = x.iter().map(|r| r.iter().zip(theta).map(|(a, b)| a * b).sum()).collect();
+    let y: Vec<f64> = x
+        .iter()
+        .map(|r| r.iter().zip(theta).map(|(a, b)| a * b).sum())
+        .collect();
     let t = nnls(&x, &y).unwrap();
     for (got, want) in t.iter().zip(theta) {
         assert!((got - want).abs() < 1e-9, "{t:?}");
@@ -63,13 +71,23 @@ fn reference_input(name: &str) -> Option<RunInput> {
         ballast_free_mib: vec![23999, 12799],
         ..Default::default()
     };
-    Some(RunInput { scenario: "reference".into(), run_id: name.into(), log_path: dir.join(name), manifest: Some(manifest), log })
+    Some(RunInput {
+        scenario: "reference".into(),
+        run_id: name.into(),
+        log_path: dir.join(name),
+        manifest: Some(manifest),
+        log,
+    })
 }
 
 #[test]
 fn reference_runs_measured_overhead_and_prediction_within_tolerance() {
-    let Some(t2) = reference_input("t2_fit.log.gz") else { return };
-    let Some(t3) = reference_input("t3_cmoe.log.gz") else { return };
+    let Some(t2) = reference_input("t2_fit.log.gz") else {
+        return;
+    };
+    let Some(t3) = reference_input("t3_cmoe.log.gz") else {
+        return;
+    };
     let opts = Options::default();
     let cal = Calibration::shipped();
     let recs: Vec<_> = [t2, t3]
@@ -78,14 +96,34 @@ fn reference_runs_measured_overhead_and_prediction_within_tolerance() {
         .collect();
     // Overhead = free before start − free at exit − self (t2: 23999 − 1041 − 22252).
     assert_eq!(recs[0].measured[0].overhead, Some(706.0));
-    assert_eq!(recs[0].measured[1].overhead, Some(12799.0 - 913.0 - 11181.0));
+    assert_eq!(
+        recs[0].measured[1].overhead,
+        Some(12799.0 - 913.0 - 11181.0)
+    );
     assert_eq!(recs[1].measured[0].total, Some(23999.0 - 17989.0));
     // --fit's placement was read back from the log: same model bytes per GPU as logged.
     for r in &recs {
-        let p = r.predicted.as_ref().unwrap_or_else(|| panic!("{}: {}", r.input.run_id, r.note));
+        let p = r
+            .predicted
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: {}", r.input.run_id, r.note));
         for (d, pd) in r.measured.iter().zip(p) {
-            assert!((d.model - pd.model).abs() < 1.0, "{} {}: model {} vs {}", r.input.run_id, d.name, d.model, pd.model);
-            assert!((d.kv - pd.kv).abs() < 1.0, "{} {}: kv {} vs {}", r.input.run_id, d.name, d.kv, pd.kv);
+            assert!(
+                (d.model - pd.model).abs() < 1.0,
+                "{} {}: model {} vs {}",
+                r.input.run_id,
+                d.name,
+                d.model,
+                pd.model
+            );
+            assert!(
+                (d.kv - pd.kv).abs() < 1.0,
+                "{} {}: kv {} vs {}",
+                r.input.run_id,
+                d.name,
+                d.kv,
+                pd.kv
+            );
         }
     }
     let e = Errors::of(&recs, &cal);
@@ -96,7 +134,9 @@ fn reference_runs_measured_overhead_and_prediction_within_tolerance() {
 
 #[test]
 fn too_few_runs_are_refused_with_the_number_needed() {
-    let Some(t3) = reference_input("t3_cmoe.log.gz") else { return };
+    let Some(t3) = reference_input("t3_cmoe.log.gz") else {
+        return;
+    };
     let cal = Calibration::shipped();
     let rec = records::record(t3, &cal, None, &Options::default().hardware_dir, None);
     let (fitted, rep) = fit::fit(std::slice::from_ref(&rec), &cal);

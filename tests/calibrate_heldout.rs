@@ -21,7 +21,11 @@ fn held_out_runs() {
         .into_iter()
         .filter(|r| r.prediction.is_some() && r.input.log.oom.is_empty() && !r.input.log.truncated)
         .collect();
-    eprintln!("data/runs: {} usable runs, {} files skipped", usable.len(), skipped.len());
+    eprintln!(
+        "data/runs: {} usable runs, {} files skipped",
+        usable.len(),
+        skipped.len()
+    );
     if usable.len() < NEED {
         eprintln!(
             "HELD-OUT TEST NOT EVALUATED: data/runs holds {} usable runs (prediction + complete log), need {NEED}",
@@ -30,13 +34,20 @@ fn held_out_runs() {
         let (fitted, rep) = fit::fit(&usable, &cal);
         let text = rep.lines.join("\n");
         eprintln!("{text}");
-        assert!(text.contains("need"), "with {} runs some fit must refuse: {text}", usable.len());
+        assert!(
+            text.contains("need"),
+            "with {} runs some fit must refuse: {text}",
+            usable.len()
+        );
         if usable.is_empty() {
             assert_eq!(fitted.speed, cal.speed);
         }
         return;
     }
-    let (train, test): (Vec<_>, Vec<_>) = usable.into_iter().enumerate().partition(|(i, _)| i % 3 != 2);
+    let (train, test): (Vec<_>, Vec<_>) = usable
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % 3 != 2);
     let train: Vec<_> = train.into_iter().map(|(_, r)| r).collect();
     let test: Vec<_> = test.into_iter().map(|(_, r)| r).collect();
     let (fitted, rep) = fit::fit(&train, &cal);
@@ -45,7 +56,10 @@ fn held_out_runs() {
     eprintln!("held-out ({} runs):\n{}", test.len(), e.summary());
     for (run, dev, p, m) in &e.memory {
         let tol = 128f64.max(0.015 * m);
-        assert!((p - m).abs() <= tol, "{run} {dev}: predicted {p:.0} MiB, measured {m:.0} MiB (tolerance {tol:.0})");
+        assert!(
+            (p - m).abs() <= tol,
+            "{run} {dev}: predicted {p:.0} MiB, measured {m:.0} MiB (tolerance {tol:.0})"
+        );
     }
     let d = e.decode_rel();
     if !d.is_empty() {

@@ -10,13 +10,25 @@ use placer::solver::{self, fixture, Margins, SolveRequest};
 use std::path::Path;
 
 fn solve(a: &placer::anatomy::Anatomy, host: &Host, cal: &Calibration) -> solver::Solution {
-    let req = SolveRequest { ctx: 65536, model_path: "m.gguf".into(), ..Default::default() };
-    let margins = Margins { gpu_mib: cal.gpu_margins_mib(true, host), ram_mib: cal.margins.aggressive_mib };
-    solver::solve(a, host, &req, cal, &margins).unwrap_or_else(|e| panic!("infeasible: {}", e.reason))
+    let req = SolveRequest {
+        ctx: 65536,
+        model_path: "m.gguf".into(),
+        ..Default::default()
+    };
+    let margins = Margins {
+        gpu_mib: cal.gpu_margins_mib(true, host),
+        ram_mib: cal.margins.aggressive_mib,
+    };
+    solver::solve(a, host, &req, cal, &margins)
+        .unwrap_or_else(|e| panic!("infeasible: {}", e.reason))
 }
 
 fn free_mib(s: &solver::Solution, gpu: usize) -> f64 {
-    let d = s.devices.iter().find(|d| d.device == DeviceId::Gpu(gpu)).unwrap();
+    let d = s
+        .devices
+        .iter()
+        .find(|d| d.device == DeviceId::Gpu(gpu))
+        .unwrap();
     d.free() as f64 / 1048576.0
 }
 
@@ -28,7 +40,9 @@ fn oom_on_a_device_moves_memory_off_it() {
     let cal = Calibration::shipped();
     let first = solve(&a, &host, &cal);
     // The GPU the aggressive profile left with the least free memory OOMs at the first decode.
-    let gpu = (0..host.gpus.len()).min_by(|&i, &j| free_mib(&first, i).total_cmp(&free_mib(&first, j))).unwrap();
+    let gpu = (0..host.gpus.len())
+        .min_by(|&i, &j| free_mib(&first, i).total_cmp(&free_mib(&first, j)))
+        .unwrap();
     let before = free_mib(&first, gpu);
     let log_text = format!(
         "llama_model_loader: loaded meta data with 24 key-value pairs and 579 tensors from m.gguf (version GGUF V3 (latest))\n\
@@ -37,10 +51,19 @@ fn oom_on_a_device_moves_memory_off_it() {
     );
     let log = parse_bytes("oom.log", log_text.as_bytes()).unwrap();
     assert_eq!(log.oom.len(), 1);
-    assert_eq!(log.oom[0].device.as_deref(), Some(format!("CUDA{gpu}").as_str()));
+    assert_eq!(
+        log.oom[0].device.as_deref(),
+        Some(format!("CUDA{gpu}").as_str())
+    );
     let pred = memory::predict(&a, &first.launch, &host, &cal).unwrap();
     let rec = Record {
-        input: RunInput { scenario: "t".into(), run_id: "oom".into(), log_path: "oom.log".into(), manifest: None, log },
+        input: RunInput {
+            scenario: "t".into(),
+            run_id: "oom".into(),
+            log_path: "oom.log".into(),
+            manifest: None,
+            log,
+        },
         measured: Vec::new(),
         host: Some(host.clone()),
         launch: Some(first.launch.clone()),
@@ -55,10 +78,19 @@ fn oom_on_a_device_moves_memory_off_it() {
     learn_ooms(std::slice::from_ref(&rec), &mut learned, &mut rep);
     eprintln!("{}", rep.lines.join("\n"));
     let extra = learned.device_extra_mib(&host.name, &format!("CUDA{gpu}"));
-    assert!(extra >= before - cal.margins.aggressive_mib, "margin +{extra} MiB does not exclude the failed profile");
+    assert!(
+        extra >= before - cal.margins.aggressive_mib,
+        "margin +{extra} MiB does not exclude the failed profile"
+    );
     let second = solve(&a, &host, &learned);
     let after = free_mib(&second, gpu);
     eprintln!("CUDA{gpu}: {before:.0} MiB free before the OOM, {after:.0} MiB after");
-    assert!(after > before, "CUDA{gpu}: {after:.0} MiB free after learning, {before:.0} before");
-    assert_ne!(second.launch, first.launch, "the failed profile was proposed again");
+    assert!(
+        after > before,
+        "CUDA{gpu}: {after:.0} MiB free after learning, {before:.0} before"
+    );
+    assert_ne!(
+        second.launch, first.launch,
+        "the failed profile was proposed again"
+    );
 }

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 fn reference(name: &str) -> Option<Vec<u8>> {
     let dirs = [
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
         PathBuf::from("/work/shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
     ];
     let dir = dirs.into_iter().find(|p| p.is_dir())?;
@@ -18,7 +19,12 @@ fn reference(name: &str) -> Option<Vec<u8>> {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logs").join(name)).unwrap()
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/logs")
+            .join(name),
+    )
+    .unwrap()
 }
 
 /// The values that matter for calibration; `source` and warnings may differ.
@@ -32,13 +38,17 @@ fn essence(r: &LogRun) -> String {
 
 /// Deterministic pseudo-random cut points (no RNG crate needed).
 fn lcg(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     *seed >> 33
 }
 
 #[test]
 fn truncated_at_random_points() {
-    let Some(full) = reference("t3_cmoe.log.gz") else { return };
+    let Some(full) = reference("t3_cmoe.log.gz") else {
+        return;
+    };
     let perf = find(&full, b"common_perf_print").expect("perf lines in t3");
     let mut seed = 7;
     for _ in 0..40 {
@@ -54,17 +64,28 @@ fn truncated_at_random_points() {
 
 #[test]
 fn truncated_during_fit_trials_has_no_real_load() {
-    let Some(full) = reference("t2_fit.log.gz") else { return };
+    let Some(full) = reference("t2_fit.log.gz") else {
+        return;
+    };
     let end_fit = find(&full, b"fitting params to free memory took").unwrap();
     let r = parse_bytes("cut", &full[..end_fit / 2]).unwrap();
     assert!(r.truncated);
-    assert!(r.buffers.model.is_empty(), "trial loads (0.00 MiB) must not be taken for the run");
-    assert!(r.warnings.iter().any(|w| w.contains("no model load")), "{:?}", r.warnings);
+    assert!(
+        r.buffers.model.is_empty(),
+        "trial loads (0.00 MiB) must not be taken for the run"
+    );
+    assert!(
+        r.warnings.iter().any(|w| w.contains("no model load")),
+        "{:?}",
+        r.warnings
+    );
 }
 
 #[test]
 fn gzip_cut_short() {
-    let Some(full) = reference("t3_cmoe.log.gz") else { return };
+    let Some(full) = reference("t3_cmoe.log.gz") else {
+        return;
+    };
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(&full).unwrap();
     let gz = enc.finish().unwrap();
@@ -75,27 +96,42 @@ fn gzip_cut_short() {
 
 #[test]
 fn crlf_and_prefixes_read_the_same() {
-    let Some(full) = reference("t3_cmoe.log.gz") else { return };
+    let Some(full) = reference("t3_cmoe.log.gz") else {
+        return;
+    };
     let base = parse_bytes("t3", &full).unwrap();
     let text = String::from_utf8_lossy(&full).to_string();
     let crlf = text.replace('\n', "\r\n");
-    assert_eq!(essence(&parse_bytes("crlf", crlf.as_bytes()).unwrap()), essence(&base));
+    assert_eq!(
+        essence(&parse_bytes("crlf", crlf.as_bytes()).unwrap()),
+        essence(&base)
+    );
     let prefixed: String = text
         .lines()
         .map(|l| format!("[2026-11-23 10:00:01] \x1b[32m{l}\x1b[0m\n"))
         .collect();
-    assert_eq!(essence(&parse_bytes("prefixed", prefixed.as_bytes()).unwrap()), essence(&base));
+    assert_eq!(
+        essence(&parse_bytes("prefixed", prefixed.as_bytes()).unwrap()),
+        essence(&base)
+    );
 }
 
 #[test]
 fn latin1_bytes_do_not_break_reading() {
-    let Some(full) = reference("t3_cmoe.log.gz") else { return };
+    let Some(full) = reference("t3_cmoe.log.gz") else {
+        return;
+    };
     let base = parse_bytes("t3", &full).unwrap();
     // A model path in latin-1 (é = 0xE9) and stray high bytes in generated text.
     let mut mangled = Vec::new();
     for line in full.split(|&b| b == b'\n') {
         let l: Vec<u8> = if let Some(i) = find(line, b"/tmp/q3moe.gguf") {
-            [&line[..i], b"/tmp/q3mo\xe9.gguf".as_slice(), &line[i + 15..]].concat()
+            [
+                &line[..i],
+                b"/tmp/q3mo\xe9.gguf".as_slice(),
+                &line[i + 15..],
+            ]
+            .concat()
         } else {
             line.to_vec()
         };
@@ -111,9 +147,14 @@ fn latin1_bytes_do_not_break_reading() {
 
 #[test]
 fn interleaved_lines_of_two_logs() {
-    let Some(a) = reference("t3_cmoe.log.gz") else { return };
+    let Some(a) = reference("t3_cmoe.log.gz") else {
+        return;
+    };
     let b = fixture("load_oom.log");
-    let (la, lb): (Vec<&[u8]>, Vec<&[u8]>) = (a.split(|&x| x == b'\n').collect(), b.split(|&x| x == b'\n').collect());
+    let (la, lb): (Vec<&[u8]>, Vec<&[u8]>) = (
+        a.split(|&x| x == b'\n').collect(),
+        b.split(|&x| x == b'\n').collect(),
+    );
     let mut mixed = Vec::new();
     let step = la.len() / lb.len().max(1);
     let mut j = 0;

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 fn reference_dir() -> Option<PathBuf> {
     let candidates = [
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
         PathBuf::from("/work/shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
     ];
     candidates.into_iter().find(|p| p.is_dir())
@@ -22,16 +23,37 @@ fn load(name: &str) -> Option<LogRun> {
 
 #[test]
 fn fit_run_final_load_not_the_trials() {
-    let Some(r) = load("t2_fit.log.gz") else { return };
+    let Some(r) = load("t2_fit.log.gz") else {
+        return;
+    };
     assert_eq!(r.format, LogFormat::Text);
     assert!(!r.truncated, "{:?}", r.warnings);
     assert_eq!(r.model_path.as_deref(), Some("/tmp/q3moe.gguf"));
-    assert_eq!(r.model_info.get("arch").map(String::as_str), Some("qwen3moe"));
-    assert_eq!(r.model_info.get("file size").map(String::as_str), Some("30.25 GiB (8.51 BPW)"));
-    assert_eq!((r.n_ctx, r.n_ctx_seq, r.n_seq_max), (Some(65536), Some(65536), Some(1)));
-    assert_eq!((r.n_batch, r.n_ubatch, r.n_outputs_max), (Some(2048), Some(512), Some(2048)));
-    assert_eq!(r.flash_attn.as_deref(), Some("enabled"), "auto resolved by resolve_fused_ops");
-    assert_eq!((r.type_k.as_deref(), r.type_v.as_deref()), (Some("f16"), Some("f16")));
+    assert_eq!(
+        r.model_info.get("arch").map(String::as_str),
+        Some("qwen3moe")
+    );
+    assert_eq!(
+        r.model_info.get("file size").map(String::as_str),
+        Some("30.25 GiB (8.51 BPW)")
+    );
+    assert_eq!(
+        (r.n_ctx, r.n_ctx_seq, r.n_seq_max),
+        (Some(65536), Some(65536), Some(1))
+    );
+    assert_eq!(
+        (r.n_batch, r.n_ubatch, r.n_outputs_max),
+        (Some(2048), Some(512), Some(2048))
+    );
+    assert_eq!(
+        r.flash_attn.as_deref(),
+        Some("enabled"),
+        "auto resolved by resolve_fused_ops"
+    );
+    assert_eq!(
+        (r.type_k.as_deref(), r.type_v.as_deref()),
+        (Some("f16"), Some("f16"))
+    );
     assert_eq!(r.kv_unified, Some(false));
     assert_eq!(r.layers_offloaded, Some((49, 49)));
     assert_eq!(r.load_mode.as_deref(), Some("mmap"));
@@ -62,22 +84,59 @@ fn fit_run_final_load_not_the_trials() {
     assert_eq!(r.pipeline_parallel, Some(false));
     // Overrides of the real load only: 1 to CUDA1, 21 to CUDA_Host (CPU rules with mmap).
     assert_eq!(r.overrides.len(), 22);
-    assert_eq!(r.overrides.get("blk.28.ffn_down_exps.weight").map(String::as_str), Some("CUDA1"));
-    assert_eq!(r.overrides.get("blk.41.ffn_gate_exps.weight").map(String::as_str), Some("CUDA_Host"));
-    assert_eq!(r.overrides.values().filter(|v| *v == "CUDA_Host").count(), 21);
+    assert_eq!(
+        r.overrides
+            .get("blk.28.ffn_down_exps.weight")
+            .map(String::as_str),
+        Some("CUDA1")
+    );
+    assert_eq!(
+        r.overrides
+            .get("blk.41.ffn_gate_exps.weight")
+            .map(String::as_str),
+        Some("CUDA_Host")
+    );
+    assert_eq!(
+        r.overrides.values().filter(|v| *v == "CUDA_Host").count(),
+        21
+    );
     assert_eq!(r.layer_device.len(), 49);
     assert_eq!(r.layer_device.get(&28).map(String::as_str), Some("CUDA0"));
     assert_eq!(r.layer_device.get(&29).map(String::as_str), Some("CUDA1"));
     assert_eq!(r.gpus.get("CUDA1").and_then(|g| g.vram_mib), Some(143155.0));
     // Exit breakdown, not one printed during the fit.
-    let cuda0 = r.breakdown.iter().find(|x| x.name == "CUDA0").expect("CUDA0 row");
+    let cuda0 = r
+        .breakdown
+        .iter()
+        .find(|x| x.name == "CUDA0")
+        .expect("CUDA0 row");
     assert_eq!(cuda0.description.as_deref(), Some("H200"));
-    assert_eq!((cuda0.total, cuda0.free, cuda0.self_), (Some(143155.0), Some(1041.0), 22252.0));
-    assert_eq!((cuda0.model, cuda0.context, cuda0.compute, cuda0.unaccounted), (18128.0, 3712.0, 412.0, Some(119862.0)));
-    let cuda1 = r.breakdown.iter().find(|x| x.name == "CUDA1").expect("CUDA1 row");
-    assert_eq!((cuda1.free, cuda1.self_, cuda1.model), (Some(913.0), 11181.0, 8448.0));
-    let host = r.breakdown.iter().find(|x| x.name == "Host").expect("Host row");
-    assert_eq!((host.self_, host.model, host.context, host.compute), (30730.0, 30658.0, 0.0, 72.0));
+    assert_eq!(
+        (cuda0.total, cuda0.free, cuda0.self_),
+        (Some(143155.0), Some(1041.0), 22252.0)
+    );
+    assert_eq!(
+        (cuda0.model, cuda0.context, cuda0.compute, cuda0.unaccounted),
+        (18128.0, 3712.0, 412.0, Some(119862.0))
+    );
+    let cuda1 = r
+        .breakdown
+        .iter()
+        .find(|x| x.name == "CUDA1")
+        .expect("CUDA1 row");
+    assert_eq!(
+        (cuda1.free, cuda1.self_, cuda1.model),
+        (Some(913.0), 11181.0, 8448.0)
+    );
+    let host = r
+        .breakdown
+        .iter()
+        .find(|x| x.name == "Host")
+        .expect("Host row");
+    assert_eq!(
+        (host.self_, host.model, host.context, host.compute),
+        (30730.0, 30658.0, 0.0, 72.0)
+    );
     assert_eq!((r.prompt_tokens, r.prompt_tps), (Some(450), Some(2657.58)));
     assert_eq!((r.gen_tokens, r.gen_tps), (Some(127), Some(149.48)));
     assert!(r.oom.is_empty());
@@ -85,7 +144,9 @@ fn fit_run_final_load_not_the_trials() {
 
 #[test]
 fn cpu_moe_run() {
-    let Some(r) = load("t3_cmoe.log.gz") else { return };
+    let Some(r) = load("t3_cmoe.log.gz") else {
+        return;
+    };
     assert!(!r.truncated);
     assert_eq!(r.fit_trials, 0);
     assert_eq!(r.fit_seconds, None);
@@ -101,14 +162,19 @@ fn cpu_moe_run() {
     assert_eq!(r.overrides.len(), 144);
     assert!(r.overrides.keys().all(|k| k.contains("_exps")));
     let cuda0 = r.breakdown.iter().find(|x| x.name == "CUDA0").unwrap();
-    assert_eq!((cuda0.free, cuda0.self_, cuda0.unaccounted), (Some(17989.0), 5300.0, Some(119865.0)));
+    assert_eq!(
+        (cuda0.free, cuda0.self_, cuda0.unaccounted),
+        (Some(17989.0), 5300.0, Some(119865.0))
+    );
     assert_eq!((r.prompt_tokens, r.prompt_tps), (Some(450), Some(542.87)));
     assert_eq!((r.gen_tokens, r.gen_tps), (Some(127), Some(36.22)));
 }
 
 #[test]
 fn fit_params_output() {
-    let Some(r) = load("fitparams.log") else { return };
+    let Some(r) = load("fitparams.log") else {
+        return;
+    };
     let fit = r.fit_result.expect("fit-params line");
     assert!(fit.starts_with("-c 65536 -ngl 49 -ts 29,20 -ot "), "{fit}");
 }
@@ -135,13 +201,21 @@ fn data_runs_logs_parse() {
         .collect();
     eprintln!("data/runs: {} log files", logs.len());
     for pf in parse_paths(&logs, |_| {}) {
-        let run = pf.result.unwrap_or_else(|e| panic!("{}: {e}", pf.path.display()));
-        assert!(run.model_path.is_some() || !run.bench.is_empty() || run.fit_result.is_some(), "{}", pf.path.display());
+        let run = pf
+            .result
+            .unwrap_or_else(|e| panic!("{}: {e}", pf.path.display()));
+        assert!(
+            run.model_path.is_some() || !run.bench.is_empty() || run.fit_result.is_some(),
+            "{}",
+            pf.path.display()
+        );
     }
 }
 
 fn collect(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {

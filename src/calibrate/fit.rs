@@ -59,11 +59,12 @@ pub fn least_squares(x: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
             return None;
         }
         a.swap(c, piv);
-        for r in 0..p {
+        let pivot = a[c].clone();
+        for (r, row) in a.iter_mut().enumerate() {
             if r != c {
-                let f = a[r][c] / a[c][c];
-                for k in c..=p {
-                    a[r][k] -= f * a[c][k];
+                let f = row[c] / pivot[c];
+                for (x, y) in row[c..].iter_mut().zip(&pivot[c..]) {
+                    *x -= f * y;
                 }
             }
         }
@@ -82,7 +83,10 @@ pub fn nnls(x: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
         let theta_sub = if cols.is_empty() {
             Some(Vec::new())
         } else {
-            let xs: Vec<Vec<f64>> = x.iter().map(|r| cols.iter().map(|&c| r[c]).collect()).collect();
+            let xs: Vec<Vec<f64>> = x
+                .iter()
+                .map(|r| cols.iter().map(|&c| r[c]).collect())
+                .collect();
             least_squares(&xs, y)
         };
         let Some(ts) = theta_sub else { continue };
@@ -93,7 +97,11 @@ pub fn nnls(x: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
         for (c, t) in cols.iter().zip(ts) {
             theta[*c] = t;
         }
-        let sse: f64 = x.iter().zip(y).map(|(r, yi)| (dot(r, &theta) - yi).powi(2)).sum();
+        let sse: f64 = x
+            .iter()
+            .zip(y)
+            .map(|(r, yi)| (dot(r, &theta) - yi).powi(2))
+            .sum();
         if best.as_ref().is_none_or(|(b, _)| sse < *b) {
             best = Some((sse, theta));
         }
@@ -119,7 +127,13 @@ pub fn percentile(v: &[f64], q: f64) -> f64 {
 
 /// Re-run the memory model for a record under another calibration.
 pub fn repredict(r: &Record, cal: &Calibration) -> Option<Prediction> {
-    memory::predict(r.anatomy.as_ref()?, r.launch.as_ref()?, r.host.as_ref()?, cal).ok()
+    memory::predict(
+        r.anatomy.as_ref()?,
+        r.launch.as_ref()?,
+        r.host.as_ref()?,
+        cal,
+    )
+    .ok()
 }
 
 /// A run whose measured memory is complete: started, not OOM, breakdown at exit.
@@ -151,7 +165,11 @@ pub fn fit(records: &[Record], base: &Calibration) -> (Calibration, FitReport) {
     let mut cal = base.clone();
     let mut rep = FitReport::default();
     let used = records.iter().filter(|r| r.prediction.is_some()).count();
-    rep.say(format!("{} runs, {} with a prediction (model, host and launch resolved)", records.len(), used));
+    rep.say(format!(
+        "{} runs, {} with a prediction (model, host and launch resolved)",
+        records.len(),
+        used
+    ));
     fit_overhead(records, &mut cal, &mut rep);
     fit_compute(records, &mut cal, &mut rep);
     fit_decode(records, &mut cal, &mut rep);
@@ -164,12 +182,21 @@ pub fn fit(records: &[Record], base: &Calibration) -> (Calibration, FitReport) {
             // No `build: N (commit)` line (llama-completion -v does not print one): the manifest's.
             most_common(records.iter().filter_map(|r| {
                 let l = &r.input.manifest.as_ref()?.llama_cpp;
-                let v = l.get("version").and_then(|v| v.as_str()).filter(|v| !v.is_empty());
-                v.or(l.get("source").and_then(|v| v.as_str())).map(str::to_string)
+                let v = l
+                    .get("version")
+                    .and_then(|v| v.as_str())
+                    .filter(|v| !v.is_empty());
+                v.or(l.get("source").and_then(|v| v.as_str()))
+                    .map(str::to_string)
             }))
         })
         .unwrap_or(base.llama_build.clone());
-    cal.host = most_common(records.iter().filter_map(|r| r.host.as_ref().map(|h| h.name.clone()))).unwrap_or(base.host.clone());
+    cal.host = most_common(
+        records
+            .iter()
+            .filter_map(|r| r.host.as_ref().map(|h| h.name.clone())),
+    )
+    .unwrap_or(base.host.clone());
     (cal, rep)
 }
 
@@ -187,12 +214,18 @@ fn gpu_entry<'a>(cal: &'a mut Calibration, model: &str) -> &'a mut GpuCalibratio
         g.model = model.to_string();
         cal.gpus.push(g);
     }
-    cal.gpus.iter_mut().find(|g| g.model == model).expect("just added")
+    cal.gpus
+        .iter_mut()
+        .find(|g| g.model == model)
+        .expect("just added")
 }
 
 fn fit_overhead(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     let mut by_model: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.input.log.oom.is_empty() && !r.input.log.truncated) {
+    for r in records
+        .iter()
+        .filter(|r| r.input.log.oom.is_empty() && !r.input.log.truncated)
+    {
         for (i, d) in r.measured.iter().enumerate() {
             let Some(o) = d.overhead else { continue };
             let model = r
@@ -211,16 +244,30 @@ fn fit_overhead(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) 
     }
     for (model, v) in by_model {
         if v.len() < MIN_OVERHEAD_POINTS {
-            rep.say(format!("overhead {model}: {} points, need {MIN_OVERHEAD_POINTS}; kept {:.0} MiB", v.len(), cal.gpu(&model).overhead_mib));
+            rep.say(format!(
+                "overhead {model}: {} points, need {MIN_OVERHEAD_POINTS}; kept {:.0} MiB",
+                v.len(),
+                cal.gpu(&model).overhead_mib
+            ));
             continue;
         }
         let med = percentile(&v, 0.5);
         gpu_entry(cal, &model).overhead_mib = med.round();
         cal.provenance.insert(
             format!("gpus.{model}.overhead_mib"),
-            format!("median of {} GPU observations (min {:.0}, max {:.0} MiB)", v.len(), percentile(&v, 0.0), percentile(&v, 1.0)),
+            format!(
+                "median of {} GPU observations (min {:.0}, max {:.0} MiB)",
+                v.len(),
+                percentile(&v, 0.0),
+                percentile(&v, 1.0)
+            ),
         );
-        rep.say(format!("overhead {model}: {med:.0} MiB (median of {} GPU observations, range {:.0}–{:.0})", v.len(), percentile(&v, 0.0), percentile(&v, 1.0)));
+        rep.say(format!(
+            "overhead {model}: {med:.0} MiB (median of {} GPU observations, range {:.0}–{:.0})",
+            v.len(),
+            percentile(&v, 0.0),
+            percentile(&v, 1.0)
+        ));
     }
 }
 
@@ -235,12 +282,17 @@ fn fit_compute(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     let (c_on, c_off) = (with_compute(cal, 1.0, 0.0), with_compute(cal, 0.0, 0.0));
     let mut pts: Vec<(f64, f64)> = Vec::new(); // (moe term MiB, measured − c0 MiB)
     for r in records.iter().filter(|r| complete(r)) {
-        let (Some(p1), Some(p0)) = (repredict(r, &c_on), repredict(r, &c_off)) else { continue };
+        let (Some(p1), Some(p0)) = (repredict(r, &c_on), repredict(r, &c_off)) else {
+            continue;
+        };
         for (i, d) in r.measured.iter().enumerate() {
             if d.compute <= 0.0 || i >= p1.gpus.len() {
                 continue;
             }
-            let (a, b) = (device_predicted(&p1.gpus[i]).compute, device_predicted(&p0.gpus[i]).compute);
+            let (a, b) = (
+                device_predicted(&p1.gpus[i]).compute,
+                device_predicted(&p0.gpus[i]).compute,
+            );
             pts.push((a - b, d.compute - b));
         }
     }
@@ -257,7 +309,11 @@ fn fit_compute(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     let spread = percentile(&moe, 1.0) - percentile(&moe, 0.0);
     let x: Vec<Vec<f64>> = pts.iter().map(|p| vec![p.0, 1.0]).collect();
     let y: Vec<f64> = pts.iter().map(|p| p.1).collect();
-    let both = if spread > 1.0 { least_squares(&x, &y).filter(|t| t[0] >= 0.0) } else { None };
+    let both = if spread > 1.0 {
+        least_squares(&x, &y).filter(|t| t[0] >= 0.0)
+    } else {
+        None
+    };
     let (s, fixed) = match both {
         Some(t) => (t[0], t[1]),
         None => {
@@ -269,8 +325,14 @@ fn fit_compute(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     };
     cal.compute.moe_scale = s;
     cal.compute.fixed_mib = fixed;
-    cal.provenance.insert("compute".into(), format!("least squares over {} GPU compute buffers", pts.len()));
-    rep.say(format!("compute: moe_scale {s:.3}, fixed {fixed:.1} MiB ({} buffers)", pts.len()));
+    cal.provenance.insert(
+        "compute".into(),
+        format!("least squares over {} GPU compute buffers", pts.len()),
+    );
+    rep.say(format!(
+        "compute: moe_scale {s:.3}, fixed {fixed:.1} MiB ({} buffers)",
+        pts.len()
+    ));
 }
 
 fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
@@ -280,7 +342,10 @@ fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
         .filter_map(|r| Some((r.speed.as_ref()?, r.decode_s()?)))
         .collect();
     let models: Vec<String> = {
-        let mut m: Vec<String> = pts.iter().flat_map(|(f, _)| f.gpu_s.keys().cloned()).collect();
+        let mut m: Vec<String> = pts
+            .iter()
+            .flat_map(|(f, _)| f.gpu_s.keys().cloned())
+            .collect();
         m.sort();
         m.dedup();
         m
@@ -289,7 +354,11 @@ fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     let has_splits = pts.iter().any(|(f, _)| f.splits > 0.0);
     let row = |f: &SpeedFeatures| {
         let mut v = vec![1.0];
-        v.extend(models.iter().map(|m| f.gpu_s.get(m).copied().unwrap_or(0.0)));
+        v.extend(
+            models
+                .iter()
+                .map(|m| f.gpu_s.get(m).copied().unwrap_or(0.0)),
+        );
         if has_cpu {
             v.push(f.cpu_s);
         }
@@ -321,9 +390,14 @@ fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
         let t = theta[1 + k];
         if t > 0.0 {
             gpu_entry(cal, m).bandwidth_efficiency = 1.0 / t;
-            cal.provenance.insert(format!("gpus.{m}.bandwidth_efficiency"), format!("NNLS over {} runs", pts.len()));
+            cal.provenance.insert(
+                format!("gpus.{m}.bandwidth_efficiency"),
+                format!("NNLS over {} runs", pts.len()),
+            );
         } else {
-            rep.say(format!("decode: {m} reads explain none of the time (coefficient 0); efficiency kept"));
+            rep.say(format!(
+                "decode: {m} reads explain none of the time (coefficient 0); efficiency kept"
+            ));
         }
     }
     let mut k = 1 + models.len();
@@ -336,8 +410,14 @@ fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     if has_splits {
         cal.speed.per_split_s = theta[k];
     }
-    cal.provenance.insert("speed.decode".into(), format!("NNLS over {} runs, {p} unknowns", pts.len()));
-    let errs: Vec<f64> = pts.iter().map(|(f, t)| (dot(&row(f), &theta) - t).abs() / t).collect();
+    cal.provenance.insert(
+        "speed.decode".into(),
+        format!("NNLS over {} runs, {p} unknowns", pts.len()),
+    );
+    let errs: Vec<f64> = pts
+        .iter()
+        .map(|(f, t)| (dot(&row(f), &theta) - t).abs() / t)
+        .collect();
     rep.say(format!(
         "decode: per_token {:.2} ms, per_split {:.1} µs, GPU eff {}, CPU eff {:.2}; fit median error {:.1}% ({} runs)",
         cal.speed.per_token_s * 1e3,
@@ -372,8 +452,16 @@ fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
         if t[1] > 0.0 {
             cal.speed.pcie_efficiency = 1.0 / t[1];
         }
-        cal.provenance.insert("speed.prefill".into(), format!("NNLS over {} runs", pts.len()));
-        rep.say(format!("prefill: {:.3} ms/token + PCIe at {:.2} of spec ({} runs)", t[0] * 1e3, cal.speed.pcie_efficiency, pts.len()));
+        cal.provenance.insert(
+            "speed.prefill".into(),
+            format!("NNLS over {} runs", pts.len()),
+        );
+        rep.say(format!(
+            "prefill: {:.3} ms/token + PCIe at {:.2} of spec ({} runs)",
+            t[0] * 1e3,
+            cal.speed.pcie_efficiency,
+            pts.len()
+        ));
     }
 }
 
@@ -384,7 +472,12 @@ pub fn memory_errors(records: &[Record], cal: &Calibration) -> Vec<(String, Stri
         let Some(p) = repredict(r, cal) else { continue };
         for (i, d) in r.measured.iter().enumerate() {
             if let (Some(meas), Some(g)) = (d.total, p.gpus.get(i)) {
-                out.push((r.input.run_id.clone(), d.name.clone(), device_predicted(g).total, meas));
+                out.push((
+                    r.input.run_id.clone(),
+                    d.name.clone(),
+                    device_predicted(g).total,
+                    meas,
+                ));
             }
         }
     }
@@ -392,7 +485,10 @@ pub fn memory_errors(records: &[Record], cal: &Calibration) -> Vec<(String, Stri
 }
 
 fn fit_margins(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
-    let errs: Vec<f64> = memory_errors(records, cal).iter().map(|(_, _, p, m)| m - p).collect();
+    let errs: Vec<f64> = memory_errors(records, cal)
+        .iter()
+        .map(|(_, _, p, m)| m - p)
+        .collect();
     if errs.len() < MIN_MARGIN_POINTS {
         rep.say(format!(
             "margins: {} device totals measured, need {MIN_MARGIN_POINTS}; kept aggressive {} / moderate {} MiB",
@@ -425,7 +521,10 @@ pub fn learn_ooms(records: &[Record], cal: &mut Calibration, rep: &mut FitReport
     for r in records {
         for o in &r.input.log.oom {
             let Some(dev) = o.device.clone().filter(|d| d.starts_with("CUDA")) else {
-                rep.say(format!("OOM in {} ({} stage) names no GPU: no margin learned", r.input.run_id, o.stage));
+                rep.say(format!(
+                    "OOM in {} ({} stage) names no GPU: no margin learned",
+                    r.input.run_id, o.stage
+                ));
                 continue;
             };
             let idx = dev[4..].parse::<usize>().ok();
@@ -433,25 +532,41 @@ pub fn learn_ooms(records: &[Record], cal: &mut Calibration, rep: &mut FitReport
                 .prediction
                 .as_ref()
                 .and_then(|_| repredict(r, cal))
-                .and_then(|p| idx.and_then(|i| p.gpus.get(i).map(|g| g.free() as f64 / (1024.0 * 1024.0))));
-            let host = r.host.as_ref().map(|h| h.name.clone()).unwrap_or_else(|| "log".into());
+                .and_then(|p| {
+                    idx.and_then(|i| p.gpus.get(i).map(|g| g.free() as f64 / (1024.0 * 1024.0)))
+                });
+            let host = r
+                .host
+                .as_ref()
+                .map(|h| h.name.clone())
+                .unwrap_or_else(|| "log".into());
             let extra = match (pred_free, o.bytes) {
-                (Some(f), _) => (f + MEMORY_TOLERANCE_MIB - cal.margins.aggressive_mib).max(MEMORY_TOLERANCE_MIB),
+                (Some(f), _) => (f + MEMORY_TOLERANCE_MIB - cal.margins.aggressive_mib)
+                    .max(MEMORY_TOLERANCE_MIB),
                 (None, Some(b)) => b as f64 / (1024.0 * 1024.0),
                 (None, None) => {
-                    rep.say(format!("OOM on {dev} in {}: no prediction and no size; no margin learned", r.input.run_id));
+                    rep.say(format!(
+                        "OOM on {dev} in {}: no prediction and no size; no margin learned",
+                        r.input.run_id
+                    ));
                     continue;
                 }
             };
             add_device_margin(cal, &host, &dev, extra.ceil(), &r.input.run_id);
-            rep.say(format!("OOM on {dev} of {host} ({} stage) in {}: margin there +{:.0} MiB", o.stage, r.input.run_id, extra.ceil()));
+            rep.say(format!(
+                "OOM on {dev} of {host} ({} stage) in {}: margin there +{:.0} MiB",
+                o.stage,
+                r.input.run_id,
+                extra.ceil()
+            ));
         }
     }
 }
 
 pub fn add_device_margin(cal: &mut Calibration, host: &str, device: &str, extra: f64, from: &str) {
     let current = cal.device_extra_mib(host, device);
-    cal.device_margins.retain(|m| !(m.host == host && m.device == device));
+    cal.device_margins
+        .retain(|m| !(m.host == host && m.device == device));
     cal.device_margins.push(DeviceMargin {
         host: host.to_string(),
         device: device.to_string(),

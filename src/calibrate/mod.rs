@@ -83,7 +83,8 @@ pub mod run;
 impl Calibration {
     /// The calibration shipped in data/calibration.toml.
     pub fn shipped() -> Calibration {
-        toml::from_str(include_str!("../../data/calibration.toml")).expect("shipped calibration parses")
+        toml::from_str(include_str!("../../data/calibration.toml"))
+            .expect("shipped calibration parses")
     }
 
     /// The user's calibration (`placer calibrate` on their own runs) when present, else the
@@ -106,7 +107,9 @@ impl Calibration {
         }
         let base = std::env::var_os("XDG_CONFIG_HOME")
             .map(std::path::PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))?;
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config"))
+            })?;
         Some(base.join("placer").join("calibration.toml"))
     }
 
@@ -114,7 +117,11 @@ impl Calibration {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read calibration {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("calibration {} does not parse ({e}); rerun `placer calibrate LOGS --out {}`", path.display(), path.display())
+            anyhow::anyhow!(
+                "calibration {} does not parse ({e}); rerun `placer calibrate LOGS --out {}`",
+                path.display(),
+                path.display()
+            )
         })
     }
 
@@ -125,11 +132,18 @@ impl Calibration {
     /// Margin (MiB) to keep free on each GPU of `host` for a profile: the profile's margin plus
     /// what OOMs taught about that GPU model and that very device.
     pub fn gpu_margins_mib(&self, aggressive: bool, host: &crate::host::Host) -> Vec<f64> {
-        let base = if aggressive { self.margins.aggressive_mib } else { self.margins.moderate_mib };
+        let base = if aggressive {
+            self.margins.aggressive_mib
+        } else {
+            self.margins.moderate_mib
+        };
         host.gpus
             .iter()
             .enumerate()
-            .map(|(i, g)| base + self.gpu(&g.model).oom_margin_mib + self.device_extra_mib(&host.name, &format!("CUDA{i}")))
+            .map(|(i, g)| {
+                base + self.gpu(&g.model).oom_margin_mib
+                    + self.device_extra_mib(&host.name, &format!("CUDA{i}"))
+            })
             .collect()
     }
 

@@ -49,7 +49,14 @@ pub struct RunInput {
 }
 
 /// Files next to a manifest that are not the llama.cpp log.
-const NOT_LOGS: [&str; 6] = ["manifest.json", "smi.csv.gz", "smi.csv", "predictions.json", "matrix.tsv", "README.md"];
+const NOT_LOGS: [&str; 6] = [
+    "manifest.json",
+    "smi.csv.gz",
+    "smi.csv",
+    "predictions.json",
+    "matrix.tsv",
+    "README.md",
+];
 
 /// Log files under `paths` (files or folders, recursively), each with its manifest if its
 /// folder has one. Sorted for stable output.
@@ -62,11 +69,17 @@ pub fn discover(paths: &[PathBuf]) -> Vec<(PathBuf, Option<PathBuf>)> {
     files
         .into_iter()
         .filter(|f| {
-            let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             !NOT_LOGS.contains(&name.as_str()) && !name.starts_with('.')
         })
         .map(|f| {
-            let m = f.parent().map(|d| d.join("manifest.json")).filter(|m| m.is_file());
+            let m = f
+                .parent()
+                .map(|d| d.join("manifest.json"))
+                .filter(|m| m.is_file());
             (f, m)
         })
         .collect()
@@ -104,12 +117,28 @@ where
                 let dir = pf.path.parent().unwrap_or(Path::new(""));
                 let (scenario, run_id) = match &manifest {
                     Some(m) => (
-                        dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
-                        if m.run_id.is_empty() { dir_name(dir) } else { m.run_id.clone() },
+                        dir.parent()
+                            .and_then(|p| p.file_name())
+                            .map(|n| n.to_string_lossy().to_string())
+                            .unwrap_or_default(),
+                        if m.run_id.is_empty() {
+                            dir_name(dir)
+                        } else {
+                            m.run_id.clone()
+                        },
                     ),
-                    None => (dir_name(dir), pf.path.file_name().unwrap().to_string_lossy().to_string()),
+                    None => (
+                        dir_name(dir),
+                        pf.path.file_name().unwrap().to_string_lossy().to_string(),
+                    ),
                 };
-                runs.push(RunInput { scenario, run_id, log_path: pf.path, manifest, log });
+                runs.push(RunInput {
+                    scenario,
+                    run_id,
+                    log_path: pf.path,
+                    manifest,
+                    log,
+                });
             }
             Err(e) => skipped.push(e.to_string()),
         }
@@ -118,7 +147,9 @@ where
 }
 
 fn dir_name(d: &Path) -> String {
-    d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+    d.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
 }
 
 /// Measured memory of one GPU (MiB).
@@ -180,11 +211,18 @@ impl Record {
         self.input.log.gen_tps.filter(|t| *t > 0.0).map(|t| 1.0 / t)
     }
     pub fn prefill_s(&self) -> Option<f64> {
-        self.input.log.prompt_tps.filter(|t| *t > 0.0).map(|t| 1.0 / t)
+        self.input
+            .log
+            .prompt_tps
+            .filter(|t| *t > 0.0)
+            .map(|t| 1.0 / t)
     }
     /// The run's manifest says it ran on `emul:` virtual devices (one physical GPU).
     pub fn emulated(&self) -> bool {
-        self.input.manifest.as_ref().is_some_and(|m| m.emulation == "emul" || m.host.starts_with("emul:"))
+        self.input
+            .manifest
+            .as_ref()
+            .is_some_and(|m| m.emulation == "emul" || m.host.starts_with("emul:"))
     }
 }
 
@@ -196,12 +234,17 @@ pub fn measure(input: &RunInput) -> Vec<DeviceMeasured> {
         .free_at_load
         .keys()
         .chain(log.buffers.model.keys())
-        .filter(|n| n.starts_with("CUDA") && n[4..].chars().all(|c| c.is_ascii_digit()) && n.len() > 4)
+        .filter(|n| {
+            n.starts_with("CUDA") && n[4..].chars().all(|c| c.is_ascii_digit()) && n.len() > 4
+        })
         .cloned()
         .collect();
     names.sort_by_key(|n| n[4..].parse::<usize>().unwrap_or(0));
     names.dedup();
-    let gpu_mode = input.manifest.as_ref().is_some_and(|m| m.emulation == "gpu" || m.host.starts_with("gpu:"));
+    let gpu_mode = input
+        .manifest
+        .as_ref()
+        .is_some_and(|m| m.emulation == "gpu" || m.host.starts_with("gpu:"));
     names
         .iter()
         .enumerate()
@@ -209,7 +252,11 @@ pub fn measure(input: &RunInput) -> Vec<DeviceMeasured> {
             let g = |m: &BTreeMap<String, f64>| m.get(name).copied().unwrap_or(0.0);
             let row = log.breakdown.iter().find(|r| &r.name == name);
             let baseline = if gpu_mode {
-                input.manifest.as_ref().and_then(|m| m.ballast_free_mib.get(i)).map(|v| *v as f64)
+                input
+                    .manifest
+                    .as_ref()
+                    .and_then(|m| m.ballast_free_mib.get(i))
+                    .map(|v| *v as f64)
             } else {
                 None
             };
@@ -240,15 +287,26 @@ pub fn run_host(input: &RunInput, hardware_dir: &Path, given: Option<&Host>) -> 
     }
     let log = &input.log;
     let known = known_gpus(hardware_dir);
-    let n = log.free_at_load.keys().filter(|k| k.starts_with("CUDA")).count();
+    let n = log
+        .free_at_load
+        .keys()
+        .filter(|k| k.starts_with("CUDA"))
+        .count();
     if n == 0 {
         return None;
     }
-    let targets: Vec<f64> = match input.manifest.as_ref().filter(|m| m.host_targets_mib.len() == n) {
+    let targets: Vec<f64> = match input
+        .manifest
+        .as_ref()
+        .filter(|m| m.host_targets_mib.len() == n)
+    {
         Some(m) => m.host_targets_mib.iter().map(|v| *v as f64).collect(),
         None => (0..n)
             .map(|i| {
-                log.free_at_load.get(&format!("CUDA{i}")).copied().unwrap_or(0.0)
+                log.free_at_load
+                    .get(&format!("CUDA{i}"))
+                    .copied()
+                    .unwrap_or(0.0)
                     + memory::predict::PRIOR_LOAD_CONTEXT_MIB
             })
             .collect(),
@@ -256,7 +314,9 @@ pub fn run_host(input: &RunInput, hardware_dir: &Path, given: Option<&Host>) -> 
     let gpus = (0..n)
         .map(|i| {
             let seen = log.gpus.get(&format!("CUDA{i}"));
-            let model = seen.map(|g| g.description.clone()).unwrap_or_else(|| "unknown".into());
+            let model = seen
+                .map(|g| g.description.clone())
+                .unwrap_or_else(|| "unknown".into());
             let spec = known.iter().find(|g| g.model == model);
             Gpu {
                 model: model.clone(),
@@ -264,24 +324,44 @@ pub fn run_host(input: &RunInput, hardware_dir: &Path, given: Option<&Host>) -> 
                 usable_mib: targets[i] as u64,
                 bandwidth_gbs: spec.map(|g| g.bandwidth_gbs).unwrap_or(0.0),
                 pcie_gbs: spec.map(|g| g.pcie_gbs).unwrap_or(0.0),
-                source: "from the run's log/manifest; bandwidth from hardware/ for this GPU model".into(),
+                source: "from the run's log/manifest; bandwidth from hardware/ for this GPU model"
+                    .into(),
             }
         })
         .collect();
     let ram = known_ram(hardware_dir, &input.manifest);
-    let name = input.manifest.as_ref().map(|m| m.host.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| "log".into());
-    Some(Host { name, description: String::new(), gpus, ram })
+    let name = input
+        .manifest
+        .as_ref()
+        .map(|m| m.host.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "log".into());
+    Some(Host {
+        name,
+        description: String::new(),
+        gpus,
+        ram,
+    })
 }
 
 fn hardware_files(dir: &Path) -> Vec<Host> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
     v.sort();
     v.iter().filter_map(|p| Host::load(p).ok()).collect()
 }
 
 fn known_gpus(dir: &Path) -> Vec<Gpu> {
-    hardware_files(dir).into_iter().flat_map(|h| h.gpus).collect()
+    hardware_files(dir)
+        .into_iter()
+        .flat_map(|h| h.gpus)
+        .collect()
 }
 
 /// RAM of the testbed host file whose GPU matches (its bandwidth is the same prior for all).
@@ -290,10 +370,19 @@ fn known_ram(dir: &Path, manifest: &Option<Manifest>) -> Ram {
     let want = manifest.as_ref().map(|m| m.gpu.clone()).unwrap_or_default();
     hosts
         .iter()
-        .find(|h| h.gpus.iter().any(|g| !want.is_empty() && want.contains(&g.model)))
+        .find(|h| {
+            h.gpus
+                .iter()
+                .any(|g| !want.is_empty() && want.contains(&g.model))
+        })
         .or(hosts.first())
         .map(|h| h.ram.clone())
-        .unwrap_or(Ram { total_mib: 0, usable_mib: u64::MAX / (1 << 21), bandwidth_gbs: 0.0, source: "unknown".into() })
+        .unwrap_or(Ram {
+            total_mib: 0,
+            usable_mib: u64::MAX / (1 << 21),
+            bandwidth_gbs: 0.0,
+            source: "unknown".into(),
+        })
 }
 
 /// The launch the run used: the manifest's argv (else defaults), with the placement llama.cpp
@@ -301,12 +390,20 @@ fn known_ram(dir: &Path, manifest: &Option<Manifest>) -> Ram {
 pub fn run_launch(input: &RunInput) -> anyhow::Result<LaunchConfig> {
     let (tool, args) = match input.manifest.as_ref().filter(|m| !m.argv.is_empty()) {
         Some(m) => {
-            let tool = if m.argv[0].contains("server") { Tool::Server } else { Tool::Cli };
+            let tool = if m.argv[0].contains("server") {
+                Tool::Server
+            } else {
+                Tool::Cli
+            };
             (tool, m.argv[1..].to_vec())
         }
         None => (Tool::Cli, Vec::new()),
     };
-    let mut cfg = if args.is_empty() { LaunchConfig::for_tool(tool) } else { launch::parse_args(tool, &args)? };
+    let mut cfg = if args.is_empty() {
+        LaunchConfig::for_tool(tool)
+    } else {
+        launch::parse_args(tool, &args)?
+    };
     let log = &input.log;
     if args.is_empty() {
         // No command line: take what the log printed.
@@ -323,10 +420,18 @@ pub fn run_launch(input: &RunInput) -> anyhow::Result<LaunchConfig> {
             cfg.n_parallel = Some(n);
         }
         cfg.kv_unified = log.kv_unified;
-        if let Some(t) = log.type_k.as_deref().and_then(crate::gguf::GgmlType::from_name) {
+        if let Some(t) = log
+            .type_k
+            .as_deref()
+            .and_then(crate::gguf::GgmlType::from_name)
+        {
             cfg.type_k = t;
         }
-        if let Some(t) = log.type_v.as_deref().and_then(crate::gguf::GgmlType::from_name) {
+        if let Some(t) = log
+            .type_v
+            .as_deref()
+            .and_then(crate::gguf::GgmlType::from_name)
+        {
             cfg.type_v = t;
         }
     }
@@ -346,25 +451,42 @@ pub fn observed_placement(cfg: &mut LaunchConfig, log: &LogRun) {
     }
     let mut counts: BTreeMap<usize, f64> = BTreeMap::new();
     for dev in log.layer_device.values() {
-        if let Some(i) = dev.strip_prefix("CUDA").and_then(|d| d.parse::<usize>().ok()) {
+        if let Some(i) = dev
+            .strip_prefix("CUDA")
+            .and_then(|d| d.parse::<usize>().ok())
+        {
             *counts.entry(i).or_insert(0.0) += 1.0;
         }
     }
     if let Some(max) = counts.keys().max() {
-        cfg.tensor_split = Some((0..=*max).map(|i| counts.get(&i).copied().unwrap_or(0.0)).collect());
+        cfg.tensor_split = Some(
+            (0..=*max)
+                .map(|i| counts.get(&i).copied().unwrap_or(0.0))
+                .collect(),
+        );
     }
     cfg.overrides = log
         .overrides
         .iter()
         .map(|(t, b)| Override {
             pattern: format!("^{}$", regex::escape(t)),
-            buft: if b.starts_with("CUDA") && b[4..].chars().all(|c| c.is_ascii_digit()) { b.clone() } else { "CPU".into() },
+            buft: if b.starts_with("CUDA") && b[4..].chars().all(|c| c.is_ascii_digit()) {
+                b.clone()
+            } else {
+                "CPU".into()
+            },
         })
         .collect();
 }
 
 /// Build the record: measurements always; the prediction when model, host and launch resolve.
-pub fn record(input: RunInput, cal: &Calibration, models_dir: Option<&Path>, hardware_dir: &Path, given_host: Option<&Host>) -> Record {
+pub fn record(
+    input: RunInput,
+    cal: &Calibration,
+    models_dir: Option<&Path>,
+    hardware_dir: &Path,
+    given_host: Option<&Host>,
+) -> Record {
     let measured = measure(&input);
     let mut rec = Record {
         input,
@@ -383,7 +505,13 @@ pub fn record(input: RunInput, cal: &Calibration, models_dir: Option<&Path>, har
     rec
 }
 
-fn predict_into(rec: &mut Record, cal: &Calibration, models_dir: Option<&Path>, hardware_dir: &Path, given_host: Option<&Host>) -> anyhow::Result<()> {
+fn predict_into(
+    rec: &mut Record,
+    cal: &Calibration,
+    models_dir: Option<&Path>,
+    hardware_dir: &Path,
+    given_host: Option<&Host>,
+) -> anyhow::Result<()> {
     let model = rec
         .input
         .manifest
@@ -396,15 +524,26 @@ fn predict_into(rec: &mut Record, cal: &Calibration, models_dir: Option<&Path>, 
         Ok(g) => g,
         Err(e) => match catalog_match(&rec.input.log, models_dir) {
             Some(id) => crate::catalog::load_model(&id, models_dir)?,
-            None => return Err(e.context("and no catalog entry has this log's arch, layer count and file size")),
+            None => {
+                return Err(e.context(
+                    "and no catalog entry has this log's arch, layer count and file size",
+                ))
+            }
         },
     };
     let anatomy = anatomy::from_gguf(&gguf)?;
-    let host = run_host(&rec.input, hardware_dir, given_host).ok_or_else(|| anyhow::anyhow!("no GPU in the log"))?;
+    let host = run_host(&rec.input, hardware_dir, given_host)
+        .ok_or_else(|| anyhow::anyhow!("no GPU in the log"))?;
     let launch = run_launch(&rec.input)?;
     let pred = memory::predict(&anatomy, &launch, &host, cal)?;
     rec.predicted = Some(pred.gpus.iter().map(device_predicted).collect());
-    rec.speed = Some(speed_features(&anatomy, &pred, &host, &rec.input.log, &launch));
+    rec.speed = Some(speed_features(
+        &anatomy,
+        &pred,
+        &host,
+        &rec.input.log,
+        &launch,
+    ));
     rec.prediction = Some(pred);
     rec.anatomy = Some(anatomy);
     rec.host = Some(host);
@@ -416,17 +555,37 @@ fn predict_into(rec: &mut Record, cal: &Calibration, models_dir: Option<&Path>, 
 /// arch`, `n_layer`, `file size = X GiB` to 2 decimals): for logs whose GGUF is not on this machine.
 pub fn catalog_match(log: &LogRun, models_dir: Option<&Path>) -> Option<String> {
     let arch = log.model_info.get("arch")?;
-    let size = log.model_info.get("file size")?.split_whitespace().next()?.to_string();
+    let size = log
+        .model_info
+        .get("file size")?
+        .split_whitespace()
+        .next()?
+        .to_string();
     let unit_gib = log.model_info.get("file size")?.contains("GiB");
-    let dir = models_dir.map(Path::to_path_buf).unwrap_or_else(crate::catalog::models_dir);
+    let dir = models_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(crate::catalog::models_dir);
     for id in crate::catalog::ids(&dir).ok()? {
-        let Ok(g) = crate::catalog::load_model(&id, Some(&dir)) else { continue };
-        let Ok(a) = anatomy::from_gguf(&g) else { continue };
-        if &a.arch != arch || log.model_info.get("n_layer").is_some_and(|n| n != &a.hp.n_layer.to_string()) {
+        let Ok(g) = crate::catalog::load_model(&id, Some(&dir)) else {
+            continue;
+        };
+        let Ok(a) = anatomy::from_gguf(&g) else {
+            continue;
+        };
+        if &a.arch != arch
+            || log
+                .model_info
+                .get("n_layer")
+                .is_some_and(|n| n != &a.hp.n_layer.to_string())
+        {
             continue;
         }
         let bytes = a.total_bytes() as f64;
-        let shown = if unit_gib { bytes / (1u64 << 30) as f64 } else { bytes / (1u64 << 20) as f64 };
+        let shown = if unit_gib {
+            bytes / (1u64 << 30) as f64
+        } else {
+            bytes / (1u64 << 20) as f64
+        };
         if format!("{shown:.2}") == size {
             return Some(id);
         }
@@ -448,18 +607,36 @@ pub fn device_predicted(d: &memory::DeviceMemory) -> DevicePredicted {
 /// Bytes each device reads per generated token under the predicted placement: every weight it
 /// holds (routed experts × n_expert_used / n_expert, the expected share a token touches;
 /// token_embd only gives rows, so nothing), plus the KV cache read at the run's depth.
-pub fn speed_features(a: &Anatomy, p: &Prediction, host: &Host, log: &LogRun, cfg: &LaunchConfig) -> SpeedFeatures {
+pub fn speed_features(
+    a: &Anatomy,
+    p: &Prediction,
+    host: &Host,
+    log: &LogRun,
+    cfg: &LaunchConfig,
+) -> SpeedFeatures {
     let n_gpu = host.gpus.len();
     let mut read = vec![0.0f64; n_gpu + 1];
     let mut cpu_matmul_bytes = 0.0;
-    let frac = if a.hp.n_expert > 0 { a.hp.n_expert_used as f64 / a.hp.n_expert as f64 } else { 1.0 };
+    let frac = if a.hp.n_expert > 0 {
+        a.hp.n_expert_used as f64 / a.hp.n_expert as f64
+    } else {
+        1.0
+    };
     for (i, t) in a.tensors.iter().enumerate() {
         if p.resolved.skipped.get(i).copied().unwrap_or(false) || t.role == Role::TokenEmbd {
             continue;
         }
-        let routed = matches!(t.role, Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp);
+        let routed = matches!(
+            t.role,
+            Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp
+        );
         let bytes = t.nbytes as f64 * if routed { frac } else { 1.0 };
-        let d = p.resolved.tensor_device.get(i).copied().unwrap_or(DeviceId::Cpu);
+        let d = p
+            .resolved
+            .tensor_device
+            .get(i)
+            .copied()
+            .unwrap_or(DeviceId::Cpu);
         let idx = match d {
             DeviceId::Gpu(g) => g.min(n_gpu),
             DeviceId::Cpu => n_gpu,
@@ -502,22 +679,62 @@ pub fn csv_row(r: &Record, predicted_tps: Option<f64>) -> Vec<(String, String)> 
     let mut row: Vec<(String, String)> = vec![
         ("scenario".into(), r.input.scenario.clone()),
         ("run_id".into(), r.input.run_id.clone()),
-        ("model".into(), m.map(|m| m.model.clone()).filter(|s| !s.is_empty()).or(log.model_path.clone()).unwrap_or_default()),
-        ("host".into(), r.host.as_ref().map(|h| h.name.clone()).or(m.map(|m| m.host.clone())).unwrap_or_default()),
-        ("placement".into(), m.map(|m| m.placement.clone()).unwrap_or_default()),
-        ("flags".into(), m.map(|m| m.flags.join(" ")).unwrap_or_default()),
+        (
+            "model".into(),
+            m.map(|m| m.model.clone())
+                .filter(|s| !s.is_empty())
+                .or(log.model_path.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "host".into(),
+            r.host
+                .as_ref()
+                .map(|h| h.name.clone())
+                .or(m.map(|m| m.host.clone()))
+                .unwrap_or_default(),
+        ),
+        (
+            "placement".into(),
+            m.map(|m| m.placement.clone()).unwrap_or_default(),
+        ),
+        (
+            "flags".into(),
+            m.map(|m| m.flags.join(" ")).unwrap_or_default(),
+        ),
         ("build".into(), log.build.clone().unwrap_or_default()),
-        ("n_ctx".into(), log.n_ctx.map(|v| v.to_string()).unwrap_or_default()),
-        ("n_ubatch".into(), log.n_ubatch.map(|v| v.to_string()).unwrap_or_default()),
+        (
+            "n_ctx".into(),
+            log.n_ctx.map(|v| v.to_string()).unwrap_or_default(),
+        ),
+        (
+            "n_ubatch".into(),
+            log.n_ubatch.map(|v| v.to_string()).unwrap_or_default(),
+        ),
         ("type_k".into(), log.type_k.clone().unwrap_or_default()),
         ("fit_trials".into(), log.fit_trials.to_string()),
         ("oom".into(), (!log.oom.is_empty()).to_string()),
-        ("oom_device".into(), log.oom.first().and_then(|o| o.device.clone()).unwrap_or_default()),
-        ("oom_stage".into(), log.oom.first().map(|o| o.stage.clone()).unwrap_or_default()),
+        (
+            "oom_device".into(),
+            log.oom
+                .first()
+                .and_then(|o| o.device.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "oom_stage".into(),
+            log.oom.first().map(|o| o.stage.clone()).unwrap_or_default(),
+        ),
         ("truncated".into(), log.truncated.to_string()),
-        ("prompt_tokens".into(), log.prompt_tokens.map(|v| v.to_string()).unwrap_or_default()),
+        (
+            "prompt_tokens".into(),
+            log.prompt_tokens.map(|v| v.to_string()).unwrap_or_default(),
+        ),
         ("prefill_tps".into(), opt(log.prompt_tps)),
-        ("gen_tokens".into(), log.gen_tokens.map(|v| v.to_string()).unwrap_or_default()),
+        (
+            "gen_tokens".into(),
+            log.gen_tokens.map(|v| v.to_string()).unwrap_or_default(),
+        ),
         ("decode_tps".into(), opt(log.gen_tps)),
         ("decode_tps_pred".into(), opt(predicted_tps)),
     ];
@@ -554,11 +771,16 @@ pub fn write_csv(path: &Path, rows: &[Vec<(String, String)>]) -> anyhow::Result<
         let n = header.remove(i);
         header.push(n);
     }
-    let mut w = csv::Writer::from_path(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    let mut w = csv::Writer::from_path(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     w.write_record(&header)?;
     for row in rows {
         let map: BTreeMap<&str, &str> = row.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        w.write_record(header.iter().map(|h| map.get(h.as_str()).copied().unwrap_or("")))?;
+        w.write_record(
+            header
+                .iter()
+                .map(|h| map.get(h.as_str()).copied().unwrap_or("")),
+        )?;
     }
     w.flush()?;
     Ok(())

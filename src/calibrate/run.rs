@@ -18,7 +18,11 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        Options { models_dir: None, hardware_dir: root.join("hardware"), host: None }
+        Options {
+            models_dir: None,
+            hardware_dir: root.join("hardware"),
+            host: None,
+        }
     }
 }
 
@@ -30,14 +34,27 @@ pub struct Outcome {
 }
 
 /// Records for every log under `paths`, predicted with `cal`. `on_done` ticks per parsed file.
-pub fn build_records<F>(paths: &[PathBuf], cal: &Calibration, opts: &Options, on_done: F) -> (Vec<Record>, Vec<String>)
+pub fn build_records<F>(
+    paths: &[PathBuf],
+    cal: &Calibration,
+    opts: &Options,
+    on_done: F,
+) -> (Vec<Record>, Vec<String>)
 where
     F: Fn(&Path) + Sync,
 {
     let (runs, skipped) = records::load_runs(paths, on_done);
     let recs = runs
         .into_iter()
-        .map(|r| records::record(r, cal, opts.models_dir.as_deref(), &opts.hardware_dir, opts.host.as_ref()))
+        .map(|r| {
+            records::record(
+                r,
+                cal,
+                opts.models_dir.as_deref(),
+                &opts.hardware_dir,
+                opts.host.as_ref(),
+            )
+        })
         .collect();
     (recs, skipped)
 }
@@ -48,7 +65,12 @@ where
 {
     let (records, skipped) = build_records(paths, base, opts, on_done);
     let (calibration, fit) = fit::fit(&records, base);
-    Outcome { records, skipped, calibration, fit }
+    Outcome {
+        records,
+        skipped,
+        calibration,
+        fit,
+    }
 }
 
 /// Error summary of a calibration on a set of records.
@@ -76,13 +98,22 @@ impl Errors {
     }
     /// Devices whose total is within max(128 MiB, 1.5 %) of the measurement.
     pub fn memory_within_tolerance(&self) -> usize {
-        self.memory.iter().filter(|(_, _, p, m)| (p - m).abs() <= MEMORY_TOLERANCE_MIB.max(0.015 * m)).count()
+        self.memory
+            .iter()
+            .filter(|(_, _, p, m)| (p - m).abs() <= MEMORY_TOLERANCE_MIB.max(0.015 * m))
+            .count()
     }
     pub fn memory_abs(&self) -> Vec<f64> {
-        self.memory.iter().map(|(_, _, p, m)| (p - m).abs()).collect()
+        self.memory
+            .iter()
+            .map(|(_, _, p, m)| (p - m).abs())
+            .collect()
     }
     pub fn decode_rel(&self) -> Vec<f64> {
-        self.decode.iter().map(|(_, p, m)| (p - m).abs() / m).collect()
+        self.decode
+            .iter()
+            .map(|(_, p, m)| (p - m).abs() / m)
+            .collect()
     }
     pub fn summary(&self) -> String {
         let a = self.memory_abs();
@@ -121,7 +152,12 @@ impl Errors {
 /// after the fit.
 pub fn report(out: &Outcome, base: &Calibration) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{} runs read, {} files skipped", out.records.len(), out.skipped.len());
+    let _ = writeln!(
+        s,
+        "{} runs read, {} files skipped",
+        out.records.len(),
+        out.skipped.len()
+    );
     for k in &out.skipped {
         let _ = writeln!(s, "  skipped: {k}");
     }
@@ -133,19 +169,36 @@ pub fn report(out: &Outcome, base: &Calibration) -> String {
             r.input.scenario,
             r.input.run_id,
             if log.truncated { " [truncated]" } else { "" },
-            if log.oom.is_empty() { String::new() } else { format!(" [OOM {:?} at {}]", log.oom[0].device, log.oom[0].stage) }
+            if log.oom.is_empty() {
+                String::new()
+            } else {
+                format!(" [OOM {:?} at {}]", log.oom[0].device, log.oom[0].stage)
+            }
         );
         if !r.note.is_empty() {
             let _ = writeln!(s, "  no prediction: {}", r.note);
         }
         let before = fit::repredict(r, base);
         let after = fit::repredict(r, &out.calibration);
-        let _ = writeln!(s, "  {:<6} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9}", "device", "model", "kv", "compute", "total", "pred.bef", "pred.aft", "err.aft");
+        let _ = writeln!(
+            s,
+            "  {:<6} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9}",
+            "device", "model", "kv", "compute", "total", "pred.bef", "pred.aft", "err.aft"
+        );
         for (i, d) in r.measured.iter().enumerate() {
-            let pb = before.as_ref().and_then(|p| p.gpus.get(i)).map(records::device_predicted);
-            let pa = after.as_ref().and_then(|p| p.gpus.get(i)).map(records::device_predicted);
+            let pb = before
+                .as_ref()
+                .and_then(|p| p.gpus.get(i))
+                .map(records::device_predicted);
+            let pa = after
+                .as_ref()
+                .and_then(|p| p.gpus.get(i))
+                .map(records::device_predicted);
             let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "–".into());
-            let err = d.total.zip(pa.as_ref().map(|p| p.total)).map(|(m, p)| p - m);
+            let err = d
+                .total
+                .zip(pa.as_ref().map(|p| p.total))
+                .map(|(m, p)| p - m);
             let _ = writeln!(
                 s,
                 "  {:<6} {:>9.0} {:>9.0} {:>9.0} {:>9} | {:>9} {:>9} {:>9}",
@@ -161,17 +214,33 @@ pub fn report(out: &Outcome, base: &Calibration) -> String {
         }
         if let Some(meas) = log.gen_tps {
             let pb = r.speed.as_ref().and_then(|f| decode_tps(base, f));
-            let pa = r.speed.as_ref().and_then(|f| decode_tps(&out.calibration, f));
+            let pa = r
+                .speed
+                .as_ref()
+                .and_then(|f| decode_tps(&out.calibration, f));
             let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "–".into());
-            let _ = writeln!(s, "  decode {meas:.1} t/s measured; predicted {} before, {} after", f(pb), f(pa));
+            let _ = writeln!(
+                s,
+                "  decode {meas:.1} t/s measured; predicted {} before, {} after",
+                f(pb),
+                f(pa)
+            );
         }
     }
     let _ = writeln!(s, "\nfit:");
     for l in &out.fit.lines {
         let _ = writeln!(s, "  {l}");
     }
-    let _ = writeln!(s, "\nbefore fitting:\n{}", indent(&Errors::of(&out.records, base).summary()));
-    let _ = writeln!(s, "after fitting (in-sample):\n{}", indent(&Errors::of(&out.records, &out.calibration).summary()));
+    let _ = writeln!(
+        s,
+        "\nbefore fitting:\n{}",
+        indent(&Errors::of(&out.records, base).summary())
+    );
+    let _ = writeln!(
+        s,
+        "after fitting (in-sample):\n{}",
+        indent(&Errors::of(&out.records, &out.calibration).summary())
+    );
     s
 }
 

@@ -1,9 +1,9 @@
 //! `placer calibrate LOGS... [--report] [--out FILE] [--csv FILE]`: learn from measured runs.
 
-use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use crate::calibrate::{run, Calibration};
 use crate::host::Host;
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -35,15 +35,27 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let base = if args.from_shipped { Calibration::shipped() } else { Calibration::load() };
+    let base = if args.from_shipped {
+        Calibration::shipped()
+    } else {
+        Calibration::load()
+    };
     let host = args.host.as_deref().map(Host::load).transpose()?;
-    let opts = run::Options { host, ..run::Options::default() };
+    let opts = run::Options {
+        host,
+        ..run::Options::default()
+    };
     let n_files = crate::calibrate::records::discover(&args.logs).len();
     if n_files == 0 {
-        anyhow::bail!("no files under {:?}; give log files or folders that hold them", args.logs);
+        anyhow::bail!(
+            "no files under {:?}; give log files or folders that hold them",
+            args.logs
+        );
     }
     let bar = ProgressBar::new(n_files as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} logs {elapsed}").expect("template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} logs {elapsed}").expect("template"),
+    );
     if n_files < 20 {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
@@ -56,7 +68,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             println!("{l}");
         }
         if !out.skipped.is_empty() {
-            println!("{} files skipped (not llama.cpp logs or unreadable); --report lists them", out.skipped.len());
+            println!(
+                "{} files skipped (not llama.cpp logs or unreadable); --report lists them",
+                out.skipped.len()
+            );
         }
     }
     if args.dry_run {
@@ -68,7 +83,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let path = match args.out.or_else(Calibration::user_path) {
         Some(p) => p,
-        None => anyhow::bail!("no --out given and no home directory for ~/.config/placer/calibration.toml"),
+        None => anyhow::bail!(
+            "no --out given and no home directory for ~/.config/placer/calibration.toml"
+        ),
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -77,7 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "# Written by `placer calibrate` from {} runs (llama.cpp {}, host {}). Provenance of each value below.\n",
         out.calibration.n_runs, out.calibration.llama_build, out.calibration.host
     );
-    std::fs::write(&path, header + &out.calibration.to_toml()).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, header + &out.calibration.to_toml())
+        .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
 }

@@ -14,6 +14,17 @@ pub struct Args {
 pub enum What {
     /// Predicted vs measured per run and error percentiles before / after fitting (no file written).
     Calibration(CalibrationArgs),
+    /// Predicted vs measured memory per run and device → docs/error-report.md (memory helper).
+    Memory(MemoryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MemoryArgs {
+    /// Logs or folders (default: data/runs and shared/reference-runs when present).
+    pub logs: Vec<PathBuf>,
+    /// Where to write the report (`-` = stdout).
+    #[arg(long, default_value = "docs/error-report.md")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -25,13 +36,40 @@ pub struct CalibrationArgs {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.what {
         What::Calibration(a) => calibration(a),
+        What::Memory(a) => memory(a),
     }
 }
 
 fn calibration(a: CalibrationArgs) -> anyhow::Result<()> {
-    let logs = if a.logs.is_empty() { vec![PathBuf::from("data/runs")] } else { a.logs };
+    let logs = if a.logs.is_empty() {
+        vec![PathBuf::from("data/runs")]
+    } else {
+        a.logs
+    };
     let base = Calibration::shipped();
     let out = run::calibrate(&logs, &base, &run::Options::default(), |_| {});
     print!("{}", run::report(&out, &base));
+    Ok(())
+}
+
+fn memory(a: MemoryArgs) -> anyhow::Result<()> {
+    let logs = if a.logs.is_empty() {
+        let mut v = vec![PathBuf::from("data/runs")];
+        let shared = PathBuf::from("/work/shared/reference-runs");
+        if shared.is_dir() {
+            v.push(shared);
+        }
+        v
+    } else {
+        a.logs
+    };
+    let recs = crate::memory::report::records(&logs, &Calibration::load(), std::path::Path::new("hardware"));
+    let text = crate::memory::report::render(&recs, "placer report memory");
+    if a.out.as_os_str() == "-" {
+        print!("{text}");
+    } else {
+        std::fs::write(&a.out, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", a.out.display()))?;
+        eprintln!("wrote {} ({} runs)", a.out.display(), recs.len());
+    }
     Ok(())
 }

@@ -7,8 +7,9 @@ use regex::Regex;
 use serde_json::{Map, Value};
 use std::sync::LazyLock;
 
-static FOOTER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\s*build: ([0-9a-fA-F]+|unknown) \((\d+)\)\s*$").expect("regex"));
+static FOOTER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*build: ([0-9a-fA-F]+|unknown) \((\d+)\)\s*$").expect("regex")
+});
 static TEST: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(?:pp(\d+))?\+?(?:tg(\d+))?(?: @ d(\d+))?$").expect("regex"));
 static TS: LazyLock<Regex> =
@@ -22,7 +23,9 @@ pub struct MarkdownState {
 
 /// `build: <commit> (<number>)`, the footer llama-bench prints after its markdown table.
 pub fn footer(line: &str) -> Option<(String, String)> {
-    FOOTER.captures(line).map(|c| (c[1].to_string(), c[2].to_string()))
+    FOOTER
+        .captures(line)
+        .map(|c| (c[1].to_string(), c[2].to_string()))
 }
 
 fn cells(line: &str) -> Option<Vec<String>> {
@@ -30,7 +33,12 @@ fn cells(line: &str) -> Option<Vec<String>> {
     if !(t.starts_with('|') && t.ends_with('|') && t.len() > 2) {
         return None;
     }
-    Some(t[1..t.len() - 1].split('|').map(|c| c.trim().to_string()).collect())
+    Some(
+        t[1..t.len() - 1]
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect(),
+    )
 }
 
 /// One markdown line: remembers the header, returns a result for a data row.
@@ -45,7 +53,10 @@ pub fn markdown_line(state: &mut MarkdownState, line: &str) -> Option<BenchResul
         return None;
     }
     let header = state.header.as_ref()?;
-    if cells.iter().all(|c| c.chars().all(|ch| ch == '-' || ch == ':')) {
+    if cells
+        .iter()
+        .all(|c| c.chars().all(|ch| ch == '-' || ch == ':'))
+    {
         return None;
     }
     let ts = TS.captures(&cells[n - 1])?;
@@ -82,12 +93,22 @@ fn named_column(r: &mut BenchResult, name: &str, value: &str) {
 /// `pp512`, `tg128`, `pp512+tg128`, optionally ` @ d4096`.
 fn test_fields(test: &str) -> Option<BenchResult> {
     let c = TEST.captures(test.trim())?;
-    let num = |i: usize| c.get(i).and_then(|m| m.as_str().parse::<u32>().ok()).unwrap_or(0);
+    let num = |i: usize| {
+        c.get(i)
+            .and_then(|m| m.as_str().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
     let (p, g, d) = (num(1), num(2), num(3));
     if p == 0 && g == 0 {
         return None;
     }
-    Some(BenchResult { test: test.trim().to_string(), n_prompt: p, n_gen: g, n_depth: d, ..Default::default() })
+    Some(BenchResult {
+        test: test.trim().to_string(),
+        n_prompt: p,
+        n_gen: g,
+        n_depth: d,
+        ..Default::default()
+    })
 }
 
 fn get_f64(obj: &Map<String, Value>, key: &str) -> Option<f64> {
@@ -169,7 +190,10 @@ fn run_from(source: &str, format: LogFormat, objs: &[Map<String, Value>]) -> Opt
         return None;
     }
     let first = &objs[0];
-    let build = match (get_str(first, "build_number"), get_str(first, "build_commit")) {
+    let build = match (
+        get_str(first, "build_number"),
+        get_str(first, "build_commit"),
+    ) {
         (Some(n), Some(c)) => Some(format!("b{n} ({c})")),
         _ => None,
     };
@@ -194,13 +218,21 @@ pub fn parse_structured(source: &str, content: &str) -> Option<LogRun> {
     let t = content.trim_start();
     if t.starts_with('[') {
         let v: Value = serde_json::from_str(t.trim_end()).ok()?;
-        let objs: Vec<Map<String, Value>> =
-            v.as_array()?.iter().filter_map(|o| o.as_object().cloned()).collect();
+        let objs: Vec<Map<String, Value>> = v
+            .as_array()?
+            .iter()
+            .filter_map(|o| o.as_object().cloned())
+            .collect();
         return run_from(source, LogFormat::BenchJson, &objs);
     }
     let first_line = t.lines().next().unwrap_or("");
-    if first_line.trim_start_matches('"').starts_with("build_commit") {
-        let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(t.as_bytes());
+    if first_line
+        .trim_start_matches('"')
+        .starts_with("build_commit")
+    {
+        let mut rdr = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(t.as_bytes());
         let headers = rdr.headers().ok()?.clone();
         let mut objs = Vec::new();
         for rec in rdr.records().flatten() {

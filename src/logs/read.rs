@@ -45,7 +45,8 @@ pub fn parse_bytes(source: &str, raw: &[u8]) -> Result<LogRun, LogError> {
     };
     if cut_short {
         run.truncated = true;
-        run.warnings.push("gzip stream ends early: the file was cut short".into());
+        run.warnings
+            .push("gzip stream ends early: the file was cut short".into());
     }
     Ok(run)
 }
@@ -67,7 +68,10 @@ where
         .map(|p| {
             let result = parse_path(p);
             on_done(p);
-            ParsedFile { path: p.clone(), result }
+            ParsedFile {
+                path: p.clone(),
+                result,
+            }
         })
         .collect()
 }

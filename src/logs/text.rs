@@ -26,19 +26,40 @@ macro_rules! re {
 
 re!(ANSI, r"\x1b\[[0-9;]*[A-Za-z]");
 re!(BUILD, r"\bbuild(?: =|:)? *(\d+) \(([0-9a-fA-F]+|unknown)\)");
-re!(VERSION_NEW, r"\(build (\d+), commit ([0-9a-fA-F]+|unknown)\)");
+re!(
+    VERSION_NEW,
+    r"\(build (\d+), commit ([0-9a-fA-F]+|unknown)\)"
+);
 re!(VERSION_OLD, r"^version: (\d+) \(([0-9a-fA-F]+|unknown)\)");
-re!(META, r"loaded meta data with \d+ key-value pairs and \d+ tensors from (.+?) \(version");
+re!(
+    META,
+    r"loaded meta data with \d+ key-value pairs and \d+ tensors from (.+?) \(version"
+);
 re!(LOADING_MODEL, r"loading model '([^']+)'");
-re!(USING_DEVICE, r"using device (\S+) \((.*)\) - (\d+) MiB free");
-re!(CUDA_DEVICE, r"Device (\d+): (.+?), compute capability [\d.]+, VMM: \w+(?:, VRAM: (\d+) MiB)?");
+re!(
+    USING_DEVICE,
+    r"using device (\S+) \((.*)\) - (\d+) MiB free"
+);
+re!(
+    CUDA_DEVICE,
+    r"Device (\d+): (.+?), compute capability [\d.]+, VMM: \w+(?:, VRAM: (\d+) MiB)?"
+);
 re!(PRINT_INFO, r"print_info: ([\w. ]+?)\s+= (.*)$");
-re!(LOAD_MODE, r"loading model tensors, this can take a while\.\.\. \(load_mode = (\w+)\)");
+re!(
+    LOAD_MODE,
+    r"loading model tensors, this can take a while\.\.\. \(load_mode = (\w+)\)"
+);
 re!(LAYER_DEVICE, r"layer\s+(\d+) assigned to device (\w+)");
-re!(OVERRIDE, r"tensor (\S+) (?:\([^)]*\) )?buffer type overridden to (\S+)");
+re!(
+    OVERRIDE,
+    r"tensor (\S+) (?:\([^)]*\) )?buffer type overridden to (\S+)"
+);
 re!(OFFLOADED, r"offloaded (\d+)/(\d+) layers to GPU");
 re!(MODEL_BUF, r"(\S+) model buffer size\s*=\s*([\d.]+) MiB");
-re!(OLD_MODEL_BUF, r"(?:llm_load_tensors|load_tensors):\s+(\S+) buffer size\s*=\s*([\d.]+) MiB");
+re!(
+    OLD_MODEL_BUF,
+    r"(?:llm_load_tensors|load_tensors):\s+(\S+) buffer size\s*=\s*([\d.]+) MiB"
+);
 re!(KV_BUF, r"(\S+) KV buffer size\s*=\s*([\d.]+) MiB");
 re!(RS_BUF, r"(\S+) RS buffer size\s*=\s*([\d.]+) MiB");
 re!(COMPUTE_BUF, r"(\S+) compute buffer size\s*=\s*([\d.]+) MiB");
@@ -52,15 +73,24 @@ re!(
     r"size =\s*([\d.]+) MiB \(\s*(\d+) cells,\s*(\d+) layers,.*?\), K \((\w+)\):\s*[\d.]+ MiB, V \((\w+)\)"
 );
 re!(KV_TYPES_OLD, r"type_k = '(\w+)', type_v = '(\w+)'");
-re!(KV_SELF_OLD, r"KV self size\s*=\s*([\d.]+) MiB, K \((\w+)\):.*?V \((\w+)\)");
+re!(
+    KV_SELF_OLD,
+    r"KV self size\s*=\s*([\d.]+) MiB, K \((\w+)\):.*?V \((\w+)\)"
+);
 re!(
     GRAPH_NEW,
     r"graph(?: \(pp bs=\d+, tg bs=\d+\))?: nodes = (\d+)(?: / (\d+))?, splits = (\d+)(?: / (\d+))?"
 );
 re!(GRAPH_NODES_OLD, r"graph nodes\s*=\s*(\d+)");
-re!(GRAPH_SPLITS_OLD, r"graph splits\s*=\s*(\d+)(?: \(with bs=\d+\), (\d+) \(with bs=1\))?");
+re!(
+    GRAPH_SPLITS_OLD,
+    r"graph splits\s*=\s*(\d+)(?: \(with bs=\d+\), (\d+) \(with bs=1\))?"
+);
 re!(SCHED_COPIES, r"sched copies = (\d+)");
-re!(FA_RESOLVED, r"Flash Attention (enabled|not supported, set to disabled)");
+re!(
+    FA_RESOLVED,
+    r"Flash Attention (enabled|not supported, set to disabled)"
+);
 re!(
     BD_GPU,
     r"\|\s*-\s*(\S+)(?: \((.*?)\))?\s*\|\s*(\d+)\s*=\s*(\d+)\s*\+\s*\(\s*(\d+)\s*=\s*(\d+)\s*\+\s*(\d+)\s*\+\s*(\d+)\s*\)\s*\+\s*(-?\d+)\s*\|"
@@ -73,19 +103,37 @@ re!(
     TIMING,
     r"(prompt )?eval time\s*=\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)(?:\s*\(\s*[\d.a-z+-]+ ms per token,\s*([\d.a-z+-]+) tokens per second\))?"
 );
-re!(FIT_TOOK, r"fitting params to (?:free |device )*memory took ([\d.]+) seconds");
-re!(FIT_FAILED, r"(failed to fit params to free device memory|encountered an error while trying to fit params to free device memory): (.*)$");
+re!(
+    FIT_TOOK,
+    r"fitting params to (?:free |device )*memory took ([\d.]+) seconds"
+);
+re!(
+    FIT_FAILED,
+    r"(failed to fit params to free device memory|encountered an error while trying to fit params to free device memory): (.*)$"
+);
 re!(
     FIT_DEVICE,
     r"-\s+(\S+) \(.*?\):\s+(\d+) layers(?: \(\s*(\d+) overflowing\))?,\s+(-?\d+) MiB used,\s+(-?\d+) MiB free"
 );
 re!(FIT_PARAMS_OUT, r"^-c \d+ -ngl -?\d+.*$");
 re!(FIT_CTX_REDUCED, r"context size reduced from (\d+) to (\d+)");
-re!(CUDA_MALLOC, r"allocating ([\d.]+) MiB on device (\d+): cudaMalloc failed: (.*)$");
-re!(ALLOC_FAILED, r"(\w+): failed to allocate (?:(\S+) )?buffer of size (\d+)");
+re!(
+    CUDA_MALLOC,
+    r"allocating ([\d.]+) MiB on device (\d+): cudaMalloc failed: (.*)$"
+);
+re!(
+    ALLOC_FAILED,
+    r"(\w+): failed to allocate (?:(\S+) )?buffer of size (\d+)"
+);
 re!(UNABLE_ALLOC, r"unable to allocate (\S+) buffer");
-re!(CPU_INSUFFICIENT, r"insufficient memory \(attempted to allocate\s*([\d.]+) MB\)");
-re!(OUTPUT_FAIL, r"failed to allocate output buffer of size ([\d.]+) MiB");
+re!(
+    CPU_INSUFFICIENT,
+    r"insufficient memory \(attempted to allocate\s*([\d.]+) MB\)"
+);
+re!(
+    OUTPUT_FAIL,
+    r"failed to allocate output buffer of size ([\d.]+) MiB"
+);
 re!(CUDA_ERROR_DEV, r"current device: (\d+)");
 
 /// How far one model load has got, for naming the stage of an OOM (llamacpp-internals.md §8:
@@ -111,7 +159,10 @@ struct Segment {
 
 impl Segment {
     fn new(fit_trial: bool) -> Segment {
-        Segment { fit_trial, ..Default::default() }
+        Segment {
+            fit_trial,
+            ..Default::default()
+        }
     }
     fn has_load_content(&self) -> bool {
         self.progress >= Progress::Load || self.seen_meta
@@ -136,7 +187,10 @@ struct Parser {
 /// Read a text or JSONL log. `None` when nothing in it is something llama.cpp prints.
 pub fn parse(source: &str, content: &str) -> Option<LogRun> {
     let mut p = Parser {
-        g: LogRun { source: source.to_string(), ..Default::default() },
+        g: LogRun {
+            source: source.to_string(),
+            ..Default::default()
+        },
         seg: Segment::new(false),
         best: None,
         in_fit: false,
@@ -151,7 +205,9 @@ pub fn parse(source: &str, content: &str) -> Option<LogRun> {
     for raw in content.split(['\n', '\r']) {
         p.line_no += 1;
         if raw.trim_start().starts_with('{') {
-            if let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(raw.trim()) {
+            if let Ok(serde_json::Value::Object(obj)) =
+                serde_json::from_str::<serde_json::Value>(raw.trim())
+            {
                 p.json_line(&obj);
                 continue;
             }
@@ -180,10 +236,14 @@ impl Parser {
                 }
             }
             Some("fit_memory_breakdown") => {
-                let rows = obj.get("data").and_then(|d| d.get("rows")).and_then(|r| r.as_array());
+                let rows = obj
+                    .get("data")
+                    .and_then(|d| d.get("rows"))
+                    .and_then(|r| r.as_array());
                 if let Some(rows) = rows {
                     self.recognized += 1;
-                    let parsed: Vec<BreakdownRow> = rows.iter().filter_map(breakdown_from_json).collect();
+                    let parsed: Vec<BreakdownRow> =
+                        rows.iter().filter_map(breakdown_from_json).collect();
                     self.set_breakdown(parsed);
                 }
             }
@@ -301,11 +361,17 @@ impl Parser {
             }
             self.recognized += 1;
         } else if let Some(c) = CUDA_DEVICE.captures(line) {
-            let gpu = GpuSeen { description: c[2].to_string(), vram_mib: c.get(3).and_then(|m| f(m.as_str())) };
+            let gpu = GpuSeen {
+                description: c[2].to_string(),
+                vram_mib: c.get(3).and_then(|m| f(m.as_str())),
+            };
             self.g.gpus.insert(format!("CUDA{}", &c[1]), gpu);
             self.recognized += 1;
         } else if let Some(c) = LOADING_MODEL.captures(line) {
-            self.seg.run.model_path.get_or_insert_with(|| c[1].to_string());
+            self.seg
+                .run
+                .model_path
+                .get_or_insert_with(|| c[1].to_string());
             self.recognized += 1;
         } else if let Some(c) = PRINT_INFO.captures(line) {
             self.g.model_info_insert(&c[1], c[2].trim());
@@ -319,7 +385,10 @@ impl Parser {
             }
             self.recognized += 1;
         } else if let Some(c) = OVERRIDE.captures(line) {
-            self.seg.run.overrides.insert(c[1].to_string(), c[2].to_string());
+            self.seg
+                .run
+                .overrides
+                .insert(c[1].to_string(), c[2].to_string());
             self.recognized += 1;
         } else if let Some(c) = OFFLOADED.captures(line) {
             self.seg.run.layers_offloaded = u(&c[1]).zip(u(&c[2]));
@@ -423,7 +492,11 @@ impl Parser {
             run.pipeline_parallel = Some(u(&c[1]).unwrap_or(1) > 1);
             self.recognized += 1;
         } else if let Some(c) = FA_RESOLVED.captures(line) {
-            run.flash_attn = Some(if &c[1] == "enabled" { "enabled".into() } else { "disabled".into() });
+            run.flash_attn = Some(if &c[1] == "enabled" {
+                "enabled".into()
+            } else {
+                "disabled".into()
+            });
             self.recognized += 1;
         } else if line.contains("warming up the model") || line.contains("server is listening") {
             self.seg.progress = Progress::Running;
@@ -472,11 +545,20 @@ impl Parser {
             self.end_fit();
             self.recognized += 1;
         } else if let Some(c) = FIT_DEVICE.captures(line) {
-            let over = c.get(3).map(|m| format!(" ({} overflowing)", m.as_str())).unwrap_or_default();
-            self.fit_devices.insert(c[1].to_string(), format!("{} {} layers{}", &c[1], &c[2], over));
+            let over = c
+                .get(3)
+                .map(|m| format!(" ({} overflowing)", m.as_str()))
+                .unwrap_or_default();
+            self.fit_devices.insert(
+                c[1].to_string(),
+                format!("{} {} layers{}", &c[1], &c[2], over),
+            );
             self.recognized += 1;
         } else if let Some(c) = FIT_CTX_REDUCED.captures(line) {
-            self.g.warnings.push(format!("--fit reduced the context from {} to {}", &c[1], &c[2]));
+            self.g.warnings.push(format!(
+                "--fit reduced the context from {} to {}",
+                &c[1], &c[2]
+            ));
             self.recognized += 1;
         } else if FIT_PARAMS_OUT.is_match(line.trim()) {
             self.g.fit_result = Some(line.trim().to_string());
@@ -506,10 +588,13 @@ impl Parser {
             if let Some(c) = TIMING.captures(line) {
                 let ms = f(&c[2]);
                 let n = u(&c[3]);
-                let tps = c.get(4).and_then(|m| f(m.as_str())).or_else(|| match (ms, n) {
-                    (Some(ms), Some(n)) if ms > 0.0 => Some(n as f64 * 1000.0 / ms),
-                    _ => None,
-                });
+                let tps = c
+                    .get(4)
+                    .and_then(|m| f(m.as_str()))
+                    .or_else(|| match (ms, n) {
+                        (Some(ms), Some(n)) if ms > 0.0 => Some(n as f64 * 1000.0 / ms),
+                        _ => None,
+                    });
                 if c.get(1).is_some() {
                     self.g.prompt_tokens = n;
                     self.g.prompt_tps = tps;
@@ -578,7 +663,12 @@ impl Parser {
     }
 
     fn push_oom(&mut self, device: Option<String>, bytes: Option<u64>, stage: &str, line: &str) {
-        self.g.oom.push(OomFailure { device, bytes, stage: stage.to_string(), line: line.trim().to_string() });
+        self.g.oom.push(OomFailure {
+            device,
+            bytes,
+            stage: stage.to_string(),
+            line: line.trim().to_string(),
+        });
         self.last_oom_line = Some(self.line_no);
         self.terminal = true;
         self.recognized += 1;
@@ -638,7 +728,9 @@ impl Parser {
             self.refine_or_push("kv", line);
         } else if line.contains("failed to allocate compute") {
             self.refine_or_push("compute", line);
-        } else if line.contains("failed to reserve graph buffers") || line.contains("failed to allocate graph") {
+        } else if line.contains("failed to reserve graph buffers")
+            || line.contains("failed to allocate graph")
+        {
             self.refine_or_push("runtime", line);
         } else if let Some(c) = CPU_INSUFFICIENT.captures(line) {
             let bytes = f(&c[1]).map(|m| (m * MIB).round() as u64);
@@ -646,10 +738,18 @@ impl Parser {
             self.push_oom(Some("CPU".into()), bytes, stage, line);
         } else if let Some(c) = OUTPUT_FAIL.captures(line) {
             let bytes = f(&c[1]).map(|m| (m * MIB).round() as u64);
-            let stage = if self.seg.progress >= Progress::Running { "runtime" } else { "kv" };
+            let stage = if self.seg.progress >= Progress::Running {
+                "runtime"
+            } else {
+                "kv"
+            };
             self.push_oom(Some("Host".into()), bytes, stage, line);
         } else if line.contains("CUDA error: out of memory") {
-            let stage = if self.seg.progress >= Progress::Reserve { "runtime" } else { self.stage_now() };
+            let stage = if self.seg.progress >= Progress::Reserve {
+                "runtime"
+            } else {
+                self.stage_now()
+            };
             self.push_oom(None, None, stage, line);
         } else if let Some(c) = CUDA_ERROR_DEV.captures(line) {
             let dev = format!("CUDA{}", &c[1]);
@@ -720,11 +820,13 @@ impl Parser {
         run.args = g.args;
         bench::apply_speeds(&mut run);
         if seg.is_none() && run.bench.is_empty() && run.fit_result.is_none() {
-            run.warnings.push("no model load in the log (only --fit trial loads, or none)".into());
+            run.warnings
+                .push("no model load in the log (only --fit trial loads, or none)".into());
         }
         run.truncated = !(self.terminal || complete);
         if run.truncated {
-            run.warnings.push("log ends before the run finished (no timings, breakdown, or error)".into());
+            run.warnings
+                .push("log ends before the run finished (no timings, breakdown, or error)".into());
         }
         Some(run)
     }
@@ -733,8 +835,16 @@ impl Parser {
 impl LogRun {
     /// Keep a few `print_info` facts that identify the model (arch, layers, file size, name).
     fn model_info_insert(&mut self, key: &str, value: &str) {
-        const KEEP: [&str; 8] =
-            ["arch", "file type", "file size", "n_layer", "n_expert", "n_expert_used", "model type", "general.name"];
+        const KEEP: [&str; 8] = [
+            "arch",
+            "file type",
+            "file size",
+            "n_layer",
+            "n_expert",
+            "n_expert_used",
+            "model type",
+            "general.name",
+        ];
         if KEEP.contains(&key) {
             self.model_info.insert(key.to_string(), value.to_string());
         }
@@ -760,7 +870,10 @@ fn breakdown_from_json(v: &serde_json::Value) -> Option<BreakdownRow> {
     let num = |k: &str| v.get(k).and_then(|x| x.as_f64());
     Some(BreakdownRow {
         name: v.get("name")?.as_str()?.to_string(),
-        description: v.get("description").and_then(|d| d.as_str()).map(|s| s.to_string()),
+        description: v
+            .get("description")
+            .and_then(|d| d.as_str())
+            .map(|s| s.to_string()),
         total: num("total"),
         free: num("free"),
         self_: num("self").unwrap_or(0.0),
