@@ -23,20 +23,36 @@ fn gemma_single(dir: &Path) -> PathBuf {
 }
 
 fn strings(n: usize, prefix: &str) -> MetaValue {
-    MetaValue::Array(8, (0..n).map(|i| MetaValue::Str(format!("{prefix}{i:x}"))).collect())
+    MetaValue::Array(
+        8,
+        (0..n)
+            .map(|i| MetaValue::Str(format!("{prefix}{i:x}")))
+            .collect(),
+    )
 }
 
 /// gpt-oss-120b's header snapshot as a 3-shard split with real-size tokenizer arrays.
 fn big_split(dir: &Path) -> PathBuf {
     let model: GgufModel = open(&Path::new(ROOT).join("models/headers/gpt-oss-120b.gguf")).unwrap();
     let n = model.tensors.len();
-    let parts = [&model.tensors[..n / 3], &model.tensors[n / 3..2 * n / 3], &model.tensors[2 * n / 3..]];
+    let parts = [
+        &model.tensors[..n / 3],
+        &model.tensors[n / 3..2 * n / 3],
+        &model.tensors[2 * n / 3..],
+    ];
     for (i, part) in parts.iter().enumerate() {
-        let mut md = if i == 0 { model.metadata.clone() } else { Default::default() };
+        let mut md = if i == 0 {
+            model.metadata.clone()
+        } else {
+            Default::default()
+        };
         md.entries.retain(|(k, _)| k != "placer.file_size");
         if i == 0 {
             md.set("tokenizer.ggml.tokens", strings(201_088, "tok"));
-            md.set("tokenizer.ggml.token_type", MetaValue::Array(5, vec![MetaValue::I32(1); 201_088]));
+            md.set(
+                "tokenizer.ggml.token_type",
+                MetaValue::Array(5, vec![MetaValue::I32(1); 201_088]),
+            );
             md.set("tokenizer.ggml.merges", strings(446_189, "m "));
         }
         md.set("split.no", MetaValue::U16(i as u16));
@@ -50,7 +66,8 @@ fn big_split(dir: &Path) -> PathBuf {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let gemma_split = Path::new(ROOT).join("tests/fixtures/gguf/gemma-3-270m-split-00001-of-00003.gguf");
+    let gemma_split =
+        Path::new(ROOT).join("tests/fixtures/gguf/gemma-3-270m-split-00001-of-00003.gguf");
     let gemma = gemma_single(dir.path());
     let big = big_split(dir.path());
     let m = open(&big).unwrap();
@@ -62,12 +79,19 @@ fn bench(c: &mut Criterion) {
     );
 
     let mut g = c.benchmark_group("header_read");
-    g.bench_function("gemma3-270m split 3 shards: open", |b| b.iter(|| open(black_box(&gemma_split)).unwrap()));
-    g.bench_function("gemma3-270m single 6.5 MB header: open", |b| b.iter(|| open(black_box(&gemma)).unwrap()));
-    g.bench_function("gpt-oss-120b-class 63 GB split 3 shards: open", |b| b.iter(|| open(black_box(&big)).unwrap()));
-    g.bench_function("gpt-oss-120b-class 63 GB split 3 shards: open + inspect report", |b| {
-        b.iter(|| placer::cli::inspect::report(&open(black_box(&big)).unwrap()).unwrap())
+    g.bench_function("gemma3-270m split 3 shards: open", |b| {
+        b.iter(|| open(black_box(&gemma_split)).unwrap())
     });
+    g.bench_function("gemma3-270m single 6.5 MB header: open", |b| {
+        b.iter(|| open(black_box(&gemma)).unwrap())
+    });
+    g.bench_function("gpt-oss-120b-class 63 GB split 3 shards: open", |b| {
+        b.iter(|| open(black_box(&big)).unwrap())
+    });
+    g.bench_function(
+        "gpt-oss-120b-class 63 GB split 3 shards: open + inspect report",
+        |b| b.iter(|| placer::cli::inspect::report(&open(black_box(&big)).unwrap()).unwrap()),
+    );
     g.finish();
 }
 

@@ -323,7 +323,7 @@ fn qwen3next(extra: &[(&str, placer::gguf::MetaValue)]) -> placer::gguf::GgufMod
     for il in 0..8u32 {
         let l = [il];
         b = b.per_layer(l, "attn_norm.weight", &[e], F32);
-        if (il + 1) % 4 != 0 {
+        if !(il + 1).is_multiple_of(4) {
             let qkv = 2 * groups * state + inner;
             b = b
                 .per_layer(l, "attn_qkv.weight", &[e, qkv], Q8_0)
@@ -385,7 +385,7 @@ fn qwen3next_deltanet_layers_fused_experts_shared_expert() {
     let r = (4 - 1) * (64 + 2 * 2 * 16);
     let s = 16 * 64;
     for il in 0..8 {
-        let full = (il + 1) % 4 == 0;
+        let full = (il + 1u32).is_multiple_of(4);
         let kv = kv_bytes_per_token(hp, il, GgmlType::F16, GgmlType::F16);
         assert_eq!(kv, if full { 2 * 2 * 16 * 2 } else { 0 }, "layer {il}");
         assert_eq!(

@@ -246,7 +246,7 @@ pub fn from_metadata(model: &GgufModel, arch: &str, warnings: &mut Vec<String>) 
         .unwrap_or_else(|| vec![0; n_layer as usize]);
     // n_embd_head_k = n_embd / n_head() unless attention.key_length says otherwise.
     let head0 = n_head.first().copied().unwrap_or(0);
-    let default_head = if head0 > 0 { n_embd / head0 } else { 0 };
+    let default_head = n_embd.checked_div(head0).unwrap_or(0);
     let head_dim_k = k.u32("attention.key_length")?.unwrap_or(default_head);
     let head_dim_v = k.u32("attention.value_length")?.unwrap_or(default_head);
     let n_rot = k.u32("rope.dimension_count")?.unwrap_or(head_dim_k);
@@ -408,7 +408,7 @@ fn is_swa(il: u32, n_pattern: u32, dense_first: bool) -> bool {
         return true;
     }
     if dense_first {
-        il % n_pattern != 0
+        !il.is_multiple_of(n_pattern)
     } else {
         il % n_pattern < n_pattern - 1
     }
@@ -461,7 +461,7 @@ fn recurrent_layers(
                     bail!("{} must be at least 1", k.key("full_attention_interval"));
                 }
                 (0..n_layer)
-                    .map(|il| il < n_main && (il + 1) % interval != 0)
+                    .map(|il| il < n_main && !(il + 1).is_multiple_of(interval))
                     .collect()
             }
         },

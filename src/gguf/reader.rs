@@ -482,7 +482,7 @@ fn known_nbytes(t: &RawTensor) -> Result<Option<u64>, GgufError> {
         return Ok(None);
     };
     let ne0 = t.dims.first().copied().unwrap_or(1);
-    if ne0 % block != 0 {
+    if !ne0.is_multiple_of(block) {
         return Err(GgufError::Invalid(format!(
             "tensor '{}' of type {} has {ne0} elements per row, not a multiple of block size ({block})",
             t.name, t.ggml_type

@@ -110,7 +110,7 @@ impl GgmlType {
     /// of blocks.
     pub fn row_size(self, ne0: u64) -> Option<u64> {
         let (b, t) = (self.block_size()?, self.type_size()?);
-        if ne0 % b != 0 {
+        if !ne0.is_multiple_of(b) {
             return None;
         }
         (ne0 / b).checked_mul(t)
@@ -120,7 +120,9 @@ impl GgmlType {
     /// length or overflow.
     pub fn nbytes(self, dims: &[u64]) -> Option<u64> {
         let row = self.row_size(*dims.first().unwrap_or(&1))?;
-        dims.iter().skip(1).try_fold(row, |acc, &d| acc.checked_mul(d))
+        dims.iter()
+            .skip(1)
+            .try_fold(row, |acc, &d| acc.checked_mul(d))
     }
 
     /// All types this table knows.

@@ -130,10 +130,10 @@ impl Hdr {
     /// A full file: header, padding to 32, then `data` bytes.
     pub fn file(&self, data: usize) -> Vec<u8> {
         let mut b = self.bytes();
-        while b.len() % 32 != 0 {
+        while !b.len().is_multiple_of(32) {
             b.push(0);
         }
-        b.extend(std::iter::repeat(0x5a).take(data));
+        b.extend(std::iter::repeat_n(0x5a, data));
         b
     }
 }
