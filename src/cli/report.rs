@@ -20,7 +20,7 @@ pub enum What {
 
 #[derive(Debug, clap::Args)]
 pub struct MemoryArgs {
-    /// Logs or folders (default: data/runs and shared/reference-runs when present).
+    /// Logs or folders (default: data/runs).
     pub logs: Vec<PathBuf>,
     /// Where to write the report (`-` = stdout).
     #[arg(long, default_value = "docs/error-report.md")]
@@ -54,12 +54,7 @@ fn calibration(a: CalibrationArgs) -> anyhow::Result<()> {
 
 fn memory(a: MemoryArgs) -> anyhow::Result<()> {
     let logs = if a.logs.is_empty() {
-        let mut v = vec![PathBuf::from("data/runs")];
-        let shared = PathBuf::from("/work/shared/reference-runs");
-        if shared.is_dir() {
-            v.push(shared);
-        }
-        v
+        vec![PathBuf::from("data/runs")]
     } else {
         a.logs
     };

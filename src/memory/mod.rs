@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub mod compute;
 pub mod kv;
 pub mod predict;
+pub mod report;
 pub mod resolve;
 
 pub use predict::{predict, Predictor};
