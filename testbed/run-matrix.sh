@@ -8,6 +8,7 @@
 #               emul:T0,T1     one physical GPU split into len(T) virtual devices (GGML_CUDA_DEVICES):
 #                              ballast leaves len(T)·max(T) free so each virtual device reports max(T),
 #                              and -fitt tells --fit each device's real budget (margin 1024 + max(T) − Ti).
+#   TB_DRYRUN   (env) models whose dry-run sweep to run (default: every model of the matrix)
 #   DEADLINE_S  seconds (from the start) by which every run must have ended (default 560): each run's
 #               timeout is min(TB_RUN_TIMEOUT, what is left − 20 s); a run with < 45 s left is skipped.
 # Each finished run is appended at once to $TB_TAR (default OUTDIR/runs.tar), so a call killed at its
@@ -96,7 +97,7 @@ synth() {
 # synthesized; the first ballast waits for it (its CUDA contexts would disturb the free memory).
 dryrun_all() {
   local t=$(date +%s)
-  for id in $(grep -v '^#' "$MATRIX" | cut -f2 | awk 'NF && !seen[$0]++'); do
+  for id in ${TB_DRYRUN:-$(grep -v '^#' "$MATRIX" | cut -f2 | awk 'NF && !seen[$0]++')}; do
     local spec=$REPO/testbed/dryrun/sweep-$id.txt hdr=$WORK/hdr-$id.gguf
     [ -f "$spec" ] && [ -x "$BIN/llama-placer-dryrun" ] || continue
     "$PLACER" synth "$id" --header-only -o "$hdr" --quiet --models-dir "$REPO/models" > "$WORK/hdr-$id.log" 2>&1 || continue
