@@ -52,13 +52,13 @@ pub fn margins(kind: ProfileKind, host: &Host, cal: &Calibration) -> (Margins, S
         ProfileKind::Aggressive => cal.margins.aggressive_mib,
         ProfileKind::Moderate => cal.margins.moderate_mib,
     };
-    let gpu_mib: Vec<f64> = host.gpus.iter().map(|g| base + cal.gpu(&g.model).oom_margin_mib.max(0.0)).collect();
-    let oom: Vec<String> = host
-        .gpus
+    // Calibration::gpu_margins_mib adds what OOMs taught about the GPU model and that very device.
+    let gpu_mib: Vec<f64> = cal.gpu_margins_mib(kind == ProfileKind::Aggressive, host);
+    let oom: Vec<String> = gpu_mib
         .iter()
         .enumerate()
-        .filter(|(_, g)| cal.gpu(&g.model).oom_margin_mib > 0.0)
-        .map(|(i, g)| format!("CUDA{i} +{:.0} MiB after an OOM", cal.gpu(&g.model).oom_margin_mib))
+        .filter(|(_, &m)| m > base)
+        .map(|(i, m)| format!("CUDA{i} +{:.0} MiB learned from an OOM", m - base))
         .collect();
     let mut src = format!(
         "{base:.0} MiB per device = calibration margins.{}_mib (data/calibration.toml, {} runs, llama.cpp {})",
@@ -103,6 +103,16 @@ fn runs(v: &[u32]) -> String {
     parts.join(", ")
 }
 
+fn part_label(k: GroupKind) -> &'static str {
+    match k {
+        GroupKind::ExpertsGate => "gate",
+        GroupKind::ExpertsUp => "up",
+        GroupKind::ExpertsDown => "down",
+        GroupKind::ExpertsGateUp => "gate+up",
+        _ => "",
+    }
+}
+
 fn kind_label(k: GroupKind) -> &'static str {
     match k {
         GroupKind::ExpertsGate => "routed experts (gate)",
@@ -134,22 +144,35 @@ pub fn describe(anatomy: &Anatomy, p: &Placement) -> Vec<String> {
         }
         out.push(s);
     }
-    // moved groups: (kind, device) → layers
-    let mut by: std::collections::BTreeMap<(String, DeviceId), Vec<u32>> = Default::default();
+    // moved groups: (kind, device) → layers; kinds with the same layers and device share a line.
+    let mut by: std::collections::BTreeMap<(GroupKind, DeviceId), Vec<u32>> = Default::default();
     for &(g, d) in &p.moved {
         let grp = &anatomy.groups[g];
         let il = match grp.layer {
             LayerRef::Block(il) => il,
             LayerRef::Output | LayerRef::Input => u32::MAX,
         };
-        by.entry((kind_label(grp.kind).to_string(), d)).or_default().push(il);
+        by.entry((grp.kind, d)).or_default().push(il);
     }
+    let mut lines: Vec<((DeviceId, Vec<u32>), Vec<GroupKind>)> = Vec::new();
     for ((k, d), mut ls) in by {
         ls.sort_unstable();
+        match lines.iter_mut().find(|(key, _)| key.0 == d && key.1 == ls) {
+            Some((_, kinds)) => kinds.push(k),
+            None => lines.push(((d, ls), vec![k])),
+        }
+    }
+    for ((d, ls), kinds) in lines {
+        let routed: Vec<&str> = kinds.iter().filter(|k| k.is_routed_experts()).map(|k| part_label(*k)).collect();
+        let mut names: Vec<String> = kinds.iter().filter(|k| !k.is_routed_experts()).map(|k| kind_label(*k).to_string()).collect();
+        if !routed.is_empty() {
+            names.insert(0, format!("routed experts ({})", routed.join(", ")));
+        }
+        let what = names.join(" + ");
         if ls == [u32::MAX] {
-            out.push(format!("{k} on {d}"));
+            out.push(format!("{what} on {d}"));
         } else {
-            out.push(format!("{k} of layers {} on {d}", runs(&ls)));
+            out.push(format!("{what} of layers {} on {d}", runs(&ls)));
         }
     }
     out

@@ -351,7 +351,11 @@ fn solve_inner(
         let r = match ilp::solve(&m, &budgets, ilp::Goal::Speed, req.prefill_weight) {
             Ok(r) => r,
             Err(e) => {
-                last_reason = format!("no placement fits ({e})");
+                last_reason = if e.contains("nfeasible") {
+                    "no placement fits the GPUs and host RAM with these margins".to_string()
+                } else {
+                    format!("the solver failed: {e}")
+                };
                 break;
             }
         };

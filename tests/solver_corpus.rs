@@ -1,0 +1,171 @@
+//! The solver-tests/ corpus: every scenario of solver-tests/scenarios.toml solved in both
+//! profiles, its properties checked against the exact memory model, its emitted text snapshotted.
+
+use placer::anatomy::{Anatomy, GroupKind, LayerRef};
+use placer::calibrate::Calibration;
+use placer::gguf::GgmlType;
+use placer::host::{DeviceId, Host};
+use placer::profile::{self, Profile};
+use placer::solver::SolveRequest;
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Deserialize)]
+struct Corpus {
+    scenario: Vec<Scenario>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Scenario {
+    name: String,
+    model: String,
+    host: String,
+    ctx: u32,
+    kv: String,
+    expect: String,
+    #[serde(default)]
+    only_gpus: Option<Vec<usize>>,
+    #[serde(default)]
+    uses_gpus: Option<Vec<usize>>,
+    #[serde(default)]
+    experts_on_cpu: Option<bool>,
+    #[serde(default)]
+    attention_on_gpus: Option<bool>,
+    #[serde(default)]
+    suggests_ram: Option<bool>,
+}
+
+fn calibration() -> Calibration {
+    toml::from_str(&std::fs::read_to_string("solver-tests/calibration.toml").unwrap()).unwrap()
+}
+
+fn load(s: &Scenario) -> (Anatomy, Host, SolveRequest, String) {
+    let g = placer::catalog::load_model(&s.model, None).unwrap();
+    let a = placer::anatomy::from_gguf(&g).unwrap();
+    let host = Host::by_name_or_path(&s.host).unwrap();
+    let kv = GgmlType::from_name(&s.kv).unwrap();
+    let e = placer::catalog::entry(&s.model, &placer::catalog::models_dir()).unwrap();
+    let req = SolveRequest {
+        model_path: e.source.files[0].clone(),
+        ctx: s.ctx,
+        type_k: kv,
+        type_v: kv,
+        host_gpus: host.gpus.len(),
+        ..SolveRequest::default()
+    };
+    (a, host, req, e.name)
+}
+
+/// Properties that hold for every feasible profile.
+fn check_solution(s: &Scenario, a: &Anatomy, host: &Host, cal: &Calibration, p: &Profile) {
+    let sol = p.solution.as_ref().unwrap();
+    let n = &s.name;
+    sol.placement.validate(a).unwrap_or_else(|e| panic!("{n}: {e}"));
+    // Exact memory of the emitted flags, recomputed here.
+    let pred = placer::memory::predict(a, &sol.launch, host, cal).unwrap();
+    for (i, g) in pred.gpus.iter().enumerate() {
+        let margin = (p.margins.gpu_mib[i] * 1048576.0) as u64;
+        assert!(
+            g.total() + margin <= g.cap,
+            "{n} {}: CUDA{i} {} + margin {} > cap {}",
+            p.kind.name(),
+            g.total(),
+            margin,
+            g.cap
+        );
+    }
+    assert!(matches!(pred.verdict, placer::memory::Verdict::Fits), "{n}: {:?}", pred.verdict);
+    // Every tensor placed exactly once, where the placement says.
+    let want = sol.placement.tensor_devices(a);
+    assert_eq!(pred.resolved.tensor_device.len(), a.tensors.len());
+    assert_eq!(pred.resolved.tensor_device, want, "{n}: flags do not reproduce the placement");
+    let moved: std::collections::HashSet<usize> = sol.placement.moved.iter().map(|m| m.0).collect();
+    assert_eq!(moved.len(), sol.placement.moved.len(), "{n}: a group moved twice");
+    let n_layer = a.hp.n_layer as usize;
+    let kv_layers: Vec<usize> = (0..n_layer).filter(|&il| a.hp.has_kv(il as u32)).collect();
+    if let Some(only) = &s.only_gpus {
+        for (il, d) in sol.placement.layer_device.iter().enumerate() {
+            assert!(matches!(d, DeviceId::Gpu(g) if only.contains(g)), "{n}: slot {il} on {d}");
+        }
+        assert!(sol.placement.moved.is_empty(), "{n}: {:?}", sol.placement.moved);
+    }
+    if let Some(uses) = &s.uses_gpus {
+        for g in uses {
+            assert!(sol.placement.layer_device.contains(&DeviceId::Gpu(*g)), "{n}: CUDA{g} unused");
+        }
+    }
+    if s.attention_on_gpus == Some(true) {
+        for &il in &kv_layers {
+            assert_ne!(sol.placement.layer_device[il], DeviceId::Cpu, "{n}: layer {il} attention/KV on CPU");
+        }
+    }
+    if let Some(on_cpu) = s.experts_on_cpu {
+        let any = sol.placement.moved.iter().any(|&(g, d)| d == DeviceId::Cpu && a.groups[g].kind.is_routed_experts());
+        assert_eq!(any, on_cpu, "{n}: routed experts on CPU");
+        // Only routed experts move to the CPU in these MoE scenarios: attention, shared experts
+        // and the output layer are worth more per byte of VRAM.
+        for &(g, d) in &sol.placement.moved {
+            let k = a.groups[g].kind;
+            assert!(k.is_routed_experts() || d != DeviceId::Cpu || matches!(a.groups[g].layer, LayerRef::Block(_)) && k == GroupKind::DenseFfn,
+                "{n}: {:?} of {:?} moved to {d}", k, a.groups[g].layer);
+        }
+    }
+    assert!(sol.decode_tps.is_finite() && sol.decode_tps > 0.0);
+}
+
+#[test]
+fn corpus() {
+    let corpus: Corpus = toml::from_str(&std::fs::read_to_string("solver-tests/scenarios.toml").unwrap()).unwrap();
+    let cal = calibration();
+    assert!(corpus.scenario.len() >= 8);
+    for s in &corpus.scenario {
+        let (a, host, req, name) = load(s);
+        let profiles = profile::solve_profiles(&a, &host, &req, &cal);
+        let mut text = String::new();
+        for p in &profiles {
+            match (s.expect.as_str(), &p.solution, &p.infeasible) {
+                ("feasible", Some(_), _) => check_solution(s, &a, &host, &cal, p),
+                ("infeasible", None, Some(inf)) => {
+                    assert!(!inf.suggestions.is_empty(), "{}: infeasible without a suggestion", s.name);
+                    if s.suggests_ram == Some(true) {
+                        assert!(inf.suggestions.iter().any(|x| x.more_ram_mib.is_some()), "{}: {inf}", s.name);
+                    }
+                }
+                (e, sol, inf) => panic!("{}: expected {e}, got solution {} / infeasible {:?}", s.name, sol.is_some(), inf),
+            }
+            text.push_str(&format!("## {}\n", p.kind.name()));
+            if let Some(sol) = &p.solution {
+                text.push_str(&placer::emit::command_line(&sol.launch));
+                text.push('\n');
+                let src = placer::emit::ConfSource {
+                    id: &s.model,
+                    name: &name,
+                    arch_source: &format!("GGUF header snapshot models/headers/{}.gguf", s.model),
+                    host: &host,
+                    calibration: &cal,
+                };
+                text.push_str(&placer::emit::conf_section(&src, &a, p).unwrap().text);
+            }
+            if let Some(inf) = &p.infeasible {
+                text.push_str(&inf.to_string());
+            }
+        }
+        insta::with_settings!({snapshot_path => "../solver-tests/snapshots", prepend_module_to_snapshot => false}, {
+            insta::assert_snapshot!(s.name.clone(), text);
+        });
+    }
+}
+
+#[test]
+fn solve_is_deterministic() {
+    let corpus: Corpus = toml::from_str(&std::fs::read_to_string("solver-tests/scenarios.toml").unwrap()).unwrap();
+    let s = corpus.scenario.iter().find(|s| s.name == "glm-q8-128k-users").unwrap();
+    let (a, host, req, _) = load(s);
+    let cal = calibration();
+    let one = profile::solve_profiles(&a, &host, &req, &cal);
+    let two = profile::solve_profiles(&a, &host, &req, &cal);
+    for (x, y) in one.iter().zip(&two) {
+        assert_eq!(x.solution.as_ref().map(|s| &s.placement), y.solution.as_ref().map(|s| &s.placement));
+    }
+    let _ = Path::new(".");
+}
