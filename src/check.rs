@@ -6,7 +6,7 @@ use crate::anatomy::{Anatomy, Role};
 use crate::calibrate::Calibration;
 use crate::host::{DeviceId, Host};
 use crate::launch::{GpuLayers, LaunchConfig, Tool};
-use crate::memory::{Predictor, Prediction, Stage, Verdict};
+use crate::memory::{Prediction, Predictor, Stage, Verdict};
 use crate::units::{mib, MIB};
 use serde::Serialize;
 use std::fmt::Write;
@@ -61,7 +61,11 @@ pub fn stage_name(s: Stage) -> &'static str {
 pub fn verdict_text(v: &Verdict) -> String {
     match v {
         Verdict::Fits => "fits".to_string(),
-        Verdict::Oom { device, stage, short_by } => format!(
+        Verdict::Oom {
+            device,
+            stage,
+            short_by,
+        } => format!(
             "OOM on {device} by {} MiB at {}",
             short_by.div_ceil(MIB),
             stage_name(*stage)
@@ -99,7 +103,11 @@ pub fn pitfalls(pr: &Predictor, cfg: &LaunchConfig, p: &Prediction) -> Vec<Strin
              it can still shrink the context if -c is unset. Use -ngl auto with --fit, or --fit off with explicit flags"
                 .to_string(),
         );
-    } else if cfg.fit && cfg.gpu_layers == GpuLayers::Auto && cfg.tensor_split.is_none() && cfg.overrides.is_empty() {
+    } else if cfg.fit
+        && cfg.gpu_layers == GpuLayers::Auto
+        && cfg.tensor_split.is_none()
+        && cfg.overrides.is_empty()
+    {
         w.push(
             "--fit on with -ngl auto: llama.cpp will choose layers and overrides at start-up; this table shows the command \
              without fit (all layers offloaded). `placer solve` gives explicit flags"
@@ -107,10 +115,18 @@ pub fn pitfalls(pr: &Predictor, cfg: &LaunchConfig, p: &Prediction) -> Vec<Strin
         );
     }
     // Lesson 2: experts on CPU while the model would fit.
-    let experts_on_cpu = pr.anatomy.tensors.iter().zip(&p.resolved.tensor_device).any(|(t, d)| {
-        *d == DeviceId::Cpu
-            && matches!(t.role, Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp)
-    });
+    let experts_on_cpu = pr
+        .anatomy
+        .tensors
+        .iter()
+        .zip(&p.resolved.tensor_device)
+        .any(|(t, d)| {
+            *d == DeviceId::Cpu
+                && matches!(
+                    t.role,
+                    Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp
+                )
+        });
     if experts_on_cpu && !p.resolved.devices.is_empty() {
         let mut all_gpu = cfg.clone();
         all_gpu.overrides.clear();
@@ -135,8 +151,16 @@ pub fn pitfalls(pr: &Predictor, cfg: &LaunchConfig, p: &Prediction) -> Vec<Strin
             ));
         }
     }
-    if !p.resolved.devices.is_empty() && !cfg.overrides.is_empty() && cfg.load_mode == crate::launch::LoadMode::Mmap {
-        let cpu_override = p.resolved.matched_override.iter().zip(&p.resolved.tensor_device).any(|(m, d)| m.is_some() && *d == DeviceId::Cpu);
+    if !p.resolved.devices.is_empty()
+        && !cfg.overrides.is_empty()
+        && cfg.load_mode == crate::launch::LoadMode::Mmap
+    {
+        let cpu_override = p
+            .resolved
+            .matched_override
+            .iter()
+            .zip(&p.resolved.tensor_device)
+            .any(|(m, d)| m.is_some() && *d == DeviceId::Cpu);
         if cpu_override {
             w.push("tensor overrides to CPU with mmap: llama.cpp suggests --load-mode none for better performance (memory: CPU weights then live in pinned CUDA_Host)".to_string());
         }
@@ -149,7 +173,11 @@ pub fn render(r: &CheckReport) -> String {
     let p = &r.prediction;
     let s = &p.shape;
     let mut out = String::new();
-    let _ = writeln!(out, "placer check — {} ({}) on host {}", r.model, r.arch, r.host);
+    let _ = writeln!(
+        out,
+        "placer check — {} ({}) on host {}",
+        r.model, r.arch, r.host
+    );
     let _ = writeln!(
         out,
         "{:?}: n_ctx {} ({} seq, {} stream{} × {} cells), -b {} -ub {}, outputs reserved {}, flash-attn {}, pipeline parallel {}",
@@ -172,7 +200,11 @@ pub fn render(r: &CheckReport) -> String {
         "device [MiB]", "weights", "KV", "compute", "overhead", "total", "cap", "free"
     );
     for (i, g) in p.gpus.iter().enumerate() {
-        let name = format!("{} {}", g.device, short_gpu(r.gpu_names.get(i).map(String::as_str).unwrap_or("")));
+        let name = format!(
+            "{} {}",
+            g.device,
+            short_gpu(r.gpu_names.get(i).map(String::as_str).unwrap_or(""))
+        );
         let _ = writeln!(
             out,
             "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -187,7 +219,11 @@ pub fn render(r: &CheckReport) -> String {
         );
     }
     let h = &p.host;
-    let host_weights = if h.cpu_model > 0 { h.cpu_model } else { h.cpu_weights };
+    let host_weights = if h.cpu_model > 0 {
+        h.cpu_model
+    } else {
+        h.cpu_weights
+    };
     let host_total = host_weights + h.kv + h.rs + h.compute;
     let _ = writeln!(
         out,
@@ -224,7 +260,9 @@ fn m(b: u64) -> String {
 }
 
 fn short_gpu(name: &str) -> String {
-    name.trim_start_matches("NVIDIA ").trim_start_matches("GeForce ").to_string()
+    name.trim_start_matches("NVIDIA ")
+        .trim_start_matches("GeForce ")
+        .to_string()
 }
 
 /// "CPU 0-3, CUDA0 4-32, CUDA1 33-47 + output".

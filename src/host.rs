@@ -72,17 +72,32 @@ impl Host {
     }
     /// Every device, GPUs first in llama.cpp order, then the CPU.
     pub fn devices(&self) -> Vec<DeviceId> {
-        (0..self.gpus.len()).map(DeviceId::Gpu).chain([DeviceId::Cpu]).collect()
+        (0..self.gpus.len())
+            .map(DeviceId::Gpu)
+            .chain([DeviceId::Cpu])
+            .collect()
     }
 }
 
 /// Host files shipped in hardware/, embedded so that they work from any directory.
 pub const BUILTIN_HOSTS: &[(&str, &str)] = &[
-    ("users-4090-5070ti", include_str!("../hardware/users-4090-5070ti.toml")),
+    (
+        "users-4090-5070ti",
+        include_str!("../hardware/users-4090-5070ti.toml"),
+    ),
     ("single-24gb", include_str!("../hardware/single-24gb.toml")),
-    ("testbed-h200x2-emulated", include_str!("../hardware/testbed-h200x2-emulated.toml")),
-    ("testbed-h200-24gb", include_str!("../hardware/testbed-h200-24gb.toml")),
-    ("bench-8x3090", include_str!("../hardware/bench-8x3090.toml")),
+    (
+        "testbed-h200x2-emulated",
+        include_str!("../hardware/testbed-h200x2-emulated.toml"),
+    ),
+    (
+        "testbed-h200-24gb",
+        include_str!("../hardware/testbed-h200-24gb.toml"),
+    ),
+    (
+        "bench-8x3090",
+        include_str!("../hardware/bench-8x3090.toml"),
+    ),
 ];
 
 /// The name of the default host (the users' workstation).
@@ -91,7 +106,8 @@ pub const DEFAULT_HOST: &str = "users-4090-5070ti";
 impl Host {
     /// Parse a host description (TOML text); `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Host> {
-        let h: Host = toml::from_str(text).map_err(|e| anyhow::anyhow!("bad host file {origin}: {e}"))?;
+        let h: Host =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("bad host file {origin}: {e}"))?;
         for (i, g) in h.gpus.iter().enumerate() {
             anyhow::ensure!(
                 g.usable_mib <= g.total_mib,

@@ -118,7 +118,6 @@ impl Default for LaunchConfig {
     }
 }
 
-
 impl LaunchConfig {
     /// Defaults of `tool` (llama-server's `-np` auto, llama-cli's single sequence).
     pub fn for_tool(tool: Tool) -> LaunchConfig {
@@ -216,7 +215,10 @@ impl ArgParser<'_> {
     fn int<T: std::str::FromStr>(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<T> {
         let v = self.value(flag, inline)?;
         v.trim().parse::<T>().map_err(|_| {
-            anyhow::anyhow!("{flag} {v:?}: not a number (llama.cpp expects {})", expects(flag))
+            anyhow::anyhow!(
+                "{flag} {v:?}: not a number (llama.cpp expects {})",
+                expects(flag)
+            )
         })
     }
 
@@ -230,9 +232,13 @@ impl ArgParser<'_> {
             "-m" | "--model" => self.cfg.model = self.value(flag, inline)?,
             "-c" | "--ctx-size" => {
                 let v: i64 = self.int(flag, inline)?;
-                anyhow::ensure!(v >= 0, "-c {v}: the context size must be 0 (model default) or positive");
-                self.cfg.ctx = u32::try_from(v)
-                    .map_err(|_| anyhow::anyhow!("-c {v}: larger than llama.cpp's 32-bit context"))?;
+                anyhow::ensure!(
+                    v >= 0,
+                    "-c {v}: the context size must be 0 (model default) or positive"
+                );
+                self.cfg.ctx = u32::try_from(v).map_err(|_| {
+                    anyhow::anyhow!("-c {v}: larger than llama.cpp's 32-bit context")
+                })?;
             }
             "-ngl" | "--gpu-layers" | "--n-gpu-layers" => {
                 let v = self.value(flag, inline)?;
@@ -264,11 +270,15 @@ impl ArgParser<'_> {
             "-cmoe" | "--cpu-moe" => self.cfg.overrides.push(cpu_moe_override()),
             "-ncmoe" | "--n-cpu-moe" => {
                 let n = self.non_negative(flag, inline)?;
-                self.cfg.overrides.extend(n_cpu_overrides(n, crate::llama::FFN_EXPS_REGEX));
+                self.cfg
+                    .overrides
+                    .extend(n_cpu_overrides(n, crate::llama::FFN_EXPS_REGEX));
             }
             "-ncffn" | "--n-cpu-ffn" => {
                 let n = self.non_negative(flag, inline)?;
-                self.cfg.overrides.extend(n_cpu_overrides(n, crate::llama::FFN_DENSE_REGEX));
+                self.cfg
+                    .overrides
+                    .extend(n_cpu_overrides(n, crate::llama::FFN_DENSE_REGEX));
             }
             "-b" | "--batch-size" => self.cfg.batch = self.positive(flag, inline)?,
             "-ub" | "--ubatch-size" => {
@@ -280,7 +290,9 @@ impl ArgParser<'_> {
                 let v: i64 = self.int(flag, inline)?;
                 self.cfg.n_parallel = match (self.cfg.tool, v) {
                     (Tool::Server, -1) => None,
-                    (Tool::Server, 0) => anyhow::bail!("-np 0: llama-server rejects 0 slots (use -1 for auto, or N ≥ 1)"),
+                    (Tool::Server, 0) => anyhow::bail!(
+                        "-np 0: llama-server rejects 0 slots (use -1 for auto, or N ≥ 1)"
+                    ),
                     (_, v) if v >= 1 => Some(v as u32),
                     (_, v) if v <= 0 => Some(1), // llama_context: n_seq_max = max(1, n)
                     _ => unreachable!(),
@@ -317,7 +329,9 @@ impl ArgParser<'_> {
                     "none" => LoadMode::None,
                     "mlock" => LoadMode::Mlock,
                     "dio" => LoadMode::Dio,
-                    _ => anyhow::bail!("-lm {v:?}: llama.cpp accepts auto, none, mmap, mlock, mmap+mlock, dio"),
+                    _ => anyhow::bail!(
+                        "-lm {v:?}: llama.cpp accepts auto, none, mmap, mlock, mmap+mlock, dio"
+                    ),
                 };
             }
             // Removed in this llama.cpp (replaced by -lm); older builds still take them.
@@ -368,7 +382,10 @@ impl ArgParser<'_> {
 
     fn non_negative(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<u32> {
         let v: i64 = self.int(flag, inline)?;
-        anyhow::ensure!(v >= 0, "{flag} {v}: llama.cpp rejects a negative layer count");
+        anyhow::ensure!(
+            v >= 0,
+            "{flag} {v}: llama.cpp rejects a negative layer count"
+        );
         Ok(v as u32)
     }
 
@@ -409,10 +426,25 @@ fn looks_like_flag(s: &str) -> bool {
 fn takes_value(flag: &str) -> bool {
     matches!(
         flag,
-        "--model" | "--ctx-size" | "--gpu-layers" | "--n-gpu-layers" | "--split-mode" | "--main-gpu"
-            | "--tensor-split" | "--override-tensor" | "--n-cpu-moe" | "--n-cpu-ffn"
-            | "--batch-size" | "--ubatch-size" | "--parallel" | "--cache-type-k"
-            | "--cache-type-v" | "--flash-attn" | "--load-mode" | "--fit" | "--fit-target"
+        "--model"
+            | "--ctx-size"
+            | "--gpu-layers"
+            | "--n-gpu-layers"
+            | "--split-mode"
+            | "--main-gpu"
+            | "--tensor-split"
+            | "--override-tensor"
+            | "--n-cpu-moe"
+            | "--n-cpu-ffn"
+            | "--batch-size"
+            | "--ubatch-size"
+            | "--parallel"
+            | "--cache-type-k"
+            | "--cache-type-v"
+            | "--flash-attn"
+            | "--load-mode"
+            | "--fit"
+            | "--fit-target"
             | "--device"
     )
 }
@@ -468,7 +500,11 @@ pub fn parse_gpu_layers(v: &str) -> anyhow::Result<GpuLayers> {
 /// (`llama_max_devices()`).
 fn parse_list_f64(flag: &str, v: &str) -> anyhow::Result<Vec<f64>> {
     let parts: Vec<&str> = v.split([',', '/']).filter(|s| !s.is_empty()).collect();
-    anyhow::ensure!(!parts.is_empty(), "{flag} {v:?}: empty list (llama.cpp expects {})", expects(flag));
+    anyhow::ensure!(
+        !parts.is_empty(),
+        "{flag} {v:?}: empty list (llama.cpp expects {})",
+        expects(flag)
+    );
     anyhow::ensure!(
         parts.len() < crate::llama::MAX_DEVICES,
         "{flag} {v:?}: {} entries, llama.cpp allows at most {}",
@@ -512,7 +548,10 @@ fn parse_kv_type(flag: &str, v: &str) -> anyhow::Result<GgmlType> {
             return Ok(t);
         }
     }
-    anyhow::bail!("{flag} {v:?}: llama.cpp accepts {}", KV_CACHE_TYPES.join(", "))
+    anyhow::bail!(
+        "{flag} {v:?}: llama.cpp accepts {}",
+        KV_CACHE_TYPES.join(", ")
+    )
 }
 
 /// `-dev` list: comma-separated device names; `none` = no GPU (empty list).
@@ -520,7 +559,10 @@ fn parse_devices(v: &str) -> Vec<String> {
     if v == "none" {
         return Vec::new();
     }
-    v.split(',').filter(|s| !s.is_empty()).map(|s| s.trim().to_string()).collect()
+    v.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim().to_string())
+        .collect()
 }
 
 /// Split a models.conf `EXTRA_ARGS` value into words: whitespace separates, `'…'`/`"…"` group,
@@ -574,9 +616,10 @@ pub fn from_section(section: &crate::modelsconf::read::Section) -> anyhow::Resul
         }
     }
     if let Some(extra) = section.get("EXTRA_ARGS") {
-        argv.extend(split_words(extra).map_err(|e| {
-            anyhow::anyhow!("[{}] EXTRA_ARGS: {e}", section.name)
-        })?);
+        argv.extend(
+            split_words(extra)
+                .map_err(|e| anyhow::anyhow!("[{}] EXTRA_ARGS: {e}", section.name))?,
+        );
     }
     parse_args_full(Tool::Server, &argv)
         .map_err(|e| anyhow::anyhow!("models.conf section [{}]: {e}", section.name))

@@ -66,7 +66,8 @@ pub mod read {
             }
             pending_comments.clear();
             if let (Some(sec), Some((k, v))) = (sections.last_mut(), t.split_once('=')) {
-                sec.entries.push((k.trim().to_string(), unquote(v.trim()).to_string()));
+                sec.entries
+                    .push((k.trim().to_string(), unquote(v.trim()).to_string()));
             }
         }
         sections
@@ -95,15 +96,19 @@ pub mod read {
         let names: Vec<&str> = sections.iter().map(|s| s.name.as_str()).collect();
         anyhow::bail!(
             "no section [{name}] in models.conf; sections there: {}",
-            if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "(none)".to_string()
+            } else {
+                names.join(", ")
+            }
         )
     }
 
     /// Read `PATH:SECTION` (the last `:` separates, so Windows-like paths with `:` still work).
     pub fn load_spec(spec: &str) -> anyhow::Result<(std::path::PathBuf, Section)> {
-        let (path, name) = spec.rsplit_once(':').ok_or_else(|| {
-            anyhow::anyhow!("{spec:?}: expected models.conf:SECTION")
-        })?;
+        let (path, name) = spec
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow::anyhow!("{spec:?}: expected models.conf:SECTION"))?;
         let path = Path::new(path);
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
@@ -165,7 +170,10 @@ pub mod write {
         for l in &lines[..start] {
             out.push_str(l);
         }
-        out.push_str(&format!("# previous [{}], replaced by `placer solve --write`:\n", new.name));
+        out.push_str(&format!(
+            "# previous [{}], replaced by `placer solve --write`:\n",
+            new.name
+        ));
         for l in &lines[start..end] {
             let body = l.trim_end_matches(['\n', '\r']);
             if body.trim_start().starts_with('#') {
@@ -185,12 +193,22 @@ pub mod write {
     /// it (keeping the old file's permissions).
     pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
         use std::io::Write;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("models.conf");
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("models.conf");
         let tmp = dir.join(format!(".{name}.placer-{}.tmp", std::process::id()));
         let res = (|| -> anyhow::Result<()> {
-            let mut f = std::fs::File::create(&tmp)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e} (is the directory writable?)", tmp.display()))?;
+            let mut f = std::fs::File::create(&tmp).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create {}: {e} (is the directory writable?)",
+                    tmp.display()
+                )
+            })?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             if let Ok(meta) = std::fs::metadata(path) {
@@ -226,22 +244,41 @@ pub mod write {
 
         #[test]
         fn replace_keeps_other_bytes_and_comments_old_section() {
-            let new = NewSection { name: "glm-q8-aggressive".into(), text: "# why\n[glm-q8-aggressive]\nNAME=new\n".into() };
+            let new = NewSection {
+                name: "glm-q8-aggressive".into(),
+                text: "# why\n[glm-q8-aggressive]\nNAME=new\n".into(),
+            };
             let out = upsert(CONF, std::slice::from_ref(&new));
             assert!(out.starts_with("# my notes\r\n[glm-flash-q4]\nNAME=GLM\nCTX_SIZE=131072\n\n"));
             assert!(out.contains("## about the next one\n# [glm-q8-aggressive]\n# NAME=old\n# EXTRA_ARGS=-ot exps=CPU\n# why\n[glm-q8-aggressive]\nNAME=new\n\n[other]\nNAME=x"));
             assert!(out.ends_with("[other]\nNAME=x"));
             let secs = crate::modelsconf::read::parse(&out);
-            assert_eq!(secs.iter().filter(|s| s.name == "glm-q8-aggressive").count(), 1);
-            assert_eq!(crate::modelsconf::read::find(&out, "glm-q8-aggressive").unwrap().get("NAME"), Some("new"));
+            assert_eq!(
+                secs.iter()
+                    .filter(|s| s.name == "glm-q8-aggressive")
+                    .count(),
+                1
+            );
+            assert_eq!(
+                crate::modelsconf::read::find(&out, "glm-q8-aggressive")
+                    .unwrap()
+                    .get("NAME"),
+                Some("new")
+            );
         }
 
         #[test]
         fn add_appends_after_a_blank_line() {
-            let new = NewSection { name: "a-moderate".into(), text: "[a-moderate]\nNAME=n\n".into() };
+            let new = NewSection {
+                name: "a-moderate".into(),
+                text: "[a-moderate]\nNAME=n\n".into(),
+            };
             let out = upsert(CONF, std::slice::from_ref(&new));
             assert_eq!(out, format!("{CONF}\n\n[a-moderate]\nNAME=n\n"));
-            assert_eq!(upsert("", std::slice::from_ref(&new)), "[a-moderate]\nNAME=n\n");
+            assert_eq!(
+                upsert("", std::slice::from_ref(&new)),
+                "[a-moderate]\nNAME=n\n"
+            );
         }
 
         #[test]
@@ -249,10 +286,17 @@ pub mod write {
             let dir = tempfile::tempdir().unwrap();
             let p = dir.path().join("models.conf");
             std::fs::write(&p, CONF).unwrap();
-            let new = NewSection { name: "other".into(), text: "[other]\nNAME=y\n".into() };
+            let new = NewSection {
+                name: "other".into(),
+                text: "[other]\nNAME=y\n".into(),
+            };
             let text = upsert_file(&p, &[new]).unwrap();
             assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
-            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                1,
+                "no temporary file left"
+            );
         }
     }
 }

@@ -40,7 +40,10 @@ fn table_for_the_users_manual_split() {
 
 #[test]
 fn table_for_an_oom() {
-    let t = table(&default_host(), "-m qwen3-30b-a3b-q8 -c 131072 -sm none -mg 1 -fit off");
+    let t = table(
+        &default_host(),
+        "-m qwen3-30b-a3b-q8 -c 131072 -sm none -mg 1 -fit off",
+    );
     assert!(t.contains("verdict: OOM on CUDA1"), "{t}");
     assert!(t.contains("model load"), "{t}");
     insta::assert_snapshot!(t);
@@ -49,7 +52,10 @@ fn table_for_an_oom() {
 #[test]
 fn pitfalls_are_warned_about() {
     let h = default_host();
-    let t = table(&h, "-m qwen3-30b-a3b-q8 -c 8192 -ngl 99 -b 2048 -ub 2048 -ot nothing_matches_this=CPU");
+    let t = table(
+        &h,
+        "-m qwen3-30b-a3b-q8 -c 8192 -ngl 99 -b 2048 -ub 2048 -ot nothing_matches_this=CPU",
+    );
     assert!(t.contains("-ub 2048 equals -b 2048"), "{t}");
     assert!(t.contains("--fit on with a fixed -ngl"), "{t}");
     assert!(t.contains("matches no tensor"), "{t}");
@@ -65,7 +71,10 @@ fn models_conf_sections() {
                 EXTRA_ARGS=--jinja -np 1 -ot blk\\.([0-9]|1[0-4])\\.=CUDA0,exps=CPU --temp 1.0\n\n\
                 #[old]\n#MODEL=y\n[bench-glm]\nMODEL=z.gguf\n";
     let secs = read::parse(conf);
-    assert_eq!(secs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["glm", "bench-glm"]);
+    assert_eq!(
+        secs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        vec!["glm", "bench-glm"]
+    );
     let p = from_section(&secs[0]).unwrap();
     let c = p.config;
     assert_eq!(c.model, "GLM/x.gguf");
@@ -76,7 +85,10 @@ fn models_conf_sections() {
     assert_eq!(c.overrides[0].pattern, r"blk\.([0-9]|1[0-4])\.");
     assert_eq!(c.passthrough, vec!["--jinja", "--temp", "1.0"]);
     let err = read::find(conf, "nope").unwrap_err().to_string();
-    assert!(err.contains("no section [nope]") && err.contains("glm, bench-glm"), "{err}");
+    assert!(
+        err.contains("no section [nope]") && err.contains("glm, bench-glm"),
+        "{err}"
+    );
 }
 
 fn placer(args: &[&str]) -> (bool, String) {
@@ -87,14 +99,21 @@ fn placer(args: &[&str]) -> (bool, String) {
         .unwrap();
     (
         out.status.success(),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
 #[test]
 fn cli_answers_bad_input_clearly() {
     let (ok, out) = placer(&["check", "--", "-m", "qwen3-30b-a3b-q8", "-ot", "exps=CUDA7"]);
-    assert!(!ok && out.contains("unknown buffer type \"CUDA7\"") && out.contains("CUDA0, CUDA1, CPU"), "{out}");
+    assert!(
+        !ok && out.contains("unknown buffer type \"CUDA7\"") && out.contains("CUDA0, CUDA1, CPU"),
+        "{out}"
+    );
     let (ok, out) = placer(&["check", "--", "-m", "qwen3-30b-a3b-q8", "-dev", "CUDA2"]);
     assert!(!ok && out.contains("no such device"), "{out}");
     let (ok, out) = placer(&["check", "--", "-m", "qwen3-30b-a3b-q8", "-fa", "maybe"]);
@@ -112,6 +131,16 @@ fn cli_answers_bad_input_clearly() {
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["prediction"]["gpus"].as_array().unwrap().len() == 2);
-    let (ok, out) = placer(&["check", "--", "llama-server", "-m", "qwen3-30b-a3b-q8", "-c", "4096", "-fit", "off"]);
+    let (ok, out) = placer(&[
+        "check",
+        "--",
+        "llama-server",
+        "-m",
+        "qwen3-30b-a3b-q8",
+        "-c",
+        "4096",
+        "-fit",
+        "off",
+    ]);
     assert!(ok && out.contains("verdict:"), "{out}");
 }

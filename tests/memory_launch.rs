@@ -34,7 +34,10 @@ fn spellings_and_values() {
     assert!(c.swa_full && !c.fit && !c.kv_offload && !c.op_offload);
     assert_eq!(c.load_mode, LoadMode::None);
     assert_eq!(c.fit_target_mib, vec![512, 2048]);
-    assert_eq!(c.devices, Some(vec!["CUDA1".to_string(), "CUDA0".to_string()]));
+    assert_eq!(
+        c.devices,
+        Some(vec!["CUDA1".to_string(), "CUDA0".to_string()])
+    );
     assert!(c.passthrough.is_empty());
 }
 
@@ -43,7 +46,10 @@ fn gpu_layers_words() {
     assert_eq!(parse(Tool::Server, "-ngl auto").gpu_layers, GpuLayers::Auto);
     assert_eq!(parse(Tool::Server, "-ngl all").gpu_layers, GpuLayers::All);
     assert_eq!(parse(Tool::Server, "-ngl -1").gpu_layers, GpuLayers::Auto);
-    assert_eq!(parse(Tool::Server, "--gpu-layers 99").gpu_layers, GpuLayers::Count(99));
+    assert_eq!(
+        parse(Tool::Server, "--gpu-layers 99").gpu_layers,
+        GpuLayers::Count(99)
+    );
     assert!(err("-ngl many").contains("auto or all"));
 }
 
@@ -53,7 +59,11 @@ fn overrides_accumulate_in_command_line_order() {
         Tool::Server,
         r"-ot blk\.0\.=CUDA0,exps=CPU --n-cpu-moe 2 -cmoe --override-tensor a=CUDA1 -ncffn 1",
     );
-    let pats: Vec<(&str, &str)> = c.overrides.iter().map(|o| (o.pattern.as_str(), o.buft.as_str())).collect();
+    let pats: Vec<(&str, &str)> = c
+        .overrides
+        .iter()
+        .map(|o| (o.pattern.as_str(), o.buft.as_str()))
+        .collect();
     assert_eq!(
         pats,
         vec![
@@ -68,7 +78,13 @@ fn overrides_accumulate_in_command_line_order() {
     );
     // split on the first '=' only
     let c = parse(Tool::Server, "-ot a=b=CPU");
-    assert_eq!((c.overrides[0].pattern.as_str(), c.overrides[0].buft.as_str()), ("a", "b=CPU"));
+    assert_eq!(
+        (
+            c.overrides[0].pattern.as_str(),
+            c.overrides[0].buft.as_str()
+        ),
+        ("a", "b=CPU")
+    );
     assert!(err("-ot noequals").contains("<regex>=<buffer type>"));
     assert!(err("-ncmoe -1").contains("negative"));
 }
@@ -76,7 +92,10 @@ fn overrides_accumulate_in_command_line_order() {
 #[test]
 fn defaults_per_tool() {
     let s = parse(Tool::Server, "");
-    assert_eq!((s.n_parallel, s.batch, s.ubatch, s.fit), (None, 2048, 512, true));
+    assert_eq!(
+        (s.n_parallel, s.batch, s.ubatch, s.fit),
+        (None, 2048, 512, true)
+    );
     assert!(err("-np 0").contains("rejects 0"));
     assert_eq!(parse(Tool::Server, "-np -1").n_parallel, None);
     assert_eq!(parse(Tool::Cli, "-np 3").n_parallel, Some(3));
@@ -96,8 +115,25 @@ fn bad_values_say_what_llama_cpp_accepts() {
 
 #[test]
 fn unknown_flags_are_kept_with_their_values() {
-    let c = parse(Tool::Server, "--jinja --temp 0.7 -m x --min-p 0.01 --port 8080 --no-webui --seed -1");
-    assert_eq!(c.passthrough, vec!["--jinja", "--temp", "0.7", "--min-p", "0.01", "--port", "8080", "--no-webui", "--seed", "-1"]);
+    let c = parse(
+        Tool::Server,
+        "--jinja --temp 0.7 -m x --min-p 0.01 --port 8080 --no-webui --seed -1",
+    );
+    assert_eq!(
+        c.passthrough,
+        vec![
+            "--jinja",
+            "--temp",
+            "0.7",
+            "--min-p",
+            "0.01",
+            "--port",
+            "8080",
+            "--no-webui",
+            "--seed",
+            "-1"
+        ]
+    );
     assert_eq!(c.model, "x");
 }
 

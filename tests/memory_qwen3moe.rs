@@ -34,13 +34,20 @@ fn assert_breakdown(p: &Prediction, gpus: &[Row], host: Row) {
         assert_eq!(d.model / MIB, m, "CUDA{i} model");
         assert_eq!((d.kv + d.rs) / MIB, c, "CUDA{i} context");
         let got = d.compute as f64 / MIB as f64;
-        assert!((got - k as f64).abs() <= 128f64.max(0.015 * k as f64), "CUDA{i} compute {got:.2} vs {k}");
+        assert!(
+            (got - k as f64).abs() <= 128f64.max(0.015 * k as f64),
+            "CUDA{i} compute {got:.2} vs {k}"
+        );
     }
     let h = &p.host;
     assert_eq!(h.cpu_model / MIB, host.0, "host model");
     assert_eq!((h.kv + h.rs) / MIB, host.1, "host context");
     let got = h.compute as f64 / MIB as f64;
-    assert!((got - host.2 as f64).abs() <= 128.0, "host compute {got:.2} vs {}", host.2);
+    assert!(
+        (got - host.2 as f64).abs() <= 128.0,
+        "host compute {got:.2} vs {}",
+        host.2
+    );
 }
 
 // --fit dry runs use load_mode none: CPU weights are copied (Host model column).
@@ -58,7 +65,9 @@ fn baseline_default_split_by_free_memory_with_pipeline_parallelism() {
 
 #[test]
 fn all_experts_on_cpu_turns_pipeline_parallelism_off() {
-    let p = run(&format!(r"{COMMON} -ot blk\.\d+\.ffn_(up|down|gate_up|gate)_(ch|)exps=CPU"));
+    let p = run(&format!(
+        r"{COMMON} -ot blk\.\d+\.ffn_(up|down|gate_up|gate)_(ch|)exps=CPU"
+    ));
     assert!(!p.pipeline_parallel);
     assert_breakdown(&p, &[(664, 4224, 412), (617, 1920, 300)], (29691, 0, 72));
 }
@@ -99,7 +108,11 @@ fn fitparams_choice_parsed_from_its_printed_flags() {
 fn everything_on_the_24gb_gpu_is_an_oom_at_load() {
     let p = run("-m x -c 65536 -sm none -mg 0");
     match p.verdict {
-        Verdict::Oom { device, stage, short_by } => {
+        Verdict::Oom {
+            device,
+            stage,
+            short_by,
+        } => {
             assert_eq!(device, DeviceId::Gpu(0));
             assert_eq!(stage, Stage::Load);
             assert!(short_by > 6000 * MIB, "{short_by}");

@@ -14,7 +14,17 @@ fn records(paths: &[PathBuf], host: Option<&Host>) -> Vec<Record> {
     let cal = Calibration::shipped();
     let (runs, _skipped) = load_runs(paths, |_| {});
     runs.into_iter()
-        .map(|r| record(r, &cal, None, Path::new(env!("CARGO_MANIFEST_DIR")).join("hardware").as_path(), host))
+        .map(|r| {
+            record(
+                r,
+                &cal,
+                None,
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("hardware")
+                    .as_path(),
+                host,
+            )
+        })
         .collect()
 }
 
@@ -35,14 +45,18 @@ fn check(rec: &Record) -> Vec<String> {
         if let Some(&mapped) = logged.model.get("CPU_Mapped") {
             let p = placer::units::mib(pr.host.cpu_mapped);
             if (p - mapped).abs() >= 0.006 {
-                bad.push(format!("{id} CPU_Mapped: predicted {p:.2} MiB, logged {mapped:.2}"));
+                bad.push(format!(
+                    "{id} CPU_Mapped: predicted {p:.2} MiB, logged {mapped:.2}"
+                ));
             }
         }
         for host_buft in ["CUDA_Host", "CPU"] {
             if let Some(&c) = logged.compute.get(host_buft) {
                 let p = placer::units::mib(pr.host.compute);
                 if (p - c).abs() > tolerance(c) {
-                    bad.push(format!("{id} {host_buft} compute: predicted {p:.2} MiB, logged {c:.2}"));
+                    bad.push(format!(
+                        "{id} {host_buft} compute: predicted {p:.2} MiB, logged {c:.2}"
+                    ));
                 }
             }
         }
@@ -51,17 +65,29 @@ fn check(rec: &Record) -> Vec<String> {
         let Some(p) = pred.get(i) else { continue };
         let eq = |a: f64, b: f64| (a - b).abs() < 0.006;
         if !eq(p.model, m.model) {
-            bad.push(format!("{id} {}: model predicted {:.2} MiB, logged {:.2}", m.name, p.model, m.model));
+            bad.push(format!(
+                "{id} {}: model predicted {:.2} MiB, logged {:.2}",
+                m.name, p.model, m.model
+            ));
         }
         if !eq(p.kv, m.kv) {
-            bad.push(format!("{id} {}: KV predicted {:.2} MiB, logged {:.2}", m.name, p.kv, m.kv));
+            bad.push(format!(
+                "{id} {}: KV predicted {:.2} MiB, logged {:.2}",
+                m.name, p.kv, m.kv
+            ));
         }
         if (p.compute - m.compute).abs() > tolerance(m.compute) {
-            bad.push(format!("{id} {}: compute predicted {:.2} MiB, logged {:.2}", m.name, p.compute, m.compute));
+            bad.push(format!(
+                "{id} {}: compute predicted {:.2} MiB, logged {:.2}",
+                m.name, p.compute, m.compute
+            ));
         }
         if let Some(t) = m.total {
             if (p.total - t).abs() > tolerance(t) {
-                bad.push(format!("{id} {}: total predicted {:.2} MiB, measured {:.2}", m.name, p.total, t));
+                bad.push(format!(
+                    "{id} {}: total predicted {:.2} MiB, measured {:.2}",
+                    m.name, p.total, t
+                ));
             }
         }
     }
@@ -97,7 +123,14 @@ fn reference_runs_match_the_logs() {
     let ballast = std::fs::read_to_string(Path::new(REFERENCE).join("ballast.txt")).unwrap();
     let free_before: Vec<f64> = ballast
         .lines()
-        .filter_map(|l| l.split("free now ").nth(1)?.split_whitespace().next()?.parse().ok())
+        .filter_map(|l| {
+            l.split("free now ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect();
     for r in &mut recs {
         for (i, m) in r.measured.iter_mut().enumerate() {
@@ -107,7 +140,11 @@ fn reference_runs_match_the_logs() {
             }
         }
     }
-    assert!(recs.len() >= 2, "expected t2_fit and t3_cmoe, got {}", recs.len());
+    assert!(
+        recs.len() >= 2,
+        "expected t2_fit and t3_cmoe, got {}",
+        recs.len()
+    );
     let bad = report(&recs);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
@@ -117,8 +154,17 @@ fn every_data_run_with_a_manifest_matches_its_log() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/runs");
     let recs: Vec<Record> = records(&[dir], None)
         .into_iter()
-        .filter(|r| r.input.manifest.is_some() && !r.measured.is_empty() && !r.input.log.buffers.model.is_empty())
+        .filter(|r| {
+            r.input.manifest.is_some()
+                && !r.measured.is_empty()
+                && !r.input.log.buffers.model.is_empty()
+        })
         .collect();
     let bad = report(&recs);
-    assert!(bad.is_empty(), "{} failures:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} failures:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }

@@ -39,7 +39,10 @@ fn rs_mib(p: &Prediction) -> f64 {
 fn mla_caches_k_only() {
     let a = anatomy("glm-q4");
     // §5.4: 47 × 32768 × 576 × 2 B = 1692.00 MiB f16; q8_0 898.90 MiB.
-    assert_eq!(format!("{:.2}", kv_mib(&run(&a, Tool::Cli, "-c 32768", 1))), "1692.00");
+    assert_eq!(
+        format!("{:.2}", kv_mib(&run(&a, Tool::Cli, "-c 32768", 1))),
+        "1692.00"
+    );
     let q8 = run(&a, Tool::Cli, "-c 32768 -ctk q8_0 -ctv q8_0", 1);
     // On CUDA, 576 % 512 ≠ 0 adds a row of padding per tensor (ggml_backend_cuda_buffer_type_get_alloc_size).
     let raw = 47.0 * 32768.0 * 576.0 * 34.0 / 32.0 / MIB as f64;
@@ -56,7 +59,10 @@ fn sliding_window_cache_sizes() {
     // -ub 2048 → SWA pad(128 + 2048, 256) = 2304 cells: +54 MiB.
     assert_eq!(kv_mib(&run(&a, Tool::Cli, "-c 32768 -ub 2048", 1)), 1233.0);
     // --swa-full: every layer 32768 cells.
-    assert_eq!(kv_mib(&run(&a, Tool::Cli, "-c 32768 --swa-full", 1)), 2304.0);
+    assert_eq!(
+        kv_mib(&run(&a, Tool::Cli, "-c 32768 --swa-full", 1)),
+        2304.0
+    );
 }
 
 #[test]
@@ -76,13 +82,19 @@ fn hybrid_recurrent_state_scales_with_sequences_not_context() {
 fn context_bookkeeping() {
     let a = anatomy("qwen3-30b-a3b-q8");
     let s = run(&a, Tool::Cli, "-c 1000", 1).shape;
-    assert_eq!((s.n_ctx, s.n_ctx_seq, s.n_stream, s.n_batch, s.n_ubatch), (1024, 1024, 1, 1024, 512));
+    assert_eq!(
+        (s.n_ctx, s.n_ctx_seq, s.n_stream, s.n_batch, s.n_ubatch),
+        (1024, 1024, 1, 1024, 512)
+    );
     // non-unified -np 3: n_ctx_seq = pad(8192/3, 256) = 2816, n_ctx = 8448.
     let s = run(&a, Tool::Cli, "-c 8192 -np 3", 1).shape;
     assert_eq!((s.n_ctx, s.n_ctx_seq, s.n_stream), (8448, 2816, 3));
     // llama-server -np auto: 4 slots, unified, logits reserved for 4 outputs.
     let s = run(&a, Tool::Server, "-c 8192", 1).shape;
-    assert_eq!((s.n_seq, s.n_stream, s.n_ctx_seq, s.n_outputs_max), (4, 1, 8192, 4));
+    assert_eq!(
+        (s.n_seq, s.n_stream, s.n_ctx_seq, s.n_outputs_max),
+        (4, 1, 8192, 4)
+    );
     // -c 0: the training context.
     assert_eq!(run(&a, Tool::Cli, "-c 0", 1).shape.n_ctx, a.hp.n_ctx_train);
 }
@@ -102,10 +114,18 @@ fn layer_split_rules() {
     assert_eq!(p.host.kv, 39 * 4096 * 2048);
     // -sm none -mg 1: everything on CUDA1.
     let p = run(&a, Tool::Cli, "-c 4096 -sm none -mg 1", 2);
-    assert!(p.resolved.layer_device.iter().all(|d| *d == DeviceId::Gpu(1)));
+    assert!(p
+        .resolved
+        .layer_device
+        .iter()
+        .all(|d| *d == DeviceId::Gpu(1)));
     assert_eq!(p.gpus[0].model, 0);
     // token_embd always on the CPU.
-    let te = a.tensors.iter().position(|t| t.role == Role::TokenEmbd).unwrap();
+    let te = a
+        .tensors
+        .iter()
+        .position(|t| t.role == Role::TokenEmbd)
+        .unwrap();
     assert_eq!(p.resolved.tensor_device[te], DeviceId::Cpu);
 }
 
@@ -117,7 +137,10 @@ fn kv_follows_the_layer_not_the_override() {
     let moved = run(&a, Tool::Cli, r"-c 4096 -ts 1,1 -ot blk\.0\.=CUDA1", 2);
     assert_eq!(base.gpus[0].kv, moved.gpus[0].kv);
     assert!(moved.gpus[1].model > base.gpus[1].model);
-    assert!(base.pipeline_parallel && !moved.pipeline_parallel, "any -ot turns pipeline parallelism off");
+    assert!(
+        base.pipeline_parallel && !moved.pipeline_parallel,
+        "any -ot turns pipeline parallelism off"
+    );
     // -nkvo: all KV on the CPU.
     let p = run(&a, Tool::Cli, "-c 4096 -nkvo", 2);
     assert_eq!(p.gpus.iter().map(|g| g.kv).sum::<u64>(), 0);
@@ -128,8 +151,18 @@ fn kv_follows_the_layer_not_the_override() {
 fn tied_embeddings_are_duplicated_on_the_output_device() {
     let mut a = anatomy("qwen3-30b-a3b-q8");
     let with_output = run(&a, Tool::Cli, "-c 4096", 1);
-    let out_bytes = a.tensors.iter().find(|t| t.role == Role::Output).unwrap().nbytes;
-    let embd_bytes = a.tensors.iter().find(|t| t.role == Role::TokenEmbd).unwrap().nbytes;
+    let out_bytes = a
+        .tensors
+        .iter()
+        .find(|t| t.role == Role::Output)
+        .unwrap()
+        .nbytes;
+    let embd_bytes = a
+        .tensors
+        .iter()
+        .find(|t| t.role == Role::TokenEmbd)
+        .unwrap()
+        .nbytes;
     a.tensors.retain(|t| t.role != Role::Output);
     let tied = run(&a, Tool::Cli, "-c 4096", 1);
     assert_eq!(tied.resolved.tied_output_device, Some(DeviceId::Gpu(0)));
@@ -160,6 +193,8 @@ fn nextn_blocks_are_skipped() {
 fn row_and_tensor_split_modes_are_refused_with_a_reason() {
     let a = anatomy("qwen3-30b-a3b-q8");
     let cfg = parse_args(Tool::Cli, &["-sm".into(), "row".into()]).unwrap();
-    let e = predict(&a, &cfg, &big_host(2), &Calibration::shipped()).unwrap_err().to_string();
+    let e = predict(&a, &cfg, &big_host(2), &Calibration::shipped())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("split buffers"), "{e}");
 }

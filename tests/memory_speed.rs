@@ -27,6 +27,11 @@ fn predict_is_fast_enough_for_the_solver() {
         std::hint::black_box(p.predict(&cfg).unwrap());
     }
     let per = t.elapsed().as_secs_f64() / n as f64;
-    eprintln!("predict: {:.3} ms per call ({} tensors, {} overrides)", per * 1e3, a.tensors.len(), cfg.overrides.len());
+    eprintln!(
+        "predict: {:.3} ms per call ({} tensors, {} overrides)",
+        per * 1e3,
+        a.tensors.len(),
+        cfg.overrides.len()
+    );
     assert!(per < 5e-3, "predict took {:.3} ms", per * 1e3);
 }

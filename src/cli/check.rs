@@ -70,20 +70,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if words.first().is_some_and(|w| w == "--") {
         words.remove(0);
     }
-    let (parsed, conf_dir) = if words.len() == 1 && !words[0].starts_with('-') && words[0].contains(':') {
-        let (path, section) = crate::modelsconf::read::load_spec(&words[0])?;
-        let parsed = launch::from_section(&section)?;
-        (parsed, path.parent().map(Path::to_path_buf))
-    } else {
-        let mut tool = args.tool.as_deref().map(tool_of);
-        if let Some(t) = words.first().and_then(|w| program_tool(w)) {
-            tool = tool.or(Some(t));
-            words.remove(0);
-        }
-        (launch::parse_args_full(tool.unwrap_or(Tool::Server), &words)?, None)
-    };
+    let (parsed, conf_dir) =
+        if words.len() == 1 && !words[0].starts_with('-') && words[0].contains(':') {
+            let (path, section) = crate::modelsconf::read::load_spec(&words[0])?;
+            let parsed = launch::from_section(&section)?;
+            (parsed, path.parent().map(Path::to_path_buf))
+        } else {
+            let mut tool = args.tool.as_deref().map(tool_of);
+            if let Some(t) = words.first().and_then(|w| program_tool(w)) {
+                tool = tool.or(Some(t));
+                words.remove(0);
+            }
+            (
+                launch::parse_args_full(tool.unwrap_or(Tool::Server), &words)?,
+                None,
+            )
+        };
     let cfg = parsed.config;
-    anyhow::ensure!(!cfg.model.is_empty(), "the command has no -m MODEL (a .gguf, a header snapshot or a catalog id)");
+    anyhow::ensure!(
+        !cfg.model.is_empty(),
+        "the command has no -m MODEL (a .gguf, a header snapshot or a catalog id)"
+    );
     let gguf = load_model(&cfg.model, conf_dir.as_deref(), args.models_dir.as_deref())?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
     let report = check(&anatomy, &cfg, &host, &cal, parsed.warnings)?;
@@ -97,7 +104,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// MODEL as given, else relative to the models.conf's folder (and its models/ subfolder, where
 /// the users keep them), else a catalog id.
-fn load_model(model: &str, conf_dir: Option<&Path>, models_dir: Option<&Path>) -> anyhow::Result<crate::gguf::GgufModel> {
+fn load_model(
+    model: &str,
+    conf_dir: Option<&Path>,
+    models_dir: Option<&Path>,
+) -> anyhow::Result<crate::gguf::GgufModel> {
     if let Some(dir) = conf_dir {
         for cand in [dir.join(model), dir.join("models").join(model)] {
             if cand.is_file() {

@@ -79,7 +79,11 @@ pub fn compute_buffers(inp: &ComputeInput) -> ComputeBuffers {
     let e = hp.n_embd as u64;
     let hid = 4 * e * u;
     let m = if inp.shape.flash_attn { 2 } else { 4 };
-    let copies = if inp.pipeline_parallel { llama::SCHED_MAX_COPIES } else { 1 };
+    let copies = if inp.pipeline_parallel {
+        llama::SCHED_MAX_COPIES
+    } else {
+        1
+    };
     let n_out = (inp.shape.n_ubatch.min(inp.shape.n_outputs_max)) as u64;
     let logits = 4 * hp.n_vocab as u64 * n_out;
     let offload_dev = inp
@@ -89,7 +93,13 @@ pub fn compute_buffers(inp: &ComputeInput) -> ComputeBuffers {
         .filter(|_| inp.op_offload && inp.shape.n_ubatch >= llama::OP_OFFLOAD_MIN_BATCH)
         .map(|&g| DeviceId::Gpu(g));
     // A CPU weight's op runs on devices[0] when op offload applies, else on the CPU.
-    let runs_on = |d: DeviceId| if d == DeviceId::Cpu { offload_dev.unwrap_or(DeviceId::Cpu) } else { d };
+    let runs_on = |d: DeviceId| {
+        if d == DeviceId::Cpu {
+            offload_dev.unwrap_or(DeviceId::Cpu)
+        } else {
+            d
+        }
+    };
 
     let n = inp.n_gpus + 1;
     let mut work = vec![DeviceWork::default(); n];
@@ -99,21 +109,41 @@ pub fn compute_buffers(inp: &ComputeInput) -> ComputeBuffers {
 
     let mask_of = |w: &DeviceWork| {
         let c = inp.caches;
-        (if w.attn_full { m * c.n_kv as u64 * u } else { 0 })
-            + (if w.attn_swa { m * c.n_kv_swa as u64 * u } else { 0 })
+        (if w.attn_full {
+            m * c.n_kv as u64 * u
+        } else {
+            0
+        }) + (if w.attn_swa {
+            m * c.n_kv_swa as u64 * u
+        } else {
+            0
+        })
     };
     let n_all = hp.n_layer as usize;
-    let first_gpu_layer = inp.resolved.layer_device.iter().copied().find(|d| *d != DeviceId::Cpu);
+    let first_gpu_layer = inp
+        .resolved
+        .layer_device
+        .iter()
+        .copied()
+        .find(|d| *d != DeviceId::Cpu);
     let output_weight_dev = output_device(inp);
     let output_runs_on = runs_on(output_weight_dev);
 
     let mut out = vec![0u64; n];
     for (i, w) in work.iter().enumerate() {
-        let dev = if i == inp.n_gpus { DeviceId::Cpu } else { DeviceId::Gpu(i) };
+        let dev = if i == inp.n_gpus {
+            DeviceId::Cpu
+        } else {
+            DeviceId::Gpu(i)
+        };
         let mask = mask_of(w);
         let mut peak = 0u64;
         if w.runs_layers || w.ffn > 0 {
-            let inputs = if w.runs_layers { copies * (mask + hid) + 16 * e * u } else { hid };
+            let inputs = if w.runs_layers {
+                copies * (mask + hid) + 16 * e * u
+            } else {
+                hid
+            };
             peak = peak.max(inputs + w.ffn.max(w.attn_extra));
         }
         if output_runs_on == dev && inp.resolved.layer_device.get(n_all).is_some() {
@@ -138,7 +168,12 @@ pub fn compute_buffers(inp: &ComputeInput) -> ComputeBuffers {
     // built there) and are copied to the GPUs from its buffer; plus whatever the CPU itself runs.
     let all_mask = {
         let c = inp.caches;
-        (if c.any_full { m * c.n_kv as u64 * u } else { 0 }) + (if c.any_swa { m * c.n_kv_swa as u64 * u } else { 0 })
+        (if c.any_full { m * c.n_kv as u64 * u } else { 0 })
+            + (if c.any_swa {
+                m * c.n_kv_swa as u64 * u
+            } else {
+                0
+            })
     };
     let cpu = &work[inp.n_gpus];
     let cpu_run = if inp.n_gpus == 0 || inp.resolved.devices.is_empty() {
@@ -183,7 +218,11 @@ fn attention_work(inp: &ComputeInput, work: &mut [DeviceWork], u: u64, m: u64) {
         }
         let w = &mut work[idx(kvd, inp.n_gpus)];
         let swa = hp.n_swa > 0 && hp.swa_layers.get(il).copied().unwrap_or(false);
-        if swa { w.attn_swa = true } else { w.attn_full = true }
+        if swa {
+            w.attn_swa = true
+        } else {
+            w.attn_full = true
+        }
         w.last_attn_layer = Some(il as u32);
         let cells = (if swa { c.n_kv_swa } else { c.n_kv }) as u64 * c.n_stream as u64;
         let extra = if inp.shape.flash_attn {
@@ -216,7 +255,9 @@ fn ffn_work(
         if inp.resolved.skipped.get(ti).copied().unwrap_or(false) {
             continue;
         }
-        let LayerRef::Block(il) = t.layer else { continue };
+        let LayerRef::Block(il) = t.layer else {
+            continue;
+        };
         let term = match t.role {
             Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp => moe,
             Role::DenseFfn => 12 * hp.n_ff.get(il as usize).copied().unwrap_or(0) as u64 * u,
@@ -243,8 +284,18 @@ fn output_device(inp: &ComputeInput) -> DeviceId {
 }
 
 fn output_bytes(inp: &ComputeInput) -> u64 {
-    let role = if inp.resolved.tied_output_device.is_some() { Role::TokenEmbd } else { Role::Output };
-    inp.anatomy.tensors.iter().filter(|t| t.role == role).map(|t| t.nbytes).max().unwrap_or(0)
+    let role = if inp.resolved.tied_output_device.is_some() {
+        Role::TokenEmbd
+    } else {
+        Role::Output
+    };
+    inp.anatomy
+        .tensors
+        .iter()
+        .filter(|t| t.role == role)
+        .map(|t| t.nbytes)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Op offload on devices[0]: the CPU weights one split copies at once, per layer.
@@ -253,11 +304,17 @@ fn offload_phase(inp: &ComputeInput, w: &DeviceWork, mask: u64, hid: u64, moe: u
     // Per layer: (gate+up pair or fused, down, dense gate+up, dense down, attention sum).
     let mut groups = vec![[0u64; 5]; n_layer];
     for (ti, t) in inp.anatomy.tensors.iter().enumerate() {
-        if inp.resolved.tensor_device[ti] != DeviceId::Cpu || inp.resolved.skipped.get(ti).copied().unwrap_or(false) {
+        if inp.resolved.tensor_device[ti] != DeviceId::Cpu
+            || inp.resolved.skipped.get(ti).copied().unwrap_or(false)
+        {
             continue;
         }
-        let LayerRef::Block(il) = t.layer else { continue };
-        let Some(g) = groups.get_mut(il as usize) else { continue };
+        let LayerRef::Block(il) = t.layer else {
+            continue;
+        };
+        let Some(g) = groups.get_mut(il as usize) else {
+            continue;
+        };
         match t.role {
             Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsGateUp => g[0] += t.nbytes,
             Role::ExpertsDown => g[1] = g[1].max(t.nbytes),

@@ -22,12 +22,17 @@ pub fn sequences(cfg: &LaunchConfig) -> (u32, bool) {
 /// Context shape: n_ctx padded to 256, per-stream cells, batch sizes, outputs reserved.
 pub fn context_shape(cfg: &LaunchConfig, hp: &Hparams) -> ContextShape {
     let (n_seq, unified) = sequences(cfg);
-    let c = if cfg.ctx == 0 { hp.n_ctx_train } else { cfg.ctx };
+    let c = if cfg.ctx == 0 {
+        hp.n_ctx_train
+    } else {
+        cfg.ctx
+    };
     let mut n_ctx = pad(c as u64, llama::N_CTX_PAD) as u32;
     let (n_ctx_seq, n_stream) = if unified {
         (n_ctx, 1)
     } else {
-        let per = (pad((n_ctx / n_seq) as u64, llama::N_CTX_PAD) as u32).max(llama::N_CTX_PAD as u32);
+        let per =
+            (pad((n_ctx / n_seq) as u64, llama::N_CTX_PAD) as u32).max(llama::N_CTX_PAD as u32);
         n_ctx = per * n_seq;
         (per, n_seq)
     };
@@ -66,7 +71,7 @@ pub fn alloc_size(ty: GgmlType, ne0: u64, nbytes: u64, on_gpu: bool) -> u64 {
         return pad(nbytes, llama::CPU_ALIGNMENT);
     }
     let row_pad = llama::CUDA_MATRIX_ROW_PADDING;
-    let extra = if ty.is_quantized() && ne0 % row_pad != 0 {
+    let extra = if ty.is_quantized() && !ne0.is_multiple_of(row_pad) {
         ty.row_size(row_pad - ne0 % row_pad).unwrap_or(0)
     } else {
         0
@@ -124,7 +129,8 @@ fn is_recurrent(hp: &Hparams, il: usize) -> bool {
 pub fn rs_widths(hp: &Hparams) -> (u64, u64) {
     match hp.ssm {
         Some(s) => (
-            (s.d_conv.saturating_sub(1) as u64) * (s.d_inner as u64 + 2 * s.n_group as u64 * s.d_state as u64),
+            (s.d_conv.saturating_sub(1) as u64)
+                * (s.d_inner as u64 + 2 * s.n_group as u64 * s.d_state as u64),
             s.d_state as u64 * s.d_inner as u64,
         ),
         None => (0, 0),
@@ -140,7 +146,8 @@ pub fn cache_sizes(cfg: &LaunchConfig, hp: &Hparams, shape: &ContextShape) -> Ca
     let n_kv_swa = if cfg.swa_full {
         kv_size
     } else {
-        let want = hp.n_swa as u64 * if unified { shape.n_seq as u64 } else { 1 } + shape.n_ubatch as u64;
+        let want =
+            hp.n_swa as u64 * if unified { shape.n_seq as u64 } else { 1 } + shape.n_ubatch as u64;
         pad(kv_size.min(want), llama::SWA_PAD)
     };
     let n_stream = shape.n_stream as u64;
@@ -175,12 +182,24 @@ pub fn cache_sizes(cfg: &LaunchConfig, hp: &Hparams, shape: &ContextShape) -> Ca
             any_full |= !swa;
             let cells = if swa { n_kv_swa } else { kv_size } * n_stream;
             let kw = k_width(hp, il);
-            let vw = if v_trans && hp.mla.is_none() { v_max } else { v_width(hp, il) };
+            let vw = if v_trans && hp.mla.is_none() {
+                v_max
+            } else {
+                v_width(hp, il)
+            };
             let k_bytes = cfg.type_k.row_size(kw).unwrap_or(0) * cells;
-            let v_bytes = if vw == 0 { 0 } else { cfg.type_v.row_size(vw).unwrap_or(0) * cells };
+            let v_bytes = if vw == 0 {
+                0
+            } else {
+                cfg.type_v.row_size(vw).unwrap_or(0) * cells
+            };
             let cache = |gpu| LayerCache {
                 kv: alloc_size(cfg.type_k, kw, k_bytes, gpu)
-                    + if vw == 0 { 0 } else { alloc_size(cfg.type_v, vw, v_bytes, gpu) },
+                    + if vw == 0 {
+                        0
+                    } else {
+                        alloc_size(cfg.type_v, vw, v_bytes, gpu)
+                    },
                 rs: 0,
                 kv_raw: k_bytes + v_bytes,
             };

@@ -70,7 +70,11 @@ pub struct HostMemory {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Verdict {
     Fits,
-    Oom { device: DeviceId, stage: Stage, short_by: u64 },
+    Oom {
+        device: DeviceId,
+        stage: Stage,
+        short_by: u64,
+    },
 }
 
 /// Where llama.cpp puts things for a launch command.

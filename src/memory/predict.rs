@@ -65,7 +65,11 @@ impl<'a> Predictor<'a> {
     }
 
     /// With overrides compiled by the caller.
-    pub fn predict_with(&self, cfg: &LaunchConfig, overrides: &OverrideSet) -> anyhow::Result<Prediction> {
+    pub fn predict_with(
+        &self,
+        cfg: &LaunchConfig,
+        overrides: &OverrideSet,
+    ) -> anyhow::Result<Prediction> {
         check_supported(cfg)?;
         let a = self.anatomy;
         let resolved = resolve_with(a, cfg, self.host, &self.free_mib, overrides)?;
@@ -122,7 +126,8 @@ impl<'a> Predictor<'a> {
             dm.compute = cb.gpus[g];
             // A GPU llama.cpp uses gets a CUDA context even if nothing lands on it.
             if resolved.devices.contains(&g) {
-                dm.overhead = (overhead_mib(self.calibration, &self.host.gpus[g].model) * MIB as f64) as u64;
+                dm.overhead =
+                    (overhead_mib(self.calibration, &self.host.gpus[g].model) * MIB as f64) as u64;
             }
         }
         host.compute = cb.host;
@@ -166,23 +171,43 @@ fn check_supported(cfg: &LaunchConfig) -> anyhow::Result<()> {
 /// `src/llama-context.cpp`: pipeline parallelism iff > 1 device, every layer and the output
 /// offloaded (`n_gpu_layers() > n_layer_all`), `-sm layer`, KV offloaded and no tensor
 /// overrides at all (any `-ot`, `--cpu-moe`, `--n-cpu-moe` turns it off).
-pub fn pipeline_parallel(cfg: &LaunchConfig, r: &Resolved, n_layer_all: u32, no_overrides: bool) -> bool {
+pub fn pipeline_parallel(
+    cfg: &LaunchConfig,
+    r: &Resolved,
+    n_layer_all: u32,
+    no_overrides: bool,
+) -> bool {
     let ngl_all = match cfg.gpu_layers {
         GpuLayers::Count(n) => n > n_layer_all,
         GpuLayers::Auto | GpuLayers::All => true,
     };
-    r.devices.len() > 1 && ngl_all && cfg.split_mode == SplitMode::Layer && cfg.kv_offload && no_overrides
+    r.devices.len() > 1
+        && ngl_all
+        && cfg.split_mode == SplitMode::Layer
+        && cfg.kv_offload
+        && no_overrides
 }
 
 /// Model buffers: CUDA sums padded alloc sizes; CPU weights are a mapped file span per shard
 /// with mmap (`llama_model_loader::get_mapping_range`), else a copy (`CUDA_Host` / `CPU`).
-fn model_bytes(a: &Anatomy, r: &Resolved, load: LoadMode, gpus: &mut [DeviceMemory], host: &mut HostMemory) {
+fn model_bytes(
+    a: &Anatomy,
+    r: &Resolved,
+    load: LoadMode,
+    gpus: &mut [DeviceMemory],
+    host: &mut HostMemory,
+) {
     let mmap = load == LoadMode::Mmap;
     let n_shards = a.shards.len().max(1);
     let mut span: Vec<Option<(u64, u64)>> = vec![None; n_shards];
     let mut add = |d: DeviceId, t: &crate::anatomy::Tensor, host: &mut HostMemory| match d {
         DeviceId::Gpu(g) => {
-            gpus[g].model += alloc_size(t.ggml_type, t.dims.first().copied().unwrap_or(1), t.nbytes, true);
+            gpus[g].model += alloc_size(
+                t.ggml_type,
+                t.dims.first().copied().unwrap_or(1),
+                t.nbytes,
+                true,
+            );
         }
         DeviceId::Cpu => {
             host.cpu_weights += t.nbytes;
@@ -215,11 +240,20 @@ fn model_bytes(a: &Anatomy, r: &Resolved, load: LoadMode, gpus: &mut [DeviceMemo
     host.cpu_mapped = host.cpu_mapped_spans.iter().sum();
 }
 
+/// (stage, bytes a GPU holds once it is done, bytes the host holds once it is done).
+type StageCheck<'a> = (Stage, &'a dyn Fn(&DeviceMemory) -> u64, u64);
+
 /// First failing allocation in llama.cpp's start-up order: model buffers (every device), then
 /// KV/RS, then compute reserve. Each GPU starts with the CUDA context already taken; the rest of
 /// the overhead (cuBLAS, pool) appears at the first decode and is checked last (reported as
 /// the compute stage: "compute reserve or first decode").
-pub fn verdict(gpus: &[DeviceMemory], host: &HostMemory, load: LoadMode, cal: &Calibration, h: &Host) -> Verdict {
+pub fn verdict(
+    gpus: &[DeviceMemory],
+    host: &HostMemory,
+    load: LoadMode,
+    cal: &Calibration,
+    h: &Host,
+) -> Verdict {
     let ctx: Vec<u64> = gpus
         .iter()
         .enumerate()
@@ -231,26 +265,50 @@ pub fn verdict(gpus: &[DeviceMemory], host: &HostMemory, load: LoadMode, cal: &C
             (c * MIB as f64) as u64
         })
         .collect();
-    let host_model = if load == LoadMode::Mmap { 0 } else { host.cpu_model };
-    let stages: [(Stage, &dyn Fn(&DeviceMemory) -> u64, u64); 3] = [
+    let host_model = if load == LoadMode::Mmap {
+        0
+    } else {
+        host.cpu_model
+    };
+    let stages: [StageCheck; 3] = [
         (Stage::Load, &|g| g.model, host_model),
-        (Stage::Kv, &|g| g.model + g.kv + g.rs, host_model + host.kv + host.rs),
-        (Stage::Compute, &|g| g.model + g.kv + g.rs + g.compute, host_model + host.kv + host.rs + host.compute),
+        (
+            Stage::Kv,
+            &|g| g.model + g.kv + g.rs,
+            host_model + host.kv + host.rs,
+        ),
+        (
+            Stage::Compute,
+            &|g| g.model + g.kv + g.rs + g.compute,
+            host_model + host.kv + host.rs + host.compute,
+        ),
     ];
     for (stage, used, host_used) in stages {
         for (i, g) in gpus.iter().enumerate() {
             let need = used(g) + ctx[i];
             if need > g.cap {
-                return Verdict::Oom { device: g.device, stage, short_by: need - g.cap };
+                return Verdict::Oom {
+                    device: g.device,
+                    stage,
+                    short_by: need - g.cap,
+                };
             }
         }
         if host_used > host.cap {
-            return Verdict::Oom { device: DeviceId::Cpu, stage, short_by: host_used - host.cap };
+            return Verdict::Oom {
+                device: DeviceId::Cpu,
+                stage,
+                short_by: host_used - host.cap,
+            };
         }
     }
     for g in gpus {
         if g.total() > g.cap {
-            return Verdict::Oom { device: g.device, stage: Stage::Compute, short_by: g.total() - g.cap };
+            return Verdict::Oom {
+                device: g.device,
+                stage: Stage::Compute,
+                short_by: g.total() - g.cap,
+            };
         }
     }
     Verdict::Fits

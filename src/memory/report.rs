@@ -25,7 +25,11 @@ pub fn tolerance_mib(measured: f64) -> f64 {
 
 fn outcome(r: &Record) -> String {
     match r.input.log.oom.first() {
-        Some(o) => format!("OOM on {} at {}", o.device.as_deref().unwrap_or("?"), o.stage),
+        Some(o) => format!(
+            "OOM on {} at {}",
+            o.device.as_deref().unwrap_or("?"),
+            o.stage
+        ),
         None if r.input.log.truncated => "log cut short".into(),
         None => "ran".into(),
     }
@@ -34,8 +38,15 @@ fn outcome(r: &Record) -> String {
 fn cell(p: f64, m: f64, exact: bool) -> String {
     // Round first so that -0.004 prints as +0.00.
     let d = ((p - m) * 100.0).round() / 100.0 + 0.0;
-    let ok = if exact { d.abs() < 0.006 } else { d.abs() <= tolerance_mib(m) };
-    format!("{p:.2} / {m:.2} ({d:+.2}){}", if ok { "" } else { " **✗**" })
+    let ok = if exact {
+        d.abs() < 0.006
+    } else {
+        d.abs() <= tolerance_mib(m)
+    };
+    format!(
+        "{p:.2} / {m:.2} ({d:+.2}){}",
+        if ok { "" } else { " **✗**" }
+    )
 }
 
 /// The markdown report.
@@ -61,9 +72,15 @@ pub fn render(recs: &[Record], command: &str) -> String {
             let _ = writeln!(s, "no prediction: {}\n", r.note);
             continue;
         };
-        let _ = writeln!(s, "| device | model | KV + RS | compute | total |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| device | model | KV + RS | compute | total |\n|---|---|---|---|---|"
+        );
         for (m, p) in r.measured.iter().zip(pred) {
-            let total = m.total.map(|t| cell(p.total, t, false)).unwrap_or_else(|| format!("{:.2} / –", p.total));
+            let total = m
+                .total
+                .map(|t| cell(p.total, t, false))
+                .unwrap_or_else(|| format!("{:.2} / –", p.total));
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} |",
@@ -83,16 +100,28 @@ pub fn render(recs: &[Record], command: &str) -> String {
         if let Some(pr) = &r.prediction {
             let b = &r.input.log.buffers;
             if let Some(&mapped) = b.model.get("CPU_Mapped") {
-                let _ = writeln!(s, "| CPU_Mapped | {} | | | |", cell(mib(pr.host.cpu_mapped), mapped, true));
+                let _ = writeln!(
+                    s,
+                    "| CPU_Mapped | {} | | | |",
+                    cell(mib(pr.host.cpu_mapped), mapped, true)
+                );
             }
             if let Some(&c) = b.compute.get("CUDA_Host").or(b.compute.get("CPU")) {
-                let _ = writeln!(s, "| host compute | | | {} | |", cell(mib(pr.host.compute), c, false));
+                let _ = writeln!(
+                    s,
+                    "| host compute | | | {} | |",
+                    cell(mib(pr.host.compute), c, false)
+                );
             }
             let v = match &pr.verdict {
                 Verdict::Fits => "fits".to_string(),
                 v => verdict_text(v),
             };
-            let _ = writeln!(s, "\nverdict: predicted **{v}**, logged **{}**\n", outcome(r));
+            let _ = writeln!(
+                s,
+                "\nverdict: predicted **{v}**, logged **{}**\n",
+                outcome(r)
+            );
         }
     }
     let _ = writeln!(

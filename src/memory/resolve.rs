@@ -48,7 +48,10 @@ pub fn parse_buft(name: &str, host: &Host) -> anyhow::Result<DeviceId> {
     if name == "CPU" {
         return Ok(DeviceId::Cpu);
     }
-    if let Some(i) = name.strip_prefix("CUDA").and_then(|n| n.parse::<usize>().ok()) {
+    if let Some(i) = name
+        .strip_prefix("CUDA")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
         if i < host.gpus.len() && name == format!("CUDA{i}") {
             return Ok(DeviceId::Gpu(i));
         }
@@ -139,10 +142,19 @@ pub fn n_gpu_layers(cfg: &LaunchConfig, n_layer_all: u32) -> u32 {
 /// `src/llama-model.cpp: llama_model_base::load_tensors` computes it: CPU keeps the first
 /// layers; the offloaded ones are cut by normalized prefix sums of `splits` (float32, like
 /// llama.cpp), `upper_bound` of `(il - i_gpu_start) / act_gpu_layers`.
-pub fn layer_devices(n_layer_all: u32, ngl: u32, devices: &[usize], splits: &[f32]) -> Vec<DeviceId> {
+pub fn layer_devices(
+    n_layer_all: u32,
+    ngl: u32,
+    devices: &[usize],
+    splits: &[f32],
+) -> Vec<DeviceId> {
     let n_all = n_layer_all as i64;
     let i_gpu_start = (n_all + 1 - ngl as i64).max(0);
-    let act = if devices.is_empty() { 0 } else { (ngl as i64).min(n_all + 1) };
+    let act = if devices.is_empty() {
+        0
+    } else {
+        (ngl as i64).min(n_all + 1)
+    };
     let mut cum: Vec<f32> = Vec::with_capacity(splits.len());
     let mut sum = 0.0f32;
     for s in splits {
@@ -170,7 +182,9 @@ pub fn layer_devices(n_layer_all: u32, ngl: u32, devices: &[usize], splits: &[f3
 pub fn split_weights(cfg: &LaunchConfig, devices: &[usize], free_mib: &[f64]) -> Vec<f32> {
     if let Some(ts) = &cfg.tensor_split {
         // -ts entries are per *used* device, in device-list order; missing ones are 0.
-        let v: Vec<f32> = (0..devices.len()).map(|i| ts.get(i).copied().unwrap_or(0.0) as f32).collect();
+        let v: Vec<f32> = (0..devices.len())
+            .map(|i| ts.get(i).copied().unwrap_or(0.0) as f32)
+            .collect();
         if v.iter().any(|&x| x != 0.0) {
             return v;
         }
