@@ -141,6 +141,30 @@ pub fn pitfalls(pr: &Predictor, cfg: &LaunchConfig, p: &Prediction) -> Vec<Strin
             }
         }
     }
+    // An -ot that moves a layer's attention weights to another GPU leaves its KV behind
+    // (llama_kv_cache follows dev_layer, not the overrides): usually not what the user meant.
+    let mut split_layers: Vec<u32> = Vec::new();
+    for (i, t) in pr.anatomy.tensors.iter().enumerate() {
+        if let (crate::anatomy::LayerRef::Block(il), Role::Attention) = (t.layer, t.role) {
+            let kv = p.resolved.kv_device.get(il as usize).copied();
+            let d = p.resolved.tensor_device[i];
+            if p.resolved.matched_override[i].is_some()
+                && matches!(d, DeviceId::Gpu(_))
+                && kv.is_some_and(|k| k != d)
+                && !split_layers.contains(&il)
+            {
+                split_layers.push(il);
+            }
+        }
+    }
+    if !split_layers.is_empty() {
+        w.push(format!(
+            "-ot moves the attention weights of {} layer(s) (first: {}) to another GPU, but their KV cache stays on the \
+             layer's -ngl/-ts device: attention then reads KV across devices. Move layers with -ts instead",
+            split_layers.len(),
+            split_layers[0]
+        ));
+    }
     // -ts with more entries than devices: the extra entries are ignored by llama.cpp.
     if let Some(ts) = &cfg.tensor_split {
         if ts.len() > p.resolved.devices.len() {

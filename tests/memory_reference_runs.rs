@@ -6,6 +6,7 @@
 use placer::calibrate::records::{load_runs, record, Record};
 use placer::calibrate::Calibration;
 use placer::host::Host;
+use placer::memory::Verdict;
 use std::path::{Path, PathBuf};
 
 const REFERENCE: &str = "/work/shared/reference-runs/2026-11-23-qwen3moe-h200x2";
@@ -59,6 +60,23 @@ fn check(rec: &Record) -> Vec<String> {
                     ));
                 }
             }
+        }
+    }
+    // The verdict: a logged OOM at start-up must be predicted on that device; a run that
+    // finished must be predicted to fit.
+    if let Some(pr) = &rec.prediction {
+        let log = &rec.input.log;
+        match (log.oom.first(), &pr.verdict) {
+            (Some(o), Verdict::Oom { device, .. }) if o.device.as_deref().is_some_and(|d| d != device.buft_name()) => {
+                bad.push(format!("{id}: logged OOM on {:?}, predicted on {device}", o.device));
+            }
+            (Some(o), Verdict::Fits) if o.stage != "runtime" => {
+                bad.push(format!("{id}: logged OOM at {} ({}), predicted fits", o.stage, o.line));
+            }
+            (None, Verdict::Oom { .. }) if !log.truncated && log.gen_tokens.is_some() => {
+                bad.push(format!("{id}: the run finished, predicted {:?}", pr.verdict));
+            }
+            _ => {}
         }
     }
     for (i, m) in rec.measured.iter().enumerate() {
