@@ -198,3 +198,25 @@ fn row_and_tensor_split_modes_are_refused_with_a_reason() {
         .to_string();
     assert!(e.contains("split buffers"), "{e}");
 }
+
+/// llamacpp-internals.md §6.3 (dry runs of the reference tree's allocator on one H100, all
+/// layers on the GPU, n_seq 1, n_outputs_max = n_batch): CUDA0 compute buffer, MiB.
+#[test]
+fn single_gpu_compute_buffers_from_the_reference_table() {
+    let rows = [
+        ("qwen3-30b-a3b-q8", "-c 32768", 348.77),
+        ("qwen3-30b-a3b-q8", "-c 32768 -fa off", 2166.01),
+        ("glm-q4", "-c 32768", 350.51),
+        ("glm-q4", "-c 131072", 446.51),
+        ("gpt-oss-120b", "-c 32768", 448.02),
+        ("gpt-oss-120b", "-c 131072", 544.02),
+        ("gpt-oss-120b", "-c 131072 -ub 2048", 2182.09),
+    ];
+    for (id, args, want) in rows {
+        let a = anatomy(id);
+        let p = run(&a, Tool::Cli, args, 1);
+        let got = mib(p.gpus[0].compute);
+        eprintln!("{id} {args}: predicted {got:.2} MiB, table {want:.2}");
+        assert!((got - want).abs() <= 128f64.max(0.015 * want), "{id} {args}: {got:.2} vs {want:.2}");
+    }
+}
