@@ -8,8 +8,12 @@
 //!   (models/headers/gpt-oss-120b.gguf, 60.4 GiB of tensors) split into 3 shards, with tokenizer
 //!   arrays of gpt-oss's real sizes (201,088 tokens, 446,189 merges; synthetic strings) put
 //!   back into shard 1, since the snapshot strips them.
+//!
+//! Each is read both ways: `open` (everything materialized, what a writer needs) and
+//! `open_with(ReadOptions::SUMMARY)` (tokenizer list elements skipped, what `placer inspect`,
+//! `solve`, `check` use through `catalog::load_model`).
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use placer::gguf::{open, write_gguf, GgufModel, MetaValue, WriteOptions};
+use placer::gguf::{open, open_with, write_gguf, GgufModel, MetaValue, ReadOptions, WriteOptions};
 use std::path::{Path, PathBuf};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -85,12 +89,26 @@ fn bench(c: &mut Criterion) {
     g.bench_function("gemma3-270m single 6.5 MB header: open", |b| {
         b.iter(|| open(black_box(&gemma)).unwrap())
     });
+    g.bench_function("gemma3-270m single 6.5 MB header: open_with SUMMARY", |b| {
+        b.iter(|| open_with(black_box(&gemma), ReadOptions::SUMMARY).unwrap())
+    });
     g.bench_function("gpt-oss-120b-class 63 GB split 3 shards: open", |b| {
         b.iter(|| open(black_box(&big)).unwrap())
     });
     g.bench_function(
-        "gpt-oss-120b-class 63 GB split 3 shards: open + inspect report",
-        |b| b.iter(|| placer::cli::inspect::report(&open(black_box(&big)).unwrap()).unwrap()),
+        "gpt-oss-120b-class 63 GB split 3 shards: open_with SUMMARY",
+        |b| b.iter(|| open_with(black_box(&big), ReadOptions::SUMMARY).unwrap()),
+    );
+    // What `placer inspect MODEL` does: catalog::load_model (SUMMARY read) + the report.
+    let big_arg = big.to_str().unwrap().to_string();
+    g.bench_function(
+        "gpt-oss-120b-class 63 GB split 3 shards: load_model + inspect report",
+        |b| {
+            b.iter(|| {
+                let m = placer::catalog::load_model(black_box(&big_arg), None).unwrap();
+                placer::cli::inspect::report(&m).unwrap()
+            })
+        },
     );
     g.finish();
 }

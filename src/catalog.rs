@@ -150,12 +150,17 @@ pub fn snapshot_path(id: &str, models_dir: &Path) -> PathBuf {
     models_dir.join("headers").join(format!("{id}.gguf"))
 }
 
+/// Placement needs every value but the elements of the tokenizer lists (their lengths are
+/// kept): skipping them makes reading a 200k-token header milliseconds instead of ~90 ms.
+const READ: gguf::ReadOptions = gguf::ReadOptions::SUMMARY;
+
 /// Resolve MODEL (a path to a .gguf — any shard of a split model —, a header snapshot, or a
 /// catalog id) to its header.
 pub fn load_model(model: &str, models_dir: Option<&Path>) -> Result<GgufModel> {
     let path = Path::new(model);
     if path.is_file() || model.ends_with(".gguf") {
-        return gguf::open(path).with_context(|| format!("reading GGUF header of {model}"));
+        return gguf::open_with(path, READ)
+            .with_context(|| format!("reading GGUF header of {model}"));
     }
     let dir = models_dir
         .map(Path::to_path_buf)
@@ -169,5 +174,6 @@ pub fn load_model(model: &str, models_dir: Option<&Path>) -> Result<GgufModel> {
             snap.display()
         );
     }
-    gguf::open(&snap).with_context(|| format!("reading header snapshot {}", snap.display()))
+    gguf::open_with(&snap, READ)
+        .with_context(|| format!("reading header snapshot {}", snap.display()))
 }

@@ -368,7 +368,7 @@ pub fn snapshot_metadata(full: &Metadata) -> Metadata {
     let mut n_vocab = None;
     for (k, v) in &full.entries {
         if STRIPPED_KEYS.contains(&k.as_str()) {
-            let len = v.as_array().map(|a| a.len() as u64).unwrap_or(0);
+            let len = full.array_len(k).unwrap_or(0);
             if k == "tokenizer.ggml.tokens" {
                 n_vocab = Some(len);
             }

@@ -312,12 +312,9 @@ fn n_vocab(k: &Keys, model: &GgufModel) -> Result<u32> {
     if let Some(n) = k.u32("vocab_size")? {
         return Ok(n);
     }
-    if let Some(tokens) = model
-        .metadata
-        .get("tokenizer.ggml.tokens")
-        .and_then(MetaValue::as_array)
-    {
-        return Ok(tokens.len().min(u32::MAX as usize) as u32);
+    // array_len: the token list may have been skipped by the reader (ReadOptions::SUMMARY).
+    if let Some(n) = model.metadata.array_len("tokenizer.ggml.tokens") {
+        return Ok(n.min(u32::MAX as u64) as u32);
     }
     let embd = model
         .tensor("token_embd.weight")

@@ -10,7 +10,7 @@ mod writer;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-pub use reader::{open, read_header, shard_paths};
+pub use reader::{open, open_with, read_header, shard_paths, ReadOptions, LARGE_ARRAY};
 pub use types::GgmlType;
 pub use writer::{
     gguf_file_size, with_offsets, write_gguf, write_gguf_with_progress, TensorData, WriteOptions,
@@ -103,6 +103,11 @@ impl MetaValue {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
     pub entries: Vec<(String, MetaValue)>,
+    /// Arrays the reader skipped (`ReadOptions { keep_large_arrays: false }`): key and real
+    /// length. Their entries hold `MetaValue::Array(elem, vec![])`; use [`Metadata::array_len`]
+    /// for the length. Metadata with skipped arrays cannot be written back (the writer refuses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_arrays: Vec<(String, u64)>,
 }
 
 impl Metadata {
@@ -127,7 +132,18 @@ impl Metadata {
         let arch = self.architecture()?;
         self.get(&format!("{arch}.{suffix}"))
     }
+    /// Length of the array at `key`, also when the reader skipped its elements.
+    pub fn array_len(&self, key: &str) -> Option<u64> {
+        if let Some((_, n)) = self.skipped_arrays.iter().find(|(k, _)| k == key) {
+            return Some(*n);
+        }
+        self.get(key)
+            .and_then(MetaValue::as_array)
+            .map(|a| a.len() as u64)
+    }
     pub fn set(&mut self, key: &str, value: MetaValue) {
+        // The new value is complete: the key is no longer a skipped array.
+        self.skipped_arrays.retain(|(k, _)| k != key);
         match self.entries.iter_mut().find(|(k, _)| k == key) {
             Some(e) => e.1 = value,
             None => self.entries.push((key.to_string(), value)),

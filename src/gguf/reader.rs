@@ -36,19 +36,63 @@ const MIN_TENSOR_INFO_BYTES: u64 = 24;
 const MIN_KV_BYTES: u64 = 14;
 /// Strings up to this length are allocated up front even when the stream size is unknown.
 const EAGER_STRING: u64 = 64 * 1024;
+/// Largest chunk read (and discarded) at a time when skipping bytes.
+const SKIP_CHUNK: u64 = 64 * 1024;
+
+/// Arrays longer than this are skipped when `ReadOptions::keep_large_arrays` is false.
+///
+/// Every array llama.cpp reads as a hyperparameter is bounded by `LLAMA_MAX_LAYERS` (512) or
+/// `LLAMA_MAX_EXPERTS` (1024) (`src/llama-hparams.h`; `llama_model_loader::get_arr` /
+/// `get_key_or_arr` into `std::array<T, N_MAX>`), so no such array is ever skipped; the arrays
+/// that are longer are the vocab-sized tokenizer lists (`tokenizer.ggml.tokens`, `merges`,
+/// `scores`, `token_type`), which only the tokenizer reads.
+pub const LARGE_ARRAY: u64 = 4096;
+
+/// How much of a header to materialize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Read the elements of arrays longer than [`LARGE_ARRAY`] (the tokenizer lists). When
+    /// false they are walked and bounds-checked like any value but not kept: the entry holds
+    /// `MetaValue::Array(elem, vec![])` and `Metadata::skipped_arrays` records the length.
+    /// Placement (anatomy, inspect, memory, solve) needs only the lengths; a 650k-string
+    /// tokenizer costs ~90 ms to materialize (docs/benchmarks.md, "Header read").
+    pub keep_large_arrays: bool,
+}
+
+impl Default for ReadOptions {
+    /// Everything, so that the header can be written back unchanged.
+    fn default() -> Self {
+        ReadOptions {
+            keep_large_arrays: true,
+        }
+    }
+}
+
+impl ReadOptions {
+    /// What placement needs: every value except the elements of the large tokenizer arrays.
+    pub const SUMMARY: ReadOptions = ReadOptions {
+        keep_large_arrays: false,
+    };
+}
 
 /// Read one GGUF header (one shard) from a stream positioned at the file start.
 ///
 /// The stream's length is unknown here, so a tensor of unknown type that is the last in the
 /// file can only be sized when the header carries `placer.file_size`; use [`open`] for files.
 pub fn read_header<R: Read>(r: R) -> Result<GgufModel, GgufError> {
-    read_shard(r, None, None)
+    read_shard(r, None, None, ReadOptions::default())
 }
 
 /// Open a model file; for a split model given any shard, read every shard's header.
 pub fn open(path: &Path) -> Result<GgufModel, GgufError> {
+    open_with(path, ReadOptions::default())
+}
+
+/// [`open`] with a choice of what to materialize (see [`ReadOptions`]). Validation is the
+/// same either way: skipped arrays are still walked element by element and bounds-checked.
+pub fn open_with(path: &Path, opts: ReadOptions) -> Result<GgufModel, GgufError> {
     let paths = shard_paths(path);
-    let first = read_file(&paths[0])?;
+    let first = read_file(&paths[0], opts)?;
     let declared = split_count(&first.metadata, &paths[0])?;
     if declared <= 1 {
         if paths.len() > 1 {
@@ -75,7 +119,7 @@ pub fn open(path: &Path) -> Result<GgufModel, GgufError> {
             paths.len()
         )));
     }
-    merge_shards(first, &paths)
+    merge_shards(first, &paths, opts)
 }
 
 /// All shard paths of a split model given any one of them (a single path for unsplit files).
@@ -131,14 +175,18 @@ fn invalid_key(path: &Path, key: &str, v: &MetaValue) -> GgufError {
 /// Read the other shards and check them like `src/llama-model-loader.cpp:llama_model_loader`:
 /// every shard carries `split.no` equal to its index, tensor names are unique across shards,
 /// and `split.tensors.count` equals the number found.
-fn merge_shards(first: GgufModel, paths: &[PathBuf]) -> Result<GgufModel, GgufError> {
+fn merge_shards(
+    first: GgufModel,
+    paths: &[PathBuf],
+    opts: ReadOptions,
+) -> Result<GgufModel, GgufError> {
     let mut model = first;
     check_split_no(&model.metadata, 0, &paths[0])?;
     for (idx, path) in paths.iter().enumerate().skip(1) {
         if !path.exists() {
             return Err(GgufError::MissingShard(idx as u32 + 1, path.clone()));
         }
-        let shard = read_file(path)?;
+        let shard = read_file(path, opts)?;
         check_split_no(&shard.metadata, idx, path)?;
         model.shards.extend(shard.shards);
         model.tensors.extend(
@@ -188,7 +236,7 @@ fn check_split_no(md: &Metadata, idx: usize, path: &Path) -> Result<(), GgufErro
 }
 
 /// Read one file's header with a buffered reader; the file's size bounds every allocation.
-fn read_file(path: &Path) -> Result<GgufModel, GgufError> {
+fn read_file(path: &Path, opts: ReadOptions) -> Result<GgufModel, GgufError> {
     let io = |source| GgufError::Io {
         path: path.to_path_buf(),
         source,
@@ -199,6 +247,7 @@ fn read_file(path: &Path) -> Result<GgufModel, GgufError> {
         BufReader::with_capacity(1 << 16, file),
         Some(size),
         Some(path),
+        opts,
     )
 }
 
@@ -207,17 +256,19 @@ fn read_shard<R: Read>(
     r: R,
     size: Option<u64>,
     path: Option<&Path>,
+    opts: ReadOptions,
 ) -> Result<GgufModel, GgufError> {
     let mut c = Cursor {
         r,
         pos: 0,
         size,
         path,
+        scratch: Vec::new(),
     };
     let version = read_preamble(&mut c)?;
     let n_tensors = c.count("tensor count", MIN_TENSOR_INFO_BYTES)?;
     let n_kv = c.count("key-value count", MIN_KV_BYTES)?;
-    let metadata = read_metadata(&mut c, n_kv)?;
+    let metadata = read_metadata(&mut c, n_kv, opts)?;
     let alignment = alignment(&metadata)?;
     let raw = read_tensor_infos(&mut c, n_tensors)?;
     // gguf_init_from_reader pads to the alignment only when there are tensors.
@@ -258,8 +309,13 @@ fn read_preamble<R: Read>(c: &mut Cursor<'_, R>) -> Result<u32, GgufError> {
     Ok(version)
 }
 
-fn read_metadata<R: Read>(c: &mut Cursor<'_, R>, n_kv: u64) -> Result<Metadata, GgufError> {
+fn read_metadata<R: Read>(
+    c: &mut Cursor<'_, R>,
+    n_kv: u64,
+    opts: ReadOptions,
+) -> Result<Metadata, GgufError> {
     let mut entries = Vec::with_capacity(c.capacity(n_kv, MIN_KV_BYTES));
+    let mut skipped_arrays = Vec::new();
     let mut seen = HashSet::new();
     for i in 0..n_kv {
         let key = c.string("metadata key", MAX_STRING_LENGTH)?;
@@ -273,14 +329,21 @@ fn read_metadata<R: Read>(c: &mut Cursor<'_, R>, n_kv: u64) -> Result<Metadata, 
         }
         let ty = c.u32("value type")?;
         let value = if ty == ARRAY_TYPE {
-            read_array(c, &key)?
+            let (value, skipped) = read_array(c, &key, opts)?;
+            if let Some(n) = skipped {
+                skipped_arrays.push((key.clone(), n));
+            }
+            value
         } else {
             check_type(ty, &key)?;
             read_value(c, ty, &key)?
         };
         entries.push((key, value));
     }
-    Ok(Metadata { entries })
+    Ok(Metadata {
+        entries,
+        skipped_arrays,
+    })
 }
 
 /// Value types 0..=12 except ARRAY (`enum gguf_type`); anything else fails the load.
@@ -303,7 +366,12 @@ fn min_value_bytes(ty: u32) -> u64 {
     }
 }
 
-fn read_array<R: Read>(c: &mut Cursor<'_, R>, key: &str) -> Result<MetaValue, GgufError> {
+/// An array value; with `Some(length)` when its elements were skipped (see [`ReadOptions`]).
+fn read_array<R: Read>(
+    c: &mut Cursor<'_, R>,
+    key: &str,
+    opts: ReadOptions,
+) -> Result<(MetaValue, Option<u64>), GgufError> {
     let ty = c.u32("array element type")?;
     // Nested arrays are refused like llama.cpp (its switch has no ARRAY case for elements).
     check_type(ty, key)?;
@@ -315,11 +383,38 @@ fn read_array<R: Read>(c: &mut Cursor<'_, R>, key: &str) -> Result<MetaValue, Gg
         .checked_mul(min_value_bytes(ty))
         .ok_or_else(|| overflow(key))?;
     c.need(need, &format!("array '{key}'"))?;
+    if !opts.keep_large_arrays && n > LARGE_ARRAY {
+        skip_elements(c, ty, n, key)?;
+        return Ok((MetaValue::Array(ty, Vec::new()), Some(n)));
+    }
     let mut items = Vec::with_capacity(c.capacity(n, min_value_bytes(ty)));
     for _ in 0..n {
         items.push(read_value(c, ty, key)?);
     }
-    Ok(MetaValue::Array(ty, items))
+    Ok((MetaValue::Array(ty, items), None))
+}
+
+/// Walk past `n` elements of type `ty` with the same checks `read_value` makes, keeping nothing.
+fn skip_elements<R: Read>(
+    c: &mut Cursor<'_, R>,
+    ty: u32,
+    n: u64,
+    key: &str,
+) -> Result<(), GgufError> {
+    if ty != 8 {
+        // Fixed-size elements: the byte count was checked against the stream by the caller.
+        return c.skip(n * min_value_bytes(ty), key);
+    }
+    for _ in 0..n {
+        let len = c.u64(key)?;
+        if len > MAX_STRING_LENGTH {
+            return Err(overflow(&format!(
+                "{key}: string length {len} exceeds maximum {MAX_STRING_LENGTH}"
+            )));
+        }
+        c.skip(len, key)?;
+    }
+    Ok(())
 }
 
 fn read_value<R: Read>(c: &mut Cursor<'_, R>, ty: u32, key: &str) -> Result<MetaValue, GgufError> {
@@ -531,6 +626,8 @@ struct Cursor<'p, R> {
     pos: u64,
     size: Option<u64>,
     path: Option<&'p Path>,
+    /// Reused buffer for bytes that are skipped (at most `SKIP_CHUNK`).
+    scratch: Vec<u8>,
 }
 
 impl<R: Read> Cursor<'_, R> {
@@ -582,6 +679,25 @@ impl<R: Read> Cursor<'_, R> {
             .map_err(|e| self.io_err(e, what, N as u64))?;
         self.pos += N as u64;
         Ok(buf)
+    }
+
+    /// Read past `len` bytes without keeping them (checked against the stream like a read).
+    fn skip(&mut self, len: u64, what: &str) -> Result<(), GgufError> {
+        self.need(len, what)?;
+        let want = len.min(SKIP_CHUNK) as usize;
+        if self.scratch.len() < want {
+            self.scratch.resize(want, 0);
+        }
+        let mut left = len;
+        while left > 0 {
+            let k = left.min(SKIP_CHUNK) as usize;
+            if let Err(e) = self.r.read_exact(&mut self.scratch[..k]) {
+                return Err(self.io_err(e, what, len));
+            }
+            left -= k as u64;
+        }
+        self.pos += len;
+        Ok(())
     }
 
     fn u32(&mut self, what: &str) -> Result<u32, GgufError> {

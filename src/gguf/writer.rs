@@ -201,6 +201,12 @@ impl Layout {
 }
 
 fn encode_header(md: &Metadata, tensors: &[TensorInfo]) -> Result<Vec<u8>, GgufError> {
+    if let Some((key, n)) = md.skipped_arrays.first() {
+        return Err(GgufError::Invalid(format!(
+            "metadata was read without the elements of array '{key}' ({n} elements; \
+             ReadOptions::SUMMARY): read the model with gguf::open to write it back"
+        )));
+    }
     let mut b = Vec::with_capacity(4096);
     b.extend_from_slice(b"GGUF");
     b.extend_from_slice(&3u32.to_le_bytes());

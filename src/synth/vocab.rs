@@ -35,6 +35,7 @@ pub fn load_tokenizer(path: &Path) -> Result<Metadata> {
             .into_iter()
             .filter(|(k, _)| k.starts_with("tokenizer."))
             .collect(),
+        ..Metadata::default()
     })
 }
 
