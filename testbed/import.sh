@@ -17,9 +17,25 @@ for d in "$TMP"/*/; do
   mkdir -p "$dest"
   rm -rf "${dest:?}/$run"; cp -r "$d" "$dest/$run"
   grep -P "^\Q$run\E\t" "$MATRIX" >> "$dest/matrix.tsv" || true
-  [ -n "$CALL_LOG" ] && [ ! -e "$dest/call.log" ] && cp "$CALL_LOG" "$dest/call.log"
+  if [ -n "$CALL_LOG" ] && [ ! -e "$dest/call.log" ]; then cp "$CALL_LOG" "$dest/call.log"; fi
   echo "imported $run -> ${dest#$REPO/}"
 done
 for dest in "$REPO"/data/runs/"$DATE"-*/; do
-  [ -f "$dest/matrix.tsv" ] && sort -u -o "$dest/matrix.tsv" "$dest/matrix.tsv"
+  if [ -f "$dest/matrix.tsv" ]; then sort -u -o "$dest/matrix.tsv" "$dest/matrix.tsv"; fi
 done
+# placer's predictions for the placer rows (written by make-matrix.py next to the matrix)
+if [ -f "$MATRIX.predictions.json" ]; then
+  python3 - "$MATRIX.predictions.json" "$REPO/data/runs" "$DATE" <<'PY'
+import json, os, sys
+preds = json.load(open(sys.argv[1]))
+for run_id, p in preds.items():
+    dest = os.path.join(sys.argv[2], f"{sys.argv[3]}-{run_id.split('--')[0]}")
+    if not os.path.isdir(os.path.join(dest, run_id)):
+        continue
+    path = os.path.join(dest, "predictions.json")
+    cur = json.load(open(path)) if os.path.exists(path) else {}
+    cur[run_id] = p
+    json.dump(cur, open(path, "w"), indent=1)
+    print(f"prediction for {run_id} -> {os.path.relpath(path)}")
+PY
+fi

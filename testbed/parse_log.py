@@ -18,7 +18,7 @@ import sys
 RE_PROMPT = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens\s*\(.*?([\d.]+) tokens per second\)")
 RE_EVAL = re.compile(r"(?<!prompt )eval time =\s*([\d.]+) ms /\s*(\d+) (?:runs|tokens)\s*\(.*?([\d.]+) tokens per second\)")
 RE_BUF = re.compile(r"\b([A-Za-z_]+\d*(?:_[A-Za-z]+)?) (model|KV|compute|RS) buffer size =\s*([\d.]+) MiB")
-RE_BREAK = re.compile(r"\|\s*-\s*(\S+)\s*\(([^)]*)\)\s*\|\s*(\d+)\s*=\s*(\d+)\s*\+\s*\(\s*(\d+)\s*=\s*(\d+)\s*\+\s*(\d+)\s*\+\s*(\d+)\s*\)\s*\+\s*(-?\d+)")
+RE_BREAK = re.compile(r"\|\s*-\s*(\S+)\s*\((.*?)\)\s*\|\s*(\d+)\s*=\s*(\d+)\s*\+\s*\(\s*(\d+)\s*=\s*(\d+)\s*\+\s*(\d+)\s*\+\s*(\d+)\s*\)\s*\+\s*(-?\d+)")
 RE_BREAK_HOST = re.compile(r"\|\s*-\s*(Host|CPU\S*)\s*\|\s*(\d+)\s*=\s*(\d+)\s*\+\s*(\d+)\s*\+\s*(\d+)")
 OOM_MARKERS = ("out of memory", "failed to allocate", "unable to allocate", "cudaMalloc failed",
                "failed to load model", "failed to create context", "not enough memory")
