@@ -165,6 +165,19 @@ pub fn pitfalls(pr: &Predictor, cfg: &LaunchConfig, p: &Prediction) -> Vec<Strin
             split_layers[0]
         ));
     }
+    // mmap'ed CPU weights are page cache: they never fail an allocation, but if they do not fit
+    // in RAM next to the rest, every token re-reads them from disk.
+    let h = &p.host;
+    let ram_need = h.cpu_weights.max(h.cpu_model) + h.kv + h.rs + h.compute;
+    if h.cpu_mapped > 0 && ram_need > h.cap {
+        w.push(format!(
+            "CPU weights ({} MiB, mmap'ed) plus host KV and compute need {} MiB of RAM but the host has {} MiB usable: \
+             llama.cpp will start but read weights from disk for every token",
+            h.cpu_weights / MIB,
+            ram_need / MIB,
+            h.cap / MIB
+        ));
+    }
     // -ts with more entries than devices: the extra entries are ignored by llama.cpp.
     if let Some(ts) = &cfg.tensor_split {
         if ts.len() > p.resolved.devices.len() {
