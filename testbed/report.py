@@ -1,21 +1,20 @@
 #!/usr/bin/env python3
 """Testbed tables for docs/benchmarks.md, generated from data/runs/ (manifests + logs).
 
-usage: testbed/report.py [--runs data/runs] [--write docs/benchmarks.md] [--placer target/release/placer]
+usage: testbed/report.py [--runs data/runs] [--write docs/benchmarks.md]
 Without --write it prints the markdown. With --write it replaces the part of the file between
 <!-- testbed:begin --> and <!-- testbed:end --> (appending the markers if missing), so other
 sections of docs/benchmarks.md are kept.
 
 Per scenario (a data/runs/<date>-<scenario>/ directory): each placement's prefill and decode t/s,
 the ratio to `--fit`, OOM, memory per device (measured from llama.cpp's own breakdown, against the
-emulated budget) and, where `placer check --json` is available, predicted vs measured per device.
+emulated budget) and, where `placer chose the placement, its predicted bytes per device vs measured.
 Every number is re-parsed from the logs (testbed/parse_log.py), not copied from the manifest.
 """
 import argparse
 import glob
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -79,25 +78,51 @@ def mem_cell(m):
     return "; ".join(parts) if parts else "–"
 
 
-def predicted(m, placer):
-    """placer check's per-device prediction for the run's argv, or None."""
-    if not placer or not os.path.exists(placer):
+def llama_overhead(m):
+    """MiB llama.cpp used beyond its buffers (CUDA context, cuBLAS, pools), per physical GPU:
+    what the ballast left free − what the driver showed free at exit − the devices' `self`.
+    Under emul the virtual devices share one GPU: their free is physical free / N."""
+    br = m["measured"].get("breakdown_mib", {})
+    bfree = m.get("ballast_free_mib") or []
+    gpus = [br.get(f"CUDA{i}") for i in range(len(m.get("host_targets_mib", [])))]
+    if not bfree or not gpus or any(g is None for g in gpus):
         return None
-    host = "emulated:" + ",".join(str(t) for t in m.get("host_targets_mib", []))
-    cmd = [placer, "check", "--json", "--host-mib", ",".join(str(t) for t in m["host_targets_mib"]),
-           "--model", m["model"], "--"] + m["argv"][1:]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            return None
-        return json.loads(r.stdout)
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return None
-    finally:
-        del host
+    if m.get("emulation") == "emul":
+        return bfree[0] - gpus[0]["free"] * len(gpus) - sum(g["self"] for g in gpus)
+    return sum(bfree[i] - g["free"] - g["self"] for i, g in enumerate(gpus) if i < len(bfree))
 
 
-def scenario_table(name, runs, placer):
+def from_buffers(buf, name):
+    """The breakdown of one device rebuilt from the load-time buffer lines, for runs that never
+    printed the exit table (timed out during decode)."""
+    def pick(prefixes, kinds):
+        return sum(v for k, v in buf.items() if k.split(".")[0] in prefixes and k.split(".")[1] in kinds)
+    dev = [name] if name != "Host" else ["CPU", "CPU_Mapped", "CUDA_Host", "CPU_REPACK"]
+    model, ctx, comp = pick(dev, {"model"}), pick(dev, {"KV", "RS"}), pick(dev, {"compute"})
+    if model + ctx + comp == 0:
+        return None
+    r = lambda x: int(x)  # noqa: E731  (the exit table prints whole MiB, truncated)
+    return {"model": r(model), "context": r(ctx), "compute": r(comp), "self": r(model + ctx + comp), "from": "buffers"}
+
+
+def prediction_rows(m, preds):
+    """[(device, predicted weights/kv/compute/overhead MiB, measured model/context/compute MiB)]."""
+    p = preds.get(m["run_id"])
+    if not p:
+        return []
+    sol = p.get("profile", {}).get("solution", {})
+    br = m["measured"].get("breakdown_mib", {})
+    out = []
+    for d in sol.get("devices", []):
+        dev = d["device"]
+        name = f"CUDA{dev['Gpu']}" if isinstance(dev, dict) else "Host"
+        mib = lambda k: d.get(k, 0) / 2**20  # noqa: E731
+        meas = br.get(name) or from_buffers(m["measured"].get("buffers_mib", {}), name)
+        out.append((name, mib("weights"), mib("kv"), mib("compute"), mib("overhead"), meas))
+    return out
+
+
+def scenario_table(name, runs, preds):
     runs = sorted(runs, key=lambda m: (ORDER.index(m["placement"]) if m["placement"] in ORDER else 99, m["run_id"]))
     fit = next((m for m in runs if m["placement"] == "fit" and status(m) == "ok"), None)
     first = runs[0]
@@ -121,19 +146,69 @@ def scenario_table(name, runs, placer):
         lines.append(f"| {m['placement']} | {status(m)} | {fmt(meas.get('prefill_tps'))} | {fmt(meas.get('decode_tps'), 2)} "
                      f"| {rp} | {rd} | {mem_cell(m)} | `{flags}` |")
     lines.append("")
-    preds = [(m, predicted(m, placer)) for m in runs]
-    if any(p for _, p in preds):
-        lines.append("Predicted (placer check) vs measured (llama.cpp breakdown), MiB per device:")
+    ov = [(m["placement"], llama_overhead(m)) for m in runs if status(m) == "ok"]
+    ov = [(p, o) for p, o in ov if o is not None]
+    if ov:
+        lines.append("Beyond `self` (CUDA context, cuBLAS, pools; ballast free − free at exit − self, per physical GPU): "
+                     + ", ".join(f"{p} {o} MiB" for p, o in ov) + ".")
         lines.append("")
-        lines.append("| placement | device | predicted | measured self |")
-        lines.append("|---|---|---|---|")
-        for m, p in preds:
-            if not p:
-                continue
-            meas = {d: s for d, _b, s, *_ in device_rows(m)}
-            for dev, val in sorted(p.get("devices_mib", {}).items()):
-                lines.append(f"| {m['placement']} | {dev} | {val} | {meas.get(dev, '–')} |")
+    rows = [(m, prediction_rows(m, preds)) for m in runs]
+    if any(r for _, r in rows):
+        lines.append("placer's prediction (when it chose the placement) vs llama.cpp's breakdown, MiB:")
         lines.append("")
+        lines.append("| placement | device | predicted weights / KV / compute (+ overhead) | measured model / context / compute | Δ self |")
+        lines.append("|---|---|---|---|---|")
+        for m, r in rows:
+            for dev, w, kv, comp, ovh, meas in r:
+                if meas is None:
+                    mtxt, delta = "–", "–"
+                else:
+                    mtxt = f"{meas['model']} / {meas['context']} / {meas['compute']}"
+                    delta = f"{meas['self'] - (w + kv + comp):+.0f}"
+                lines.append(f"| {m['placement']} | {dev} | {w:.0f} / {kv:.0f} / {comp:.0f} (+ {ovh:.0f}) | {mtxt} | {delta} |")
+        lines.append("")
+    return lines
+
+
+def targets_table(scen):
+    """Issue 5's targets, per scenario: placer aggressive ÷ --fit (decode ≥ 1.10 on MoE; dense at a deep
+    context: decode ≥ 1.5 and prefill ≥ 2), prefill no worse than --fit, moderate never OOMs."""
+    lines = ["### Targets (issue 5), measured", "",
+             "| scenario | decode aggr ÷ fit | prefill aggr ÷ fit | decode mod ÷ fit | prefill mod ÷ fit | target | met? | moderate OOM? |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in sorted(scen):
+        runs = {m["placement"]: m for m in scen[name]}
+        fit = runs.get("fit")
+        if not fit or status(fit) != "ok" or not any(p.startswith("placer-") for p in runs):
+            continue
+        dense = "dense" in name
+
+        def ratio(pl, key):
+            m = runs.get(pl)
+            if not m:
+                return None, "not run"
+            if status(m) != "ok":
+                return None, status(m)
+            return m["measured"][key] / fit["measured"][key], None
+
+        cells, met = [], []
+        for pl in ("placer-aggressive", "placer-moderate"):
+            for key in ("decode_tps", "prefill_tps"):
+                r, why = ratio(pl, key)
+                cells.append(f"{r:.2f}×" if r is not None else why)
+        rd, _ = ratio("placer-aggressive", "decode_tps")
+        rp, _ = ratio("placer-aggressive", "prefill_tps")
+        if dense:
+            target = "decode ≥ 1.5×, prefill ≥ 2×"
+            ok = rd is not None and rp is not None and rd >= 1.5 and rp >= 2.0
+        else:
+            target = "decode ≥ 1.10×, prefill ≥ 1×"
+            ok = rd is not None and rp is not None and rd >= 1.10 and rp >= 1.0
+        mod = runs.get("placer-moderate")
+        moom = "–" if not mod else ("**yes**" if mod["measured"].get("oom") else "no")
+        met = "not measured" if rd is None or rp is None else ("yes" if ok else "**no**")
+        lines.append(f"| {name} | {' | '.join(cells)} | {target} | {met} | {moom} |")
+    lines.append("")
     return lines
 
 
@@ -141,18 +216,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", default="data/runs")
     ap.add_argument("--write")
-    ap.add_argument("--placer", default="target/release/placer")
     a = ap.parse_args()
     scen = load_runs(a.runs)
+    preds = {}
+    for f in glob.glob(os.path.join(a.runs, "*", "predictions.json")):
+        preds.update(json.load(open(f)))
     out = [BEGIN, "", "## Testbed: placements on real llama.cpp", "",
            "Generated by `python3 testbed/report.py --write docs/benchmarks.md` from the logs in data/runs/",
            "(docs/testbed.md says how the runs were made). Ratios are against the `--fit on` run of the same",
            "scenario. Memory: llama.cpp's own end-of-run breakdown (`self` = model + context + compute) against",
-           "the emulated budget of each device; `free` is what the driver reported at exit (ballast held the rest).", ""]
+           "the emulated budget of each device; `free` is what the driver reported at exit (ballast held the rest);",
+           "under `emul:` both devices are one H100, so per-device free is not meaningful and `left` = budget − self.",
+           "Host `self` counts the whole memory-mapped GGUF when any weight stays on the CPU (CPU_Mapped).", ""]
     if not scen:
         out.append("(no runs in data/runs yet)")
+    out += targets_table(scen)
     for name in sorted(scen):
-        out += scenario_table(name, scen[name], a.placer)
+        out += scenario_table(name, scen[name], preds)
     out.append(END)
     text = "\n".join(out) + "\n"
     if not a.write:
