@@ -70,7 +70,7 @@ def solve_json(placer, model, host, ctx):
 def placer_flags(placer, model, host, ctx, profile):
     j, cmd = solve_json(placer, model, host, ctx)
     prof = find_profile(j, profile)
-    if "infeasible" in prof:
+    if prof.get("infeasible"):
         raise RuntimeError(f"placer: infeasible: {json.dumps(prof['infeasible'])[:400]}")
     argv = prof.get("argv") or prof.get("flags") or prof.get("command")
     if isinstance(argv, str):
@@ -85,7 +85,7 @@ def find_profile(j, name):
             return profs[name]
         profs = list(profs.values())
     for p in profs:
-        if isinstance(p, dict) and (p.get("profile") == name or p.get("name") == name):
+        if isinstance(p, dict) and name in (p.get("profile"), p.get("name"), p.get("kind")):
             return p
     raise KeyError(f"profile {name} not in placer solve --json output")
 
