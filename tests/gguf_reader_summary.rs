@@ -173,3 +173,24 @@ proptest! {
         }
     }
 }
+
+/// A corrupt string length inside a skipped array fails both reads with the same message: too
+/// long for GGUF, past the end of the file, or (small change) misaligning the rest.
+#[test]
+fn corrupt_length_in_skipped_array_is_the_same_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "m.gguf", &model_metadata(5000));
+    let clean = std::fs::read(&path).unwrap();
+    let at = clean.windows(7).position(|w| w == b"tok4321").unwrap() - 8;
+    for len in [u64::MAX, 1 << 30, clean.len() as u64, 3] {
+        let mut bytes = clean.clone();
+        bytes[at..at + 8].copy_from_slice(&len.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let full = open(&path).map(|_| ()).unwrap_err().to_string();
+        let sum = open_with(&path, ReadOptions::SUMMARY)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(full, sum, "length {len}");
+    }
+}

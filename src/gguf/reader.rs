@@ -12,7 +12,7 @@
 use super::{GgmlType, GgufError, GgufModel, MetaValue, Metadata, Shard, TensorInfo};
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// `GGUF_MAX_STRING_LENGTH` (`ggml/src/gguf.cpp`).
@@ -36,6 +36,8 @@ const MIN_TENSOR_INFO_BYTES: u64 = 24;
 const MIN_KV_BYTES: u64 = 14;
 /// Strings up to this length are allocated up front even when the stream size is unknown.
 const EAGER_STRING: u64 = 64 * 1024;
+/// Read buffer: skipped strings are walked inside it without copying.
+const READ_BUFFER: usize = 1 << 16;
 /// Largest chunk read (and discarded) at a time when skipping bytes.
 const SKIP_CHUNK: u64 = 64 * 1024;
 
@@ -243,12 +245,7 @@ fn read_file(path: &Path, opts: ReadOptions) -> Result<GgufModel, GgufError> {
     };
     let file = File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
-    read_shard(
-        BufReader::with_capacity(1 << 16, file),
-        Some(size),
-        Some(path),
-        opts,
-    )
+    read_shard(file, Some(size), Some(path), opts)
 }
 
 /// Read one shard. `size`: the stream's total length when known.
@@ -259,7 +256,7 @@ fn read_shard<R: Read>(
     opts: ReadOptions,
 ) -> Result<GgufModel, GgufError> {
     let mut c = Cursor {
-        r,
+        r: BufReader::with_capacity(READ_BUFFER, r),
         pos: 0,
         size,
         path,
@@ -405,7 +402,14 @@ fn skip_elements<R: Read>(
         // Fixed-size elements: the byte count was checked against the stream by the caller.
         return c.skip(n * min_value_bytes(ty), key);
     }
-    for _ in 0..n {
+    let mut left = n;
+    while left > 0 {
+        // Fast path: strings wholly inside the read buffer (thousands per buffer fill).
+        left -= c.skip_buffered_strings(left);
+        if left == 0 {
+            break;
+        }
+        // One string that crosses the buffer's end (this refills it), with every check.
         let len = c.u64(key)?;
         if len > MAX_STRING_LENGTH {
             return Err(overflow(&format!(
@@ -413,6 +417,7 @@ fn skip_elements<R: Read>(
             )));
         }
         c.skip(len, key)?;
+        left -= 1;
     }
     Ok(())
 }
@@ -622,7 +627,7 @@ fn overflow(what: &str) -> GgufError {
 
 /// A little-endian reader that knows its position and, when given, the stream's size.
 struct Cursor<'p, R> {
-    r: R,
+    r: BufReader<R>,
     pos: u64,
     size: Option<u64>,
     path: Option<&'p Path>,
@@ -679,6 +684,28 @@ impl<R: Read> Cursor<'_, R> {
             .map_err(|e| self.io_err(e, what, N as u64))?;
         self.pos += N as u64;
         Ok(buf)
+    }
+
+    /// Skip up to `max` length-prefixed strings that lie wholly in the read buffer; returns how
+    /// many. Bytes that are in the buffer are in the stream, so no bound can fail here; a string
+    /// that is not wholly buffered is left to the checked path.
+    fn skip_buffered_strings(&mut self, max: u64) -> u64 {
+        let buf = self.r.buffer();
+        let (mut at, mut done) = (0usize, 0u64);
+        while done < max {
+            let Some(head) = buf.get(at..at + 8) else {
+                break;
+            };
+            let len = u64::from_le_bytes(head.try_into().expect("8 bytes"));
+            match (at as u64 + 8).checked_add(len) {
+                Some(end) if end <= buf.len() as u64 => at = end as usize,
+                _ => break,
+            }
+            done += 1;
+        }
+        self.r.consume(at);
+        self.pos += at as u64;
+        done
     }
 
     /// Read past `len` bytes without keeping them (checked against the stream like a read).
