@@ -387,7 +387,7 @@ fn known_ram(dir: &Path, manifest: &Option<Manifest>) -> Ram {
 
 /// The launch the run used: the manifest's argv (else defaults), with the placement llama.cpp
 /// actually made when `--fit` chose it (layers per device and per-tensor overrides from the log).
-pub fn run_launch(input: &RunInput) -> anyhow::Result<LaunchConfig> {
+pub fn run_launch(input: &RunInput, anatomy: Option<&Anatomy>) -> anyhow::Result<LaunchConfig> {
     let (tool, args) = match input.manifest.as_ref().filter(|m| !m.argv.is_empty()) {
         Some(m) => {
             let tool = if m.argv[0].contains("server") {
@@ -435,10 +435,85 @@ pub fn run_launch(input: &RunInput) -> anyhow::Result<LaunchConfig> {
             cfg.type_v = t;
         }
     }
-    if cfg.fit || !log.overrides.is_empty() && cfg.overrides.is_empty() {
+    let shown_per_tensor = !log.overrides.is_empty() || !log.layer_device.is_empty();
+    if cfg.fit && !shown_per_tensor && !log.fit_devices.is_empty() {
+        // -lv 4 without -v: the per-tensor lines are missing, but --fit printed its result.
+        fit_placement(&mut cfg, log, anatomy);
+    } else if cfg.fit && shown_per_tensor || !log.overrides.is_empty() && cfg.overrides.is_empty() {
         observed_placement(&mut cfg, log);
+    } else if cfg.fit {
+        // --fit ran and changed nothing ("no changes needed", or it refused because the user set
+        // overrides): the command line's own placement is what loaded.
+        cfg.fit = false;
+    }
+    // --fit may also have shrunk the context (`common_params_fit_impl` logs it).
+    if log
+        .warnings
+        .iter()
+        .any(|w| w.starts_with("--fit reduced the context"))
+    {
+        if let Some(c) = log.n_ctx {
+            cfg.ctx = c;
+        }
     }
     Ok(cfg)
+}
+
+/// Rebuild the placement --fit chose from the result it logged (`common/fit.cpp:
+/// common_params_fit_impl`, `set_ngl_tensor_split_tbo`): `-ngl` = Σ layers, `-ts` = layers per
+/// device (only with several devices), and for each device, after its full layers, `n_part`
+/// partial layers whose MoE weights go to the CPU (`get_overflow_pattern(il, MOE)`); the first
+/// partial layer of a device uses that device's overflow type (ATTN / UP / GATE) and goes to
+/// the next device (the CPU on the last one). The layer range starts at `n_layer + 1 − ngl`
+/// (the output layer counts as one).
+pub fn fit_placement(cfg: &mut LaunchConfig, log: &LogRun, anatomy: Option<&Anatomy>) {
+    cfg.fit = false;
+    let nd = log.fit_devices.len();
+    let hp_ngl = anatomy.map(|a| a.hp.n_layer).unwrap_or(0);
+    let moe = anatomy.is_some_and(|a| a.hp.n_expert > 0);
+    let ngl: u32 = log.fit_devices.iter().map(|d| d.n_layer).sum();
+    cfg.gpu_layers = GpuLayers::Count(ngl);
+    cfg.tensor_split = (nd > 1).then(|| log.fit_devices.iter().map(|d| d.n_layer as f64).collect());
+    let mut overrides = Vec::new();
+    let mut il0 = (hp_ngl + 1).saturating_sub(ngl);
+    for (id, d) in log.fit_devices.iter().enumerate() {
+        // Dense path (no "(N overflowing)"): a MoE model's GPU layers are all dense-only there,
+        // except the output layer on the last device (`n_part = n_layer − 1`).
+        let n_part = match d.n_part {
+            Some(p) => p,
+            None if moe && id + 1 < nd => d.n_layer,
+            None if moe => d.n_layer.saturating_sub(1),
+            None => 0,
+        }
+        .min(d.n_layer);
+        il0 += d.n_layer - n_part;
+        for il in il0..il0 + n_part {
+            let first = il == il0;
+            let kind = if first {
+                log.fit_overflow
+                    .get(&id)
+                    .map(String::as_str)
+                    .unwrap_or("MOE")
+            } else {
+                "MOE"
+            };
+            let pattern = match kind {
+                "ATTN" => format!("blk\\.{il}\\.ffn_(gate|up|gate_up|down).*"),
+                "UP" => format!("blk\\.{il}\\.ffn_(gate|gate_up|down).*"),
+                "GATE" => format!("blk\\.{il}\\.ffn_down.*"),
+                _ => format!("blk\\.{il}\\.ffn_(up|down|gate_up|gate)_(ch|)exps"),
+            };
+            // overflow_bufts[id] is the next device only once the extra-layer step moved it there.
+            let buft = if first && kind != "MOE" && id + 1 < nd {
+                format!("CUDA{}", id + 1)
+            } else {
+                "CPU".to_string()
+            };
+            overrides.push(Override { pattern, buft });
+        }
+        il0 += n_part;
+    }
+    cfg.overrides = overrides;
 }
 
 /// Replace the placement flags by what the log shows llama.cpp did: `-ngl`, `-ts` as layer
@@ -534,7 +609,7 @@ fn predict_into(
     let anatomy = anatomy::from_gguf(&gguf)?;
     let host = run_host(&rec.input, hardware_dir, given_host)
         .ok_or_else(|| anyhow::anyhow!("no GPU in the log"))?;
-    let launch = run_launch(&rec.input)?;
+    let launch = run_launch(&rec.input, Some(&anatomy))?;
     let pred = memory::predict(&anatomy, &launch, &host, cal)?;
     rec.predicted = Some(pred.gpus.iter().map(device_predicted).collect());
     rec.speed = Some(speed_features(

@@ -79,6 +79,13 @@ pub struct LogRun {
     /// --fit: the parameters it chose and how long it took.
     pub fit_result: Option<String>,
     pub fit_seconds: Option<f64>,
+    /// --fit's final layers per device (`common/fit.cpp:common_params_fit_impl` prints
+    /// `  - CUDA0 (…): 49 layers (20 overflowing), … MiB used`; the last line per device wins),
+    /// in device order. Empty when --fit changed nothing or did not run.
+    pub fit_devices: Vec<FitDevice>,
+    /// --fit's overflow type of the first partial layer per device index (`ATTN`, `UP`, `GATE`;
+    /// absent = `MOE`), from `set ngl_per_device[i].(n_layer, n_part, overflow_type)=(…, ATTN)`.
+    pub fit_overflow: BTreeMap<usize, String>,
     /// The log ended before the run finished (no timings, no breakdown).
     pub truncated: bool,
     pub warnings: Vec<String>,
@@ -109,6 +116,15 @@ pub struct LogRun {
     /// llama-bench results, one per test row.
     #[serde(default)]
     pub bench: Vec<BenchResult>,
+}
+
+/// One device of --fit's result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FitDevice {
+    pub name: String,
+    pub n_layer: u32,
+    /// Partial layers (MoE weights elsewhere); `None` when the line did not say (dense path).
+    pub n_part: Option<u32>,
 }
 
 /// Which flavour of llama.cpp output a file was read as.

@@ -115,6 +115,10 @@ re!(
     FIT_DEVICE,
     r"-\s+(\S+) \(.*?\):\s+(\d+) layers(?: \(\s*(\d+) overflowing\))?,\s+(-?\d+) MiB used,\s+(-?\d+) MiB free"
 );
+re!(
+    FIT_OVERFLOW,
+    r"set ngl_per_device\[(\d+)\]\.\(n_layer, n_part, overflow_type\)=\(\d+, \d+, (\w+)\)"
+);
 re!(FIT_PARAMS_OUT, r"^-c \d+ -ngl -?\d+.*$");
 re!(FIT_CTX_REDUCED, r"context size reduced from (\d+) to (\d+)");
 re!(
@@ -180,6 +184,8 @@ struct Parser {
     last_oom_line: Option<usize>,
     line_no: usize,
     fit_devices: BTreeMap<String, String>,
+    fit_layers: BTreeMap<String, crate::logs::FitDevice>,
+    fit_overflow: BTreeMap<usize, String>,
     jsonl_lines: usize,
     md: bench::MarkdownState,
 }
@@ -199,6 +205,8 @@ pub fn parse(source: &str, content: &str) -> Option<LogRun> {
         last_oom_line: None,
         line_no: 0,
         fit_devices: BTreeMap::new(),
+        fit_layers: BTreeMap::new(),
+        fit_overflow: BTreeMap::new(),
         jsonl_lines: 0,
         md: bench::MarkdownState::default(),
     };
@@ -553,6 +561,19 @@ impl Parser {
                 c[1].to_string(),
                 format!("{} {} layers{}", &c[1], &c[2], over),
             );
+            self.fit_layers.insert(
+                c[1].to_string(),
+                crate::logs::FitDevice {
+                    name: c[1].to_string(),
+                    n_layer: u(&c[2]).unwrap_or(0),
+                    n_part: c.get(3).and_then(|m| u(m.as_str())),
+                },
+            );
+            self.recognized += 1;
+        } else if let Some(c) = FIT_OVERFLOW.captures(line) {
+            if let Ok(id) = c[1].parse::<usize>() {
+                self.fit_overflow.insert(id, c[2].to_string());
+            }
             self.recognized += 1;
         } else if let Some(c) = FIT_CTX_REDUCED.captures(line) {
             self.g.warnings.push(format!(
@@ -809,6 +830,15 @@ impl Parser {
         run.fit_result = g.fit_result;
         run.fit_seconds = g.fit_seconds;
         run.fit_trials = g.fit_trials;
+        let mut fit_layers: Vec<crate::logs::FitDevice> = self.fit_layers.into_values().collect();
+        fit_layers.sort_by_key(|d| {
+            d.name
+                .trim_start_matches(|c: char| !c.is_ascii_digit())
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        run.fit_devices = fit_layers;
+        run.fit_overflow = self.fit_overflow;
         run.bench = g.bench;
         run.warnings.extend(g.warnings);
         run.model_info = g.model_info;
