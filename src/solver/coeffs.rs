@@ -77,7 +77,11 @@ pub struct Cells {
 }
 
 pub fn cells(anatomy: &Anatomy, req: &SolveRequest) -> Cells {
-    let c = if req.ctx == 0 { anatomy.hp.n_ctx_train } else { req.ctx } as u64;
+    let c = if req.ctx == 0 {
+        anatomy.hp.n_ctx_train
+    } else {
+        req.ctx
+    } as u64;
     let n_ctx = pad(c.max(1), 256);
     let n_seq = req.n_parallel.max(1) as u64;
     let (kv_size, n_stream) = if req.kv_unified || n_seq == 1 {
@@ -86,7 +90,12 @@ pub fn cells(anatomy: &Anatomy, req: &SolveRequest) -> Cells {
         (pad(n_ctx / n_seq, 256), n_seq)
     };
     let n_batch = (req.batch as u64).min(n_ctx);
-    Cells { kv_size, n_stream, n_seq, n_ubatch: (req.ubatch as u64).min(n_batch).max(1) }
+    Cells {
+        kv_size,
+        n_stream,
+        n_seq,
+        n_ubatch: (req.ubatch as u64).min(n_batch).max(1),
+    }
 }
 
 /// KV / recurrent-state bytes of layer `il` (llamacpp-internals §5.2–5.4, §5.6;
@@ -101,7 +110,8 @@ pub fn layer_kv(anatomy: &Anatomy, req: &SolveRequest, c: &Cells, il: u32) -> (u
     }
     if hp.recurrent_layers.get(i).copied().unwrap_or(false) {
         let Some(s) = hp.ssm else { return (0, 0) };
-        let r = (s.d_conv.saturating_sub(1) as u64) * (s.d_inner as u64 + 2 * s.n_group as u64 * s.d_state as u64);
+        let r = (s.d_conv.saturating_sub(1) as u64)
+            * (s.d_inner as u64 + 2 * s.n_group as u64 * s.d_state as u64);
         let st = s.d_state as u64 * s.d_inner as u64;
         return (4 * (r + st) * c.n_seq, 0);
     }
@@ -121,7 +131,8 @@ pub fn layer_kv(anatomy: &Anatomy, req: &SolveRequest, c: &Cells, il: u32) -> (u
         row(req.type_k, (m.kv_lora_rank + m.rope_dim) as u64)
     } else {
         let kv_heads = *hp.n_head_kv.get(i).unwrap_or(&1) as u64;
-        row(req.type_k, hp.head_dim_k as u64 * kv_heads) + row(req.type_v, hp.head_dim_v as u64 * kv_heads)
+        row(req.type_k, hp.head_dim_k as u64 * kv_heads)
+            + row(req.type_v, hp.head_dim_v as u64 * kv_heads)
     };
     let depth = req.depth() as u64;
     let read_cells = depth.min(if swa { hp.n_swa as u64 } else { c.kv_size });
@@ -147,22 +158,45 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
         compute_logits: 0,
         op_offload: req.op_offload && c.n_ubatch >= crate::llama::OP_OFFLOAD_MIN_BATCH as u64,
         host_fixed: 0,
-        overhead: host.gpus.iter().map(|g| from_mib(crate::memory::predict::overhead_mib(cal, &g.model))).collect(),
-        gpu_cap: host.gpus.iter().map(|g| from_mib(g.usable_mib as f64)).collect(),
+        overhead: host
+            .gpus
+            .iter()
+            .map(|g| from_mib(crate::memory::predict::overhead_mib(cal, &g.model)))
+            .collect(),
+        gpu_cap: host
+            .gpus
+            .iter()
+            .map(|g| from_mib(g.usable_mib as f64))
+            .collect(),
         ram_cap: from_mib(host.ram.usable_mib as f64),
-        gpu_bw: host.gpus.iter().map(|g| g.bandwidth_gbs * 1e9 * cal.gpu(&g.model).bandwidth_efficiency).collect(),
+        gpu_bw: host
+            .gpus
+            .iter()
+            .map(|g| g.bandwidth_gbs * 1e9 * cal.gpu(&g.model).bandwidth_efficiency)
+            .collect(),
         cpu_bw: host.ram.bandwidth_gbs * 1e9 * cal.speed.cpu_bandwidth_efficiency,
-        pcie_bw: host.gpus.first().map(|g| g.pcie_gbs * 1e9 * cal.speed.pcie_efficiency),
+        pcie_bw: host
+            .gpus
+            .first()
+            .map(|g| g.pcie_gbs * 1e9 * cal.speed.pcie_efficiency),
         per_token_s: cal.speed.per_token_s,
         per_split_s: cal.speed.per_split_s,
         n_ubatch: c.n_ubatch,
     };
-    let routed_r = if hp.n_expert > 0 { hp.n_expert_used as f64 / hp.n_expert as f64 } else { 1.0 };
+    let routed_r = if hp.n_expert > 0 {
+        hp.n_expert_used as f64 / hp.n_expert as f64
+    } else {
+        1.0
+    };
     let nextn = |t: usize| anatomy.tensors[t].role == Role::NextN;
     for (gi, g) in anatomy.groups.iter().enumerate() {
         let tensors: Vec<usize> = g.tensors.iter().copied().filter(|&t| !nextn(t)).collect();
         let bytes: u64 = tensors.iter().map(|&t| anatomy.tensors[t].nbytes).sum();
-        let max_tensor = tensors.iter().map(|&t| anatomy.tensors[t].nbytes).max().unwrap_or(0);
+        let max_tensor = tensors
+            .iter()
+            .map(|&t| anatomy.tensors[t].nbytes)
+            .max()
+            .unwrap_or(0);
         let slot = match g.layer {
             LayerRef::Input => {
                 m.input_bytes += bytes;
@@ -171,7 +205,11 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
             LayerRef::Block(il) => il as usize,
             LayerRef::Output => n_slots - 1,
         };
-        let r = if g.kind.is_routed_experts() { routed_r } else { 1.0 };
+        let r = if g.kind.is_routed_experts() {
+            routed_r
+        } else {
+            1.0
+        };
         let movable = matches!(
             g.kind,
             GroupKind::DenseFfn
@@ -183,7 +221,14 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
                 | GroupKind::Output
         );
         if movable && bytes > 0 {
-            m.movable.push(Movable { group: gi, slot, kind: g.kind, bytes, read: r * bytes as f64, max_tensor });
+            m.movable.push(Movable {
+                group: gi,
+                slot,
+                kind: g.kind,
+                bytes,
+                read: r * bytes as f64,
+                max_tensor,
+            });
         } else {
             m.slot_fixed[slot] += bytes;
             m.slot_fixed_read[slot] += r * bytes as f64;
@@ -229,7 +274,10 @@ fn compute_terms(anatomy: &Anatomy, req: &SolveRequest, c: &Cells) -> (u64, u64,
     let fa_copy = if quant_kv {
         let kv_dims = match hp.mla {
             Some(m) => (m.kv_lora_rank + m.rope_dim) as u64,
-            None => (hp.head_dim_k as u64 + hp.head_dim_v as u64) * hp.n_head_kv.iter().copied().max().unwrap_or(1) as u64,
+            None => {
+                (hp.head_dim_k as u64 + hp.head_dim_v as u64)
+                    * hp.n_head_kv.iter().copied().max().unwrap_or(1) as u64
+            }
         };
         2 * c.kv_size * kv_dims + 4 * e * u
     } else {

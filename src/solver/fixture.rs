@@ -4,9 +4,7 @@
 //! named on each constructor; bytes are `ggml_nbytes` of the stated types. These are *synthetic*
 //! tables: the catalog's header snapshots are the real thing wherever one exists.
 
-use crate::anatomy::{
-    Anatomy, GroupKind, Hparams, LayerRef, Mla, Role, Ssm, Tensor, TensorGroup,
-};
+use crate::anatomy::{Anatomy, GroupKind, Hparams, LayerRef, Mla, Role, Ssm, Tensor, TensorGroup};
 use crate::gguf::GgmlType;
 
 /// Shape of a (MoE or dense) transformer, enough to produce its tensor table.
@@ -111,7 +109,10 @@ impl Spec {
             n_ff_shexp: 1536,
             n_dense_lead: 1,
             n_ff: 10240,
-            mla: Some(Mla { kv_lora_rank: 512, rope_dim: 64 }),
+            mla: Some(Mla {
+                kv_lora_rank: 512,
+                rope_dim: 64,
+            }),
             n_swa: 0,
             swa_period: 0,
             full_attn_interval: 0,
@@ -219,9 +220,20 @@ struct Builder {
 }
 
 impl Builder {
-    fn add(&mut self, name: String, layer: LayerRef, role: Role, t: GgmlType, dims: Vec<u64>) -> usize {
+    fn add(
+        &mut self,
+        name: String,
+        layer: LayerRef,
+        role: Role,
+        t: GgmlType,
+        dims: Vec<u64>,
+    ) -> usize {
         // Types whose block does not divide the row fall back to F16 (llama-quantize does too).
-        let t = if t.row_size(dims[0]).is_some() { t } else { GgmlType::F16 };
+        let t = if t.row_size(dims[0]).is_some() {
+            t
+        } else {
+            GgmlType::F16
+        };
         let nbytes = t.nbytes(&dims).unwrap_or(0);
         self.tensors.push(Tensor {
             name,
@@ -240,16 +252,30 @@ impl Builder {
             return;
         }
         let bytes = tensors.iter().map(|&t| self.tensors[t].nbytes).sum();
-        self.groups.push(TensorGroup { layer, kind, tensors, bytes });
+        self.groups.push(TensorGroup {
+            layer,
+            kind,
+            tensors,
+            bytes,
+        });
     }
 }
 
 /// Build the tensor table of `s` with llama.cpp's names and group it the way placer moves it.
 pub fn build(s: &Spec) -> Anatomy {
-    let mut b = Builder { tensors: Vec::new(), groups: Vec::new() };
+    let mut b = Builder {
+        tensors: Vec::new(),
+        groups: Vec::new(),
+    };
     let (e, v) = (s.n_embd as u64, s.n_vocab as u64);
     let f32t = GgmlType::F32;
-    let te = b.add("token_embd.weight".into(), LayerRef::Input, Role::TokenEmbd, s.wtype, vec![e, v]);
+    let te = b.add(
+        "token_embd.weight".into(),
+        LayerRef::Input,
+        Role::TokenEmbd,
+        s.wtype,
+        vec![e, v],
+    );
     b.group(LayerRef::Input, GroupKind::Input, vec![te]);
     let recurrent = |il: u32| s.full_attn_interval > 0 && (il + 1) % s.full_attn_interval != 0;
     let hd = s.head_dim as u64;
@@ -259,31 +285,109 @@ pub fn build(s: &Spec) -> Anatomy {
         let mut core = vec![b.add(p("attn_norm.weight"), l, Role::Norm, f32t, vec![e])];
         if recurrent(il) {
             let inner = 2 * e * 2;
-            core.push(b.add(p("ssm_in.weight"), l, Role::Recurrent, s.wtype, vec![e, inner + 2 * 2048]));
-            core.push(b.add(p("ssm_conv1d.weight"), l, Role::Recurrent, f32t, vec![4, inner + 2048]));
+            core.push(b.add(
+                p("ssm_in.weight"),
+                l,
+                Role::Recurrent,
+                s.wtype,
+                vec![e, inner + 2 * 2048],
+            ));
+            core.push(b.add(
+                p("ssm_conv1d.weight"),
+                l,
+                Role::Recurrent,
+                f32t,
+                vec![4, inner + 2048],
+            ));
             core.push(b.add(p("ssm_a"), l, Role::Recurrent, f32t, vec![32]));
             core.push(b.add(p("ssm_dt.bias"), l, Role::Recurrent, f32t, vec![32]));
             core.push(b.add(p("ssm_norm.weight"), l, Role::Recurrent, f32t, vec![128]));
-            core.push(b.add(p("ssm_out.weight"), l, Role::Recurrent, s.wtype, vec![inner, e]));
+            core.push(b.add(
+                p("ssm_out.weight"),
+                l,
+                Role::Recurrent,
+                s.wtype,
+                vec![inner, e],
+            ));
         } else if let Some(m) = s.mla {
             let (r, rope) = (m.kv_lora_rank as u64, m.rope_dim as u64);
             let nh = s.n_head as u64;
-            core.push(b.add(p("attn_q_a.weight"), l, Role::Attention, s.wtype, vec![e, 768]));
-            core.push(b.add(p("attn_q_a_norm.weight"), l, Role::Attention, f32t, vec![768]));
-            core.push(b.add(p("attn_q_b.weight"), l, Role::Attention, s.wtype, vec![768, nh * (192 + 64)]));
-            core.push(b.add(p("attn_kv_a_mqa.weight"), l, Role::Attention, s.wtype, vec![e, r + rope]));
-            core.push(b.add(p("attn_kv_a_norm.weight"), l, Role::Attention, f32t, vec![r]));
-            core.push(b.add(p("attn_k_b.weight"), l, Role::Attention, s.wtype, vec![192, r, nh]));
-            core.push(b.add(p("attn_v_b.weight"), l, Role::Attention, s.wtype, vec![r, 256, nh]));
-            core.push(b.add(p("attn_output.weight"), l, Role::Attention, s.wtype, vec![nh * 256, e]));
+            core.push(b.add(
+                p("attn_q_a.weight"),
+                l,
+                Role::Attention,
+                s.wtype,
+                vec![e, 768],
+            ));
+            core.push(b.add(
+                p("attn_q_a_norm.weight"),
+                l,
+                Role::Attention,
+                f32t,
+                vec![768],
+            ));
+            core.push(b.add(
+                p("attn_q_b.weight"),
+                l,
+                Role::Attention,
+                s.wtype,
+                vec![768, nh * (192 + 64)],
+            ));
+            core.push(b.add(
+                p("attn_kv_a_mqa.weight"),
+                l,
+                Role::Attention,
+                s.wtype,
+                vec![e, r + rope],
+            ));
+            core.push(b.add(
+                p("attn_kv_a_norm.weight"),
+                l,
+                Role::Attention,
+                f32t,
+                vec![r],
+            ));
+            core.push(b.add(
+                p("attn_k_b.weight"),
+                l,
+                Role::Attention,
+                s.wtype,
+                vec![192, r, nh],
+            ));
+            core.push(b.add(
+                p("attn_v_b.weight"),
+                l,
+                Role::Attention,
+                s.wtype,
+                vec![r, 256, nh],
+            ));
+            core.push(b.add(
+                p("attn_output.weight"),
+                l,
+                Role::Attention,
+                s.wtype,
+                vec![nh * 256, e],
+            ));
         } else {
             let (q, kv) = (s.n_head as u64 * hd, s.n_head_kv as u64 * hd);
             core.push(b.add(p("attn_q.weight"), l, Role::Attention, s.wtype, vec![e, q]));
             core.push(b.add(p("attn_k.weight"), l, Role::Attention, s.wtype, vec![e, kv]));
             core.push(b.add(p("attn_v.weight"), l, Role::Attention, s.wtype, vec![e, kv]));
-            core.push(b.add(p("attn_output.weight"), l, Role::Attention, s.wtype, vec![q, e]));
+            core.push(b.add(
+                p("attn_output.weight"),
+                l,
+                Role::Attention,
+                s.wtype,
+                vec![q, e],
+            ));
             if s.expert_bias {
-                core.push(b.add(p("attn_sinks.weight"), l, Role::Attention, f32t, vec![s.n_head as u64]));
+                core.push(b.add(
+                    p("attn_sinks.weight"),
+                    l,
+                    Role::Attention,
+                    f32t,
+                    vec![s.n_head as u64],
+                ));
             }
         }
         core.push(b.add(p("ffn_norm.weight"), l, Role::Norm, f32t, vec![e]));
@@ -300,34 +404,100 @@ pub fn build(s: &Spec) -> Anatomy {
                 b.group(l, kind, ts);
             };
             if s.fused_gate_up {
-                exp(&mut b, "ffn_gate_up_exps", Role::ExpertsGateUp, vec![e, 2 * ff, ne], GroupKind::ExpertsGateUp);
+                exp(
+                    &mut b,
+                    "ffn_gate_up_exps",
+                    Role::ExpertsGateUp,
+                    vec![e, 2 * ff, ne],
+                    GroupKind::ExpertsGateUp,
+                );
             } else {
-                exp(&mut b, "ffn_gate_exps", Role::ExpertsGate, vec![e, ff, ne], GroupKind::ExpertsGate);
-                exp(&mut b, "ffn_up_exps", Role::ExpertsUp, vec![e, ff, ne], GroupKind::ExpertsUp);
+                exp(
+                    &mut b,
+                    "ffn_gate_exps",
+                    Role::ExpertsGate,
+                    vec![e, ff, ne],
+                    GroupKind::ExpertsGate,
+                );
+                exp(
+                    &mut b,
+                    "ffn_up_exps",
+                    Role::ExpertsUp,
+                    vec![e, ff, ne],
+                    GroupKind::ExpertsUp,
+                );
             }
-            exp(&mut b, "ffn_down_exps", Role::ExpertsDown, vec![ff, e, ne], GroupKind::ExpertsDown);
+            exp(
+                &mut b,
+                "ffn_down_exps",
+                Role::ExpertsDown,
+                vec![ff, e, ne],
+                GroupKind::ExpertsDown,
+            );
             if s.n_expert_shared > 0 {
                 let sf = s.n_ff_shexp as u64;
                 let sh = vec![
-                    b.add(p("ffn_gate_shexp.weight"), l, Role::SharedExpert, s.wtype, vec![e, sf]),
-                    b.add(p("ffn_up_shexp.weight"), l, Role::SharedExpert, s.wtype, vec![e, sf]),
-                    b.add(p("ffn_down_shexp.weight"), l, Role::SharedExpert, s.wtype, vec![sf, e]),
+                    b.add(
+                        p("ffn_gate_shexp.weight"),
+                        l,
+                        Role::SharedExpert,
+                        s.wtype,
+                        vec![e, sf],
+                    ),
+                    b.add(
+                        p("ffn_up_shexp.weight"),
+                        l,
+                        Role::SharedExpert,
+                        s.wtype,
+                        vec![e, sf],
+                    ),
+                    b.add(
+                        p("ffn_down_shexp.weight"),
+                        l,
+                        Role::SharedExpert,
+                        s.wtype,
+                        vec![sf, e],
+                    ),
                 ];
                 b.group(l, GroupKind::SharedExperts, sh);
             }
         } else {
             let ff = s.n_ff as u64;
             let d = vec![
-                b.add(p("ffn_gate.weight"), l, Role::DenseFfn, s.wtype, vec![e, ff]),
+                b.add(
+                    p("ffn_gate.weight"),
+                    l,
+                    Role::DenseFfn,
+                    s.wtype,
+                    vec![e, ff],
+                ),
                 b.add(p("ffn_up.weight"), l, Role::DenseFfn, s.wtype, vec![e, ff]),
-                b.add(p("ffn_down.weight"), l, Role::DenseFfn, s.wtype, vec![ff, e]),
+                b.add(
+                    p("ffn_down.weight"),
+                    l,
+                    Role::DenseFfn,
+                    s.wtype,
+                    vec![ff, e],
+                ),
             ];
             b.group(l, GroupKind::DenseFfn, d);
         }
         b.group(l, GroupKind::LayerCore, core);
     }
-    let on = b.add("output_norm.weight".into(), LayerRef::Output, Role::OutputNorm, f32t, vec![e]);
-    let o = b.add("output.weight".into(), LayerRef::Output, Role::Output, s.wtype, vec![e, v]);
+    let on = b.add(
+        "output_norm.weight".into(),
+        LayerRef::Output,
+        Role::OutputNorm,
+        f32t,
+        vec![e],
+    );
+    let o = b.add(
+        "output.weight".into(),
+        LayerRef::Output,
+        Role::Output,
+        s.wtype,
+        vec![e, v],
+    );
     b.group(LayerRef::Output, GroupKind::Output, vec![on, o]);
 
     let n = s.n_layer as usize;
@@ -343,14 +513,30 @@ pub fn build(s: &Spec) -> Anatomy {
         head_dim_v: if s.mla.is_some() { 512 } else { s.head_dim },
         mla: s.mla,
         n_swa: s.n_swa,
-        swa_layers: (0..s.n_layer).map(|il| s.swa_period > 0 && il % s.swa_period < s.swa_period - 1).collect(),
+        swa_layers: (0..s.n_layer)
+            .map(|il| s.swa_period > 0 && il % s.swa_period < s.swa_period - 1)
+            .collect(),
         recurrent_layers: (0..s.n_layer).map(recurrent).collect(),
-        ssm: (s.full_attn_interval > 0).then_some(Ssm { d_conv: 4, d_inner: 4096, d_state: 128, n_group: 16, dt_rank: 32 }),
+        ssm: (s.full_attn_interval > 0).then_some(Ssm {
+            d_conv: 4,
+            d_inner: 4096,
+            d_state: 128,
+            n_group: 16,
+            dt_rank: 32,
+        }),
         n_expert: s.n_expert,
         n_expert_used: s.n_expert_used,
         n_expert_shared: s.n_expert_shared,
         n_dense_lead: if s.n_expert > 0 { s.n_dense_lead } else { 0 },
-        n_ff: (0..s.n_layer).map(|il| if s.n_expert == 0 || il < s.n_dense_lead { s.n_ff } else { 0 }).collect(),
+        n_ff: (0..s.n_layer)
+            .map(|il| {
+                if s.n_expert == 0 || il < s.n_dense_lead {
+                    s.n_ff
+                } else {
+                    0
+                }
+            })
+            .collect(),
         n_ff_exp: s.n_ff_exp,
         n_ff_shexp: s.n_ff_shexp,
     };

@@ -268,7 +268,10 @@ fn to_placement(m: &coeffs::LinearModel, r: &ilp::IlpResult) -> Placement {
         .filter(|(mv, d)| **d != r.slot_device[mv.slot])
         .map(|(mv, d)| (mv.group, *d))
         .collect();
-    Placement { layer_device: r.slot_device.clone(), moved }
+    Placement {
+        layer_device: r.slot_device.clone(),
+        moved,
+    }
 }
 
 /// Per-device rows from the exact prediction.
@@ -375,7 +378,12 @@ fn solve_inner(
         let lin: Vec<f64> = lin_gpu.iter().copied().chain([lin_host]).collect();
         if std::env::var_os("PLACER_DEBUG_SOLVER").is_some() {
             let (t, _) = decode_time(&m, &r.slot_device, &r.movable_device);
-            let f = |v: &[f64]| v.iter().map(|x| format!("{:.0}", x / MIB as f64)).collect::<Vec<_>>().join("/");
+            let f = |v: &[f64]| {
+                v.iter()
+                    .map(|x| format!("{:.0}", x / MIB as f64))
+                    .collect::<Vec<_>>()
+                    .join("/")
+            };
             eprintln!(
                 "round {round} at {:.3}s: obj {:.3} ms, t {:.3} ms, exact {} lin {} over {} corr {} | {}",
                 t0.elapsed().as_secs_f64(),
@@ -445,7 +453,11 @@ fn solve_inner(
             s.solve_s = t0.elapsed().as_secs_f64();
             Ok(s)
         }
-        None => Err(if last_reason.is_empty() { "no placement fits".into() } else { last_reason }),
+        None => Err(if last_reason.is_empty() {
+            "no placement fits".into()
+        } else {
+            last_reason
+        }),
     }
 }
 
@@ -466,7 +478,10 @@ fn diagnose(
     let mut hi = n_ctx / 1024;
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        let r = SolveRequest { ctx: mid * 1024, ..req.clone() };
+        let r = SolveRequest {
+            ctx: mid * 1024,
+            ..req.clone()
+        };
         if fits(&r) {
             lo = mid;
         } else {
@@ -474,24 +489,39 @@ fn diagnose(
         }
     }
     if lo > 0 {
-        let r = SolveRequest { ctx: lo * 1024, ..req.clone() };
+        let r = SolveRequest {
+            ctx: lo * 1024,
+            ..req.clone()
+        };
         suggestions.push(Suggestion {
-            change: format!("-c {} instead of {} (the largest context that fits)", lo * 1024, n_ctx),
+            change: format!(
+                "-c {} instead of {} (the largest context that fits)",
+                lo * 1024,
+                n_ctx
+            ),
             request: Some(r),
             more_ram_mib: None,
         });
     }
     // 2. A smaller KV type at the requested context.
     for t in [GgmlType::Q8_0, GgmlType::Q4_0] {
-        let cur = req.type_k.type_size().unwrap_or(2) as f64 / req.type_k.block_size().unwrap_or(1) as f64;
+        let cur = req.type_k.type_size().unwrap_or(2) as f64
+            / req.type_k.block_size().unwrap_or(1) as f64;
         let new = t.type_size().unwrap_or(2) as f64 / t.block_size().unwrap_or(1) as f64;
         if new >= cur {
             continue;
         }
-        let r = SolveRequest { type_k: t, type_v: t, ..req.clone() };
+        let r = SolveRequest {
+            type_k: t,
+            type_v: t,
+            ..req.clone()
+        };
         if fits(&r) {
             suggestions.push(Suggestion {
-                change: format!("-ctk {t} -ctv {t} (KV cache in {t} instead of {}) at -c {n_ctx}", req.type_k),
+                change: format!(
+                    "-ctk {t} -ctv {t} (KV cache in {t} instead of {}) at -c {n_ctx}",
+                    req.type_k
+                ),
                 request: Some(r),
                 more_ram_mib: None,
             });
@@ -504,7 +534,9 @@ fn diagnose(
     let m = coeffs::build(anatomy, host, &r2, cal);
     let budgets = ilp::Budgets {
         gpu: (0..m.n_gpus)
-            .map(|d| m.gpu_cap[d] as f64 - margins.gpu_mib.get(d).copied().unwrap_or(0.0) * MIB as f64)
+            .map(|d| {
+                m.gpu_cap[d] as f64 - margins.gpu_mib.get(d).copied().unwrap_or(0.0) * MIB as f64
+            })
             .collect(),
         ram: f64::INFINITY,
     };
@@ -535,5 +567,8 @@ fn diagnose(
             more_ram_mib: None,
         }),
     }
-    Infeasible { reason: format!("the request does not fit: {reason}"), suggestions }
+    Infeasible {
+        reason: format!("the request does not fit: {reason}"),
+        suggestions,
+    }
 }
