@@ -14,14 +14,23 @@ fn bench(c: &mut Criterion) {
     let g = placer::catalog::load_model("qwen3-30b-a3b-q8", None).expect("catalog header");
     let a48 = placer::anatomy::from_gguf(&g).expect("anatomy");
     let users = placer::host::default_host();
-    let r48 = SolveRequest { ctx: 65536, host_gpus: users.gpus.len(), ..SolveRequest::default() };
+    let r48 = SolveRequest {
+        ctx: 65536,
+        host_gpus: users.gpus.len(),
+        ..SolveRequest::default()
+    };
     // 94-layer MoE (Qwen3-235B-A22B shape, Q4_K, synthetic tensor table) on 8 × 24 GB + CPU.
     let a94 = fixture::build(&fixture::Spec::qwen3_235b_a22b());
     let eight = Host::by_name_or_path("bench-8x3090").expect("shipped host");
-    let r94 = SolveRequest { ctx: 32768, host_gpus: eight.gpus.len(), ..SolveRequest::default() };
+    let r94 = SolveRequest {
+        ctx: 32768,
+        host_gpus: eight.gpus.len(),
+        ..SolveRequest::default()
+    };
 
     let mut grp = c.benchmark_group("solve_both_profiles");
-    grp.sample_size(10).measurement_time(Duration::from_secs(20));
+    grp.sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     grp.bench_function("qwen3-30b-a3b-q8_48L_2gpu", |b| {
         b.iter(|| placer::profile::solve_profiles(&a48, &users, &r48, &cal))
     });

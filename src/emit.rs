@@ -62,7 +62,11 @@ pub fn flags(anatomy: &Anatomy, placement: &Placement, req: &SolveRequest) -> La
 pub fn overrides(anatomy: &Anatomy, placement: &Placement) -> Vec<Override> {
     let compact = compact_overrides(anatomy, placement);
     let want = placement.tensor_devices(anatomy);
-    if resolve_with(anatomy, &placement.layer_device, &compact).ok().as_ref() == Some(&want) {
+    if resolve_with(anatomy, &placement.layer_device, &compact)
+        .ok()
+        .as_ref()
+        == Some(&want)
+    {
         return compact;
     }
     exact_overrides(anatomy, placement)
@@ -87,7 +91,10 @@ fn compact_overrides(anatomy: &Anatomy, placement: &Placement) -> Vec<Override> 
     for &(g, d) in &placement.moved {
         for &t in &anatomy.groups[g].tensors {
             let (il, stem) = split_name(&anatomy.tensors[t].name);
-            per_layer.entry((d, il)).or_default().insert(stem.to_string());
+            per_layer
+                .entry((d, il))
+                .or_default()
+                .insert(stem.to_string());
         }
     }
     // (device, stems) → layers; globals (no block) become their own anchored patterns.
@@ -95,7 +102,10 @@ fn compact_overrides(anatomy: &Anatomy, placement: &Placement) -> Vec<Override> 
     let mut globals: BTreeMap<DeviceId, BTreeSet<String>> = BTreeMap::new();
     for ((d, il), stems) in per_layer {
         match il {
-            Some(il) => by_stems.entry((d, stems.into_iter().collect())).or_default().push(il),
+            Some(il) => by_stems
+                .entry((d, stems.into_iter().collect()))
+                .or_default()
+                .push(il),
             None => globals.entry(d).or_default().extend(stems),
         }
     }
@@ -113,13 +123,22 @@ fn compact_overrides(anatomy: &Anatomy, placement: &Placement) -> Vec<Override> 
         let pattern = if layers.iter().copied().collect::<BTreeSet<_>>() == universe {
             format!(r"\.{stem_re}\.")
         } else {
-            format!(r"blk\.{}\.{stem_re}\.", group_if_alt(&layer_set_regex(&layers)))
+            format!(
+                r"blk\.{}\.{stem_re}\.",
+                group_if_alt(&layer_set_regex(&layers))
+            )
         };
-        out.push(Override { pattern, buft: d.buft_name() });
+        out.push(Override {
+            pattern,
+            buft: d.buft_name(),
+        });
     }
     for (d, stems) in globals {
         let stems: Vec<String> = stems.into_iter().collect();
-        out.push(Override { pattern: format!(r"^{}\.", group_if_alt(&alternation(&stems))), buft: d.buft_name() });
+        out.push(Override {
+            pattern: format!(r"^{}\.", group_if_alt(&alternation(&stems))),
+            buft: d.buft_name(),
+        });
     }
     out
 }
@@ -128,7 +147,10 @@ fn exact_overrides(anatomy: &Anatomy, placement: &Placement) -> Vec<Override> {
     let mut out = Vec::new();
     for &(g, d) in &placement.moved {
         for &t in &anatomy.groups[g].tensors {
-            out.push(Override { pattern: format!("^{}$", escape(&anatomy.tensors[t].name)), buft: d.buft_name() });
+            out.push(Override {
+                pattern: format!("^{}$", escape(&anatomy.tensors[t].name)),
+                buft: d.buft_name(),
+            });
         }
     }
     out
@@ -165,7 +187,14 @@ fn alternation(stems: &[String]) -> String {
     for s in &stems[1..] {
         let b = s.as_bytes();
         pre = pre.min(first.iter().zip(b).take_while(|(x, y)| x == y).count());
-        suf = suf.min(first.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count());
+        suf = suf.min(
+            first
+                .iter()
+                .rev()
+                .zip(b.iter().rev())
+                .take_while(|(x, y)| x == y)
+                .count(),
+        );
     }
     let min_len = stems.iter().map(|s| s.len()).min().unwrap_or(0);
     // Keep every middle part non-empty and cut at '_' boundaries so the result stays readable.
@@ -175,8 +204,16 @@ fn alternation(stems: &[String]) -> String {
     while suf > 0 && (pre + suf >= min_len || first[first.len() - suf] != b'_') {
         suf -= 1;
     }
-    let mids: Vec<String> = stems.iter().map(|s| escape(&s[pre..s.len() - suf])).collect();
-    format!("{}({}){}", escape(&stems[0][..pre]), mids.join("|"), escape(&stems[0][first.len() - suf..]))
+    let mids: Vec<String> = stems
+        .iter()
+        .map(|s| escape(&s[pre..s.len() - suf]))
+        .collect();
+    format!(
+        "{}({}){}",
+        escape(&stems[0][..pre]),
+        mids.join("|"),
+        escape(&stems[0][first.len() - suf..])
+    )
 }
 
 /// A regex matching exactly the decimal numbers in `layers` (no leading zeros, no `{m,n}`):
@@ -274,12 +311,20 @@ fn same_len(lo: &str, hi: &str, out: &mut Vec<String>) {
 /// llama.cpp's placement rules applied to a launch: device of every tensor (order of
 /// `Anatomy::tensors`). `layer_device` from `-ngl`/`-ts` ([`layer_devices`]), then the first
 /// matching override (regex search). Errors on an invalid pattern or unknown buffer type.
-pub fn resolve(anatomy: &Anatomy, cfg: &LaunchConfig, n_gpus: usize) -> anyhow::Result<Vec<DeviceId>> {
+pub fn resolve(
+    anatomy: &Anatomy,
+    cfg: &LaunchConfig,
+    n_gpus: usize,
+) -> anyhow::Result<Vec<DeviceId>> {
     let layer_device = layer_devices(anatomy.n_layer(), cfg, n_gpus);
     resolve_with(anatomy, &layer_device, &cfg.overrides)
 }
 
-fn resolve_with(anatomy: &Anatomy, layer_device: &[DeviceId], ovr: &[Override]) -> anyhow::Result<Vec<DeviceId>> {
+fn resolve_with(
+    anatomy: &Anatomy,
+    layer_device: &[DeviceId],
+    ovr: &[Override],
+) -> anyhow::Result<Vec<DeviceId>> {
     let compiled: Vec<(regex::Regex, DeviceId)> = ovr
         .iter()
         .map(|o| Ok((regex::Regex::new(&o.pattern)?, parse_buft(&o.buft)?)))
@@ -294,7 +339,10 @@ fn resolve_with(anatomy: &Anatomy, layer_device: &[DeviceId], ovr: &[Override]) 
             }
             match t.layer {
                 LayerRef::Input => DeviceId::Cpu,
-                LayerRef::Block(il) => layer_device.get(il as usize).copied().unwrap_or(DeviceId::Cpu),
+                LayerRef::Block(il) => layer_device
+                    .get(il as usize)
+                    .copied()
+                    .unwrap_or(DeviceId::Cpu),
                 LayerRef::Output => layer_device[n - 1],
             }
         })
@@ -322,7 +370,11 @@ pub fn layer_devices(n_layer: u32, cfg: &LaunchConfig, n_gpus: usize) -> Vec<Dev
     };
     let n_dev = n_gpus.max(cfg.tensor_split.as_ref().map_or(0, |v| v.len()));
     let mut splits: Vec<f32> = (0..n_dev)
-        .map(|i| cfg.tensor_split.as_ref().map_or(1.0, |v| v.get(i).copied().unwrap_or(0.0) as f32))
+        .map(|i| {
+            cfg.tensor_split
+                .as_ref()
+                .map_or(1.0, |v| v.get(i).copied().unwrap_or(0.0) as f32)
+        })
         .collect();
     if splits.iter().all(|&x| x == 0.0) {
         splits.iter_mut().for_each(|x| *x = 1.0);
@@ -376,10 +428,18 @@ pub fn argv(cfg: &LaunchConfig) -> Vec<String> {
         pair(&mut a, "-sm", sm.into());
     }
     if let Some(ts) = &cfg.tensor_split {
-        pair(&mut a, "-ts", ts.iter().map(|x| fmt_num(*x)).collect::<Vec<_>>().join(","));
+        pair(
+            &mut a,
+            "-ts",
+            ts.iter().map(|x| fmt_num(*x)).collect::<Vec<_>>().join(","),
+        );
     }
     if !cfg.overrides.is_empty() {
-        let list: Vec<String> = cfg.overrides.iter().map(|o| format!("{}={}", o.pattern, o.buft)).collect();
+        let list: Vec<String> = cfg
+            .overrides
+            .iter()
+            .map(|o| format!("{}={}", o.pattern, o.buft))
+            .collect();
         pair(&mut a, "-ot", list.join(","));
     }
     pair(&mut a, "-b", cfg.batch.to_string());
@@ -387,7 +447,15 @@ pub fn argv(cfg: &LaunchConfig) -> Vec<String> {
     pair(&mut a, "-ctk", cfg.type_k.name());
     pair(&mut a, "-ctv", cfg.type_v.name());
     if cfg.flash_attn != d.flash_attn {
-        pair(&mut a, "-fa", if cfg.flash_attn == FlashAttn::On { "on".into() } else { "off".into() });
+        pair(
+            &mut a,
+            "-fa",
+            if cfg.flash_attn == FlashAttn::On {
+                "on".into()
+            } else {
+                "off".into()
+            },
+        );
     }
     if let Some(np) = cfg.n_parallel {
         pair(&mut a, "-np", np.to_string());
@@ -410,7 +478,11 @@ pub fn argv(cfg: &LaunchConfig) -> Vec<String> {
     if !cfg.op_offload {
         a.push("--no-op-offload".into());
     }
-    pair(&mut a, "--fit", if cfg.fit { "on".into() } else { "off".into() });
+    pair(
+        &mut a,
+        "--fit",
+        if cfg.fit { "on".into() } else { "off".into() },
+    );
     a.extend(cfg.passthrough.iter().cloned());
     a
 }
@@ -433,7 +505,9 @@ pub fn command_line(cfg: &LaunchConfig) -> String {
 }
 
 pub fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:,=+@%".contains(c));
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:,=+@%".contains(c));
     if safe {
         s.to_string()
     } else {
@@ -443,7 +517,10 @@ pub fn shell_quote(s: &str) -> String {
 
 /// KV type names accepted by `-ctk/-ctv` (`common/arg.cpp: kv_cache_types`).
 pub fn kv_type_ok(t: GgmlType) -> bool {
-    ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"].contains(&t.name().as_str())
+    [
+        "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1",
+    ]
+    .contains(&t.name().as_str())
 }
 
 #[cfg(test)]
@@ -451,7 +528,9 @@ mod tests {
     use super::*;
 
     fn matches(re: &str, n: u32) -> bool {
-        regex::Regex::new(&format!("^({re})$")).unwrap().is_match(&n.to_string())
+        regex::Regex::new(&format!("^({re})$"))
+            .unwrap()
+            .is_match(&n.to_string())
     }
 
     #[test]
@@ -471,15 +550,27 @@ mod tests {
                 assert_eq!(matches(&re, n), set.contains(&n), "{re} on {n}");
             }
         }
-        assert_eq!(layer_set_regex(&(16..=49).collect::<Vec<_>>()), "1[6-9]|[2-4][0-9]");
-        assert_eq!(layer_set_regex(&(0..=14).collect::<Vec<_>>()), "[0-9]|1[0-4]");
+        assert_eq!(
+            layer_set_regex(&(16..=49).collect::<Vec<_>>()),
+            "1[6-9]|[2-4][0-9]"
+        );
+        assert_eq!(
+            layer_set_regex(&(0..=14).collect::<Vec<_>>()),
+            "[0-9]|1[0-4]"
+        );
     }
 
     #[test]
     fn stems_are_factored() {
-        let s: Vec<String> = ["ffn_down_exps", "ffn_gate_exps", "ffn_up_exps"].iter().map(|s| s.to_string()).collect();
+        let s: Vec<String> = ["ffn_down_exps", "ffn_gate_exps", "ffn_up_exps"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(alternation(&s), "ffn_(down|gate|up)_exps");
-        let s: Vec<String> = ["output", "output_norm"].iter().map(|s| s.to_string()).collect();
+        let s: Vec<String> = ["output", "output_norm"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(alternation(&s), "(output|output_norm)");
     }
 
@@ -536,21 +627,34 @@ pub fn conf_section(
         t.push_str(&s);
         t.push('\n');
     };
-    c(format!("placer solve — {kind} profile for {} on host {}", src.name, src.host.name));
-    let mut arch = format!("architecture: {} ({}), {} layers", anatomy.arch, src.arch_source, hp.n_layer);
+    c(format!(
+        "placer solve — {kind} profile for {} on host {}",
+        src.name, src.host.name
+    ));
+    let mut arch = format!(
+        "architecture: {} ({}), {} layers",
+        anatomy.arch, src.arch_source, hp.n_layer
+    );
     if hp.n_expert > 0 {
         arch.push_str(&format!(
             ", MoE {} experts / {} used{}",
             hp.n_expert,
             hp.n_expert_used,
-            if hp.n_expert_shared > 0 { format!(" + {} shared", hp.n_expert_shared) } else { String::new() }
+            if hp.n_expert_shared > 0 {
+                format!(" + {} shared", hp.n_expert_shared)
+            } else {
+                String::new()
+            }
         ));
     }
     if hp.mla.is_some() {
         arch.push_str(", MLA KV");
     }
     if hp.swa_layers.iter().any(|&s| s) {
-        arch.push_str(&format!(", {} SWA layers", hp.swa_layers.iter().filter(|&&s| s).count()));
+        arch.push_str(&format!(
+            ", {} SWA layers",
+            hp.swa_layers.iter().filter(|&&s| s).count()
+        ));
     }
     let rec = hp.recurrent_layers.iter().filter(|&&r| r).count();
     if rec > 0 {
@@ -561,11 +665,23 @@ pub fn conf_section(
     c("memory per device (MiB, placer's memory model = llama.cpp's allocation rules):".into());
     for d in &sol.devices {
         let label = match d.device {
-            DeviceId::Gpu(i) => format!("{} {}", d.device, src.host.gpus.get(i).map(|g| g.model.as_str()).unwrap_or("")),
+            DeviceId::Gpu(i) => format!(
+                "{} {}",
+                d.device,
+                src.host.gpus.get(i).map(|g| g.model.as_str()).unwrap_or("")
+            ),
             DeviceId::Cpu => "host RAM".into(),
         };
-        let over = if d.device == DeviceId::Cpu { "" } else { " + overhead " };
-        let ovh = if d.device == DeviceId::Cpu { String::new() } else { mib_str(d.overhead) };
+        let over = if d.device == DeviceId::Cpu {
+            ""
+        } else {
+            " + overhead "
+        };
+        let ovh = if d.device == DeviceId::Cpu {
+            String::new()
+        } else {
+            mib_str(d.overhead)
+        };
         c(format!(
             "  {label}: weights {} + KV {} + compute {}{over}{ovh} = {} of {} usable, {} free (margin {})",
             mib_str(d.weights),
@@ -607,7 +723,10 @@ pub fn conf_section(
     };
     t.push_str(&format!("N_GPU_LAYERS={ngl}\n"));
     t.push_str("FIT=off\n");
-    t.push_str(&format!("EXTRA_ARGS={}\n", extra_args(&sol.launch).join(" ")));
+    t.push_str(&format!(
+        "EXTRA_ARGS={}\n",
+        extra_args(&sol.launch).join(" ")
+    ));
     Some(crate::modelsconf::write::NewSection { name, text: t })
 }
 

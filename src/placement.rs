@@ -66,7 +66,10 @@ impl Placement {
         let mut seen = std::collections::HashSet::new();
         for &(g, d) in &self.moved {
             if g >= anatomy.groups.len() {
-                anyhow::bail!("moved group {g} does not exist (model has {})", anatomy.groups.len());
+                anyhow::bail!(
+                    "moved group {g} does not exist (model has {})",
+                    anatomy.groups.len()
+                );
             }
             if !seen.insert(g) {
                 anyhow::bail!("group {g} is moved twice");
@@ -92,12 +95,16 @@ impl Placement {
             .iter()
             .map(|t| match t.layer {
                 crate::anatomy::LayerRef::Input => DeviceId::Cpu,
-                crate::anatomy::LayerRef::Block(il) => {
-                    self.layer_device.get(il as usize).copied().unwrap_or(DeviceId::Cpu)
-                }
-                crate::anatomy::LayerRef::Output => {
-                    self.layer_device.get(n_slots.wrapping_sub(1)).copied().unwrap_or(DeviceId::Cpu)
-                }
+                crate::anatomy::LayerRef::Block(il) => self
+                    .layer_device
+                    .get(il as usize)
+                    .copied()
+                    .unwrap_or(DeviceId::Cpu),
+                crate::anatomy::LayerRef::Output => self
+                    .layer_device
+                    .get(n_slots.wrapping_sub(1))
+                    .copied()
+                    .unwrap_or(DeviceId::Cpu),
             })
             .collect();
         for (gi, g) in anatomy.groups.iter().enumerate() {

@@ -69,11 +69,22 @@ pub fn margins(kind: ProfileKind, host: &Host, cal: &Calibration) -> (Margins, S
     if !oom.is_empty() {
         src.push_str(&format!("; {}", oom.join(", ")));
     }
-    (Margins { gpu_mib, ram_mib: base }, src)
+    (
+        Margins {
+            gpu_mib,
+            ram_mib: base,
+        },
+        src,
+    )
 }
 
 /// Solve both profiles.
-pub fn solve_profiles(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibration) -> Vec<Profile> {
+pub fn solve_profiles(
+    anatomy: &Anatomy,
+    host: &Host,
+    req: &SolveRequest,
+    cal: &Calibration,
+) -> Vec<Profile> {
     ProfileKind::all()
         .iter()
         .map(|&kind| {
@@ -83,7 +94,13 @@ pub fn solve_profiles(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &
                 Ok(s) => (Some(s), None),
                 Err(e) => (None, Some(e)),
             };
-            Profile { kind, margins: m, margin_source: src, solution, infeasible }
+            Profile {
+                kind,
+                margins: m,
+                margin_source: src,
+                solution,
+                infeasible,
+            }
         })
         .collect()
 }
@@ -97,7 +114,11 @@ fn runs(v: &[u32]) -> String {
         while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
             j += 1;
         }
-        parts.push(if i == j { format!("{}", v[i]) } else { format!("{}–{}", v[i], v[j]) });
+        parts.push(if i == j {
+            format!("{}", v[i])
+        } else {
+            format!("{}–{}", v[i], v[j])
+        });
         i = j + 1;
     }
     parts.join(", ")
@@ -134,13 +155,20 @@ pub fn describe(anatomy: &Anatomy, p: &Placement) -> Vec<String> {
     let mut devs: Vec<DeviceId> = p.layer_device.clone();
     devs.dedup();
     for d in devs {
-        let layers: Vec<u32> = (0..n).filter(|&i| p.layer_device[i] == d).map(|i| i as u32).collect();
+        let layers: Vec<u32> = (0..n)
+            .filter(|&i| p.layer_device[i] == d)
+            .map(|i| i as u32)
+            .collect();
         let with_out = p.layer_device[n] == d;
         let mut s = format!("{d}: ");
         if layers.is_empty() {
             s.push_str("output layer only");
         } else {
-            s.push_str(&format!("layers {} (attention + KV){}", runs(&layers), if with_out { " + output layer" } else { "" }));
+            s.push_str(&format!(
+                "layers {} (attention + KV){}",
+                runs(&layers),
+                if with_out { " + output layer" } else { "" }
+            ));
         }
         out.push(s);
     }
@@ -163,8 +191,16 @@ pub fn describe(anatomy: &Anatomy, p: &Placement) -> Vec<String> {
         }
     }
     for ((d, ls), kinds) in lines {
-        let routed: Vec<&str> = kinds.iter().filter(|k| k.is_routed_experts()).map(|k| part_label(*k)).collect();
-        let mut names: Vec<String> = kinds.iter().filter(|k| !k.is_routed_experts()).map(|k| kind_label(*k).to_string()).collect();
+        let routed: Vec<&str> = kinds
+            .iter()
+            .filter(|k| k.is_routed_experts())
+            .map(|k| part_label(*k))
+            .collect();
+        let mut names: Vec<String> = kinds
+            .iter()
+            .filter(|k| !k.is_routed_experts())
+            .map(|k| kind_label(*k).to_string())
+            .collect();
         if !routed.is_empty() {
             names.insert(0, format!("routed experts ({})", routed.join(", ")));
         }

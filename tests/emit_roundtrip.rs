@@ -16,11 +16,21 @@ fn tables() -> &'static Vec<(String, Anatomy)> {
     static T: OnceLock<Vec<(String, Anatomy)>> = OnceLock::new();
     T.get_or_init(|| {
         let mut v = Vec::new();
-        for id in ["glm-q8", "glm-q4", "gpt-oss-120b", "qwen3-coder-next-q5", "qwen3-30b-a3b-q8", "qwen3-32b-q8"] {
+        for id in [
+            "glm-q8",
+            "glm-q4",
+            "gpt-oss-120b",
+            "qwen3-coder-next-q5",
+            "qwen3-30b-a3b-q8",
+            "qwen3-32b-q8",
+        ] {
             let g = placer::catalog::load_model(id, None).unwrap_or_else(|e| panic!("{id}: {e:#}"));
             v.push((id.to_string(), placer::anatomy::from_gguf(&g).unwrap()));
         }
-        v.push(("synthetic-qwen3-235b".into(), fixture::build(&fixture::Spec::qwen3_235b_a22b())));
+        v.push((
+            "synthetic-qwen3-235b".into(),
+            fixture::build(&fixture::Spec::qwen3_235b_a22b()),
+        ));
         v
     })
 }
@@ -39,7 +49,12 @@ fn host(n_gpus: usize) -> Host {
                 source: String::new(),
             })
             .collect(),
-        ram: Ram { total_mib: 65536, usable_mib: 61440, bandwidth_gbs: 50.0, source: String::new() },
+        ram: Ram {
+            total_mib: 65536,
+            usable_mib: 61440,
+            bandwidth_gbs: 50.0,
+            source: String::new(),
+        },
     }
 }
 
@@ -53,9 +68,18 @@ fn apply_llama_rules(a: &Anatomy, cfg: &LaunchConfig, n_gpus: usize) -> Vec<Devi
         _ => n_all + 1,
     };
     let ts: Vec<f32> = (0..n_gpus)
-        .map(|i| cfg.tensor_split.as_ref().and_then(|v| v.get(i).copied()).unwrap_or(0.0) as f32)
+        .map(|i| {
+            cfg.tensor_split
+                .as_ref()
+                .and_then(|v| v.get(i).copied())
+                .unwrap_or(0.0) as f32
+        })
         .collect();
-    let ts: Vec<f32> = if ts.iter().all(|&x| x == 0.0) { vec![1.0; n_gpus] } else { ts };
+    let ts: Vec<f32> = if ts.iter().all(|&x| x == 0.0) {
+        vec![1.0; n_gpus]
+    } else {
+        ts
+    };
     let mut cum = Vec::new();
     let mut acc = 0.0f32;
     for x in &ts {
@@ -80,7 +104,11 @@ fn apply_llama_rules(a: &Anatomy, cfg: &LaunchConfig, n_gpus: usize) -> Vec<Devi
         .overrides
         .iter()
         .map(|o| {
-            let d = if o.buft == "CPU" { DeviceId::Cpu } else { DeviceId::Gpu(o.buft[4..].parse().unwrap()) };
+            let d = if o.buft == "CPU" {
+                DeviceId::Cpu
+            } else {
+                DeviceId::Gpu(o.buft[4..].parse().unwrap())
+            };
             (regex::Regex::new(&o.pattern).unwrap(), d)
         })
         .collect();
@@ -131,12 +159,19 @@ fn placement_from(a: &Anatomy, n_gpus: usize, cuts: &[f64], moves: &[(f64, u8)])
             LayerRef::Output => layer_device[n_slots - 1],
             LayerRef::Input => DeviceId::Cpu,
         };
-        let target = if (dev as usize) % (n_gpus + 1) == n_gpus { DeviceId::Cpu } else { DeviceId::Gpu(dev as usize % (n_gpus + 1)) };
+        let target = if (dev as usize) % (n_gpus + 1) == n_gpus {
+            DeviceId::Cpu
+        } else {
+            DeviceId::Gpu(dev as usize % (n_gpus + 1))
+        };
         if target != own {
             moved.push((gi, target));
         }
     }
-    Placement { layer_device, moved }
+    Placement {
+        layer_device,
+        moved,
+    }
 }
 
 proptest! {
@@ -182,13 +217,24 @@ fn cpu_moe_style_placement_is_one_compact_pattern() {
         .groups
         .iter()
         .enumerate()
-        .filter(|(_, g)| g.kind.is_routed_experts() && matches!(g.layer, LayerRef::Block(il) if il >= 16))
+        .filter(|(_, g)| {
+            g.kind.is_routed_experts() && matches!(g.layer, LayerRef::Block(il) if il >= 16)
+        })
         .map(|(i, _)| (i, DeviceId::Cpu))
         .collect();
-    let p = Placement { layer_device, moved };
-    let req = SolveRequest { host_gpus: 1, ..SolveRequest::default() };
+    let p = Placement {
+        layer_device,
+        moved,
+    };
+    let req = SolveRequest {
+        host_gpus: 1,
+        ..SolveRequest::default()
+    };
     let cfg = placer::emit::flags(a, &p, &req);
     assert_eq!(cfg.overrides.len(), 1);
-    assert_eq!(cfg.overrides[0].pattern, r"blk\.(1[6-9]|[23][0-9]|4[0-7])\.ffn_(down|gate|up)_exps\.");
+    assert_eq!(
+        cfg.overrides[0].pattern,
+        r"blk\.(1[6-9]|[23][0-9]|4[0-7])\.ffn_(down|gate|up)_exps\."
+    );
     assert_eq!(cfg.tensor_split, None, "one GPU: no -ts needed");
 }

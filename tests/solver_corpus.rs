@@ -60,7 +60,9 @@ fn load(s: &Scenario) -> (Anatomy, Host, SolveRequest, String) {
 fn check_solution(s: &Scenario, a: &Anatomy, host: &Host, cal: &Calibration, p: &Profile) {
     let sol = p.solution.as_ref().unwrap();
     let n = &s.name;
-    sol.placement.validate(a).unwrap_or_else(|e| panic!("{n}: {e}"));
+    sol.placement
+        .validate(a)
+        .unwrap_or_else(|e| panic!("{n}: {e}"));
     // Exact memory of the emitted flags, recomputed here.
     let pred = placer::memory::predict(a, &sol.launch, host, cal).unwrap();
     for (i, g) in pred.gpus.iter().enumerate() {
@@ -74,40 +76,75 @@ fn check_solution(s: &Scenario, a: &Anatomy, host: &Host, cal: &Calibration, p: 
             g.cap
         );
     }
-    assert!(matches!(pred.verdict, placer::memory::Verdict::Fits), "{n}: {:?}", pred.verdict);
+    assert!(
+        matches!(pred.verdict, placer::memory::Verdict::Fits),
+        "{n}: {:?}",
+        pred.verdict
+    );
     // Every tensor placed exactly once, where the placement says.
     let want = sol.placement.tensor_devices(a);
     assert_eq!(pred.resolved.tensor_device.len(), a.tensors.len());
-    assert_eq!(pred.resolved.tensor_device, want, "{n}: flags do not reproduce the placement");
+    assert_eq!(
+        pred.resolved.tensor_device, want,
+        "{n}: flags do not reproduce the placement"
+    );
     let moved: std::collections::HashSet<usize> = sol.placement.moved.iter().map(|m| m.0).collect();
-    assert_eq!(moved.len(), sol.placement.moved.len(), "{n}: a group moved twice");
+    assert_eq!(
+        moved.len(),
+        sol.placement.moved.len(),
+        "{n}: a group moved twice"
+    );
     let n_layer = a.hp.n_layer as usize;
     let kv_layers: Vec<usize> = (0..n_layer).filter(|&il| a.hp.has_kv(il as u32)).collect();
     if let Some(only) = &s.only_gpus {
         for (il, d) in sol.placement.layer_device.iter().enumerate() {
-            assert!(matches!(d, DeviceId::Gpu(g) if only.contains(g)), "{n}: slot {il} on {d}");
+            assert!(
+                matches!(d, DeviceId::Gpu(g) if only.contains(g)),
+                "{n}: slot {il} on {d}"
+            );
         }
-        assert!(sol.placement.moved.is_empty(), "{n}: {:?}", sol.placement.moved);
+        assert!(
+            sol.placement.moved.is_empty(),
+            "{n}: {:?}",
+            sol.placement.moved
+        );
     }
     if let Some(uses) = &s.uses_gpus {
         for g in uses {
-            assert!(sol.placement.layer_device.contains(&DeviceId::Gpu(*g)), "{n}: CUDA{g} unused");
+            assert!(
+                sol.placement.layer_device.contains(&DeviceId::Gpu(*g)),
+                "{n}: CUDA{g} unused"
+            );
         }
     }
     if s.attention_on_gpus == Some(true) {
         for &il in &kv_layers {
-            assert_ne!(sol.placement.layer_device[il], DeviceId::Cpu, "{n}: layer {il} attention/KV on CPU");
+            assert_ne!(
+                sol.placement.layer_device[il],
+                DeviceId::Cpu,
+                "{n}: layer {il} attention/KV on CPU"
+            );
         }
     }
     if let Some(on_cpu) = s.experts_on_cpu {
-        let any = sol.placement.moved.iter().any(|&(g, d)| d == DeviceId::Cpu && a.groups[g].kind.is_routed_experts());
+        let any = sol
+            .placement
+            .moved
+            .iter()
+            .any(|&(g, d)| d == DeviceId::Cpu && a.groups[g].kind.is_routed_experts());
         assert_eq!(any, on_cpu, "{n}: routed experts on CPU");
         // Only routed experts move to the CPU in these MoE scenarios: attention, shared experts
         // and the output layer are worth more per byte of VRAM.
         for &(g, d) in &sol.placement.moved {
             let k = a.groups[g].kind;
-            assert!(k.is_routed_experts() || d != DeviceId::Cpu || matches!(a.groups[g].layer, LayerRef::Block(_)) && k == GroupKind::DenseFfn,
-                "{n}: {:?} of {:?} moved to {d}", k, a.groups[g].layer);
+            assert!(
+                k.is_routed_experts()
+                    || d != DeviceId::Cpu
+                    || matches!(a.groups[g].layer, LayerRef::Block(_)) && k == GroupKind::DenseFfn,
+                "{n}: {:?} of {:?} moved to {d}",
+                k,
+                a.groups[g].layer
+            );
         }
     }
     assert!(sol.decode_tps.is_finite() && sol.decode_tps > 0.0);
@@ -115,7 +152,8 @@ fn check_solution(s: &Scenario, a: &Anatomy, host: &Host, cal: &Calibration, p: 
 
 #[test]
 fn corpus() {
-    let corpus: Corpus = toml::from_str(&std::fs::read_to_string("solver-tests/scenarios.toml").unwrap()).unwrap();
+    let corpus: Corpus =
+        toml::from_str(&std::fs::read_to_string("solver-tests/scenarios.toml").unwrap()).unwrap();
     let cal = calibration();
     assert!(corpus.scenario.len() >= 8);
     for s in &corpus.scenario {
@@ -126,12 +164,25 @@ fn corpus() {
             match (s.expect.as_str(), &p.solution, &p.infeasible) {
                 ("feasible", Some(_), _) => check_solution(s, &a, &host, &cal, p),
                 ("infeasible", None, Some(inf)) => {
-                    assert!(!inf.suggestions.is_empty(), "{}: infeasible without a suggestion", s.name);
+                    assert!(
+                        !inf.suggestions.is_empty(),
+                        "{}: infeasible without a suggestion",
+                        s.name
+                    );
                     if s.suggests_ram == Some(true) {
-                        assert!(inf.suggestions.iter().any(|x| x.more_ram_mib.is_some()), "{}: {inf}", s.name);
+                        assert!(
+                            inf.suggestions.iter().any(|x| x.more_ram_mib.is_some()),
+                            "{}: {inf}",
+                            s.name
+                        );
                     }
                 }
-                (e, sol, inf) => panic!("{}: expected {e}, got solution {} / infeasible {:?}", s.name, sol.is_some(), inf),
+                (e, sol, inf) => panic!(
+                    "{}: expected {e}, got solution {} / infeasible {:?}",
+                    s.name,
+                    sol.is_some(),
+                    inf
+                ),
             }
             text.push_str(&format!("## {}\n", p.kind.name()));
             if let Some(sol) = &p.solution {
@@ -158,14 +209,22 @@ fn corpus() {
 
 #[test]
 fn solve_is_deterministic() {
-    let corpus: Corpus = toml::from_str(&std::fs::read_to_string("solver-tests/scenarios.toml").unwrap()).unwrap();
-    let s = corpus.scenario.iter().find(|s| s.name == "glm-q8-128k-users").unwrap();
+    let corpus: Corpus =
+        toml::from_str(&std::fs::read_to_string("solver-tests/scenarios.toml").unwrap()).unwrap();
+    let s = corpus
+        .scenario
+        .iter()
+        .find(|s| s.name == "glm-q8-128k-users")
+        .unwrap();
     let (a, host, req, _) = load(s);
     let cal = calibration();
     let one = profile::solve_profiles(&a, &host, &req, &cal);
     let two = profile::solve_profiles(&a, &host, &req, &cal);
     for (x, y) in one.iter().zip(&two) {
-        assert_eq!(x.solution.as_ref().map(|s| &s.placement), y.solution.as_ref().map(|s| &s.placement));
+        assert_eq!(
+            x.solution.as_ref().map(|s| &s.placement),
+            y.solution.as_ref().map(|s| &s.placement)
+        );
     }
     let _ = Path::new(".");
 }

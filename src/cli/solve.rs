@@ -77,7 +77,12 @@ pub fn normalize_argv<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
 fn kv_type(s: &str) -> anyhow::Result<GgmlType> {
     GgmlType::from_name(s)
         .filter(|t| crate::emit::kv_type_ok(*t))
-        .ok_or_else(|| anyhow::anyhow!("unknown KV cache type {s:?}; llama.cpp accepts {}", crate::launch::KV_CACHE_TYPES.join(", ")))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown KV cache type {s:?}; llama.cpp accepts {}",
+                crate::launch::KV_CACHE_TYPES.join(", ")
+            )
+        })
 }
 
 /// Everything `solve` needs, resolved from the arguments.
@@ -98,9 +103,19 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
     let (id, name, path, arch_source) = if is_id {
         let e = crate::catalog::entry(&a.model, &dir)?;
-        let file = e.source.files.first().cloned().unwrap_or_else(|| format!("{}.gguf", e.id));
+        let file = e
+            .source
+            .files
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("{}.gguf", e.id));
         let snap = crate::catalog::snapshot_path(&a.model, &dir);
-        (e.id.clone(), e.name.clone(), file, format!("GGUF header snapshot {}", snap.display()))
+        (
+            e.id.clone(),
+            e.name.clone(),
+            file,
+            format!("GGUF header snapshot {}", snap.display()),
+        )
     } else {
         let stem = std::path::Path::new(&a.model)
             .file_stem()
@@ -108,7 +123,12 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
             .unwrap_or("model")
             .to_string();
         let name = anatomy.name.clone().unwrap_or_else(|| stem.clone());
-        (stem, name, a.model.clone(), format!("GGUF header of {}", a.model))
+        (
+            stem,
+            name,
+            a.model.clone(),
+            format!("GGUF header of {}", a.model),
+        )
     };
     let host = match &a.host {
         Some(h) => Host::by_name_or_path(h)?,
@@ -116,8 +136,10 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
     };
     let calibration = match &a.calibration {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad calibration file {}: {e}", p.display()))?
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+            toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("bad calibration file {}: {e}", p.display()))?
         }
         None => Calibration::shipped(),
     };
@@ -139,12 +161,21 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         host_gpus: host.gpus.len(),
         ..SolveRequest::default()
     };
-    Ok(Inputs { id, name, arch_source, anatomy, host, calibration, request })
+    Ok(Inputs {
+        id,
+        name,
+        arch_source,
+        anatomy,
+        host,
+        calibration,
+        request,
+    })
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let inp = inputs(&a)?;
-    let profiles = crate::profile::solve_profiles(&inp.anatomy, &inp.host, &inp.request, &inp.calibration);
+    let profiles =
+        crate::profile::solve_profiles(&inp.anatomy, &inp.host, &inp.request, &inp.calibration);
     if a.json {
         let v = serde_json::json!({
             "model": inp.id,
@@ -165,9 +196,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             host: &inp.host,
             calibration: &inp.calibration,
         };
-        let sections: Vec<_> = profiles.iter().filter_map(|p| crate::emit::conf_section(&src, &inp.anatomy, p)).collect();
+        let sections: Vec<_> = profiles
+            .iter()
+            .filter_map(|p| crate::emit::conf_section(&src, &inp.anatomy, p))
+            .collect();
         if sections.is_empty() {
-            anyhow::bail!("nothing written to {}: no profile fits (see the suggestions above)", path.display());
+            anyhow::bail!(
+                "nothing written to {}: no profile fits (see the suggestions above)",
+                path.display()
+            );
         }
         crate::modelsconf::write::upsert_file(path, &sections)?;
         let names: Vec<String> = sections.iter().map(|s| format!("[{}]", s.name)).collect();
@@ -195,7 +232,11 @@ pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
         inp.name,
         inp.anatomy.arch,
         hp.n_layer,
-        if hp.n_expert > 0 { format!(", {} experts / {} used", hp.n_expert, hp.n_expert_used) } else { String::new() },
+        if hp.n_expert > 0 {
+            format!(", {} experts / {} used", hp.n_expert, hp.n_expert_used)
+        } else {
+            String::new()
+        },
         inp.host.name,
         r.n_ctx(&inp.anatomy),
         r.ubatch,
@@ -205,7 +246,11 @@ pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
     ));
     for p in profiles {
         o.push('\n');
-        o.push_str(&format!("== {} (margin: {}) ==\n", p.kind.name(), p.margin_source));
+        o.push_str(&format!(
+            "== {} (margin: {}) ==\n",
+            p.kind.name(),
+            p.margin_source
+        ));
         if let Some(s) = &p.solution {
             o.push_str(&format!(
                 "{:<28} {:>9} {:>9} {:>9} {:>9} {:>19} {:>9}\n",
@@ -216,7 +261,11 @@ pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
                     DeviceId::Gpu(i) => format!(
                         "{} {}",
                         d.device,
-                        inp.host.gpus.get(i).map(|g| g.model.trim_start_matches("NVIDIA GeForce ")).unwrap_or("")
+                        inp.host
+                            .gpus
+                            .get(i)
+                            .map(|g| g.model.trim_start_matches("NVIDIA GeForce "))
+                            .unwrap_or("")
                     ),
                     DeviceId::Cpu => "CPU (host RAM)".into(),
                 };
@@ -240,7 +289,9 @@ pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
                 s.decode_tps,
                 r.decode_depth.unwrap_or(r.n_ctx(&inp.anatomy) / 2),
                 s.splits,
-                s.prefill_pcie_tps.map(|p| format!(", prefill ≤ {p:.0} t/s (PCIe-bound)")).unwrap_or_default()
+                s.prefill_pcie_tps
+                    .map(|p| format!(", prefill ≤ {p:.0} t/s (PCIe-bound)"))
+                    .unwrap_or_default()
             ));
             for w in &s.warnings {
                 o.push_str(&format!("  warning: {w}\n"));
