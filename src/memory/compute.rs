@@ -127,6 +127,10 @@ pub fn compute_buffers(inp: &ComputeInput) -> ComputeBuffers {
         .copied()
         .find(|d| *d != DeviceId::Cpu);
     let output_weight_dev = output_device(inp);
+    let overridden_to_cpu = inp.anatomy.tensors.iter().enumerate().any(|(i, t)| {
+        inp.resolved.tensor_device[i] == DeviceId::Cpu
+            && matches!(t.layer, LayerRef::Block(il) if inp.resolved.layer_device.get(il as usize).is_some_and(|d| *d != DeviceId::Cpu))
+    });
     let output_runs_on = runs_on(output_weight_dev);
 
     let mut out = vec![0u64; n];
@@ -148,7 +152,10 @@ pub fn compute_buffers(inp: &ComputeInput) -> ComputeBuffers {
         }
         if output_runs_on == dev && inp.resolved.layer_device.get(n_all).is_some() {
             let mut o = copies * hid + logits;
-            if first_gpu_layer == Some(dev) && !inp.pipeline_parallel {
+            // Measured: present when the device's layers form one graph split up to the output
+            // (reference table §6.3, partial -ngl), absent once CPU-overridden weights split the
+            // graph (testbed: single GPU with experts or FFN on CPU logs exactly logits + HID).
+            if first_gpu_layer == Some(dev) && !inp.pipeline_parallel && !overridden_to_cpu {
                 o += mask + 12 * e * u;
             }
             if inp.pipeline_parallel {
@@ -326,17 +333,27 @@ fn offload_phase(inp: &ComputeInput, w: &DeviceWork, mask: u64, hid: u64, moe: u
     }
     let mut peak = 0u64;
     for (il, g) in groups.iter().enumerate() {
-        // Measured (t3_cmoe: CUDA0 412.25 MiB = 2 × 204 MiB expert copies + HID, with a
-        // 64 MiB mask on that device): the copies do not stack on the mask.
-        let _ = (il, w, mask);
-        let pair = g[0] + hid;
-        let single = g[1] + hid + moe;
-        let dense = g[2].max(g[3]) + hid;
-        let attn = g[4] + hid;
-        let best = [pair, single, dense, attn].into_iter().max().unwrap_or(0);
-        if g.iter().any(|&x| x > 0) {
-            peak = peak.max(best);
+        if g.iter().all(|&x| x == 0) {
+            continue;
         }
+        // Empirical, from the testbed logs (docs/memory-model.md §5): while this device still
+        // runs attention the mask copy is live and one weight copy is live at a time (single
+        // GPU, experts on CPU: 204 + HID + MoE + mask = 304 / 340 MiB at 32K / 64K, logged
+        // 300.75 / 340.01); after its last attention layer the gate and up copies of a layer
+        // are live together, without the mask (t3_cmoe CUDA0: 2 × 204 + 4 = 412.25).
+        let mask_live = w.last_attn_layer.is_some_and(|l| il as u32 <= l);
+        let single = g[0].max(g[1]) / if g[0] > g[1] { 2 } else { 1 };
+        let one_copy = [single + moe, g[2].max(g[3]) / 2, g[4]]
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+            + hid;
+        let phase = if mask_live {
+            mask + one_copy
+        } else {
+            one_copy.max(g[0] + hid).max(g[2] + hid)
+        };
+        peak = peak.max(phase);
     }
     peak
 }

@@ -59,6 +59,15 @@ impl<'a> Predictor<'a> {
         }
     }
 
+    /// Use the free memory llama.cpp reported at load (MiB per host GPU) for the default split,
+    /// e.g. from a log's `using device … - N MiB free` lines.
+    pub fn with_free_at_load(mut self, free_mib: Vec<f64>) -> Self {
+        if free_mib.len() == self.host.gpus.len() {
+            self.free_mib = free_mib;
+        }
+        self
+    }
+
     pub fn predict(&self, cfg: &LaunchConfig) -> anyhow::Result<Prediction> {
         let overrides = OverrideSet::compile(&cfg.overrides, self.host)?;
         self.predict_with(cfg, &overrides)
