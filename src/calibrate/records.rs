@@ -609,7 +609,8 @@ fn predict_into(
     let anatomy = anatomy::from_gguf(&gguf)?;
     let host = run_host(&rec.input, hardware_dir, given_host)
         .ok_or_else(|| anyhow::anyhow!("no GPU in the log"))?;
-    let launch = run_launch(&rec.input, Some(&anatomy))?;
+    let mut launch = run_launch(&rec.input, Some(&anatomy))?;
+    default_split_from_log(&mut launch, &rec.input.log, host.gpus.len());
     let pred = memory::predict(&anatomy, &launch, &host, cal)?;
     rec.predicted = Some(pred.gpus.iter().map(device_predicted).collect());
     rec.speed = Some(speed_features(
@@ -624,6 +625,24 @@ fn predict_into(
     rec.host = Some(host);
     rec.launch = Some(launch);
     Ok(())
+}
+
+/// Without `-ts`, llama.cpp splits layers by the free memory each device reports at load
+/// (`src/llama-model.cpp:load_tensors`, "default split, by free memory", fills `splits` from
+/// `ggml_backend_dev_memory` when every `tensor_split` entry is 0). The log shows those numbers
+/// (`using device CUDA0 (…) - N MiB free`); they are not the host's targets under `emul:`, where
+/// every virtual device reports the same share of the one GPU. Writing them as `-ts` gives the
+/// same split.
+pub fn default_split_from_log(cfg: &mut LaunchConfig, log: &LogRun, n_gpus: usize) {
+    if cfg.tensor_split.is_some() || n_gpus < 2 {
+        return;
+    }
+    let free: Option<Vec<f64>> = (0..n_gpus)
+        .map(|i| log.free_at_load.get(&format!("CUDA{i}")).copied())
+        .collect();
+    if let Some(f) = free.filter(|f| f.iter().any(|v| *v > 0.0)) {
+        cfg.tensor_split = Some(f);
+    }
 }
 
 /// The catalog entry whose header matches what the log printed about the model (`print_info:
