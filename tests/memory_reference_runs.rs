@@ -110,9 +110,9 @@ fn check(rec: &Record) -> Vec<String> {
             .oom
             .iter()
             .find(|o| o.stage == "compute" && o.device.as_deref() == Some(m.name.as_str()));
-        let compute = match (m.compute, oom_compute.and_then(|o| o.bytes)) {
-            (c, Some(b)) if c == 0.0 => placer::units::mib(b),
-            (c, _) => c,
+        let compute = match oom_compute.and_then(|o| o.bytes) {
+            Some(b) if m.compute == 0.0 => placer::units::mib(b),
+            _ => m.compute,
         };
         if (p.compute - compute).abs() > tolerance(compute) {
             bad.push(format!(

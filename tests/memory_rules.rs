@@ -217,6 +217,9 @@ fn single_gpu_compute_buffers_from_the_reference_table() {
         let p = run(&a, Tool::Cli, args, 1);
         let got = mib(p.gpus[0].compute);
         eprintln!("{id} {args}: predicted {got:.2} MiB, table {want:.2}");
-        assert!((got - want).abs() <= 128f64.max(0.015 * want), "{id} {args}: {got:.2} vs {want:.2}");
+        assert!(
+            (got - want).abs() <= 128f64.max(0.015 * want),
+            "{id} {args}: {got:.2} vs {want:.2}"
+        );
     }
 }
