@@ -15,7 +15,7 @@
 //! Every fit refuses (keeps the incoming value, says how many points it needs) below its minimum.
 
 use super::records::{device_predicted, Record, SpeedFeatures};
-use super::{Calibration, DeviceMargin, GpuCalibration};
+use super::{Calibration, DeviceMargin, GpuCalibration, HostSpeed};
 use crate::memory::{self, Prediction};
 use std::collections::BTreeMap;
 
@@ -141,9 +141,26 @@ fn complete(r: &Record) -> bool {
     r.input.log.oom.is_empty() && !r.input.log.truncated && r.prediction.is_some()
 }
 
+/// Host constants for a run: those fitted on hosts with its first GPU's model, else the
+/// global `[speed]` values (priors for hosts without runs).
+pub fn host_speed(cal: &Calibration, f: &SpeedFeatures) -> HostSpeed {
+    cal.gpus
+        .iter()
+        .find(|g| g.model == f.host_gpu)
+        .and_then(|g| g.host_speed.clone())
+        .unwrap_or(HostSpeed {
+            per_token_s: cal.speed.per_token_s,
+            per_node_s: cal.speed.per_node_s,
+            per_split_s: cal.speed.per_split_s,
+            cpu_bandwidth_efficiency: cal.speed.cpu_bandwidth_efficiency,
+            n_runs: 0,
+        })
+}
+
 /// Predicted decode tokens/s for a run's features under a calibration.
 pub fn decode_tps(cal: &Calibration, f: &SpeedFeatures) -> Option<f64> {
-    let mut t = cal.speed.per_token_s + cal.speed.per_split_s * f.splits;
+    let h = host_speed(cal, f);
+    let mut t = h.per_token_s + h.per_node_s * f.nodes + h.per_split_s * f.splits;
     for (model, s) in &f.gpu_s {
         let eta = cal.gpu(model).bandwidth_efficiency;
         if eta <= 0.0 {
@@ -152,10 +169,10 @@ pub fn decode_tps(cal: &Calibration, f: &SpeedFeatures) -> Option<f64> {
         t += s / eta;
     }
     if f.cpu_s > 0.0 {
-        if cal.speed.cpu_bandwidth_efficiency <= 0.0 {
+        if h.cpu_bandwidth_efficiency <= 0.0 {
             return None;
         }
-        t += f.cpu_s / cal.speed.cpu_bandwidth_efficiency;
+        t += f.cpu_s / h.cpu_bandwidth_efficiency;
     }
     (t > 0.0).then(|| 1.0 / t)
 }
@@ -341,6 +358,33 @@ fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
         .filter(|r| r.input.log.oom.is_empty())
         .filter_map(|r| Some((r.speed.as_ref()?, r.decode_s()?)))
         .collect();
+    let mut hosts: Vec<String> = pts.iter().map(|(f, _)| f.host_gpu.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    if pts.is_empty() {
+        rep.say("decode: no run with decode timings and a prediction; kept the incoming speed constants");
+    }
+    for host in hosts {
+        let group: Vec<(&SpeedFeatures, f64)> = pts
+            .iter()
+            .filter(|(f, _)| f.host_gpu == host)
+            .copied()
+            .collect();
+        fit_decode_host(&host, &group, cal, rep);
+    }
+}
+
+/// Decode on one kind of host (runs whose first GPU is `host`): seconds per token =
+/// per_token + per_node·nodes + Σ_m (1/η_m)·Σ bytes_d/BW_d + (1/η_cpu)·bytes_cpu/BW_ram +
+/// per_split·splits, by NNLS on rows scaled by 1/measured (so that each run's *relative* error
+/// counts the same: a 2 t/s run would otherwise outweigh every 200 t/s run). The host constants
+/// go to that GPU model's `host_speed`; GPU efficiencies to each GPU model's entry.
+fn fit_decode_host(
+    host: &str,
+    pts: &[(&SpeedFeatures, f64)],
+    cal: &mut Calibration,
+    rep: &mut FitReport,
+) {
     let models: Vec<String> = {
         let mut m: Vec<String> = pts
             .iter()
@@ -352,6 +396,7 @@ fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     };
     let has_cpu = pts.iter().any(|(f, _)| f.cpu_s > 0.0);
     let has_splits = pts.iter().any(|(f, _)| f.splits > 0.0);
+    let has_nodes = pts.iter().any(|(f, _)| f.nodes > 0.0);
     let row = |f: &SpeedFeatures| {
         let mut v = vec![1.0];
         v.extend(
@@ -365,68 +410,93 @@ fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
         if has_splits {
             v.push(f.splits);
         }
+        if has_nodes {
+            v.push(f.nodes);
+        }
         v
     };
-    let p = 1 + models.len() + has_cpu as usize + has_splits as usize;
+    let p = 1 + models.len() + has_cpu as usize + has_splits as usize + has_nodes as usize;
     let need = p + MIN_EXTRA_SPEED_POINTS;
     if pts.len() < need || models.is_empty() {
         rep.say(format!(
-            "decode: {} runs with decode timings and a prediction, need {need} for {p} unknowns (per-token, {} GPU efficiencies{}{}); kept the incoming speed constants",
+            "decode on {host} hosts: {} runs with decode timings and a prediction, need {need} for {p} unknowns (per-token, {} GPU efficiencies{}{}{}); kept the incoming speed constants",
             pts.len(),
             models.len(),
             if has_cpu { ", CPU efficiency" } else { "" },
-            if has_splits { ", per-split cost" } else { "" }
+            if has_splits { ", per-split cost" } else { "" },
+            if has_nodes { ", per-node cost" } else { "" }
         ));
         return;
     }
-    let x: Vec<Vec<f64>> = pts.iter().map(|(f, _)| row(f)).collect();
-    let y: Vec<f64> = pts.iter().map(|(_, t)| *t).collect();
+    let x: Vec<Vec<f64>> = pts
+        .iter()
+        .map(|(f, t)| row(f).into_iter().map(|v| v / t).collect())
+        .collect();
+    let y: Vec<f64> = vec![1.0; pts.len()];
     let Some(theta) = nnls(&x, &y) else {
-        rep.say("decode: the least-squares system is singular; kept the incoming speed constants");
+        rep.say(format!(
+            "decode on {host} hosts: the least-squares system is singular; kept the incoming speed constants"
+        ));
         return;
     };
-    cal.speed.per_token_s = theta[0];
+    let mut hs = host_speed(cal, pts[0].0);
+    hs.per_token_s = theta[0];
+    hs.n_runs = pts.len();
     for (k, m) in models.iter().enumerate() {
         let t = theta[1 + k];
         if t > 0.0 {
             gpu_entry(cal, m).bandwidth_efficiency = 1.0 / t;
             cal.provenance.insert(
                 format!("gpus.{m}.bandwidth_efficiency"),
-                format!("NNLS over {} runs", pts.len()),
+                format!("NNLS over {} decode runs on {host} hosts", pts.len()),
             );
         } else {
             rep.say(format!(
-                "decode: {m} reads explain none of the time (coefficient 0); efficiency kept"
+                "decode on {host} hosts: {m} reads explain none of the time (coefficient 0); efficiency kept"
             ));
         }
     }
     let mut k = 1 + models.len();
     if has_cpu {
         if theta[k] > 0.0 {
-            cal.speed.cpu_bandwidth_efficiency = 1.0 / theta[k];
+            hs.cpu_bandwidth_efficiency = 1.0 / theta[k];
         }
         k += 1;
     }
     if has_splits {
-        cal.speed.per_split_s = theta[k];
+        hs.per_split_s = theta[k];
+        k += 1;
     }
-    cal.provenance.insert(
-        "speed.decode".into(),
-        format!("NNLS over {} runs, {p} unknowns", pts.len()),
-    );
+    if has_nodes {
+        hs.per_node_s = theta[k];
+    }
     let errs: Vec<f64> = pts
         .iter()
-        .map(|(f, t)| (dot(&row(f), &theta) - t).abs() / t)
+        .map(|(f, t)| {
+            let pred = dot(&row(f), &theta);
+            // Error on tokens/s, the number people read.
+            ((1.0 / pred) - (1.0 / t)).abs() / (1.0 / t)
+        })
         .collect();
     rep.say(format!(
-        "decode: per_token {:.2} ms, per_split {:.1} µs, GPU eff {}, CPU eff {:.2}; fit median error {:.1}% ({} runs)",
-        cal.speed.per_token_s * 1e3,
-        cal.speed.per_split_s * 1e6,
+        "decode on {host} hosts: per_token {:.3} ms, per_node {:.2} µs, per_split {:.1} µs, GPU eff {}, CPU eff {:.2}; fit median error {:.1}%, max {:.1}% ({} runs)",
+        hs.per_token_s * 1e3,
+        hs.per_node_s * 1e6,
+        hs.per_split_s * 1e6,
         models.iter().map(|m| format!("{m} {:.2}", cal.gpu(m).bandwidth_efficiency)).collect::<Vec<_>>().join(", "),
-        cal.speed.cpu_bandwidth_efficiency,
+        hs.cpu_bandwidth_efficiency,
         100.0 * percentile(&errs, 0.5),
+        100.0 * errs.iter().cloned().fold(0.0, f64::max),
         pts.len()
     ));
+    cal.provenance.insert(
+        format!("gpus.{host}.host_speed"),
+        format!(
+            "NNLS over {} decode runs on {host} hosts ({p} unknowns, rows scaled by 1/measured)",
+            pts.len()
+        ),
+    );
+    gpu_entry(cal, host).host_speed = Some(hs);
 }
 
 fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {

@@ -14,6 +14,22 @@ pub struct GpuCalibration {
     /// Extra margin after an OOM on this device, MiB.
     #[serde(default)]
     pub oom_margin_mib: f64,
+    /// Decode constants of hosts whose (first) GPU is this model, fitted from runs there
+    /// (fit.rs `fit_decode`); `None` = use the global `[speed]` values (priors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_speed: Option<HostSpeed>,
+}
+
+/// Decode constants fitted on one kind of host (keyed by its GPU model): fixed cost per token,
+/// per graph node (kernel launches), per graph split, and the CPU's fraction of its RAM bandwidth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSpeed {
+    pub per_token_s: f64,
+    pub per_node_s: f64,
+    pub per_split_s: f64,
+    pub cpu_bandwidth_efficiency: f64,
+    /// Runs the values were fitted from.
+    pub n_runs: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +45,9 @@ pub struct SpeedConstants {
     /// Prefill cost per prompt token beyond streaming CPU weights over PCIe, seconds.
     #[serde(default)]
     pub prefill_per_token_s: f64,
+    /// Cost per node of the token-generation graph (kernel launches), seconds.
+    #[serde(default)]
+    pub per_node_s: f64,
 }
 
 /// Compute-buffer coefficients (bytes) for terms llama.cpp's graph leaves to measurement.
@@ -167,6 +186,7 @@ impl Calibration {
                 overhead_mib: 0.0,
                 bandwidth_efficiency: 1.0,
                 oom_margin_mib: 0.0,
+                host_speed: None,
             })
     }
 }

@@ -187,6 +187,12 @@ pub struct SpeedFeatures {
     pub cpu_s: f64,
     /// Graph splits of the tg graph (`sched_reserve: graph … splits = pp / tg`).
     pub splits: f64,
+    /// Nodes of the tg graph (`sched_reserve: graph … nodes = pp / tg`): one kernel each.
+    #[serde(default)]
+    pub nodes: f64,
+    /// GPU model of the host's first GPU: which host constants apply (`GpuCalibration::host_speed`).
+    #[serde(default)]
+    pub host_gpu: String,
     /// CPU-resident matmul weight bytes streamed per prompt token over PCIe (op offload), / PCIe spec (s).
     pub pcie_s_per_token: f64,
 }
@@ -757,6 +763,12 @@ pub fn speed_features(
         f.cpu_s = read[n_gpu] / (host.ram.bandwidth_gbs * 1e9);
     }
     f.splits = log.graph_splits.map(|(_, tg)| tg as f64).unwrap_or(0.0);
+    f.nodes = log.graph_nodes.map(|(_, tg)| tg as f64).unwrap_or(0.0);
+    f.host_gpu = host
+        .gpus
+        .first()
+        .map(|g| g.model.clone())
+        .unwrap_or_default();
     let pcie = host.gpus.first().map(|g| g.pcie_gbs).unwrap_or(0.0);
     let ub = cfg.ubatch.min(cfg.batch).max(1) as f64;
     if pcie > 0.0 && cfg.op_offload {
