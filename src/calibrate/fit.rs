@@ -554,6 +554,31 @@ pub fn memory_errors(records: &[Record], cal: &Calibration) -> Vec<(String, Stri
     out
 }
 
+/// Per-device errors on llama.cpp's own buffers (model + KV/RS + compute, MiB) for every run
+/// whose log shows all three (finished or cut short by the time box; an OOM run lacks the buffer
+/// that failed). Unlike the total this needs no free-memory baseline, so `emul:` runs count.
+pub fn buffer_errors(records: &[Record], cal: &Calibration) -> Vec<(String, String, f64, f64)> {
+    let mut out = Vec::new();
+    for r in records.iter().filter(|r| r.input.log.oom.is_empty()) {
+        let Some(p) = repredict(r, cal) else { continue };
+        for (i, d) in r.measured.iter().enumerate() {
+            let Some(g) = p.gpus.get(i).map(device_predicted) else {
+                continue;
+            };
+            if d.compute <= 0.0 && g.compute > 0.0 {
+                continue; // the log never reached the compute reservation
+            }
+            out.push((
+                r.input.run_id.clone(),
+                d.name.clone(),
+                g.model + g.kv + g.compute,
+                d.model + d.kv + d.compute,
+            ));
+        }
+    }
+    out
+}
+
 fn fit_margins(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     let errs: Vec<f64> = memory_errors(records, cal)
         .iter()

@@ -80,6 +80,8 @@ pub struct Errors {
     pub memory: Vec<(String, String, f64, f64)>,
     /// Per run: (run, predicted t/s, measured t/s).
     pub decode: Vec<(String, f64, f64)>,
+    /// Per device: (run, device, predicted, measured) model + KV + compute buffers, MiB.
+    pub buffers: Vec<(String, String, f64, f64)>,
 }
 
 impl Errors {
@@ -94,7 +96,12 @@ impl Errors {
                 Some((r.input.run_id.clone(), pred, meas))
             })
             .collect();
-        Errors { memory, decode }
+        let buffers = fit::buffer_errors(records, cal);
+        Errors {
+            memory,
+            decode,
+            buffers,
+        }
     }
     /// Devices whose total is within max(128 MiB, 1.5 %) of the measurement.
     pub fn memory_within_tolerance(&self) -> usize {
@@ -130,6 +137,26 @@ impl Errors {
                 percentile(&a, 1.0),
                 self.memory_within_tolerance(),
                 a.len()
+            );
+        }
+        let b: Vec<f64> = self
+            .buffers
+            .iter()
+            .map(|(_, _, p, m)| (p - m).abs())
+            .collect();
+        if !b.is_empty() {
+            let within = self
+                .buffers
+                .iter()
+                .filter(|(_, _, p, m)| (p - m).abs() <= MEMORY_TOLERANCE_MIB.max(0.015 * m))
+                .count();
+            let _ = writeln!(
+                s,
+                "model+KV+compute per device: |error| p50 {:.0} MiB, p90 {:.0} MiB, max {:.0} MiB; {within}/{} within max(128 MiB, 1.5%)",
+                percentile(&b, 0.5),
+                percentile(&b, 0.9),
+                percentile(&b, 1.0),
+                b.len()
             );
         }
         if d.is_empty() {
