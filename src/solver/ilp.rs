@@ -254,32 +254,31 @@ pub fn solve(
                 }
             }
             for (ci, c) in classes.iter().enumerate() {
-                let mut on_cpu = 0;
+                let kept: usize = start.keep[ci].iter().sum();
                 for d in 0..g {
-                    let k = c
-                        .members
-                        .iter()
-                        .filter(|&&mi| start.rank[m.movable[mi].slot] == d + 1)
-                        .count();
-                    init.push((n[ci][d], k as f64));
+                    init.push((n[ci][d], start.keep[ci][d] as f64));
                 }
-                for &mi in &c.members {
-                    if start.rank[m.movable[mi].slot] == 0 {
-                        on_cpu += 1;
-                    }
-                }
-                init.push((any_cpu[ci], if on_cpu > 0 { 1.0 } else { 0.0 }));
+                init.push((any_cpu[ci], if kept < c.members.len() { 1.0 } else { 0.0 }));
             }
             for d in 0..g {
-                init.push((
-                    used[d],
-                    if start.rank.contains(&(d + 1)) {
-                        1.0
-                    } else {
-                        0.0
-                    },
-                ));
-                init.push((e[d], 0.0));
+                let used_d = start.rank.contains(&(d + 1));
+                init.push((used[d], if used_d { 1.0 } else { 0.0 }));
+                // Layers on d with some class member on the CPU (two hand-offs each).
+                let off = classes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| !c.is_output)
+                    .map(|(ci, c)| {
+                        let on_d = c
+                            .members
+                            .iter()
+                            .filter(|&&mi| start.rank[m.movable[mi].slot] == d + 1)
+                            .count();
+                        on_d - start.keep[ci][d]
+                    })
+                    .max()
+                    .unwrap_or(0);
+                init.push((e[d], off as f64));
             }
             init.push((stage, start.stage));
             problem = problem.with_initial_solution(init);
@@ -331,74 +330,146 @@ pub fn solve(
 /// A whole-layer assignment: rank per slot (0 = CPU, d+1 = GPU d) and the op-offload stage (GiB).
 struct Start {
     rank: Vec<usize>,
+    /// Members of each class kept on each GPU.
+    keep: Vec<Vec<usize>>,
     stage: f64,
 }
 
-/// `--fit`'s order (common/fit.cpp, "filling dense layers back-to-front"): from the last slot
-/// backwards, give each GPU, last to first, whole layers while its linear memory fits; the rest
-/// stays on the CPU. None if the host RAM row would not hold the rest.
+/// `--fit`'s order (common/fit.cpp: "filling dense layers back-to-front", then "converting
+/// dense-only layers to full layers"): decide which slots fit on the GPUs with their routed
+/// experts on the CPU, give those slots to the GPUs front to back (GPU 0 first), then keep routed
+/// expert classes on each GPU while room is left, best bytes-read-per-byte first. None if the host
+/// RAM row would not hold the rest.
 fn greedy_start(m: &LinearModel, b: &Budgets, classes: &[Class]) -> Option<Start> {
     let g = m.n_gpus;
     let s_n = m.n_slots;
-    let mut slot_bytes = vec![0f64; s_n];
+    let routed = |c: &Class| !c.is_output && m.movable[c.members[0]].kind.is_routed_experts();
+    let mut core = vec![0f64; s_n];
     let mut slot_max = m.slot_fixed_max_tensor.clone();
     for s in 0..s_n {
-        slot_bytes[s] = (m.slot_fixed[s] + m.slot_kv[s]) as f64;
+        core[s] = (m.slot_fixed[s] + m.slot_kv[s]) as f64;
     }
-    for mv in &m.movable {
-        slot_bytes[mv.slot] += mv.bytes as f64;
-        if mv.kind == crate::anatomy::GroupKind::Output {
-            slot_bytes[mv.slot] += m.compute_logits as f64;
+    for c in classes.iter().filter(|c| !routed(c)) {
+        for &mi in &c.members {
+            let mv = &m.movable[mi];
+            core[mv.slot] += mv.bytes as f64
+                + if c.is_output {
+                    m.compute_logits as f64
+                } else {
+                    0.0
+                };
+            slot_max[mv.slot] = slot_max[mv.slot].max(mv.max_tensor);
         }
-        slot_max[mv.slot] = slot_max[mv.slot].max(mv.max_tensor);
     }
-    if !m
-        .movable
+    if !classes.iter().any(|c| c.is_output) {
+        core[s_n - 1] += m.compute_logits as f64;
+    }
+    // Conservative stage: the largest tensor anywhere (routed or not).
+    let all_max = classes
         .iter()
-        .any(|mv| mv.kind == crate::anatomy::GroupKind::Output)
-    {
-        slot_bytes[s_n - 1] += m.compute_logits as f64;
-    }
-    // Conservative stage: the largest tensor anywhere.
-    let stage = if m.op_offload {
-        slot_max.iter().copied().max().unwrap_or(0) as f64
-    } else {
-        0.0
-    };
-    let mut rank = vec![0usize; s_n];
-    let mut next = s_n; // slots [next, s_n) are assigned
+        .map(|c| c.max_tensor)
+        .chain(slot_max.iter().copied())
+        .max()
+        .unwrap_or(0);
+    let stage = if m.op_offload { all_max as f64 } else { 0.0 };
+    let base =
+        |d: usize| m.overhead[d] as f64 + m.compute_base as f64 + if d == 0 { stage } else { 0.0 };
+    // How many trailing slots the GPUs hold (back to front).
+    let mut next = s_n;
     for d in (0..g).rev() {
-        let mut mem =
-            m.overhead[d] as f64 + m.compute_base as f64 + if d == 0 { stage } else { 0.0 };
-        while next > 0 && mem + slot_bytes[next - 1] <= b.gpu[d] {
-            mem += slot_bytes[next - 1];
+        let mut mem = base(d);
+        while next > 0 && mem + core[next - 1] <= b.gpu[d] {
+            mem += core[next - 1];
             next -= 1;
-            rank[next] = d + 1;
         }
     }
-    // Same GPU-resident suffix, filled front to back (GPU 0 first: the users' priority order, and
-    // the program starts from the better of the equal-speed corners).
-    let mut front = vec![0usize; s_n];
-    let mut s = next;
-    for d in 0..g {
-        let mut mem =
-            m.overhead[d] as f64 + m.compute_base as f64 + if d == 0 { stage } else { 0.0 };
-        while s < s_n && mem + slot_bytes[s] <= b.gpu[d] {
-            mem += slot_bytes[s];
-            front[s] = d + 1;
-            s += 1;
+    // Give them out front to back in proportion to each GPU's room (so every GPU also gets
+    // expert room, as --fit's "full layers" end up), else greedily front to back, else back to
+    // front.
+    let n_gpu_slots = s_n - next;
+    let total_room: f64 = (0..g).map(|d| (b.gpu[d] - base(d)).max(0.0)).sum();
+    let assign = |mode: u8| -> Option<(Vec<usize>, Vec<f64>)> {
+        let mut rank = vec![0usize; s_n];
+        let mut room: Vec<f64> = (0..g).map(|d| b.gpu[d] - base(d)).collect();
+        if mode < 2 {
+            let mut s = next;
+            for d in 0..g {
+                let quota = if mode == 0 && d + 1 < g && total_room > 0.0 {
+                    s + ((n_gpu_slots as f64) * room[d].max(0.0) / total_room).round() as usize
+                } else {
+                    s_n
+                };
+                while s < s_n.min(quota.max(s)) && core[s] <= room[d] {
+                    room[d] -= core[s];
+                    rank[s] = d + 1;
+                    s += 1;
+                }
+            }
+            (s == s_n).then_some((rank, room))
+        } else {
+            let mut s = s_n;
+            for d in (0..g).rev() {
+                while s > next && core[s - 1] <= room[d] {
+                    room[d] -= core[s - 1];
+                    rank[s - 1] = d + 1;
+                    s -= 1;
+                }
+            }
+            (s == next).then_some((rank, room))
         }
-    }
-    if s == s_n {
-        rank = front;
-    }
+    };
+    let (rank, mut room) = assign(0).or_else(|| assign(1)).or_else(|| assign(2))?;
+    // Routed experts back onto their layer's GPU while they fit, most valuable per byte first.
+    let mut order: Vec<usize> = (0..classes.len())
+        .filter(|&ci| routed(&classes[ci]))
+        .collect();
+    order.sort_by(|&a, &b2| {
+        let v = |c: &Class| c.read / c.bytes.max(1) as f64;
+        v(&classes[b2])
+            .partial_cmp(&v(&classes[a]))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut keep = vec![vec![0usize; g]; classes.len()];
     let mut host = (m.input_bytes + m.host_fixed) as f64;
-    for s in 0..next {
-        host += slot_bytes[s];
+    for s in 0..s_n {
+        if rank[s] == 0 {
+            host += core[s];
+        }
     }
-    let _ = classes;
+    for ci in order {
+        let c = &classes[ci];
+        for d in 0..g {
+            let on_d = c
+                .members
+                .iter()
+                .filter(|&&mi| rank[m.movable[mi].slot] == d + 1)
+                .count();
+            let fit = if c.bytes == 0 {
+                on_d
+            } else {
+                (room[d] / c.bytes as f64).floor().max(0.0) as usize
+            };
+            let k = on_d.min(fit);
+            keep[ci][d] = k;
+            room[d] -= k as f64 * c.bytes as f64;
+        }
+        let kept: usize = keep[ci].iter().sum();
+        host += (c.members.len() - kept) as f64 * c.bytes as f64;
+    }
+    for (ci, c) in classes.iter().enumerate() {
+        if !routed(c) {
+            for d in 0..g {
+                keep[ci][d] = c
+                    .members
+                    .iter()
+                    .filter(|&&mi| rank[m.movable[mi].slot] == d + 1)
+                    .count();
+            }
+        }
+    }
     (host <= b.ram).then_some(Start {
         rank,
+        keep,
         stage: stage / (1u64 << 30) as f64,
     })
 }
