@@ -142,7 +142,10 @@ fn too_few_runs_are_refused_with_the_number_needed() {
     let (fitted, rep) = fit::fit(std::slice::from_ref(&rec), &cal);
     let text = rep.lines.join("\n");
     assert!(text.contains("need 3"), "{text}");
-    assert!(text.contains("decode: 1 runs"), "{text}");
+    assert!(
+        text.contains("decode on NVIDIA H200 hosts: 1 runs"),
+        "{text}"
+    );
     assert_eq!(fitted.speed, cal.speed);
     assert_eq!(fitted.margins, cal.margins);
 }

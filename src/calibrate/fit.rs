@@ -154,6 +154,8 @@ pub fn host_speed(cal: &Calibration, f: &SpeedFeatures) -> HostSpeed {
             per_split_s: cal.speed.per_split_s,
             cpu_bandwidth_efficiency: cal.speed.cpu_bandwidth_efficiency,
             n_runs: 0,
+            prefill_per_token_s: 0.0,
+            pcie_efficiency: 0.0,
         })
 }
 
@@ -499,39 +501,68 @@ fn fit_decode_host(
     gpu_entry(cal, host).host_speed = Some(hs);
 }
 
+/// Prefill per kind of host (runs grouped by their first GPU's model, as for decode): seconds
+/// per prompt token = prefill_per_token + (1/η_pcie)·pcie_s_per_token, NNLS. Stored in that GPU
+/// model's `host_speed` (a PCIe efficiency measured on one platform is not a prior for another).
 fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
-    let pts: Vec<(f64, f64)> = records
+    let all: Vec<(&SpeedFeatures, f64)> = records
         .iter()
         .filter(|r| r.input.log.oom.is_empty())
-        .filter_map(|r| Some((r.speed.as_ref()?.pcie_s_per_token, r.prefill_s()?)))
+        .filter_map(|r| Some((r.speed.as_ref()?, r.prefill_s()?)))
         .collect();
-    let with_cpu = pts.iter().filter(|(s, _)| *s > 0.0).count();
-    let need = 2 + MIN_EXTRA_SPEED_POINTS;
-    if pts.len() < need || with_cpu < 2 {
-        rep.say(format!(
-            "prefill: {} runs with prefill timings ({with_cpu} with CPU-resident weights), need {need} with ≥ 2 streaming weights over PCIe; kept pcie_efficiency {}",
-            pts.len(),
-            cal.speed.pcie_efficiency
-        ));
-        return;
-    }
-    let x: Vec<Vec<f64>> = pts.iter().map(|(s, _)| vec![1.0, *s]).collect();
-    let y: Vec<f64> = pts.iter().map(|(_, t)| *t).collect();
-    if let Some(t) = nnls(&x, &y) {
-        cal.speed.prefill_per_token_s = t[0];
-        if t[1] > 0.0 {
-            cal.speed.pcie_efficiency = 1.0 / t[1];
+    let mut hosts: Vec<String> = all.iter().map(|(f, _)| f.host_gpu.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    for host in hosts {
+        let pts: Vec<(f64, f64)> = all
+            .iter()
+            .filter(|(f, _)| f.host_gpu == host)
+            .map(|(f, t)| (f.pcie_s_per_token, *t))
+            .collect();
+        let with_cpu = pts.iter().filter(|(s, _)| *s > 0.0).count();
+        let need = 2 + MIN_EXTRA_SPEED_POINTS;
+        if pts.len() < need || with_cpu < 2 {
+            rep.say(format!(
+                "prefill on {host} hosts: {} runs with prefill timings ({with_cpu} with CPU-resident weights), need {need} with ≥ 2 streaming weights over PCIe; kept the incoming constants",
+                pts.len()
+            ));
+            continue;
         }
-        cal.provenance.insert(
-            "speed.prefill".into(),
-            format!("NNLS over {} runs", pts.len()),
-        );
+        let x: Vec<Vec<f64>> = pts.iter().map(|(s, t)| vec![1.0 / t, *s / t]).collect();
+        let y: Vec<f64> = vec![1.0; pts.len()];
+        let Some(th) = nnls(&x, &y) else { continue };
+        let probe = all
+            .iter()
+            .find(|(f, _)| f.host_gpu == host)
+            .map(|(f, _)| *f)
+            .expect("host has points");
+        let mut hs = host_speed(cal, probe);
+        hs.prefill_per_token_s = th[0];
+        if th[1] > 0.0 {
+            hs.pcie_efficiency = 1.0 / th[1];
+        }
+        let errs: Vec<f64> = pts
+            .iter()
+            .map(|(s, t)| {
+                let pred = th[0] + th[1] * s;
+                ((1.0 / pred) - (1.0 / t)).abs() / (1.0 / t)
+            })
+            .collect();
         rep.say(format!(
-            "prefill: {:.3} ms/token + PCIe at {:.2} of spec ({} runs)",
-            t[0] * 1e3,
-            cal.speed.pcie_efficiency,
+            "prefill on {host} hosts: {:.3} ms/token + PCIe at {:.2} of spec; fit median error {:.1}% ({} runs)",
+            th[0] * 1e3,
+            hs.pcie_efficiency,
+            100.0 * percentile(&errs, 0.5),
             pts.len()
         ));
+        cal.provenance.insert(
+            format!("gpus.{host}.host_speed.prefill"),
+            format!(
+                "NNLS over {} prefill runs on {host} hosts (rows scaled by 1/measured)",
+                pts.len()
+            ),
+        );
+        gpu_entry(cal, &host).host_speed = Some(hs);
     }
 }
 

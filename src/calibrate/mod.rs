@@ -30,6 +30,12 @@ pub struct HostSpeed {
     pub cpu_bandwidth_efficiency: f64,
     /// Runs the values were fitted from.
     pub n_runs: usize,
+    /// Prefill on this host: fixed cost per prompt token, and the fraction of PCIe spec reached
+    /// when CPU-resident weights stream to the GPU (fit.rs `fit_prefill`); 0 = not fitted.
+    #[serde(default)]
+    pub prefill_per_token_s: f64,
+    #[serde(default)]
+    pub pcie_efficiency: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

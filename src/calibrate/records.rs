@@ -48,8 +48,10 @@ pub struct RunInput {
     pub log: LogRun,
 }
 
-/// Files next to a manifest that are not the llama.cpp log.
-const NOT_LOGS: [&str; 6] = [
+/// Files next to a manifest that are not the llama.cpp log (`call.log` is the testbed runner's
+/// own output for a whole scenario, testbed/MANIFEST.md).
+const NOT_LOGS: [&str; 7] = [
+    "call.log",
     "manifest.json",
     "smi.csv.gz",
     "smi.csv",
@@ -73,7 +75,8 @@ pub fn discover(paths: &[PathBuf]) -> Vec<(PathBuf, Option<PathBuf>)> {
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default();
-            !NOT_LOGS.contains(&name.as_str()) && !name.starts_with('.')
+            // `.toml`: host files (`placer host detect` output kept with the runs).
+            !NOT_LOGS.contains(&name.as_str()) && !name.starts_with('.') && !name.ends_with(".toml")
         })
         .map(|f| {
             let m = f
