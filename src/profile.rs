@@ -85,11 +85,15 @@ pub fn solve_profiles(
     req: &SolveRequest,
     cal: &Calibration,
 ) -> Vec<Profile> {
+    let mut hint: Option<Vec<f64>> = None;
     ProfileKind::all()
         .iter()
         .map(|&kind| {
             let (m, src) = margins(kind, host, cal);
-            let r = solver::solve(anatomy, host, req, cal, &m);
+            let r = solver::solve_with_hint(anatomy, host, req, cal, &m, hint.as_deref());
+            if let Ok(s) = &r {
+                hint = Some(s.corrections.clone());
+            }
             let (solution, infeasible) = match r {
                 Ok(s) => (Some(s), None),
                 Err(e) => (None, Some(e)),

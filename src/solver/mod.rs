@@ -155,6 +155,10 @@ pub struct Solution {
     pub rounds: usize,
     pub solve_s: f64,
     pub warnings: Vec<String>,
+    /// Per device (GPUs, then host): exact − linear bytes at this placement. Another profile of
+    /// the same request starts from it (`solve_with_hint`) and usually needs one round less.
+    #[serde(skip)]
+    pub corrections: Vec<f64>,
 }
 
 /// A request that does not fit, with the smallest changes that do.
@@ -318,7 +322,20 @@ pub fn solve(
     cal: &Calibration,
     margins: &Margins,
 ) -> Result<Solution, Infeasible> {
-    match solve_inner(anatomy, host, req, cal, margins) {
+    solve_with_hint(anatomy, host, req, cal, margins, None)
+}
+
+/// `solve`, starting from the linear-vs-exact corrections of an earlier solve of the same request
+/// (e.g. the other profile).
+pub fn solve_with_hint(
+    anatomy: &Anatomy,
+    host: &Host,
+    req: &SolveRequest,
+    cal: &Calibration,
+    margins: &Margins,
+    hint: Option<&[f64]>,
+) -> Result<Solution, Infeasible> {
+    match solve_inner(anatomy, host, req, cal, margins, hint) {
         Ok(s) => Ok(s),
         Err(reason) => Err(diagnose(anatomy, host, req, cal, margins, reason)),
     }
@@ -330,6 +347,7 @@ fn solve_inner(
     req: &SolveRequest,
     cal: &Calibration,
     margins: &Margins,
+    hint: Option<&[f64]>,
 ) -> Result<Solution, String> {
     let t0 = Instant::now();
     let mut req = req.clone();
@@ -342,7 +360,10 @@ fn solve_inner(
         .collect();
     let base_ram = m.ram_cap as f64 - margins.ram_mib * MIB as f64;
     // Correction per device: exact − linear at the last placement (+ overshoot when it failed).
-    let mut corr = vec![0.0; g + 1];
+    let mut corr = match hint {
+        Some(h) if h.len() == g + 1 => h.to_vec(),
+        _ => vec![0.0; g + 1],
+    };
     let mut best: Option<(f64, Solution)> = None;
     let mut last_reason = String::new();
     let mut seen: Vec<Placement> = Vec::new();
@@ -414,6 +435,7 @@ fn solve_inner(
                 rounds: round,
                 solve_s: 0.0,
                 warnings: pred.warnings.clone(),
+                corrections: exact.iter().zip(&lin).map(|(e, l)| e - l).collect(),
             };
             if best.as_ref().is_none_or(|(bt, _)| t < *bt - 1e-12) {
                 best = Some((t, sol));
@@ -471,7 +493,7 @@ fn diagnose(
     reason: String,
 ) -> Infeasible {
     let mut suggestions = Vec::new();
-    let fits = |r: &SolveRequest| solve_inner(anatomy, host, r, cal, margins).is_ok();
+    let fits = |r: &SolveRequest| solve_inner(anatomy, host, r, cal, margins, None).is_ok();
     let n_ctx = req.n_ctx(anatomy);
     // 1. The largest context that fits (multiples of 1024, binary search).
     let mut lo = 0u32;
