@@ -68,7 +68,10 @@ impl GroupKind {
     pub fn is_routed_experts(self) -> bool {
         matches!(
             self,
-            GroupKind::ExpertsGate | GroupKind::ExpertsUp | GroupKind::ExpertsDown | GroupKind::ExpertsGateUp
+            GroupKind::ExpertsGate
+                | GroupKind::ExpertsUp
+                | GroupKind::ExpertsDown
+                | GroupKind::ExpertsGateUp
         )
     }
 }
@@ -149,7 +152,11 @@ impl Hparams {
     /// Layers that own a KV cache (not recurrent, not NextN).
     pub fn has_kv(&self, il: u32) -> bool {
         il < self.n_layer - self.n_nextn
-            && !self.recurrent_layers.get(il as usize).copied().unwrap_or(false)
+            && !self
+                .recurrent_layers
+                .get(il as usize)
+                .copied()
+                .unwrap_or(false)
     }
 }
 
@@ -178,6 +185,9 @@ impl Anatomy {
         self.hp.n_layer
     }
     pub fn groups_of(&self, layer: LayerRef) -> impl Iterator<Item = (usize, &TensorGroup)> {
-        self.groups.iter().enumerate().filter(move |(_, g)| g.layer == layer)
+        self.groups
+            .iter()
+            .enumerate()
+            .filter(move |(_, g)| g.layer == layer)
     }
 }

@@ -58,12 +58,17 @@ fn memory(a: MemoryArgs) -> anyhow::Result<()> {
     } else {
         a.logs
     };
-    let recs = crate::memory::report::records(&logs, &Calibration::load(), std::path::Path::new("hardware"));
+    let recs = crate::memory::report::records(
+        &logs,
+        &Calibration::load(),
+        std::path::Path::new("hardware"),
+    );
     let text = crate::memory::report::render(&recs, "placer report memory");
     if a.out.as_os_str() == "-" {
         print!("{text}");
     } else {
-        std::fs::write(&a.out, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", a.out.display()))?;
+        std::fs::write(&a.out, text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", a.out.display()))?;
         eprintln!("wrote {} ({} runs)", a.out.display(), recs.len());
     }
     Ok(())

@@ -214,7 +214,11 @@ pub enum GgufError {
     #[error("GGUF version {0} is not supported (placer reads versions 2 and 3)")]
     UnsupportedVersion(u32),
     #[error("file is truncated: needed {needed} bytes at offset {offset} while reading {what}")]
-    Truncated { what: String, offset: u64, needed: u64 },
+    Truncated {
+        what: String,
+        offset: u64,
+        needed: u64,
+    },
     #[error("value out of range while reading {0}")]
     Overflow(String),
     #[error("invalid GGUF: {0}")]
