@@ -523,76 +523,6 @@ pub fn kv_type_ok(t: GgmlType) -> bool {
     .contains(&t.name().as_str())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn matches(re: &str, n: u32) -> bool {
-        regex::Regex::new(&format!("^({re})$"))
-            .unwrap()
-            .is_match(&n.to_string())
-    }
-
-    #[test]
-    fn layer_ranges_match_exactly_their_numbers() {
-        let cases: Vec<Vec<u32>> = vec![
-            (16..=49).collect(),
-            vec![0, 1, 2, 5, 9, 10, 11, 99, 100, 101, 250],
-            (0..=93).collect(),
-            vec![7],
-            (3..=47).step_by(4).collect(),
-            (95..=205).collect(),
-        ];
-        for set in cases {
-            let re = layer_set_regex(&set);
-            assert!(!re.contains(','), "{re}");
-            for n in 0..1200 {
-                assert_eq!(matches(&re, n), set.contains(&n), "{re} on {n}");
-            }
-        }
-        assert_eq!(
-            layer_set_regex(&(16..=49).collect::<Vec<_>>()),
-            "1[6-9]|[2-4][0-9]"
-        );
-        assert_eq!(
-            layer_set_regex(&(0..=14).collect::<Vec<_>>()),
-            "[0-9]|1[0-4]"
-        );
-    }
-
-    #[test]
-    fn stems_are_factored() {
-        let s: Vec<String> = ["ffn_down_exps", "ffn_gate_exps", "ffn_up_exps"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(alternation(&s), "ffn_(down|gate|up)_exps");
-        let s: Vec<String> = ["output", "output_norm"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(alternation(&s), "(output|output_norm)");
-    }
-
-    #[test]
-    fn integer_split_reproduces_counts() {
-        for n_layer in [1u32, 36, 47, 48, 94, 127] {
-            for c0 in 0..=n_layer + 1 {
-                let c1 = (n_layer + 1 - c0) / 2;
-                let cfg = LaunchConfig {
-                    gpu_layers: GpuLayers::Count(c0 + c1),
-                    tensor_split: Some(vec![c0 as f64, c1 as f64]),
-                    ..LaunchConfig::default()
-                };
-                let devs = layer_devices(n_layer, &cfg, 2);
-                let n0 = devs.iter().filter(|d| **d == DeviceId::Gpu(0)).count() as u32;
-                let n1 = devs.iter().filter(|d| **d == DeviceId::Gpu(1)).count() as u32;
-                assert_eq!((n0, n1), (c0, c1));
-            }
-        }
-    }
-}
-
 /// What a models.conf section says about where its numbers came from.
 pub struct ConfSource<'a> {
     /// Section id prefix (catalog id or file stem).
@@ -745,4 +675,74 @@ pub fn extra_args(cfg: &LaunchConfig) -> Vec<String> {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(re: &str, n: u32) -> bool {
+        regex::Regex::new(&format!("^({re})$"))
+            .unwrap()
+            .is_match(&n.to_string())
+    }
+
+    #[test]
+    fn layer_ranges_match_exactly_their_numbers() {
+        let cases: Vec<Vec<u32>> = vec![
+            (16..=49).collect(),
+            vec![0, 1, 2, 5, 9, 10, 11, 99, 100, 101, 250],
+            (0..=93).collect(),
+            vec![7],
+            (3..=47).step_by(4).collect(),
+            (95..=205).collect(),
+        ];
+        for set in cases {
+            let re = layer_set_regex(&set);
+            assert!(!re.contains(','), "{re}");
+            for n in 0..1200 {
+                assert_eq!(matches(&re, n), set.contains(&n), "{re} on {n}");
+            }
+        }
+        assert_eq!(
+            layer_set_regex(&(16..=49).collect::<Vec<_>>()),
+            "1[6-9]|[2-4][0-9]"
+        );
+        assert_eq!(
+            layer_set_regex(&(0..=14).collect::<Vec<_>>()),
+            "[0-9]|1[0-4]"
+        );
+    }
+
+    #[test]
+    fn stems_are_factored() {
+        let s: Vec<String> = ["ffn_down_exps", "ffn_gate_exps", "ffn_up_exps"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(alternation(&s), "ffn_(down|gate|up)_exps");
+        let s: Vec<String> = ["output", "output_norm"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(alternation(&s), "(output|output_norm)");
+    }
+
+    #[test]
+    fn integer_split_reproduces_counts() {
+        for n_layer in [1u32, 36, 47, 48, 94, 127] {
+            for c0 in 0..=n_layer + 1 {
+                let c1 = (n_layer + 1 - c0) / 2;
+                let cfg = LaunchConfig {
+                    gpu_layers: GpuLayers::Count(c0 + c1),
+                    tensor_split: Some(vec![c0 as f64, c1 as f64]),
+                    ..LaunchConfig::default()
+                };
+                let devs = layer_devices(n_layer, &cfg, 2);
+                let n0 = devs.iter().filter(|d| **d == DeviceId::Gpu(0)).count() as u32;
+                let n1 = devs.iter().filter(|d| **d == DeviceId::Gpu(1)).count() as u32;
+                assert_eq!((n0, n1), (c0, c1));
+            }
+        }
+    }
 }

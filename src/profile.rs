@@ -186,7 +186,8 @@ pub fn describe(anatomy: &Anatomy, p: &Placement) -> Vec<String> {
         };
         by.entry((grp.kind, d)).or_default().push(il);
     }
-    let mut lines: Vec<((DeviceId, Vec<u32>), Vec<GroupKind>)> = Vec::new();
+    type Line = ((DeviceId, Vec<u32>), Vec<GroupKind>);
+    let mut lines: Vec<Line> = Vec::new();
     for ((k, d), mut ls) in by {
         ls.sort_unstable();
         match lines.iter_mut().find(|(key, _)| key.0 == d && key.1 == ls) {

@@ -182,7 +182,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "name": inp.name,
             "host": inp.host.name,
             "request": inp.request,
-            "profiles": profiles.iter().map(|p| profile_json(p)).collect::<Vec<_>>(),
+            "profiles": profiles.iter().map(profile_json).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

@@ -277,7 +277,8 @@ pub fn build(s: &Spec) -> Anatomy {
         vec![e, v],
     );
     b.group(LayerRef::Input, GroupKind::Input, vec![te]);
-    let recurrent = |il: u32| s.full_attn_interval > 0 && (il + 1) % s.full_attn_interval != 0;
+    let recurrent =
+        |il: u32| s.full_attn_interval > 0 && !(il + 1).is_multiple_of(s.full_attn_interval);
     let hd = s.head_dim as u64;
     for il in 0..s.n_layer {
         let l = LayerRef::Block(il);

@@ -7,6 +7,9 @@
 //! (same kind, bytes and largest tensor) form a class; an integer per class and GPU counts the
 //! members kept on that GPU (at most the members whose layer is there); the others go to the CPU.
 
+// Slot × device matrices are indexed on both axes; index loops read clearer than zipped iterators.
+#![allow(clippy::needless_range_loop)]
+
 use super::coeffs::LinearModel;
 use crate::host::DeviceId;
 use good_lp::{
