@@ -125,16 +125,12 @@ fn is_recurrent(hp: &Hparams, il: usize) -> bool {
     hp.recurrent_layers.get(il).copied().unwrap_or(false)
 }
 
-/// Recurrent state widths (`llama_hparams::n_embd_r`, `n_embd_s`, Mamba-2 / Gated DeltaNet form).
+/// Recurrent state widths (`llama_hparams::n_embd_r`, `n_embd_s`): one formula, in anatomy.
 pub fn rs_widths(hp: &Hparams) -> (u64, u64) {
-    match hp.ssm {
-        Some(s) => (
-            (s.d_conv.saturating_sub(1) as u64)
-                * (s.d_inner as u64 + 2 * s.n_group as u64 * s.d_state as u64),
-            s.d_state as u64 * s.d_inner as u64,
-        ),
-        None => (0, 0),
-    }
+    (
+        crate::anatomy::kv::n_embd_r(hp),
+        crate::anatomy::kv::n_embd_s(hp),
+    )
 }
 
 /// Sizes of every layer's cache for a context shape.
