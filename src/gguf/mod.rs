@@ -1,7 +1,7 @@
 //! GGUF header reading and writing (v2/v3, split files, header-only snapshots).
 //!
 //! Only header bytes are read: time and memory do not grow with the size of the tensor data.
-//! See docs/design.md ("Why our own GGUF reader") for why the `gguf` crate is not used.
+//! See docs/gguf.md for why the `gguf` crate is not used.
 
 mod reader;
 mod types;
