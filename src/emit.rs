@@ -222,17 +222,26 @@ pub fn layer_set_regex(layers: &[u32]) -> String {
     let mut v: Vec<u32> = layers.to_vec();
     v.sort_unstable();
     v.dedup();
-    let mut parts = Vec::new();
+    consecutive_runs(&v)
+        .into_iter()
+        .flat_map(|(a, b)| range_regex(a, b))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// Maximal runs of consecutive numbers in a sorted, deduplicated list: `[1,2,3,7]` → `[(1,3),(7,7)]`.
+pub fn consecutive_runs(v: &[u32]) -> Vec<(u32, u32)> {
+    let mut runs = Vec::new();
     let mut i = 0;
     while i < v.len() {
         let mut j = i;
         while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
             j += 1;
         }
-        parts.extend(range_regex(v[i], v[j]));
+        runs.push((v[i], v[j]));
         i = j + 1;
     }
-    parts.join("|")
+    runs
 }
 
 /// Patterns for the integers in [a, b].

@@ -111,21 +111,17 @@ pub fn solve_profiles(
 
 /// `a–b` or `a` for a run of layer indices.
 fn runs(v: &[u32]) -> String {
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < v.len() {
-        let mut j = i;
-        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
-            j += 1;
-        }
-        parts.push(if i == j {
-            format!("{}", v[i])
-        } else {
-            format!("{}–{}", v[i], v[j])
-        });
-        i = j + 1;
-    }
-    parts.join(", ")
+    crate::emit::consecutive_runs(v)
+        .into_iter()
+        .map(|(a, b)| {
+            if a == b {
+                format!("{a}")
+            } else {
+                format!("{a}–{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn part_label(k: GroupKind) -> &'static str {
