@@ -17,7 +17,11 @@ for d in "$TMP"/*/; do
   mkdir -p "$dest"
   rm -rf "${dest:?}/$run"; cp -r "$d" "$dest/$run"
   grep -P "^\Q$run\E\t" "$MATRIX" >> "$dest/matrix.tsv" || true
-  if [ -n "$CALL_LOG" ] && [ ! -e "$dest/call.log" ]; then cp "$CALL_LOG" "$dest/call.log"; fi
+  # one runner log per call: call.log (first call into this directory), then call-<tag>.log
+  if [ -n "$CALL_LOG" ]; then
+    if [ ! -e "$dest/call.log" ]; then cp "$CALL_LOG" "$dest/call.log"
+    elif ! cmp -s "$CALL_LOG" "$dest/call.log"; then cp "$CALL_LOG" "$dest/call-${TB_CALL_TAG:-$(basename "$TARF" .tar)}.log"; fi
+  fi
   echo "imported $run -> ${dest#$REPO/}"
 done
 for dest in "$REPO"/data/runs/"$DATE"-*/; do

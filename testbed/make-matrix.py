@@ -1,11 +1,22 @@
 #!/usr/bin/env python3
 """Expand testbed/matrix/scenarios.tsv into a run matrix for testbed/run-matrix.sh.
 
-usage: make-matrix.py -o testbed/matrix/call2.tsv [--scenarios a,b] [--placer target/debug/placer]
+usage: make-matrix.py -o testbed/matrix/call4.tsv [--scenarios a,b] [--placer target/release/placer]
+                      [--tag c4] [--placements fit,placer-aggressive]
 Placements: fit (`--fit on`, nothing else), cpu-moe (`--cpu-moe`), hand (testbed/matrix/hand.tsv),
 placer-aggressive / placer-moderate (`placer solve MODEL --host H --ctx C --json`, flags taken as
 placer emits them, minus -m/-c which the runner sets). Predictions placer printed are kept in
-<output>.predictions.json, keyed by run id, for the report.
+<output>.predictions.json, keyed by run id, for the report, with the binary placer wrote the command
+for (`emitted_for`, llama-server) and the one the testbed ran it with (`ran_with`, llama-completion).
+
+--tag T makes run ids "<scenario>--<placement>--T" (one tag per device call: c4, c5, …), so a new call
+never overwrites a run of an earlier call in the same scenario directory. --placements keeps only
+those placements of each scenario (in the order given). The optional 9th column of scenarios.tsv is the
+run's time box in seconds (the runner's TB_RUN_TIMEOUT otherwise).
+
+The workload goes into the solve: `--depth P + G/2` (attention reads per generated token, averaged
+over the generation) and `--prefill-weight P/G` (prompt tokens per generated token), when this
+placer's `solve --help` lists them.
 """
 import argparse
 import json
@@ -42,10 +53,20 @@ def strip_runner_flags(argv):
 _CACHE = {}
 
 
-def solve_json(placer, model, host, ctx):
+_SOLVE_HELP = {}
+
+
+def solve_supports(placer, flag):
+    if placer not in _SOLVE_HELP:
+        r = subprocess.run([placer, "solve", "--help"], capture_output=True, text=True, timeout=60)
+        _SOLVE_HELP[placer] = r.stdout
+    return flag in _SOLVE_HELP[placer]
+
+
+def solve_json(placer, model, host, ctx, prompt=0, gen=0):
     """placer solve --json; with placer == "test", the library through tests/testbed_solve.rs
     (used while the solve subcommand did not exist yet; same solver, same profiles' margins)."""
-    key = (placer, model, host, ctx)
+    key = (placer, model, host, ctx, prompt, gen)
     if key in _CACHE:
         return _CACHE[key]
     if placer == "test":
@@ -59,6 +80,10 @@ def solve_json(placer, model, host, ctx):
         j = json.loads(line.split(" ", 1)[1])
     else:
         cmd = [placer, "solve", model, "--host", host, "--ctx", str(ctx), "--json"]
+        if gen and solve_supports(placer, "--depth"):
+            cmd += ["--depth", str(prompt + gen // 2)]
+        if gen and solve_supports(placer, "--prefill-weight"):
+            cmd += ["--prefill-weight", f"{prompt / gen:.1f}"]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip()[:500]}")
@@ -67,8 +92,8 @@ def solve_json(placer, model, host, ctx):
     return j, cmd
 
 
-def placer_flags(placer, model, host, ctx, profile):
-    j, cmd = solve_json(placer, model, host, ctx)
+def placer_flags(placer, model, host, ctx, profile, prompt=0, gen=0):
+    j, cmd = solve_json(placer, model, host, ctx, prompt, gen)
     prof = find_profile(j, profile)
     if prof.get("infeasible"):
         raise RuntimeError(f"placer: infeasible: {json.dumps(prof['infeasible'])[:400]}")
@@ -95,15 +120,27 @@ def main():
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--scenarios")
     ap.add_argument("--placer", default=os.path.join(HERE, "..", "target", "debug", "placer"))
+    ap.add_argument("--tag", help="suffix of every run id: <scenario>--<placement>--TAG")
+    ap.add_argument("--placements", help="only these placements, in this order")
+    ap.add_argument("--runs", help="SCENARIO:PLACEMENT,… in this order (the call's run order; overrides --scenarios)")
     a = ap.parse_args()
     want = a.scenarios.split(",") if a.scenarios else None
+    pairs = [tuple(r.split(":", 1)) for r in a.runs.split(",")] if a.runs else None
     hand = {r[0]: r[1] for r in rows(os.path.join(HERE, "matrix", "hand.tsv"))}
     out, preds, problems = [], {}, []
     scen = {r[0]: r for r in rows(os.path.join(HERE, "matrix", "scenarios.tsv"))}
-    for name in (want or list(scen)):
-        s, model, host, solve_host, ctx, prompt, gen, placements = scen[name]
-        for pl in placements.split(","):
-            run_id = f"{s}--{pl}"
+    if pairs is None:
+        pairs = []
+        for name in (want or list(scen)):
+            todo = scen[name][7].split(",")
+            if a.placements:
+                todo = [p for p in a.placements.split(",") if p in todo]
+            pairs += [(name, pl) for pl in todo]
+    for name, pl in pairs:
+        s, model, host, solve_host, ctx, prompt, gen, placements = scen[name][:8]
+        tmo = scen[name][8] if len(scen[name]) > 8 else ""
+        if True:
+            run_id = f"{s}--{pl}" + (f"--{a.tag}" if a.tag else "")
             if pl == "fit":
                 flags = ["--fit", "on"]
             elif pl == "cpu-moe":
@@ -114,17 +151,20 @@ def main():
                 flags = hand[s].split()
             elif pl.startswith("placer-"):
                 try:
-                    flags, prof, cmd = placer_flags(a.placer, model, solve_host, ctx, pl.split("-", 1)[1])
-                    preds[run_id] = {"command": cmd, "profile": prof}
+                    flags, prof, cmd = placer_flags(a.placer, model, solve_host, ctx, pl.split("-", 1)[1],
+                                                    int(prompt), int(gen))
+                    emitted = (prof.get("command") or "").split(" ", 1)[0] or None
+                    preds[run_id] = {"command": cmd, "profile": prof, "emitted_for": emitted,
+                                     "ran_with": "llama-completion"}
                 except (RuntimeError, KeyError, ValueError, OSError, subprocess.TimeoutExpired) as e:
                     problems.append(f"{run_id}: {e}")
                     continue
             else:
                 problems.append(f"{run_id}: unknown placement")
                 continue
-            out.append("\t".join([run_id, model, host, ctx, prompt, gen, pl, " ".join(flags)]))
+            out.append("\t".join([run_id, model, host, ctx, prompt, gen, pl, " ".join(flags)] + ([tmo] if tmo else [])))
     with open(a.output, "w") as fh:
-        fh.write("# run_id\tmodel\thost\tctx\tprompt\tgen\tplacement\tflags (testbed/make-matrix.py)\n")
+        fh.write("# run_id\tmodel\thost\tctx\tprompt\tgen\tplacement\tflags\t[timeout_s] (testbed/make-matrix.py)\n")
         fh.write("\n".join(out) + "\n")
     with open(a.output + ".predictions.json", "w") as fh:
         json.dump(preds, fh, indent=1)

@@ -2,13 +2,15 @@
 # Run a testbed matrix on a GPU machine, in one call: binaries, models, ballast, runs, packing.
 #
 # usage: testbed/run-matrix.sh MATRIX.tsv OUTDIR [BUDGET_S]
-#   MATRIX.tsv  lines: run_id  model  host  ctx  prompt_tokens  n_gen  placement  flags…  (TAB-separated,
-#               flags are the last column, space-separated; '#' starts a comment). See testbed/MANIFEST.md.
+#   MATRIX.tsv  lines: run_id  model  host  ctx  prompt_tokens  n_gen  placement  flags…  [timeout_s]
+#               (TAB-separated; flags are space-separated; '#' starts a comment; the optional last
+#               column is the run's own time box, else TB_RUN_TIMEOUT). See testbed/MANIFEST.md.
 #   host        gpu:T0[,T1…]   ballast so GPU i shows Ti MiB free (one physical GPU per entry)
 #               emul:T0,T1     one physical GPU split into len(T) virtual devices (GGML_CUDA_DEVICES):
 #                              ballast leaves len(T)·max(T) free so each virtual device reports max(T),
 #                              and -fitt tells --fit each device's real budget (margin 1024 + max(T) − Ti).
-#   TB_DRYRUN   (env) models whose dry-run sweep to run (default: every model of the matrix)
+#   TB_DRYRUN   (env) models whose dry-run sweep to run (default: every model of the matrix; "none": no sweep)
+#   TB_CALL     (env) the device call's tag (c4, c5, …), recorded in every manifest
 #   DEADLINE_S  seconds (from the start) by which every run must have ended (default 560): each run's
 #               timeout is min(TB_RUN_TIMEOUT, what is left − 20 s); a run with < 45 s left is skipped.
 # Each finished run is appended at once to $TB_TAR (default OUTDIR/runs.tar), so a call killed at its
@@ -115,11 +117,12 @@ dryrun_all &
 DRY_PID=$!
 wait_dryruns() { [ -n "${DRY_PID:-}" ] && wait "$DRY_PID" 2>/dev/null; DRY_PID=""; }
 
-while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags; do
+while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags run_box; do
   [[ -z "$run_id" || "$run_id" == \#* ]] && continue
   left=$(( DEADLINE_S - $(elapsed) - 20 ))
   if (( left < 45 )); then echo "[$(elapsed)s] no time left: skipping $run_id"; echo "$run_id no-time" >> "$OUTDIR/skipped.txt"; continue; fi
-  tmo=$(( left < RUN_TIMEOUT ? left : RUN_TIMEOUT ))
+  box=${run_box:-$RUN_TIMEOUT}
+  tmo=$(( left < box ? left : box ))
   if [ "$CUR_MODEL" != "$model" ]; then
     stop_ballast
     synth "$model" || { echo "$run_id synth-failed" >> "$OUTDIR/skipped.txt"; continue; }
@@ -150,7 +153,7 @@ while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags; do
   python3 "$REPO/testbed/parse_log.py" "$d/log.txt" > "$d/measured.json"
   gzip -f "$d/log.txt" "$d/smi.csv"
   RUN_ID=$run_id MODEL=$model MPATH=$mpath PLACEMENT=$placement HOST=$host KIND=$kind ENVS="${envs[*]:-}" \
-  BFREE=$BALLAST_FREE CTX=$ctx PROMPT_N=$prompt_n N_GEN=$n_gen FLAGS=$flags EMUL_FLAGS=$emul_flags \
+  TIME_BOX=$tmo CALL=${TB_CALL:-} BFREE=$BALLAST_FREE CTX=$ctx PROMPT_N=$prompt_n N_GEN=$n_gen FLAGS=$flags EMUL_FLAGS=$emul_flags \
   ARGV="${argv[*]:1} ${extra[*]:-}" BIN=$BIN BUILD_INFO=$BUILD_INFO GPU_INFO=$GPU_INFO RC=$rc WALL_NS=$wall_ns PEAK=$peak \
   python3 "$REPO/testbed/write_manifest.py" "$d"
   tar -rf "$TAR" -C "$OUTDIR" "$run_id"

@@ -27,6 +27,9 @@ manifest = {
     "n_gen": int(e["N_GEN"]),
     "flags": e["FLAGS"].split(),
     "emulation_flags": e["EMUL_FLAGS"].split(),
+    "binary": "llama-completion",
+    "call": e.get("CALL", ""),
+    "time_box_s": int(e["TIME_BOX"]) if e.get("TIME_BOX", "").isdigit() else None,
     "argv": ["llama-completion"] + e["ARGV"].replace(e["BIN"] + "/", "").split(),
     "llama_cpp": {
         "source": "llama-cpp-python 0.3.36 sdist, vendor/llama.cpp",
