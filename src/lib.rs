@@ -23,5 +23,6 @@ pub mod modelsconf;
 pub mod placement;
 pub mod profile;
 pub mod solver;
+pub mod speed;
 pub mod synth;
 pub mod units;

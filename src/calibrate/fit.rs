@@ -17,6 +17,7 @@
 use super::records::{device_predicted, Record, SpeedFeatures};
 use super::{Calibration, DeviceMargin, GpuCalibration, HostSpeed};
 use crate::memory::{self, Prediction};
+use crate::speed;
 use std::collections::BTreeMap;
 
 pub const MIN_OVERHEAD_POINTS: usize = 3;
@@ -144,41 +145,20 @@ fn complete(r: &Record) -> bool {
 /// Host constants for a run: those fitted on hosts with its first GPU's model, else the
 /// global `[speed]` values (priors for hosts without runs).
 pub fn host_speed(cal: &Calibration, f: &SpeedFeatures) -> HostSpeed {
-    cal.gpus
-        .iter()
-        .find(|g| g.model == f.host_gpu)
-        .and_then(|g| g.host_speed.clone())
-        .unwrap_or(HostSpeed {
-            per_token_s: cal.speed.per_token_s,
-            per_node_s: cal.speed.per_node_s,
-            per_split_s: cal.speed.per_split_s,
-            cpu_bandwidth_efficiency: cal.speed.cpu_bandwidth_efficiency,
-            n_runs: 0,
-            prefill_per_token_s: 0.0,
-            pcie_efficiency: 0.0,
-        })
+    cal.host_speed(&f.host_gpu)
 }
 
-/// Predicted decode tokens/s for a run's features under a calibration.
+/// Predicted decode tokens/s for a run's features under a calibration (src/speed.rs).
 pub fn decode_tps(cal: &Calibration, f: &SpeedFeatures) -> Option<f64> {
-    let h = host_speed(cal, f);
-    let mut t = h.per_token_s + h.per_node_s * f.nodes + h.per_split_s * f.splits;
-    for (model, s) in &f.gpu_s {
-        let eta = cal.gpu(model).bandwidth_efficiency;
-        if eta <= 0.0 {
-            return None;
-        }
-        t += s / eta;
-    }
-    if f.cpu_s > 0.0 {
-        if h.cpu_bandwidth_efficiency <= 0.0 {
-            return None;
-        }
-        t += f.cpu_s / h.cpu_bandwidth_efficiency;
-    }
-    (t > 0.0).then(|| 1.0 / t)
+    let t = speed::decode_s(&speed::rates(cal, &f.host), &f.decode);
+    (t > 0.0 && t.is_finite()).then(|| 1.0 / t)
 }
 
+/// Predicted prefill tokens/s for a run's features under a calibration (src/speed.rs).
+pub fn prefill_tps(cal: &Calibration, f: &SpeedFeatures) -> Option<f64> {
+    let t = speed::prefill_s_per_token(&speed::rates(cal, &f.host), &f.prefill);
+    (t > 0.0 && t.is_finite()).then(|| 1.0 / t)
+}
 /// Fit a calibration from records, starting from `base` (values that cannot be fitted stay).
 pub fn fit(records: &[Record], base: &Calibration) -> (Calibration, FitReport) {
     let mut cal = base.clone();
@@ -354,125 +334,93 @@ fn fit_compute(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     ));
 }
 
-fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
-    let pts: Vec<(&SpeedFeatures, f64)> = records
-        .iter()
-        .filter(|r| r.input.log.oom.is_empty())
-        .filter_map(|r| Some((r.speed.as_ref()?, r.decode_s()?)))
-        .collect();
-    let mut hosts: Vec<String> = pts.iter().map(|(f, _)| f.host_gpu.clone()).collect();
-    hosts.sort();
-    hosts.dedup();
-    if pts.is_empty() {
-        rep.say("decode: no run with decode timings and a prediction; kept the incoming speed constants");
-    }
-    for host in hosts {
-        let group: Vec<(&SpeedFeatures, f64)> = pts
-            .iter()
-            .filter(|(f, _)| f.host_gpu == host)
-            .copied()
-            .collect();
-        fit_decode_host(&host, &group, cal, rep);
+/// One unknown of a speed fit: its name and its column (a run's feature, in seconds at unit
+/// coefficient).
+struct Column<'a> {
+    name: String,
+    value: Box<dyn Fn(&SpeedFeatures) -> f64 + 'a>,
+}
+
+fn col<'a>(name: impl Into<String>, f: impl Fn(&SpeedFeatures) -> f64 + 'a) -> Column<'a> {
+    Column {
+        name: name.into(),
+        value: Box::new(f),
     }
 }
 
-/// Decode on one kind of host (runs whose first GPU is `host`): seconds per token =
-/// per_token + per_node·nodes + Σ_m (1/η_m)·Σ bytes_d/BW_d + (1/η_cpu)·bytes_cpu/BW_ram +
-/// per_split·splits, by NNLS on rows scaled by 1/measured (so that each run's *relative* error
-/// counts the same: a 2 t/s run would otherwise outweigh every 200 t/s run). The host constants
-/// go to that GPU model's `host_speed`; GPU efficiencies to each GPU model's entry.
-fn fit_decode_host(
-    host: &str,
-    pts: &[(&SpeedFeatures, f64)],
-    cal: &mut Calibration,
-    rep: &mut FitReport,
-) {
-    let models: Vec<String> = {
-        let mut m: Vec<String> = pts
-            .iter()
-            .flat_map(|(f, _)| f.gpu_s.keys().cloned())
-            .collect();
-        m.sort();
-        m.dedup();
-        m
-    };
-    let has_cpu = pts.iter().any(|(f, _)| f.cpu_s > 0.0);
-    let has_splits = pts.iter().any(|(f, _)| f.splits > 0.0);
-    let has_nodes = pts.iter().any(|(f, _)| f.nodes > 0.0);
-    let row = |f: &SpeedFeatures| {
-        let mut v = vec![1.0];
-        v.extend(
-            models
-                .iter()
-                .map(|m| f.gpu_s.get(m).copied().unwrap_or(0.0)),
-        );
-        if has_cpu {
-            v.push(f.cpu_s);
-        }
-        if has_splits {
-            v.push(f.splits);
-        }
-        if has_nodes {
-            v.push(f.nodes);
-        }
-        v
-    };
-    let p = 1 + models.len() + has_cpu as usize + has_splits as usize + has_nodes as usize;
-    let need = p + MIN_EXTRA_SPEED_POINTS;
-    if pts.len() < need || models.is_empty() {
-        rep.say(format!(
-            "decode on {host} hosts: {} runs with decode timings and a prediction, need {need} for {p} unknowns (per-token, {} GPU efficiencies{}{}{}); kept the incoming speed constants",
-            pts.len(),
-            models.len(),
-            if has_cpu { ", CPU efficiency" } else { "" },
-            if has_splits { ", per-split cost" } else { "" },
-            if has_nodes { ", per-node cost" } else { "" }
-        ));
-        return;
+/// Σ over the host's GPUs of model `m` of `per_gpu[g]` / spec bandwidth (s at unit coefficient).
+fn per_gpu_model(f: &SpeedFeatures, m: &str, per_gpu: &[f64]) -> f64 {
+    f.host
+        .gpus
+        .iter()
+        .zip(per_gpu)
+        .filter(|(g, _)| g.model == m && g.bandwidth_gbs > 0.0)
+        .map(|(g, v)| v / (g.bandwidth_gbs * 1e9))
+        .sum()
+}
+
+fn per_ram(f: &SpeedFeatures, v: f64) -> f64 {
+    if f.host.ram.bandwidth_gbs > 0.0 {
+        v / (f.host.ram.bandwidth_gbs * 1e9)
+    } else {
+        0.0
     }
+}
+
+fn gpu_models(pts: &[(&SpeedFeatures, f64)]) -> Vec<String> {
+    let mut m: Vec<String> = pts
+        .iter()
+        .flat_map(|(f, _)| f.host.gpus.iter().map(|g| g.model.clone()))
+        .collect();
+    m.sort();
+    m.dedup();
+    m
+}
+
+/// The result of one NNLS fit over named columns.
+struct ColumnFit {
+    /// (name, coefficient) of the columns that entered the fit.
+    theta: Vec<(String, f64)>,
+    /// Relative error on tokens/s per point.
+    errors: Vec<f64>,
+}
+
+impl ColumnFit {
+    fn get(&self, name: &str) -> Option<f64> {
+        self.theta.iter().find(|(n, _)| n == name).map(|(_, t)| *t)
+    }
+}
+
+/// NNLS of seconds per token on the columns that are non-zero for at least two runs, rows
+/// scaled by 1/measured (each run's *relative* error counts the same: a 2 t/s run would
+/// otherwise outweigh every 200 t/s run). Refuses (Err with the reason) with fewer than
+/// unknowns + MIN_EXTRA_SPEED_POINTS runs.
+fn fit_columns(pts: &[(&SpeedFeatures, f64)], cols: Vec<Column>) -> Result<ColumnFit, String> {
+    let cols: Vec<Column> = cols
+        .into_iter()
+        .filter(|c| pts.iter().filter(|(f, _)| (c.value)(f) > 0.0).count() >= 2)
+        .collect();
+    let p = cols.len();
+    let need = p + MIN_EXTRA_SPEED_POINTS;
+    let names = cols
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if pts.len() < need {
+        return Err(format!(
+            "{} runs, need {need} for {p} unknowns ({names})",
+            pts.len()
+        ));
+    }
+    let row = |f: &SpeedFeatures| cols.iter().map(|c| (c.value)(f)).collect::<Vec<f64>>();
     let x: Vec<Vec<f64>> = pts
         .iter()
         .map(|(f, t)| row(f).into_iter().map(|v| v / t).collect())
         .collect();
-    let y: Vec<f64> = vec![1.0; pts.len()];
-    let Some(theta) = nnls(&x, &y) else {
-        rep.say(format!(
-            "decode on {host} hosts: the least-squares system is singular; kept the incoming speed constants"
-        ));
-        return;
-    };
-    let mut hs = host_speed(cal, pts[0].0);
-    hs.per_token_s = theta[0];
-    hs.n_runs = pts.len();
-    for (k, m) in models.iter().enumerate() {
-        let t = theta[1 + k];
-        if t > 0.0 {
-            gpu_entry(cal, m).bandwidth_efficiency = 1.0 / t;
-            cal.provenance.insert(
-                format!("gpus.{m}.bandwidth_efficiency"),
-                format!("NNLS over {} decode runs on {host} hosts", pts.len()),
-            );
-        } else {
-            rep.say(format!(
-                "decode on {host} hosts: {m} reads explain none of the time (coefficient 0); efficiency kept"
-            ));
-        }
-    }
-    let mut k = 1 + models.len();
-    if has_cpu {
-        if theta[k] > 0.0 {
-            hs.cpu_bandwidth_efficiency = 1.0 / theta[k];
-        }
-        k += 1;
-    }
-    if has_splits {
-        hs.per_split_s = theta[k];
-        k += 1;
-    }
-    if has_nodes {
-        hs.per_node_s = theta[k];
-    }
-    let errs: Vec<f64> = pts
+    let y = vec![1.0; pts.len()];
+    let theta = nnls(&x, &y).ok_or_else(|| format!("singular system ({names})"))?;
+    let errors = pts
         .iter()
         .map(|(f, t)| {
             let pred = dot(&row(f), &theta);
@@ -480,92 +428,204 @@ fn fit_decode_host(
             ((1.0 / pred) - (1.0 / t)).abs() / (1.0 / t)
         })
         .collect();
+    Ok(ColumnFit {
+        theta: cols.iter().map(|c| c.name.clone()).zip(theta).collect(),
+        errors,
+    })
+}
+
+/// Runs grouped by the model of their host's first GPU, with the measured seconds per token
+/// that `measured` picks.
+fn by_host<'a>(
+    records: &'a [Record],
+    measured: impl Fn(&Record) -> Option<f64>,
+) -> BTreeMap<String, Vec<(&'a SpeedFeatures, f64)>> {
+    let mut m: BTreeMap<String, Vec<(&SpeedFeatures, f64)>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.input.log.oom.is_empty()) {
+        if let (Some(f), Some(t)) = (r.speed.as_ref(), measured(r)) {
+            m.entry(f.host_gpu.clone()).or_default().push((f, t));
+        }
+    }
+    m
+}
+
+fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
+    let groups = by_host(records, Record::decode_s);
+    if groups.is_empty() {
+        rep.say("decode: no run with decode timings and a prediction; kept the incoming speed constants");
+    }
+    for (host, pts) in &groups {
+        fit_decode_host(host, pts, cal, rep);
+    }
+}
+
+/// Decode on one kind of host (runs whose first GPU is `host`), src/speed.rs's model:
+/// seconds per token = per_token + per_node·nodes + per_split·splits + Σ_m (1/η_m)·Σ bytes_g/BW_g
+/// + (1/η_cpu)·bytes_cpu/BW_ram + Σ_m k_m·Σ flops_g/BW_g + k_cpu·flops_cpu/BW_ram, NNLS.
+/// Host constants go to that GPU model's `host_speed`, GPU terms to each GPU model's entry.
+fn fit_decode_host(
+    host: &str,
+    pts: &[(&SpeedFeatures, f64)],
+    cal: &mut Calibration,
+    rep: &mut FitReport,
+) {
+    let models = gpu_models(pts);
+    let mut cols = vec![col("per_token", |_| 1.0)];
+    for m in &models {
+        let m2 = m.clone();
+        cols.push(col(format!("bytes {m}"), move |f| {
+            per_gpu_model(f, &m2, &f.decode.gpu_bytes)
+        }));
+    }
+    cols.push(col("bytes CPU", |f| per_ram(f, f.decode.cpu_bytes)));
+    cols.push(col("splits", |f| f.decode.splits));
+    cols.push(col("nodes", |f| f.decode.nodes));
+    for m in &models {
+        let m2 = m.clone();
+        cols.push(col(format!("attn {m}"), move |f| {
+            per_gpu_model(f, &m2, &f.decode.gpu_attn_flops)
+        }));
+    }
+    cols.push(col("attn CPU", |f| per_ram(f, f.decode.cpu_attn_flops)));
+    let fit = match fit_columns(pts, cols) {
+        Ok(f) => f,
+        Err(why) => {
+            rep.say(format!(
+                "decode on {host} hosts: {why}; kept the incoming speed constants"
+            ));
+            return;
+        }
+    };
+    let mut hs = cal.host_speed(host);
+    hs.n_runs = pts.len();
+    hs.per_token_s = fit.get("per_token").unwrap_or(0.0);
+    hs.per_split_s = fit.get("splits").unwrap_or(hs.per_split_s);
+    hs.per_node_s = fit.get("nodes").unwrap_or(hs.per_node_s);
+    if let Some(t) = fit.get("bytes CPU").filter(|t| *t > 0.0) {
+        hs.cpu_bandwidth_efficiency = 1.0 / t;
+    }
+    if let Some(t) = fit.get("attn CPU") {
+        hs.cpu_attn_bytes_per_flop = t;
+    }
+    let src = format!("NNLS over {} decode runs on {host} hosts", pts.len());
+    for m in &models {
+        match fit.get(&format!("bytes {m}")) {
+            Some(t) if t > 0.0 => {
+                gpu_entry(cal, m).bandwidth_efficiency = 1.0 / t;
+                cal.provenance
+                    .insert(format!("gpus.{m}.bandwidth_efficiency"), src.clone());
+            }
+            Some(_) => rep.say(format!(
+                "decode on {host} hosts: {m} reads explain none of the time (coefficient 0); efficiency kept"
+            )),
+            None => {}
+        }
+        if let Some(t) = fit.get(&format!("attn {m}")) {
+            gpu_entry(cal, m).attn_bytes_per_flop = t;
+            cal.provenance
+                .insert(format!("gpus.{m}.attn_bytes_per_flop"), src.clone());
+        }
+    }
     rep.say(format!(
-        "decode on {host} hosts: per_token {:.3} ms, per_node {:.2} µs, per_split {:.1} µs, GPU eff {}, CPU eff {:.2}; fit median error {:.1}%, max {:.1}% ({} runs)",
+        "decode on {host} hosts: per_token {:.3} ms, per_node {:.2} µs, per_split {:.1} µs, GPU eff {}, CPU eff {:.2}, attention bytes/flop {} CPU {:.3}; fit median error {:.1}%, max {:.1}% ({} runs)",
         hs.per_token_s * 1e3,
         hs.per_node_s * 1e6,
         hs.per_split_s * 1e6,
         models.iter().map(|m| format!("{m} {:.2}", cal.gpu(m).bandwidth_efficiency)).collect::<Vec<_>>().join(", "),
         hs.cpu_bandwidth_efficiency,
-        100.0 * percentile(&errs, 0.5),
-        100.0 * errs.iter().cloned().fold(0.0, f64::max),
+        models.iter().map(|m| format!("{m} {:.4}", cal.gpu(m).attn_bytes_per_flop)).collect::<Vec<_>>().join(", "),
+        hs.cpu_attn_bytes_per_flop,
+        100.0 * percentile(&fit.errors, 0.5),
+        100.0 * fit.errors.iter().cloned().fold(0.0, f64::max),
         pts.len()
     ));
     cal.provenance.insert(
         format!("gpus.{host}.host_speed"),
         format!(
-            "NNLS over {} decode runs on {host} hosts ({p} unknowns, rows scaled by 1/measured)",
-            pts.len()
+            "{src} ({} unknowns: {}; rows scaled by 1/measured)",
+            fit.theta.len(),
+            fit.theta
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     );
     gpu_entry(cal, host).host_speed = Some(hs);
 }
 
-/// Prefill per kind of host (runs grouped by their first GPU's model, as for decode): seconds
-/// per prompt token = prefill_per_token + (1/η_pcie)·pcie_s_per_token, NNLS. Stored in that GPU
-/// model's `host_speed` (a PCIe efficiency measured on one platform is not a prior for another).
+/// Prefill per kind of host (grouped as for decode), src/speed.rs's model: seconds per prompt
+/// token = prefill_per_token + (1/η_pcie)·pcie_bytes_per_token/PCIe spec + Σ_m k_m·Σ flops_g/BW_g
+/// + k_cpu·flops_cpu/BW_ram, NNLS. Stored in that GPU model's `host_speed` (a PCIe efficiency
+/// measured on one platform is not a prior for another) and each GPU model's entry.
 fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
-    let all: Vec<(&SpeedFeatures, f64)> = records
-        .iter()
-        .filter(|r| r.input.log.oom.is_empty())
-        .filter_map(|r| Some((r.speed.as_ref()?, r.prefill_s()?)))
-        .collect();
-    let mut hosts: Vec<String> = all.iter().map(|(f, _)| f.host_gpu.clone()).collect();
-    hosts.sort();
-    hosts.dedup();
-    for host in hosts {
-        let pts: Vec<(f64, f64)> = all
-            .iter()
-            .filter(|(f, _)| f.host_gpu == host)
-            .map(|(f, t)| (f.pcie_s_per_token, *t))
-            .collect();
-        let with_cpu = pts.iter().filter(|(s, _)| *s > 0.0).count();
-        let need = 2 + MIN_EXTRA_SPEED_POINTS;
-        if pts.len() < need || with_cpu < 2 {
-            rep.say(format!(
-                "prefill on {host} hosts: {} runs with prefill timings ({with_cpu} with CPU-resident weights), need {need} with ≥ 2 streaming weights over PCIe; kept the incoming constants",
-                pts.len()
-            ));
-            continue;
+    for (host, pts) in &by_host(records, Record::prefill_s) {
+        let models = gpu_models(pts);
+        let mut cols = vec![
+            col("per_token", |_| 1.0),
+            col("pcie", |f| {
+                let pcie = f.host.gpus.first().map(|g| g.pcie_gbs).unwrap_or(0.0);
+                if pcie > 0.0 {
+                    f.prefill.pcie_bytes_per_token / (pcie * 1e9)
+                } else {
+                    0.0
+                }
+            }),
+        ];
+        for m in &models {
+            let m2 = m.clone();
+            cols.push(col(format!("attn {m}"), move |f| {
+                per_gpu_model(f, &m2, &f.prefill.gpu_attn_flops)
+            }));
         }
-        let x: Vec<Vec<f64>> = pts.iter().map(|(s, t)| vec![1.0 / t, *s / t]).collect();
-        let y: Vec<f64> = vec![1.0; pts.len()];
-        let Some(th) = nnls(&x, &y) else { continue };
-        let probe = all
-            .iter()
-            .find(|(f, _)| f.host_gpu == host)
-            .map(|(f, _)| *f)
-            .expect("host has points");
-        let mut hs = host_speed(cal, probe);
-        hs.prefill_per_token_s = th[0];
-        if th[1] > 0.0 {
-            hs.pcie_efficiency = 1.0 / th[1];
+        cols.push(col("attn CPU", |f| per_ram(f, f.prefill.cpu_attn_flops)));
+        let fit = match fit_columns(pts, cols) {
+            Ok(f) => f,
+            Err(why) => {
+                rep.say(format!(
+                    "prefill on {host} hosts: {why}; kept the incoming constants"
+                ));
+                continue;
+            }
+        };
+        let mut hs = cal.host_speed(host);
+        hs.prefill_per_token_s = fit.get("per_token").unwrap_or(0.0);
+        if let Some(t) = fit.get("pcie").filter(|t| *t > 0.0) {
+            hs.pcie_efficiency = 1.0 / t;
         }
-        let errs: Vec<f64> = pts
-            .iter()
-            .map(|(s, t)| {
-                let pred = th[0] + th[1] * s;
-                ((1.0 / pred) - (1.0 / t)).abs() / (1.0 / t)
-            })
-            .collect();
+        if let Some(t) = fit.get("attn CPU") {
+            hs.prefill_cpu_attn_bytes_per_flop = t;
+        }
+        for m in &models {
+            if let Some(t) = fit.get(&format!("attn {m}")) {
+                gpu_entry(cal, m).prefill_attn_bytes_per_flop = t;
+            }
+        }
         rep.say(format!(
-            "prefill on {host} hosts: {:.3} ms/token + PCIe at {:.2} of spec; fit median error {:.1}% ({} runs)",
-            th[0] * 1e3,
+            "prefill on {host} hosts: {:.3} ms/token + PCIe at {:.2} of spec, attention bytes/flop {} CPU {:.3}; fit median error {:.1}%, max {:.1}% ({} runs)",
+            hs.prefill_per_token_s * 1e3,
             hs.pcie_efficiency,
-            100.0 * percentile(&errs, 0.5),
+            models.iter().map(|m| format!("{m} {:.4}", cal.gpu(m).prefill_attn_bytes_per_flop)).collect::<Vec<_>>().join(", "),
+            hs.prefill_cpu_attn_bytes_per_flop,
+            100.0 * percentile(&fit.errors, 0.5),
+            100.0 * fit.errors.iter().cloned().fold(0.0, f64::max),
             pts.len()
         ));
         cal.provenance.insert(
             format!("gpus.{host}.host_speed.prefill"),
             format!(
-                "NNLS over {} prefill runs on {host} hosts (rows scaled by 1/measured)",
-                pts.len()
+                "NNLS over {} prefill runs on {host} hosts ({}; rows scaled by 1/measured)",
+                pts.len(),
+                fit.theta
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         );
-        gpu_entry(cal, &host).host_speed = Some(hs);
+        gpu_entry(cal, host).host_speed = Some(hs);
     }
 }
-
 /// Per-device memory errors (measured − predicted total, MiB; positive = placer under-predicted).
 pub fn memory_errors(records: &[Record], cal: &Calibration) -> Vec<(String, String, f64, f64)> {
     let mut out = Vec::new();

@@ -18,6 +18,13 @@ pub struct GpuCalibration {
     /// (fit.rs `fit_decode`); `None` = use the global `[speed]` values (priors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_speed: Option<HostSpeed>,
+    /// Decode attention cost on this GPU model, bytes-equivalent per attention flop
+    /// (speed.rs: seconds per flop = this / spec bandwidth); 0 = not fitted (use the prior).
+    #[serde(default)]
+    pub attn_bytes_per_flop: f64,
+    /// The same for prefill (prompt at its average depth); 0 = not fitted.
+    #[serde(default)]
+    pub prefill_attn_bytes_per_flop: f64,
 }
 
 /// Decode constants fitted on one kind of host (keyed by its GPU model): fixed cost per token,
@@ -36,6 +43,13 @@ pub struct HostSpeed {
     pub prefill_per_token_s: f64,
     #[serde(default)]
     pub pcie_efficiency: f64,
+    /// Decode attention on the CPU (layers with KV in RAM), bytes-equivalent per attention flop
+    /// of the RAM bandwidth (speed.rs); 0 = not fitted on this host (use the `[speed]` prior).
+    #[serde(default)]
+    pub cpu_attn_bytes_per_flop: f64,
+    /// The same for prefill; 0 = not fitted.
+    #[serde(default)]
+    pub prefill_cpu_attn_bytes_per_flop: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +68,17 @@ pub struct SpeedConstants {
     /// Cost per node of the token-generation graph (kernel launches), seconds.
     #[serde(default)]
     pub per_node_s: f64,
+    /// Attention costs as bytes-equivalent per attention flop of the device's spec memory
+    /// bandwidth (speed.rs), priors for GPUs / hosts without fitted values: decode on a GPU,
+    /// decode on the CPU, prefill on a GPU, prefill on the CPU. 0 = no prior.
+    #[serde(default)]
+    pub gpu_attn_bytes_per_flop: f64,
+    #[serde(default)]
+    pub cpu_attn_bytes_per_flop: f64,
+    #[serde(default)]
+    pub prefill_gpu_attn_bytes_per_flop: f64,
+    #[serde(default)]
+    pub prefill_cpu_attn_bytes_per_flop: f64,
 }
 
 /// Compute-buffer coefficients (bytes) for terms llama.cpp's graph leaves to measurement.
@@ -193,6 +218,53 @@ impl Calibration {
                 bandwidth_efficiency: 1.0,
                 oom_margin_mib: 0.0,
                 host_speed: None,
+                attn_bytes_per_flop: 0.0,
+                prefill_attn_bytes_per_flop: 0.0,
             })
+    }
+
+    /// Host constants for a host whose first GPU is `first_gpu`: those fitted on hosts with
+    /// that GPU model, each unfitted (0) term falling back to the global `[speed]` prior.
+    pub fn host_speed(&self, first_gpu: &str) -> HostSpeed {
+        let s = &self.speed;
+        let prior = HostSpeed {
+            per_token_s: s.per_token_s,
+            per_node_s: s.per_node_s,
+            per_split_s: s.per_split_s,
+            cpu_bandwidth_efficiency: s.cpu_bandwidth_efficiency,
+            n_runs: 0,
+            prefill_per_token_s: s.prefill_per_token_s,
+            pcie_efficiency: s.pcie_efficiency,
+            cpu_attn_bytes_per_flop: s.cpu_attn_bytes_per_flop,
+            prefill_cpu_attn_bytes_per_flop: s.prefill_cpu_attn_bytes_per_flop,
+        };
+        let Some(mut h) = self
+            .gpus
+            .iter()
+            .find(|g| g.model == first_gpu)
+            .and_then(|g| g.host_speed.clone())
+        else {
+            return prior;
+        };
+        // Terms the host's runs could not fit (no CPU layers, no CPU KV, no CPU weights).
+        let fill = |v: &mut f64, p: f64| {
+            if *v <= 0.0 {
+                *v = p;
+            }
+        };
+        fill(
+            &mut h.cpu_bandwidth_efficiency,
+            prior.cpu_bandwidth_efficiency,
+        );
+        fill(&mut h.pcie_efficiency, prior.pcie_efficiency);
+        fill(
+            &mut h.cpu_attn_bytes_per_flop,
+            prior.cpu_attn_bytes_per_flop,
+        );
+        fill(
+            &mut h.prefill_cpu_attn_bytes_per_flop,
+            prior.prefill_cpu_attn_bytes_per_flop,
+        );
+        h
     }
 }

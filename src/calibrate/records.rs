@@ -2,9 +2,9 @@
 //! testbed/MANIFEST.md) turned into measured numbers per device, placer's prediction for the
 //! same launch next to each, and one CSV row per run (data/runs.csv).
 
-use crate::anatomy::{self, Anatomy, Role};
+use crate::anatomy::{self, Anatomy};
 use crate::calibrate::Calibration;
-use crate::host::{DeviceId, Gpu, Host, Ram};
+use crate::host::{Gpu, Host, Ram};
 use crate::launch::{self, GpuLayers, LaunchConfig, Override, Tool};
 use crate::logs::{self, LogRun};
 use crate::memory::{self, Prediction};
@@ -181,23 +181,17 @@ pub struct DevicePredicted {
     pub cap: f64,
 }
 
-/// Inputs of the decode speed model for one run (see fit.rs).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Inputs of the speed model (src/speed.rs) for one run: what its placement makes each device
+/// do per generated token and per prompt token, and the host it ran on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpeedFeatures {
-    /// GPU model name → Σ over its devices of bytes read per token / spec bandwidth (s).
-    pub gpu_s: BTreeMap<String, f64>,
-    /// CPU bytes read per token / RAM spec bandwidth (s).
-    pub cpu_s: f64,
-    /// Graph splits of the tg graph (`sched_reserve: graph … splits = pp / tg`).
-    pub splits: f64,
-    /// Nodes of the tg graph (`sched_reserve: graph … nodes = pp / tg`): one kernel each.
-    #[serde(default)]
-    pub nodes: f64,
+    pub host: Host,
     /// GPU model of the host's first GPU: which host constants apply (`GpuCalibration::host_speed`).
-    #[serde(default)]
     pub host_gpu: String,
-    /// CPU-resident matmul weight bytes streamed per prompt token over PCIe (op offload), / PCIe spec (s).
-    pub pcie_s_per_token: f64,
+    /// Per generated token at the run's mean decode depth (prompt + half the generated tokens).
+    pub decode: crate::speed::DecodeLoad,
+    /// Per prompt token (ubatch as launched, prompt at its average depth).
+    pub prefill: crate::speed::PrefillLoad,
 }
 
 /// One run with measurements and, when placer could model it, its prediction.
@@ -707,9 +701,8 @@ pub fn device_predicted(d: &memory::DeviceMemory) -> DevicePredicted {
     }
 }
 
-/// Bytes each device reads per generated token under the predicted placement: every weight it
-/// holds (routed experts × n_expert_used / n_expert, the expected share a token touches;
-/// token_embd only gives rows, so nothing), plus the KV cache read at the run's depth.
+/// The speed model's load for a run: its placement (the memory model's resolution of the
+/// launch) at the run's depth, with the graph's splits and nodes from the log.
 pub fn speed_features(
     a: &Anatomy,
     p: &Prediction,
@@ -717,67 +710,30 @@ pub fn speed_features(
     log: &LogRun,
     cfg: &LaunchConfig,
 ) -> SpeedFeatures {
-    let n_gpu = host.gpus.len();
-    let mut read = vec![0.0f64; n_gpu + 1];
-    let mut cpu_matmul_bytes = 0.0;
-    let frac = if a.hp.n_expert > 0 {
-        a.hp.n_expert_used as f64 / a.hp.n_expert as f64
-    } else {
-        1.0
+    let w = crate::speed::Where {
+        anatomy: a,
+        resolved: &p.resolved,
+        n_gpu: host.gpus.len(),
+        type_k: cfg.type_k,
+        type_v: cfg.type_v,
     };
-    for (i, t) in a.tensors.iter().enumerate() {
-        if p.resolved.skipped.get(i).copied().unwrap_or(false) || t.role == Role::TokenEmbd {
-            continue;
-        }
-        let routed = matches!(
-            t.role,
-            Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp
-        );
-        let bytes = t.nbytes as f64 * if routed { frac } else { 1.0 };
-        let d = p
-            .resolved
-            .tensor_device
-            .get(i)
-            .copied()
-            .unwrap_or(DeviceId::Cpu);
-        let idx = match d {
-            DeviceId::Gpu(g) => g.min(n_gpu),
-            DeviceId::Cpu => n_gpu,
-        };
-        read[idx] += bytes;
-        if d == DeviceId::Cpu && t.dims.len() >= 2 {
-            // A prompt micro-batch touches every expert: the whole tensor crosses PCIe (§4.6).
-            cpu_matmul_bytes += t.nbytes as f64;
-        }
+    let prompt = log.prompt_tokens.unwrap_or(0) as u64;
+    let depth = prompt + log.gen_tokens.unwrap_or(0) as u64 / 2;
+    let mut decode = crate::speed::decode_load(&w, depth);
+    decode.splits = log.graph_splits.map(|(_, tg)| tg as f64).unwrap_or(0.0);
+    decode.nodes = log.graph_nodes.map(|(_, tg)| tg as f64).unwrap_or(0.0);
+    let ub = log.n_ubatch.unwrap_or(cfg.ubatch.min(cfg.batch));
+    let prefill = crate::speed::prefill_load(&w, prompt, ub, cfg.op_offload);
+    SpeedFeatures {
+        host: host.clone(),
+        host_gpu: host
+            .gpus
+            .first()
+            .map(|g| g.model.clone())
+            .unwrap_or_default(),
+        decode,
+        prefill,
     }
-    let depth = log.prompt_tokens.unwrap_or(0) as f64 + log.gen_tokens.unwrap_or(0) as f64 / 2.0;
-    let ctx = p.shape.n_ctx.max(1) as f64;
-    for (g, dm) in p.gpus.iter().enumerate() {
-        read[g] += dm.kv as f64 * (depth / ctx).min(1.0);
-    }
-    read[n_gpu] += p.host.kv as f64 * (depth / ctx).min(1.0);
-    let mut f = SpeedFeatures::default();
-    for (g, gpu) in host.gpus.iter().enumerate() {
-        if gpu.bandwidth_gbs > 0.0 && read[g] > 0.0 {
-            *f.gpu_s.entry(gpu.model.clone()).or_insert(0.0) += read[g] / (gpu.bandwidth_gbs * 1e9);
-        }
-    }
-    if host.ram.bandwidth_gbs > 0.0 {
-        f.cpu_s = read[n_gpu] / (host.ram.bandwidth_gbs * 1e9);
-    }
-    f.splits = log.graph_splits.map(|(_, tg)| tg as f64).unwrap_or(0.0);
-    f.nodes = log.graph_nodes.map(|(_, tg)| tg as f64).unwrap_or(0.0);
-    f.host_gpu = host
-        .gpus
-        .first()
-        .map(|g| g.model.clone())
-        .unwrap_or_default();
-    let pcie = host.gpus.first().map(|g| g.pcie_gbs).unwrap_or(0.0);
-    let ub = cfg.ubatch.min(cfg.batch).max(1) as f64;
-    if pcie > 0.0 && cfg.op_offload {
-        f.pcie_s_per_token = cpu_matmul_bytes / (pcie * 1e9) / ub;
-    }
-    f
 }
 
 /// One CSV row per record: fixed columns, then per GPU measured and predicted side by side.

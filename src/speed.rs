@@ -1,0 +1,423 @@
+//! The speed model, one for `calibrate` (which fits its constants from logged runs) and `solve`
+//! (which places tensors to minimise it). OWNER: calibrate helper.
+//!
+//! Decode, seconds per generated token:
+//!
+//! ```text
+//! t = per_token + per_node·nodes + per_split·splits
+//!   + Σ_gpu bytes_g·gpu_s_per_byte_g + bytes_cpu·cpu_s_per_byte            (weights + KV read)
+//!   + Σ_gpu flops_g·gpu_s_per_attn_flop_g + flops_cpu·cpu_s_per_attn_flop  (attention at depth)
+//! ```
+//!
+//! Prefill, seconds per prompt token:
+//!
+//! ```text
+//! t = prefill_per_token + pcie_bytes_per_token·pcie_s_per_byte
+//!   + Σ_gpu flops_g·prefill_gpu_s_per_attn_flop_g + flops_cpu·prefill_cpu_s_per_attn_flop
+//! ```
+//!
+//! where `pcie_bytes_per_token` = CPU-resident matmul weight bytes / ubatch (llama.cpp's op
+//! offload copies each CPU weight to GPU 0 once per ubatch of ≥ 32 tokens:
+//! `ggml/src/ggml-backend.cpp:ggml_backend_sched_split_graph` with
+//! `ggml_backend_cuda_device_offload_op`), and attention flops are per token at the prompt's
+//! average depth (half its length).
+//!
+//! Attention costs are stored in the calibration as *bytes-equivalent per flop* of the device's
+//! spec memory bandwidth (`k`): seconds per flop = k / bandwidth. That is the transfer rule to a
+//! device without runs: a GPU or CPU with twice the memory bandwidth is assumed to do attention
+//! twice as fast. It is a PRIOR for hosts without runs (data/calibration.toml `[provenance]`).
+//!
+//! Every constant comes from `Calibration` through [`rates`]: the values fitted on hosts whose
+//! first GPU has this host's first GPU's model (`GpuCalibration::host_speed`), else the global
+//! `[speed]` priors; a term with neither is 0.
+
+use crate::anatomy::{kv::kv_bytes_per_token, Anatomy, Hparams, Role};
+use crate::calibrate::Calibration;
+use crate::gguf::GgmlType;
+use crate::host::{DeviceId, Host};
+use crate::memory::Resolved;
+use serde::{Deserialize, Serialize};
+
+/// Attention flops for one generated token in layer `il` that reads `cells_read` KV cells (the
+/// caller caps sliding-window layers, see [`cells_read`]). Counts the two products with the
+/// cache, Q·Kᵀ and softmax(QKᵀ)·V, 2 flops per multiply-add; the projections are weights and
+/// are counted as bytes read.
+///
+/// * GQA/MHA: every query head dots `head_dim_k` with each cached K and sums `head_dim_v` of each
+///   cached V: `2·n_head·(head_dim_k + head_dim_v)·cells`.
+/// * MLA (deepseek2 family), as `src/models/deepseek2.cpp:llama_model_deepseek2::graph::graph`
+///   builds it with `is_mla()`: wk_b is absorbed into Q (`q_nope_absorbed`), so the query has
+///   `kv_lora_rank + n_rot` per head and K is the cached latent+rope row (one KV head, MQA);
+///   V is the latent `kv_cmpr` (`kv_lora_rank`), and wv_b is applied after attention
+///   (`build_attn(..., wv_b, ...)`, a weight). So `2·n_head·((kv_lora_rank + n_rot) +
+///   kv_lora_rank)·cells` — for GLM-4.7-Flash 20 heads × 1088 per cell against 576 cached
+///   elements: about 38 flops per cached element where GQA (Qwen3, 8 groups) does 8.
+/// * Recurrent layers and NextN layers (no KV cache in the main graph): 0.
+pub fn attn_flops_per_token(hp: &Hparams, il: u32, cells_read: u64) -> f64 {
+    if !hp.has_kv(il) {
+        return 0.0;
+    }
+    let n_head = hp.n_head.get(il as usize).copied().unwrap_or(0) as f64;
+    let width = match hp.mla {
+        Some(m) => (m.kv_lora_rank + m.rope_dim + m.kv_lora_rank) as f64,
+        None => (hp.head_dim_k + hp.head_dim_v) as f64,
+    };
+    2.0 * n_head * width * cells_read as f64
+}
+
+/// KV cells a token at `depth` (cells already in the cache) reads in layer `il`: `depth`, or the
+/// window for sliding-window layers (`src/llama-kv-cache.cpp:llama_kv_cache::is_masked_swa`:
+/// cells older than `n_swa` are masked; the CUDA flash-attention kernel still skips fully
+/// masked KV blocks, so the window bounds the work).
+pub fn cells_read(hp: &Hparams, il: u32, depth: u64) -> u64 {
+    let swa = hp.swa_layers.get(il as usize).copied().unwrap_or(false);
+    if swa && hp.n_swa > 0 {
+        depth.min(hp.n_swa as u64)
+    } else {
+        depth
+    }
+}
+
+/// Per-unit costs on one host, from a calibration ([`rates`]). Seconds per unit; 0 for a term
+/// neither fitted nor given a prior.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    /// Decode: seconds per byte read on each GPU (index = CUDA device) = 1 / (spec bandwidth ·
+    /// fitted efficiency of that GPU model).
+    pub gpu_s_per_byte: Vec<f64>,
+    /// Decode: seconds per byte read by the CPU (weights in RAM, KV of CPU layers) = 1 / (RAM
+    /// bandwidth · CPU efficiency).
+    pub cpu_s_per_byte: f64,
+    /// Decode: seconds per attention flop ([`attn_flops_per_token`]) on each GPU.
+    pub gpu_s_per_attn_flop: Vec<f64>,
+    /// Decode: seconds per attention flop on the CPU (layers whose KV is in RAM: llama.cpp runs
+    /// their attention on the CPU, the KV buffer is not a weight and is never op-offloaded).
+    pub cpu_s_per_attn_flop: f64,
+    /// Decode: fixed seconds per token.
+    pub per_token_s: f64,
+    /// Decode: seconds per graph split of the tg graph (a cross-device hand-off).
+    pub per_split_s: f64,
+    /// Decode: seconds per node of the tg graph (one kernel launch / op).
+    pub per_node_s: f64,
+    /// Prefill: fixed seconds per prompt token.
+    pub prefill_per_token_s: f64,
+    /// Prefill: seconds per byte of CPU-resident weights copied to GPU 0 (op offload, once per
+    /// ubatch); `None` when the host has no PCIe figure or no efficiency is known.
+    pub pcie_s_per_byte: Option<f64>,
+    /// Prefill: seconds per attention flop on each GPU (prompt at its average depth).
+    pub prefill_gpu_s_per_attn_flop: Vec<f64>,
+    /// Prefill: seconds per attention flop on the CPU (layers with KV in RAM).
+    pub prefill_cpu_s_per_attn_flop: f64,
+}
+
+/// What one generated token costs, per device (the solver builds it from a placement,
+/// calibrate from a run's prediction).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DecodeLoad {
+    /// Bytes read per token on each GPU: weights (routed experts × n_expert_used/n_expert),
+    /// plus the KV cells read at the token's depth.
+    pub gpu_bytes: Vec<f64>,
+    /// The same on the CPU.
+    pub cpu_bytes: f64,
+    /// Attention flops per token on each GPU (Σ over the layers whose KV is there).
+    pub gpu_attn_flops: Vec<f64>,
+    /// Attention flops per token on the CPU.
+    pub cpu_attn_flops: f64,
+    /// Graph splits of the tg graph.
+    pub splits: f64,
+    /// Nodes of the tg graph.
+    pub nodes: f64,
+}
+
+/// What one prompt token costs (prompt processed in ubatches).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrefillLoad {
+    /// CPU-resident matmul weight bytes streamed to GPU 0 per prompt token (whole tensors per
+    /// ubatch / ubatch size; 0 without op offload).
+    pub pcie_bytes_per_token: f64,
+    /// Attention flops per prompt token on each GPU, at the prompt's average depth.
+    pub gpu_attn_flops: Vec<f64>,
+    /// The same on the CPU.
+    pub cpu_attn_flops: f64,
+}
+
+/// The rates of `host` under `cal`: fitted constants of hosts with the same first-GPU model,
+/// else the global `[speed]` priors.
+pub fn rates(cal: &Calibration, host: &Host) -> Rates {
+    let hs = cal.host_speed(host.gpus.first().map(|g| g.model.as_str()).unwrap_or(""));
+    let inv = |x: f64| if x > 0.0 { 1.0 / x } else { 0.0 };
+    let gpu_bw: Vec<f64> = host.gpus.iter().map(|g| g.bandwidth_gbs * 1e9).collect();
+    let ram_bw = host.ram.bandwidth_gbs * 1e9;
+    let per_gpu = |k: &dyn Fn(&crate::calibrate::GpuCalibration) -> f64| -> Vec<f64> {
+        host.gpus
+            .iter()
+            .zip(&gpu_bw)
+            .map(|(g, bw)| k(&cal.gpu(&g.model)) * inv(*bw))
+            .collect()
+    };
+    let pcie = host.gpus.first().map(|g| g.pcie_gbs * 1e9).unwrap_or(0.0);
+    let pcie_eff = if hs.pcie_efficiency > 0.0 {
+        hs.pcie_efficiency
+    } else {
+        cal.speed.pcie_efficiency
+    };
+    Rates {
+        gpu_s_per_byte: per_gpu(&|g| inv(g.bandwidth_efficiency)),
+        cpu_s_per_byte: inv(hs.cpu_bandwidth_efficiency) * inv(ram_bw),
+        gpu_s_per_attn_flop: per_gpu(&|g| {
+            or_prior(g.attn_bytes_per_flop, cal.speed.gpu_attn_bytes_per_flop)
+        }),
+        cpu_s_per_attn_flop: hs.cpu_attn_bytes_per_flop * inv(ram_bw),
+        per_token_s: hs.per_token_s,
+        per_split_s: hs.per_split_s,
+        per_node_s: hs.per_node_s,
+        prefill_per_token_s: hs.prefill_per_token_s,
+        pcie_s_per_byte: (pcie > 0.0 && pcie_eff > 0.0).then(|| 1.0 / (pcie * pcie_eff)),
+        prefill_gpu_s_per_attn_flop: per_gpu(&|g| {
+            or_prior(
+                g.prefill_attn_bytes_per_flop,
+                cal.speed.prefill_gpu_attn_bytes_per_flop,
+            )
+        }),
+        prefill_cpu_s_per_attn_flop: hs.prefill_cpu_attn_bytes_per_flop * inv(ram_bw),
+    }
+}
+
+/// Where a placement puts things, as the speed model needs it (from `memory::Resolved`).
+#[derive(Debug, Clone, Copy)]
+pub struct Where<'a> {
+    pub anatomy: &'a Anatomy,
+    pub resolved: &'a Resolved,
+    pub n_gpu: usize,
+    pub type_k: GgmlType,
+    pub type_v: GgmlType,
+}
+
+impl Where<'_> {
+    fn slot(&self, d: DeviceId) -> usize {
+        match d {
+            DeviceId::Gpu(g) => g.min(self.n_gpu),
+            DeviceId::Cpu => self.n_gpu,
+        }
+    }
+    fn kv_slot(&self, il: u32) -> usize {
+        let d = self
+            .resolved
+            .kv_device
+            .get(il as usize)
+            .or_else(|| self.resolved.layer_device.get(il as usize))
+            .copied()
+            .unwrap_or(DeviceId::Cpu);
+        self.slot(d)
+    }
+    /// Attention flops per token at `depth`, per slot (GPUs, then CPU at index n_gpu).
+    fn attn_flops(&self, depth: u64) -> Vec<f64> {
+        let hp = &self.anatomy.hp;
+        let mut v = vec![0.0; self.n_gpu + 1];
+        for il in 0..hp.n_layer {
+            v[self.kv_slot(il)] += attn_flops_per_token(hp, il, cells_read(hp, il, depth));
+        }
+        v
+    }
+}
+
+/// The decode load of a placement for a token at `depth` (cells in the cache): weight bytes
+/// read per token on each device (routed experts scaled by n_expert_used / n_expert; the
+/// token embedding is a row lookup, `GGML_OP_GET_ROWS`, and reads nothing worth counting; a tied
+/// output reads the whole `token_embd` again as the output matrix), the KV cells read at that
+/// depth (SWA layers capped at the window), and the attention flops. `splits` and `nodes` are
+/// the caller's (logged, or estimated by the solver).
+pub fn decode_load(w: &Where, depth: u64) -> DecodeLoad {
+    let a = w.anatomy;
+    let hp = &a.hp;
+    let frac = if hp.n_expert > 0 {
+        hp.n_expert_used as f64 / hp.n_expert as f64
+    } else {
+        1.0
+    };
+    let mut bytes = vec![0.0; w.n_gpu + 1];
+    for (i, t) in a.tensors.iter().enumerate() {
+        if w.resolved.skipped.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        if t.role == Role::TokenEmbd {
+            if let Some(d) = w.resolved.tied_output_device {
+                bytes[w.slot(d)] += t.nbytes as f64;
+            }
+            continue;
+        }
+        let routed = matches!(
+            t.role,
+            Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp
+        );
+        let share = if routed { frac } else { 1.0 };
+        let d = w
+            .resolved
+            .tensor_device
+            .get(i)
+            .copied()
+            .unwrap_or(DeviceId::Cpu);
+        bytes[w.slot(d)] += t.nbytes as f64 * share;
+    }
+    for il in 0..hp.n_layer {
+        let cells = cells_read(hp, il, depth) as f64;
+        bytes[w.kv_slot(il)] += kv_bytes_per_token(hp, il, w.type_k, w.type_v) as f64 * cells;
+    }
+    let flops = w.attn_flops(depth);
+    DecodeLoad {
+        gpu_bytes: bytes[..w.n_gpu].to_vec(),
+        cpu_bytes: bytes[w.n_gpu],
+        gpu_attn_flops: flops[..w.n_gpu].to_vec(),
+        cpu_attn_flops: flops[w.n_gpu],
+        splits: 0.0,
+        nodes: 0.0,
+    }
+}
+
+/// The prefill load of a placement for a prompt of `prompt_tokens` in ubatches of `ubatch`:
+/// with op offload (llama.cpp's default) and a ubatch of ≥ 32 tokens, every CPU-resident matmul
+/// weight (≥ 2 dims; whole tensors, a ubatch touches every expert) is copied to GPU 0 once per
+/// ubatch (`ggml-cuda.cu:ggml_backend_cuda_device_offload_op`, `get_op_batch_size` ≥
+/// `op_offload_min_batch_size` = 32); attention at the prompt's average depth (half its length)
+/// runs where each layer's KV is (the KV buffer is not a weight, it is never offloaded).
+pub fn prefill_load(w: &Where, prompt_tokens: u64, ubatch: u32, op_offload: bool) -> PrefillLoad {
+    let ub = ubatch.max(1);
+    let mut pcie = 0.0;
+    if op_offload && ub >= OP_OFFLOAD_MIN_BATCH {
+        for (i, t) in w.anatomy.tensors.iter().enumerate() {
+            let on_cpu = w.resolved.tensor_device.get(i).copied() == Some(DeviceId::Cpu);
+            let skipped = w.resolved.skipped.get(i).copied().unwrap_or(false);
+            if on_cpu && !skipped && t.role != Role::TokenEmbd && t.dims.len() >= 2 {
+                pcie += t.nbytes as f64;
+            }
+        }
+    }
+    // Tokens per ubatch: a prompt shorter than the ubatch streams the weights once for all.
+    let per_ub = (prompt_tokens.max(1) as f64).min(ub as f64);
+    let flops = w.attn_flops(prompt_tokens / 2);
+    PrefillLoad {
+        pcie_bytes_per_token: pcie / per_ub,
+        gpu_attn_flops: flops[..w.n_gpu].to_vec(),
+        cpu_attn_flops: flops[w.n_gpu],
+    }
+}
+
+/// `op_offload_min_batch_size` of the CUDA backend: 32 unless `GGML_OP_OFFLOAD_MIN_BATCH` is set
+/// (`ggml/src/ggml-cuda/ggml-cuda.cu:ggml_backend_cuda_reg`).
+pub const OP_OFFLOAD_MIN_BATCH: u32 = 32;
+
+fn or_prior(fitted: f64, prior: f64) -> f64 {
+    if fitted > 0.0 {
+        fitted
+    } else {
+        prior
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Predicted seconds per generated token.
+pub fn decode_s(r: &Rates, l: &DecodeLoad) -> f64 {
+    r.per_token_s
+        + r.per_node_s * l.nodes
+        + r.per_split_s * l.splits
+        + dot(&r.gpu_s_per_byte, &l.gpu_bytes)
+        + r.cpu_s_per_byte * l.cpu_bytes
+        + dot(&r.gpu_s_per_attn_flop, &l.gpu_attn_flops)
+        + r.cpu_s_per_attn_flop * l.cpu_attn_flops
+}
+
+/// Predicted seconds per prompt token.
+pub fn prefill_s_per_token(r: &Rates, l: &PrefillLoad) -> f64 {
+    r.prefill_per_token_s
+        + r.pcie_s_per_byte.unwrap_or(0.0) * l.pcie_bytes_per_token
+        + dot(&r.prefill_gpu_s_per_attn_flop, &l.gpu_attn_flops)
+        + r.prefill_cpu_s_per_attn_flop * l.cpu_attn_flops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anatomy::Mla;
+
+    fn hp(mla: Option<Mla>) -> Hparams {
+        Hparams {
+            n_layer: 4,
+            n_nextn: 1,
+            n_embd: 2048,
+            n_vocab: 1000,
+            n_ctx_train: 4096,
+            n_head: vec![20; 4],
+            n_head_kv: vec![if mla.is_some() { 1 } else { 4 }; 4],
+            head_dim_k: if mla.is_some() { 576 } else { 128 },
+            head_dim_v: if mla.is_some() { 512 } else { 128 },
+            mla,
+            n_swa: 128,
+            swa_layers: vec![false, true, false, false],
+            recurrent_layers: vec![false, false, true, false],
+            ssm: None,
+            n_expert: 0,
+            n_expert_used: 0,
+            n_expert_shared: 0,
+            n_dense_lead: 0,
+            n_ff: vec![0; 4],
+            n_ff_exp: 0,
+            n_ff_shexp: 0,
+        }
+    }
+
+    #[test]
+    fn gqa_and_mla_flops() {
+        let g = hp(None);
+        assert_eq!(
+            attn_flops_per_token(&g, 0, 1000),
+            2.0 * 20.0 * 256.0 * 1000.0
+        );
+        let m = hp(Some(Mla {
+            kv_lora_rank: 512,
+            rope_dim: 64,
+        }));
+        assert_eq!(
+            attn_flops_per_token(&m, 0, 1000),
+            2.0 * 20.0 * (576.0 + 512.0) * 1000.0
+        );
+        // recurrent layer and NextN layer: no attention over a cache
+        assert_eq!(attn_flops_per_token(&g, 2, 1000), 0.0);
+        assert_eq!(attn_flops_per_token(&g, 3, 1000), 0.0);
+    }
+
+    #[test]
+    fn swa_caps_cells() {
+        let g = hp(None);
+        assert_eq!(cells_read(&g, 0, 5000), 5000);
+        assert_eq!(cells_read(&g, 1, 5000), 128);
+        assert_eq!(cells_read(&g, 1, 100), 100);
+    }
+
+    #[test]
+    fn decode_adds_terms() {
+        let r = Rates {
+            gpu_s_per_byte: vec![1e-12, 2e-12],
+            cpu_s_per_byte: 1e-11,
+            gpu_s_per_attn_flop: vec![1e-15, 1e-15],
+            cpu_s_per_attn_flop: 1e-12,
+            per_token_s: 1e-3,
+            per_split_s: 1e-5,
+            per_node_s: 1e-6,
+            ..Rates::default()
+        };
+        let l = DecodeLoad {
+            gpu_bytes: vec![1e9, 1e9],
+            cpu_bytes: 1e8,
+            gpu_attn_flops: vec![1e9, 0.0],
+            cpu_attn_flops: 1e9,
+            splits: 2.0,
+            nodes: 1000.0,
+        };
+        let t = decode_s(&r, &l);
+        let want = 1e-3 + 1e-3 + 2e-5 + 1e-3 + 2e-3 + 1e-3 + 1e-6 + 1e-3;
+        assert!((t - want).abs() < 1e-12, "{t} vs {want}");
+    }
+}
