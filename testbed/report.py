@@ -24,6 +24,24 @@ BEGIN, END = "<!-- testbed:begin -->", "<!-- testbed:end -->"
 ORDER = ["placer-aggressive", "placer-moderate", "hand", "fit", "defaults", "cpu-moe"]
 
 
+def call_of(m):
+    """The device call that made a run: the manifest's `call` (c4, c5, … since the second session),
+    else the run id's "--cN" suffix, else "c2-3" (the first session's calls 2 and 3, untagged)."""
+    c = m.get("call") or (m["run_id"].rsplit("--", 1)[-1] if m["run_id"].count("--") > 1 else "")
+    return c or "c2-3"
+
+
+def call_key(m):
+    c = call_of(m)
+    return int(c[1:]) if c[1:].isdigit() else 0
+
+
+def latest(runs, placement, ok_only=False):
+    """The newest run of a placement in a scenario (a later call re-runs it with a newer solver)."""
+    c = [m for m in runs if m["placement"] == placement and (not ok_only or status(m) == "ok")]
+    return max(c, key=call_key) if c else None
+
+
 def load_runs(root):
     scen = {}
     for mf in sorted(glob.glob(os.path.join(root, "*", "*", "manifest.json"))):
@@ -123,18 +141,20 @@ def prediction_rows(m, preds):
 
 
 def scenario_table(name, runs, preds):
-    runs = sorted(runs, key=lambda m: (ORDER.index(m["placement"]) if m["placement"] in ORDER else 99, m["run_id"]))
-    fit = next((m for m in runs if m["placement"] == "fit" and status(m) == "ok"), None)
+    runs = sorted(runs, key=lambda m: (ORDER.index(m["placement"]) if m["placement"] in ORDER else 99, call_key(m)))
+    fit = latest(runs, "fit", ok_only=True)
     first = runs[0]
     lines = [f"### {name}", ""]
     lines.append(
         f"Model `{first['model']}` ({first.get('model_file_bytes', 0) / 2**30:.2f} GiB file), host `{first['host']}`"
         f" ({'one GPU split into virtual devices, GGML_CUDA_DEVICES' if first.get('emulation') == 'emul' else 'ballast'}),"
         f" `-c {first['ctx']}`, prompt {first['measured'].get('prompt_tokens') or first['prompt_tokens_target']} tokens,"
-        f" {first['n_gen']} generated; GPU: {first.get('gpu', '?')}; llama.cpp {first['llama_cpp'].get('version', '?')[:60]}.")
+        f" {first['n_gen']} generated; run with `{first.get('binary', 'llama-completion')}` (placer's flags too, though placer"
+        f" writes them for llama-server); GPU: {first.get('gpu', '?')};"
+        f" llama.cpp {' '.join(first['llama_cpp'].get('version', '?').split()[:6])}.")
     lines.append("")
-    lines.append("| placement | status | prefill t/s | decode t/s | prefill ÷ fit | decode ÷ fit | memory per device, MiB (self/budget) | flags |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("| placement | call | status | prefill t/s | decode t/s | prefill ÷ fit | decode ÷ fit | memory per device, MiB (self/budget) | flags |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for m in runs:
         meas = m["measured"]
         rp = rd = "–"
@@ -143,10 +163,10 @@ def scenario_table(name, runs, preds):
         if fit and status(m) == "ok" and meas.get("decode_tps") and fit["measured"].get("decode_tps"):
             rd = f"{meas['decode_tps'] / fit['measured']['decode_tps']:.2f}×"
         flags = (" ".join(m.get("flags", [])) or "(none)").replace("|", "\\|")
-        lines.append(f"| {m['placement']} | {status(m)} | {fmt(meas.get('prefill_tps'))} | {fmt(meas.get('decode_tps'), 2)} "
+        lines.append(f"| {m['placement']} | {call_of(m)} | {status(m)} | {fmt(meas.get('prefill_tps'))} | {fmt(meas.get('decode_tps'), 2)} "
                      f"| {rp} | {rd} | {mem_cell(m)} | `{flags}` |")
     lines.append("")
-    ov = [(m["placement"], llama_overhead(m)) for m in runs if status(m) == "ok"]
+    ov = [(f"{m['placement']} ({call_of(m)})", llama_overhead(m)) for m in runs if status(m) == "ok"]
     ov = [(p, o) for p, o in ov if o is not None]
     if ov:
         lines.append("Beyond `self` (CUDA context, cuBLAS, pools; ballast free − free at exit − self, per physical GPU): "
@@ -165,7 +185,7 @@ def scenario_table(name, runs, preds):
                 else:
                     mtxt = f"{meas['model']} / {meas['context']} / {meas['compute']}"
                     delta = f"{meas['self'] - (w + kv + comp):+.0f}"
-                lines.append(f"| {m['placement']} | {dev} | {w:.0f} / {kv:.0f} / {comp:.0f} (+ {ovh:.0f}) | {mtxt} | {delta} |")
+                lines.append(f"| {m['placement']} ({call_of(m)}) | {dev} | {w:.0f} / {kv:.0f} / {comp:.0f} (+ {ovh:.0f}) | {mtxt} | {delta} |")
         lines.append("")
     return lines
 
@@ -174,12 +194,15 @@ def targets_table(scen):
     """Issue 5's targets, per scenario: placer aggressive ÷ --fit (decode ≥ 1.10 on MoE; dense at a deep
     context: decode ≥ 1.5 and prefill ≥ 2), prefill no worse than --fit, moderate never OOMs."""
     lines = ["### Targets (issue 5), measured", "",
+             "The newest run of each placement (its device call in brackets; c2-3: the first session's solver,",
+             "c4: this session's solver before its CPU-attention/-ub cost model, c5+: after), against the newest",
+             "`--fit` run of the scenario. Older runs stay in the scenario tables below.", "",
              "| scenario | decode aggr ÷ fit | prefill aggr ÷ fit | decode mod ÷ fit | prefill mod ÷ fit | target | met? | moderate OOM? |",
              "|---|---|---|---|---|---|---|---|"]
     for name in sorted(scen):
-        runs = {m["placement"]: m for m in scen[name]}
-        fit = runs.get("fit")
-        if not fit or status(fit) != "ok" or not any(p.startswith("placer-") for p in runs):
+        runs = {p: latest(scen[name], p) for p in {m["placement"] for m in scen[name]}}
+        fit = latest(scen[name], "fit", ok_only=True)
+        if not fit or not any(p.startswith("placer-") for p in runs):
             continue
         dense = "dense" in name
 
@@ -188,14 +211,14 @@ def targets_table(scen):
             if not m:
                 return None, "not run"
             if status(m) != "ok":
-                return None, status(m)
-            return m["measured"][key] / fit["measured"][key], None
+                return None, f"{status(m)} ({call_of(m)})"
+            return m["measured"][key] / fit["measured"][key], call_of(m)
 
         cells, met = [], []
         for pl in ("placer-aggressive", "placer-moderate"):
             for key in ("decode_tps", "prefill_tps"):
                 r, why = ratio(pl, key)
-                cells.append(f"{r:.2f}×" if r is not None else why)
+                cells.append(f"{r:.2f}× ({why})" if r is not None else why)
         rd, _ = ratio("placer-aggressive", "decode_tps")
         rp, _ = ratio("placer-aggressive", "prefill_tps")
         if dense:
