@@ -65,6 +65,33 @@ pub fn attn_flops_per_token(hp: &Hparams, il: u32, cells_read: u64) -> f64 {
     2.0 * n_head * width * cells_read as f64
 }
 
+/// (query head, cached cell) pairs one generated token visits in layer `il`: the unit of work
+/// of the CPU flash-attention kernel, which for every query head walks the KV cells one at a
+/// time — a K·Q dot of `head_dim_k`, an `expf` of the online softmax, a V multiply-add of
+/// `head_dim_v` (`ggml/src/ggml-cpu/ops.cpp:ggml_compute_forward_flash_attn_ext_f16_one_chunk`).
+/// Measured on the testbed the CPU's attention time follows this count, not the flops: at the
+/// same flops GLM's MLA (20 heads × 1088 per pair) ran ~3.5× faster than Qwen3's GQA (32 heads ×
+/// 256 per pair), and per pair they agree within 20 % (docs/calibration.md).
+pub fn attn_head_cells(hp: &Hparams, il: u32, cells_read: u64) -> f64 {
+    if !hp.has_kv(il) {
+        return 0.0;
+    }
+    hp.n_head.get(il as usize).copied().unwrap_or(0) as f64 * cells_read as f64
+}
+
+/// Whether llama.cpp's CUDA flash attention runs this model's attention with the tensor-core
+/// (MMA) kernel even for one token: the vector kernel needs a Q/K head size ≤ 256
+/// (`ggml/src/ggml-cuda/fattn.cu:ggml_cuda_get_best_fattn_kernel`, `can_use_vector_kernel`), and
+/// MLA's absorbed head is kv_lora_rank + n_rot (576 for DeepSeek/GLM), GQA heads are 64–256. The
+/// two kernels cost differently per flop, so the model keeps them apart ("wide" attention).
+pub fn wide_attention(hp: &Hparams) -> bool {
+    let head_k = match hp.mla {
+        Some(m) => m.kv_lora_rank + m.rope_dim,
+        None => hp.head_dim_k,
+    };
+    head_k > 256
+}
+
 /// KV cells a token at `depth` (cells already in the cache) reads in layer `il`: `depth`, or the
 /// window for sliding-window layers (`src/llama-kv-cache.cpp:llama_kv_cache::is_masked_swa`:
 /// cells older than `n_swa` are masked; the CUDA flash-attention kernel still skips fully
@@ -88,11 +115,26 @@ pub struct Rates {
     /// Decode: seconds per byte read by the CPU (weights in RAM, KV of CPU layers) = 1 / (RAM
     /// bandwidth · CPU efficiency).
     pub cpu_s_per_byte: f64,
-    /// Decode: seconds per attention flop ([`attn_flops_per_token`]) on each GPU.
+    /// Decode: seconds per attention flop ([`attn_flops_per_token`]) on each GPU, for models
+    /// whose heads take the vector kernel (GQA/MHA, head ≤ 256).
     pub gpu_s_per_attn_flop: Vec<f64>,
-    /// Decode: seconds per attention flop on the CPU (layers whose KV is in RAM: llama.cpp runs
-    /// their attention on the CPU, the KV buffer is not a weight and is never op-offloaded).
+    /// Decode: the same for "wide" attention ([`wide_attention`]: MLA), which CUDA runs with the
+    /// MMA kernel. Use [`Rates::gpu_attn_s_per_flop`] to pick the right one for a model.
+    #[serde(default)]
+    pub gpu_s_per_wide_attn_flop: Vec<f64>,
+    /// Decode: fixed seconds per wide-attention (MLA) layer on each GPU, whatever the depth
+    /// (fitted: GLM-4.7-Flash decodes ~3 ms slower than Qwen3-30B-A3B at equal bytes, nodes and
+    /// 15K depth; cause not isolated, candidates are the absorbed wk_b / wv_b per-head products).
+    #[serde(default)]
+    pub gpu_s_per_wide_attn_layer: Vec<f64>,
+    /// Decode: seconds per attention flop on the CPU (layers whose KV is in RAM). Not fitted
+    /// (0 unless a calibration sets a prior): the CPU cost follows `cpu_s_per_attn_head_cell`.
     pub cpu_s_per_attn_flop: f64,
+    /// Decode: seconds per (query head, cached cell) pair on the CPU ([`attn_head_cells`]) —
+    /// layers whose KV is in RAM: llama.cpp runs their attention on the CPU (the KV buffer is not
+    /// a weight and is never op-offloaded).
+    #[serde(default)]
+    pub cpu_s_per_attn_head_cell: f64,
     /// Decode: fixed seconds per token.
     pub per_token_s: f64,
     /// Decode: seconds per graph split of the tg graph (a cross-device hand-off).
@@ -106,8 +148,14 @@ pub struct Rates {
     pub pcie_s_per_byte: Option<f64>,
     /// Prefill: seconds per attention flop on each GPU (prompt at its average depth).
     pub prefill_gpu_s_per_attn_flop: Vec<f64>,
-    /// Prefill: seconds per attention flop on the CPU (layers with KV in RAM).
+    /// Prefill: the same for wide (MLA) attention.
+    #[serde(default)]
+    pub prefill_gpu_s_per_wide_attn_flop: Vec<f64>,
+    /// Prefill: seconds per attention flop on the CPU (layers with KV in RAM); not fitted.
     pub prefill_cpu_s_per_attn_flop: f64,
+    /// Prefill: seconds per (query head, cached cell) pair on the CPU.
+    #[serde(default)]
+    pub prefill_cpu_s_per_attn_head_cell: f64,
 }
 
 /// What one generated token costs, per device (the solver builds it from a placement,
@@ -119,10 +167,20 @@ pub struct DecodeLoad {
     pub gpu_bytes: Vec<f64>,
     /// The same on the CPU.
     pub cpu_bytes: f64,
-    /// Attention flops per token on each GPU (Σ over the layers whose KV is there).
+    /// Attention flops per token on each GPU (Σ over the layers whose KV is there), models whose
+    /// attention is not wide ([`wide_attention`]).
     pub gpu_attn_flops: Vec<f64>,
-    /// Attention flops per token on the CPU.
+    /// Attention flops per token on each GPU for wide (MLA) attention; empty or 0 otherwise.
+    #[serde(default)]
+    pub gpu_wide_attn_flops: Vec<f64>,
+    /// Wide-attention (MLA) layers whose KV is on each GPU; empty or 0 otherwise.
+    #[serde(default)]
+    pub gpu_wide_attn_layers: Vec<f64>,
+    /// Attention flops per token on the CPU (either kind).
     pub cpu_attn_flops: f64,
+    /// (query head, cached cell) pairs per token on the CPU ([`attn_head_cells`]).
+    #[serde(default)]
+    pub cpu_attn_head_cells: f64,
     /// Graph splits of the tg graph.
     pub splits: f64,
     /// Nodes of the tg graph.
@@ -135,10 +193,16 @@ pub struct PrefillLoad {
     /// CPU-resident matmul weight bytes streamed to GPU 0 per prompt token (whole tensors per
     /// ubatch / ubatch size; 0 without op offload).
     pub pcie_bytes_per_token: f64,
-    /// Attention flops per prompt token on each GPU, at the prompt's average depth.
+    /// Attention flops per prompt token on each GPU, at the prompt's average depth (not wide).
     pub gpu_attn_flops: Vec<f64>,
+    /// The same for wide (MLA) attention.
+    #[serde(default)]
+    pub gpu_wide_attn_flops: Vec<f64>,
     /// The same on the CPU.
     pub cpu_attn_flops: f64,
+    /// (query head, cached cell) pairs per prompt token on the CPU, at the average depth.
+    #[serde(default)]
+    pub cpu_attn_head_cells: f64,
 }
 
 /// The rates of `host` under `cal`: fitted constants of hosts with the same first-GPU model,
@@ -167,7 +231,24 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
         gpu_s_per_attn_flop: per_gpu(&|g| {
             or_prior(g.attn_bytes_per_flop, cal.speed.gpu_attn_bytes_per_flop)
         }),
+        gpu_s_per_wide_attn_flop: per_gpu(&|g| {
+            or_prior(
+                g.wide_attn_bytes_per_flop,
+                cal.speed.gpu_wide_attn_bytes_per_flop,
+            )
+        }),
+        gpu_s_per_wide_attn_layer: host
+            .gpus
+            .iter()
+            .map(|g| {
+                or_prior(
+                    cal.gpu(&g.model).wide_attn_layer_s,
+                    cal.speed.gpu_wide_attn_layer_s,
+                )
+            })
+            .collect(),
         cpu_s_per_attn_flop: hs.cpu_attn_bytes_per_flop * inv(ram_bw),
+        cpu_s_per_attn_head_cell: hs.cpu_attn_bytes_per_head_cell * inv(ram_bw),
         per_token_s: hs.per_token_s,
         per_split_s: hs.per_split_s,
         per_node_s: hs.per_node_s,
@@ -179,7 +260,36 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
                 cal.speed.prefill_gpu_attn_bytes_per_flop,
             )
         }),
+        prefill_gpu_s_per_wide_attn_flop: per_gpu(&|g| {
+            or_prior(
+                g.prefill_wide_attn_bytes_per_flop,
+                cal.speed.prefill_gpu_wide_attn_bytes_per_flop,
+            )
+        }),
         prefill_cpu_s_per_attn_flop: hs.prefill_cpu_attn_bytes_per_flop * inv(ram_bw),
+        prefill_cpu_s_per_attn_head_cell: hs.prefill_cpu_attn_bytes_per_head_cell * inv(ram_bw),
+    }
+}
+
+impl Rates {
+    /// Decode seconds per attention flop on GPU `g` for a model with hyper-parameters `hp`
+    /// (the wide rate for MLA, see [`wide_attention`]).
+    pub fn gpu_attn_s_per_flop(&self, g: usize, hp: &Hparams) -> f64 {
+        let v = if wide_attention(hp) {
+            &self.gpu_s_per_wide_attn_flop
+        } else {
+            &self.gpu_s_per_attn_flop
+        };
+        v.get(g).copied().unwrap_or(0.0)
+    }
+    /// Prefill seconds per attention flop on GPU `g` for a model with hyper-parameters `hp`.
+    pub fn prefill_gpu_attn_s_per_flop(&self, g: usize, hp: &Hparams) -> f64 {
+        let v = if wide_attention(hp) {
+            &self.prefill_gpu_s_per_wide_attn_flop
+        } else {
+            &self.prefill_gpu_s_per_attn_flop
+        };
+        v.get(g).copied().unwrap_or(0.0)
     }
 }
 
@@ -218,6 +328,25 @@ impl Where<'_> {
             v[self.kv_slot(il)] += attn_flops_per_token(hp, il, cells_read(hp, il, depth));
         }
         v
+    }
+    /// (query head, cell) pairs per token at `depth` on the CPU.
+    fn cpu_head_cells(&self, depth: u64) -> f64 {
+        let hp = &self.anatomy.hp;
+        (0..hp.n_layer)
+            .filter(|&il| self.kv_slot(il) == self.n_gpu)
+            .map(|il| attn_head_cells(hp, il, cells_read(hp, il, depth)))
+            .sum()
+    }
+    /// (GPU flops of vector-kernel attention, GPU flops of wide attention, CPU flops).
+    fn attn_split(&self, depth: u64) -> (Vec<f64>, Vec<f64>, f64) {
+        let f = self.attn_flops(depth);
+        let gpu = f[..self.n_gpu].to_vec();
+        let zero = vec![0.0; self.n_gpu];
+        if wide_attention(&self.anatomy.hp) {
+            (zero, gpu, f[self.n_gpu])
+        } else {
+            (gpu, zero, f[self.n_gpu])
+        }
     }
 }
 
@@ -263,12 +392,23 @@ pub fn decode_load(w: &Where, depth: u64) -> DecodeLoad {
         let cells = cells_read(hp, il, depth) as f64;
         bytes[w.kv_slot(il)] += kv_bytes_per_token(hp, il, w.type_k, w.type_v) as f64 * cells;
     }
-    let flops = w.attn_flops(depth);
+    let (gpu_attn_flops, gpu_wide_attn_flops, cpu_attn_flops) = w.attn_split(depth);
+    let mut gpu_wide_attn_layers = vec![0.0; w.n_gpu];
+    if wide_attention(hp) {
+        for il in (0..hp.n_layer).filter(|&il| hp.has_kv(il)) {
+            if let Some(v) = gpu_wide_attn_layers.get_mut(w.kv_slot(il)) {
+                *v += 1.0;
+            }
+        }
+    }
     DecodeLoad {
+        gpu_wide_attn_layers,
         gpu_bytes: bytes[..w.n_gpu].to_vec(),
         cpu_bytes: bytes[w.n_gpu],
-        gpu_attn_flops: flops[..w.n_gpu].to_vec(),
-        cpu_attn_flops: flops[w.n_gpu],
+        gpu_attn_flops,
+        gpu_wide_attn_flops,
+        cpu_attn_flops,
+        cpu_attn_head_cells: w.cpu_head_cells(depth),
         splits: 0.0,
         nodes: 0.0,
     }
@@ -294,11 +434,13 @@ pub fn prefill_load(w: &Where, prompt_tokens: u64, ubatch: u32, op_offload: bool
     }
     // Tokens per ubatch: a prompt shorter than the ubatch streams the weights once for all.
     let per_ub = (prompt_tokens.max(1) as f64).min(ub as f64);
-    let flops = w.attn_flops(prompt_tokens / 2);
+    let (gpu_attn_flops, gpu_wide_attn_flops, cpu_attn_flops) = w.attn_split(prompt_tokens / 2);
     PrefillLoad {
         pcie_bytes_per_token: pcie / per_ub,
-        gpu_attn_flops: flops[..w.n_gpu].to_vec(),
-        cpu_attn_flops: flops[w.n_gpu],
+        gpu_attn_flops,
+        gpu_wide_attn_flops,
+        cpu_attn_flops,
+        cpu_attn_head_cells: w.cpu_head_cells(prompt_tokens / 2),
     }
 }
 
@@ -326,7 +468,10 @@ pub fn decode_s(r: &Rates, l: &DecodeLoad) -> f64 {
         + dot(&r.gpu_s_per_byte, &l.gpu_bytes)
         + r.cpu_s_per_byte * l.cpu_bytes
         + dot(&r.gpu_s_per_attn_flop, &l.gpu_attn_flops)
+        + dot(&r.gpu_s_per_wide_attn_flop, &l.gpu_wide_attn_flops)
+        + dot(&r.gpu_s_per_wide_attn_layer, &l.gpu_wide_attn_layers)
         + r.cpu_s_per_attn_flop * l.cpu_attn_flops
+        + r.cpu_s_per_attn_head_cell * l.cpu_attn_head_cells
 }
 
 /// Predicted seconds per prompt token.
@@ -334,7 +479,9 @@ pub fn prefill_s_per_token(r: &Rates, l: &PrefillLoad) -> f64 {
     r.prefill_per_token_s
         + r.pcie_s_per_byte.unwrap_or(0.0) * l.pcie_bytes_per_token
         + dot(&r.prefill_gpu_s_per_attn_flop, &l.gpu_attn_flops)
+        + dot(&r.prefill_gpu_s_per_wide_attn_flop, &l.gpu_wide_attn_flops)
         + r.prefill_cpu_s_per_attn_flop * l.cpu_attn_flops
+        + r.prefill_cpu_s_per_attn_head_cell * l.cpu_attn_head_cells
 }
 
 #[cfg(test)]

@@ -26,6 +26,24 @@ fn priors_only() -> Calibration {
     let mut c = Calibration::shipped();
     c.gpus.retain(|g| g.model == "*");
     c.device_margins.clear();
+    // `[speed]` terms the fit transferred from data/runs (fit.rs `transfer_priors`): each fold
+    // transfers its own.
+    let s = &mut c.speed;
+    for v in [
+        &mut s.per_node_s,
+        &mut s.prefill_per_token_s,
+        &mut s.gpu_attn_bytes_per_flop,
+        &mut s.cpu_attn_bytes_per_flop,
+        &mut s.prefill_gpu_attn_bytes_per_flop,
+        &mut s.prefill_cpu_attn_bytes_per_flop,
+        &mut s.gpu_wide_attn_bytes_per_flop,
+        &mut s.prefill_gpu_wide_attn_bytes_per_flop,
+        &mut s.gpu_wide_attn_layer_s,
+        &mut s.cpu_attn_bytes_per_head_cell,
+        &mut s.prefill_cpu_attn_bytes_per_head_cell,
+    ] {
+        *v = 0.0;
+    }
     c
 }
 
@@ -76,13 +94,20 @@ fn held_out() -> Option<Errors> {
     for s in &scenarios {
         let (test, train): (Vec<Record>, Vec<Record>) =
             recs.iter().cloned().partition(|r| r.input.scenario == *s);
-        let (fitted, _) = fit::fit(&train, &priors_only());
+        let (fitted, rep) = fit::fit(&train, &priors_only());
+        for l in rep.lines.iter().filter(|l| l.starts_with("decode on")) {
+            eprintln!("  fold without {s}: {l}");
+        }
         let e = Errors::of(&test, &fitted);
         for (run, p, m) in &e.decode {
             eprintln!("  held out {s}: {run} decode predicted {p:.1} t/s, measured {m:.1}");
         }
+        for (run, p, m) in &e.prefill {
+            eprintln!("  held out {s}: {run} prefill predicted {p:.1} t/s, measured {m:.1}");
+        }
         all.memory.extend(e.memory);
         all.decode.extend(e.decode);
+        all.prefill.extend(e.prefill);
         all.buffers.extend(e.buffers);
     }
     eprintln!(

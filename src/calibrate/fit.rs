@@ -173,6 +173,7 @@ pub fn fit(records: &[Record], base: &Calibration) -> (Calibration, FitReport) {
     fit_compute(records, &mut cal, &mut rep);
     fit_decode(records, &mut cal, &mut rep);
     fit_prefill(records, &mut cal, &mut rep);
+    transfer_priors(&mut cal, &mut rep);
     fit_margins(records, &mut cal, &mut rep);
     learn_ooms(records, &mut cal, &mut rep);
     cal.n_runs = used;
@@ -470,7 +471,9 @@ fn fit_decode_host(
     rep: &mut FitReport,
 ) {
     let models = gpu_models(pts);
-    let mut cols = vec![col("per_token", |_| 1.0)];
+    // No fixed per-token column: with one graph per model it is collinear with the node count
+    // (the fit traded one for the other from fold to fold).
+    let mut cols = vec![];
     for m in &models {
         let m2 = m.clone();
         cols.push(col(format!("bytes {m}"), move |f| {
@@ -480,13 +483,28 @@ fn fit_decode_host(
     cols.push(col("bytes CPU", |f| per_ram(f, f.decode.cpu_bytes)));
     cols.push(col("splits", |f| f.decode.splits));
     cols.push(col("nodes", |f| f.decode.nodes));
+    // GQA attention on a GPU gets no column: for one token CUDA runs it with the vector
+    // kernel (fattn.cu `can_use_vector_kernel`), which streams K and V once, a cost already in
+    // the KV bytes. Wide (MLA) attention runs on the MMA kernel, ~38 flops per cached byte.
     for m in &models {
+        // Wide (MLA) attention: a fixed cost per layer. A per-flop column at depth was tried
+        // and came out 0 on all runs (GLM 15K vs 60K differ by what bytes, CPU and splits
+        // explain); with the MLA runs at one depth in a fold the two are collinear, so only
+        // the per-layer term is fitted (`Rates::gpu_s_per_wide_attn_flop` stays 0 for decode).
         let m2 = m.clone();
-        cols.push(col(format!("attn {m}"), move |f| {
-            per_gpu_model(f, &m2, &f.decode.gpu_attn_flops)
+        cols.push(col(format!("wide layers {m}"), move |f| {
+            f.host
+                .gpus
+                .iter()
+                .zip(&f.decode.gpu_wide_attn_layers)
+                .filter(|(g, _)| g.model == m2)
+                .map(|(_, n)| n)
+                .sum()
         }));
     }
-    cols.push(col("attn CPU", |f| per_ram(f, f.decode.cpu_attn_flops)));
+    cols.push(col("attn CPU", |f| {
+        per_ram(f, f.decode.cpu_attn_head_cells)
+    }));
     let fit = match fit_columns(pts, cols) {
         Ok(f) => f,
         Err(why) => {
@@ -504,9 +522,8 @@ fn fit_decode_host(
     if let Some(t) = fit.get("bytes CPU").filter(|t| *t > 0.0) {
         hs.cpu_bandwidth_efficiency = 1.0 / t;
     }
-    if let Some(t) = fit.get("attn CPU") {
-        hs.cpu_attn_bytes_per_flop = t;
-    }
+    // 0 = not fitted here (no run with KV in RAM): the `[speed]` prior applies at use.
+    hs.cpu_attn_bytes_per_head_cell = fit.get("attn CPU").unwrap_or(0.0);
     let src = format!("NNLS over {} decode runs on {host} hosts", pts.len());
     for m in &models {
         match fit.get(&format!("bytes {m}")) {
@@ -525,6 +542,16 @@ fn fit_decode_host(
             cal.provenance
                 .insert(format!("gpus.{m}.attn_bytes_per_flop"), src.clone());
         }
+        if let Some(t) = fit.get(&format!("wide layers {m}")) {
+            gpu_entry(cal, m).wide_attn_layer_s = t;
+            cal.provenance
+                .insert(format!("gpus.{m}.wide_attn_layer_s"), src.clone());
+        }
+        if let Some(t) = fit.get(&format!("wide attn {m}")) {
+            gpu_entry(cal, m).wide_attn_bytes_per_flop = t;
+            cal.provenance
+                .insert(format!("gpus.{m}.wide_attn_bytes_per_flop"), src.clone());
+        }
     }
     rep.say(format!(
         "decode on {host} hosts: per_token {:.3} ms, per_node {:.2} µs, per_split {:.1} µs, GPU eff {}, CPU eff {:.2}, attention bytes/flop {} CPU {:.3}; fit median error {:.1}%, max {:.1}% ({} runs)",
@@ -533,8 +560,8 @@ fn fit_decode_host(
         hs.per_split_s * 1e6,
         models.iter().map(|m| format!("{m} {:.2}", cal.gpu(m).bandwidth_efficiency)).collect::<Vec<_>>().join(", "),
         hs.cpu_bandwidth_efficiency,
-        models.iter().map(|m| format!("{m} {:.4}", cal.gpu(m).attn_bytes_per_flop)).collect::<Vec<_>>().join(", "),
-        hs.cpu_attn_bytes_per_flop,
+        models.iter().map(|m| format!("{m} {:.4} (wide {:.4}, {:.1} µs/MLA layer)", cal.gpu(m).attn_bytes_per_flop, cal.gpu(m).wide_attn_bytes_per_flop, cal.gpu(m).wide_attn_layer_s * 1e6)).collect::<Vec<_>>().join(", "),
+        hs.cpu_attn_bytes_per_head_cell,
         100.0 * percentile(&fit.errors, 0.5),
         100.0 * fit.errors.iter().cloned().fold(0.0, f64::max),
         pts.len()
@@ -577,8 +604,14 @@ fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
             cols.push(col(format!("attn {m}"), move |f| {
                 per_gpu_model(f, &m2, &f.prefill.gpu_attn_flops)
             }));
+            let m2 = m.clone();
+            cols.push(col(format!("wide attn {m}"), move |f| {
+                per_gpu_model(f, &m2, &f.prefill.gpu_wide_attn_flops)
+            }));
         }
-        cols.push(col("attn CPU", |f| per_ram(f, f.prefill.cpu_attn_flops)));
+        cols.push(col("attn CPU", |f| {
+            per_ram(f, f.prefill.cpu_attn_head_cells)
+        }));
         let fit = match fit_columns(pts, cols) {
             Ok(f) => f,
             Err(why) => {
@@ -593,20 +626,21 @@ fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
         if let Some(t) = fit.get("pcie").filter(|t| *t > 0.0) {
             hs.pcie_efficiency = 1.0 / t;
         }
-        if let Some(t) = fit.get("attn CPU") {
-            hs.prefill_cpu_attn_bytes_per_flop = t;
-        }
+        hs.prefill_cpu_attn_bytes_per_head_cell = fit.get("attn CPU").unwrap_or(0.0);
         for m in &models {
             if let Some(t) = fit.get(&format!("attn {m}")) {
                 gpu_entry(cal, m).prefill_attn_bytes_per_flop = t;
+            }
+            if let Some(t) = fit.get(&format!("wide attn {m}")) {
+                gpu_entry(cal, m).prefill_wide_attn_bytes_per_flop = t;
             }
         }
         rep.say(format!(
             "prefill on {host} hosts: {:.3} ms/token + PCIe at {:.2} of spec, attention bytes/flop {} CPU {:.3}; fit median error {:.1}%, max {:.1}% ({} runs)",
             hs.prefill_per_token_s * 1e3,
             hs.pcie_efficiency,
-            models.iter().map(|m| format!("{m} {:.4}", cal.gpu(m).prefill_attn_bytes_per_flop)).collect::<Vec<_>>().join(", "),
-            hs.prefill_cpu_attn_bytes_per_flop,
+            models.iter().map(|m| format!("{m} {:.4} (wide {:.4})", cal.gpu(m).prefill_attn_bytes_per_flop, cal.gpu(m).prefill_wide_attn_bytes_per_flop)).collect::<Vec<_>>().join(", "),
+            hs.prefill_cpu_attn_bytes_per_head_cell,
             100.0 * percentile(&fit.errors, 0.5),
             100.0 * fit.errors.iter().cloned().fold(0.0, f64::max),
             pts.len()
@@ -626,6 +660,111 @@ fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
         gpu_entry(cal, host).host_speed = Some(hs);
     }
 }
+/// Speed terms that have no published prior (per-node cost, attention costs, prefill fixed
+/// cost) become the `[speed]` priors for hosts without runs: the values fitted on the kind of
+/// host with the most runs, moved by speed.rs's transfer rule (attention in bytes-equivalent per
+/// flop of the device's own memory bandwidth; per-node and per-token costs unchanged). Only
+/// non-zero fitted values move; each is labelled PRIOR with its source in `[provenance]`.
+fn transfer_priors(cal: &mut Calibration, rep: &mut FitReport) {
+    let Some(src) = cal
+        .gpus
+        .iter()
+        .filter_map(|g| g.host_speed.as_ref().map(|h| (g, h)))
+        .max_by_key(|(_, h)| h.n_runs)
+        .map(|(g, h)| (g.clone(), h.clone()))
+    else {
+        return;
+    };
+    let (g, h) = src;
+    let from = format!(
+        "PRIOR: transferred from the fit on {} hosts ({} decode runs)",
+        g.model, h.n_runs
+    );
+    let rule_gpu = "rule: attention seconds per flop = bytes/flop ÷ the GPU's spec bandwidth";
+    let rule_cpu = "rule: attention seconds per flop = bytes/flop ÷ the host's RAM bandwidth (`ram.bandwidth_gbs`)";
+    let mut moved = Vec::new();
+    let mut set =
+        |name: &str, dst: &mut f64, v: f64, rule: &str, prov: &mut BTreeMap<String, String>| {
+            if v > 0.0 {
+                *dst = v;
+                prov.insert(format!("speed.{name}"), format!("{from}; {rule}"));
+                moved.push(name.to_string());
+            }
+        };
+    let sp = &mut cal.speed;
+    let prov = &mut cal.provenance;
+    set(
+        "per_node_s",
+        &mut sp.per_node_s,
+        h.per_node_s,
+        "rule: same cost per graph node",
+        prov,
+    );
+    set(
+        "prefill_per_token_s",
+        &mut sp.prefill_per_token_s,
+        h.prefill_per_token_s,
+        "rule: same fixed cost per prompt token",
+        prov,
+    );
+    set(
+        "gpu_attn_bytes_per_flop",
+        &mut sp.gpu_attn_bytes_per_flop,
+        g.attn_bytes_per_flop,
+        rule_gpu,
+        prov,
+    );
+    set(
+        "prefill_gpu_attn_bytes_per_flop",
+        &mut sp.prefill_gpu_attn_bytes_per_flop,
+        g.prefill_attn_bytes_per_flop,
+        rule_gpu,
+        prov,
+    );
+    set(
+        "gpu_wide_attn_bytes_per_flop",
+        &mut sp.gpu_wide_attn_bytes_per_flop,
+        g.wide_attn_bytes_per_flop,
+        rule_gpu,
+        prov,
+    );
+    set(
+        "gpu_wide_attn_layer_s",
+        &mut sp.gpu_wide_attn_layer_s,
+        g.wide_attn_layer_s,
+        "rule: same seconds per MLA layer",
+        prov,
+    );
+    set(
+        "prefill_gpu_wide_attn_bytes_per_flop",
+        &mut sp.prefill_gpu_wide_attn_bytes_per_flop,
+        g.prefill_wide_attn_bytes_per_flop,
+        rule_gpu,
+        prov,
+    );
+    set(
+        "cpu_attn_bytes_per_head_cell",
+        &mut sp.cpu_attn_bytes_per_head_cell,
+        h.cpu_attn_bytes_per_head_cell,
+        rule_cpu,
+        prov,
+    );
+    set(
+        "prefill_cpu_attn_bytes_per_head_cell",
+        &mut sp.prefill_cpu_attn_bytes_per_head_cell,
+        h.prefill_cpu_attn_bytes_per_head_cell,
+        rule_cpu,
+        prov,
+    );
+    if !moved.is_empty() {
+        rep.say(format!(
+            "priors for hosts without runs, from {} hosts: {}",
+            g.model,
+            moved.join(", ")
+        ));
+    }
+}
+
 /// Per-device memory errors (measured − predicted total, MiB; positive = placer under-predicted).
 pub fn memory_errors(records: &[Record], cal: &Calibration) -> Vec<(String, String, f64, f64)> {
     let mut out = Vec::new();

@@ -25,6 +25,15 @@ pub struct GpuCalibration {
     /// The same for prefill (prompt at its average depth); 0 = not fitted.
     #[serde(default)]
     pub prefill_attn_bytes_per_flop: f64,
+    /// Decode and prefill costs of wide (MLA) attention (speed.rs `wide_attention`: CUDA's MMA
+    /// flash-attention kernel), bytes-equivalent per flop; 0 = not fitted.
+    #[serde(default)]
+    pub wide_attn_bytes_per_flop: f64,
+    #[serde(default)]
+    pub prefill_wide_attn_bytes_per_flop: f64,
+    /// Decode: fixed seconds per wide-attention (MLA) layer on this GPU model; 0 = not fitted.
+    #[serde(default)]
+    pub wide_attn_layer_s: f64,
 }
 
 /// Decode constants fitted on one kind of host (keyed by its GPU model): fixed cost per token,
@@ -50,6 +59,12 @@ pub struct HostSpeed {
     /// The same for prefill; 0 = not fitted.
     #[serde(default)]
     pub prefill_cpu_attn_bytes_per_flop: f64,
+    /// CPU attention per (query head, cached cell) pair (speed.rs `attn_head_cells`), decode and
+    /// prefill, bytes-equivalent of the RAM bandwidth; 0 = not fitted (use the `[speed]` prior).
+    #[serde(default)]
+    pub cpu_attn_bytes_per_head_cell: f64,
+    #[serde(default)]
+    pub prefill_cpu_attn_bytes_per_head_cell: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +94,20 @@ pub struct SpeedConstants {
     pub prefill_gpu_attn_bytes_per_flop: f64,
     #[serde(default)]
     pub prefill_cpu_attn_bytes_per_flop: f64,
+    /// Priors for wide (MLA) attention on a GPU, decode and prefill. 0 = no prior.
+    #[serde(default)]
+    pub gpu_wide_attn_bytes_per_flop: f64,
+    #[serde(default)]
+    pub prefill_gpu_wide_attn_bytes_per_flop: f64,
+    /// Prior: decode seconds per wide-attention (MLA) layer on a GPU. 0 = no prior.
+    #[serde(default)]
+    pub gpu_wide_attn_layer_s: f64,
+    /// Priors: CPU attention per (query head, cached cell) pair, bytes-equivalent of the RAM
+    /// bandwidth, decode and prefill. 0 = no prior.
+    #[serde(default)]
+    pub cpu_attn_bytes_per_head_cell: f64,
+    #[serde(default)]
+    pub prefill_cpu_attn_bytes_per_head_cell: f64,
 }
 
 /// Compute-buffer coefficients (bytes) for terms llama.cpp's graph leaves to measurement.
@@ -220,6 +249,9 @@ impl Calibration {
                 host_speed: None,
                 attn_bytes_per_flop: 0.0,
                 prefill_attn_bytes_per_flop: 0.0,
+                wide_attn_bytes_per_flop: 0.0,
+                prefill_wide_attn_bytes_per_flop: 0.0,
+                wide_attn_layer_s: 0.0,
             })
     }
 
@@ -237,6 +269,8 @@ impl Calibration {
             pcie_efficiency: s.pcie_efficiency,
             cpu_attn_bytes_per_flop: s.cpu_attn_bytes_per_flop,
             prefill_cpu_attn_bytes_per_flop: s.prefill_cpu_attn_bytes_per_flop,
+            cpu_attn_bytes_per_head_cell: s.cpu_attn_bytes_per_head_cell,
+            prefill_cpu_attn_bytes_per_head_cell: s.prefill_cpu_attn_bytes_per_head_cell,
         };
         let Some(mut h) = self
             .gpus
@@ -264,6 +298,14 @@ impl Calibration {
         fill(
             &mut h.prefill_cpu_attn_bytes_per_flop,
             prior.prefill_cpu_attn_bytes_per_flop,
+        );
+        fill(
+            &mut h.cpu_attn_bytes_per_head_cell,
+            prior.cpu_attn_bytes_per_head_cell,
+        );
+        fill(
+            &mut h.prefill_cpu_attn_bytes_per_head_cell,
+            prior.prefill_cpu_attn_bytes_per_head_cell,
         );
         h
     }

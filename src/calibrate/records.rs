@@ -737,7 +737,11 @@ pub fn speed_features(
 }
 
 /// One CSV row per record: fixed columns, then per GPU measured and predicted side by side.
-pub fn csv_row(r: &Record, predicted_tps: Option<f64>) -> Vec<(String, String)> {
+pub fn csv_row(
+    r: &Record,
+    predicted_tps: Option<f64>,
+    predicted_prefill_tps: Option<f64>,
+) -> Vec<(String, String)> {
     let log = &r.input.log;
     let m = r.input.manifest.as_ref();
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_default();
@@ -796,6 +800,7 @@ pub fn csv_row(r: &Record, predicted_tps: Option<f64>) -> Vec<(String, String)> 
             log.prompt_tokens.map(|v| v.to_string()).unwrap_or_default(),
         ),
         ("prefill_tps".into(), opt(log.prompt_tps)),
+        ("prefill_tps_pred".into(), opt(predicted_prefill_tps)),
         (
             "gen_tokens".into(),
             log.gen_tokens.map(|v| v.to_string()).unwrap_or_default(),

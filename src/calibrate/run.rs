@@ -80,6 +80,9 @@ pub struct Errors {
     pub memory: Vec<(String, String, f64, f64)>,
     /// Per run: (run, predicted t/s, measured t/s).
     pub decode: Vec<(String, f64, f64)>,
+    /// Per run: (run, predicted prefill t/s, measured prefill t/s).
+    #[allow(clippy::type_complexity)]
+    pub prefill: Vec<(String, f64, f64)>,
     /// Per device: (run, device, predicted, measured) model + KV + compute buffers, MiB.
     pub buffers: Vec<(String, String, f64, f64)>,
 }
@@ -96,10 +99,20 @@ impl Errors {
                 Some((r.input.run_id.clone(), pred, meas))
             })
             .collect();
+        let prefill = records
+            .iter()
+            .filter(|r| r.input.log.oom.is_empty())
+            .filter_map(|r| {
+                let meas = r.input.log.prompt_tps?;
+                let pred = fit::prefill_tps(cal, r.speed.as_ref()?)?;
+                Some((r.input.run_id.clone(), pred, meas))
+            })
+            .collect();
         let buffers = fit::buffer_errors(records, cal);
         Errors {
             memory,
             decode,
+            prefill,
             buffers,
         }
     }
@@ -118,6 +131,12 @@ impl Errors {
     }
     pub fn decode_rel(&self) -> Vec<f64> {
         self.decode
+            .iter()
+            .map(|(_, p, m)| (p - m).abs() / m)
+            .collect()
+    }
+    pub fn prefill_rel(&self) -> Vec<f64> {
+        self.prefill
             .iter()
             .map(|(_, p, m)| (p - m).abs() / m)
             .collect()
@@ -169,6 +188,17 @@ impl Errors {
                 100.0 * percentile(&d, 0.9),
                 100.0 * percentile(&d, 1.0),
                 d.len()
+            );
+        }
+        let pf = self.prefill_rel();
+        if !pf.is_empty() {
+            let _ = writeln!(
+                s,
+                "prefill t/s: |error| p50 {:.1}%, p90 {:.1}%, max {:.1}% over {} runs",
+                100.0 * percentile(&pf, 0.5),
+                100.0 * percentile(&pf, 0.9),
+                100.0 * percentile(&pf, 1.0),
+                pf.len()
             );
         }
         s
@@ -239,6 +269,23 @@ pub fn report(out: &Outcome, base: &Calibration) -> String {
                 f(err)
             );
         }
+        if let Some(f) = r.speed.as_ref() {
+            let gb = |v: f64| v / 1e9;
+            let d = &f.decode;
+            let _ = writeln!(
+                s,
+                "  speed load per token: decode reads GPU {:.2} GB, CPU {:.2} GB; attention GPU {:.1} GFLOP, CPU {:.1} GFLOP; tg nodes {:.0}, splits {:.0}; prefill PCIe {:.1} MB, attention GPU {:.1} GFLOP, CPU {:.1} GFLOP",
+                gb(d.gpu_bytes.iter().sum()),
+                gb(d.cpu_bytes),
+                gb(d.gpu_attn_flops.iter().sum()),
+                gb(d.cpu_attn_flops),
+                d.nodes,
+                d.splits,
+                f.prefill.pcie_bytes_per_token / 1e6,
+                gb(f.prefill.gpu_attn_flops.iter().sum()),
+                gb(f.prefill.cpu_attn_flops)
+            );
+        }
         if let Some(meas) = log.gen_tps {
             let pb = r.speed.as_ref().and_then(|f| decode_tps(base, f));
             let pa = r
@@ -249,6 +296,20 @@ pub fn report(out: &Outcome, base: &Calibration) -> String {
             let _ = writeln!(
                 s,
                 "  decode {meas:.1} t/s measured; predicted {} before, {} after",
+                f(pb),
+                f(pa)
+            );
+        }
+        if let Some(meas) = log.prompt_tps {
+            let pb = r.speed.as_ref().and_then(|f| fit::prefill_tps(base, f));
+            let pa = r
+                .speed
+                .as_ref()
+                .and_then(|f| fit::prefill_tps(&out.calibration, f));
+            let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "–".into());
+            let _ = writeln!(
+                s,
+                "  prefill {meas:.1} t/s measured; predicted {} before, {} after",
                 f(pb),
                 f(pa)
             );
@@ -285,7 +346,8 @@ pub fn csv_rows(records: &[Record], cal: &Calibration) -> Vec<Vec<(String, Strin
                 r2.predicted = Some(p.gpus.iter().map(records::device_predicted).collect());
             }
             let tps = r.speed.as_ref().and_then(|f| decode_tps(cal, f));
-            records::csv_row(&r2, tps)
+            let ptps = r.speed.as_ref().and_then(|f| fit::prefill_tps(cal, f));
+            records::csv_row(&r2, tps, ptps)
         })
         .collect()
 }
