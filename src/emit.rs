@@ -636,15 +636,25 @@ pub fn conf_section(
         c(format!("placement: {line}"));
     }
     let cal = src.calibration;
+    let w = &sol.workload;
     c(format!(
-        "predicted decode {:.1} t/s ({} hand-offs/token; bytes read per token / effective bandwidth, \
-         calibration from {} runs, llama.cpp {}){}",
+        "predicted decode {:.1} t/s at depth {}, prefill {} ({} hand-offs/token; workload \
+         {} prompt + {} generated tokens = {:.1} s; speed model docs/solver.md, calibration from \
+         {} runs, llama.cpp {})",
         sol.decode_tps,
+        w.decode_depth,
+        crate::solver::tps_text(sol.prefill_tps),
         sol.splits,
+        w.prompt_tokens,
+        w.gen_tokens,
+        sol.request_s,
         cal.n_runs,
         cal.llama_build,
-        sol.prefill_pcie_tps.map(|p| format!("; prefill ≤ {p:.0} t/s (PCIe-bound op offload)")).unwrap_or_default()
     ));
+    if let Some(u) = &sol.ubatch_choice {
+        c(u.clone());
+    }
+    c(sol.speed_source.clone());
     c("NOT YET TESTED: run it, then `placer calibrate` the log".into());
     t.push_str(&format!("[{name}]\n"));
     t.push_str(&format!("NAME={} ({kind})\n", src.name));

@@ -54,20 +54,40 @@ pub fn margins(kind: ProfileKind, host: &Host, cal: &Calibration) -> (Margins, S
     };
     // Calibration::gpu_margins_mib adds what OOMs taught about the GPU model and that very device.
     let gpu_mib: Vec<f64> = cal.gpu_margins_mib(kind == ProfileKind::Aggressive, host);
-    let oom: Vec<String> = gpu_mib
-        .iter()
-        .enumerate()
-        .filter(|(_, &m)| m > base)
-        .map(|(i, m)| format!("CUDA{i} +{:.0} MiB learned from an OOM", m - base))
-        .collect();
+    let mut learned: Vec<String> = Vec::new();
+    for (i, g) in host.gpus.iter().enumerate() {
+        let dev = format!("CUDA{i}");
+        let model_mib = cal.gpu(&g.model).oom_margin_mib;
+        if model_mib > 0.0 {
+            learned.push(format!(
+                "{dev} +{model_mib:.0} MiB learned from OOMs on {} GPUs (gpus.oom_margin_mib)",
+                g.model
+            ));
+        }
+        for dm in cal
+            .device_margins
+            .iter()
+            .filter(|m| m.host == host.name && m.device == dev && m.extra_mib > 0.0)
+        {
+            let from = if dm.from.is_empty() {
+                "an OOM log".to_string()
+            } else {
+                format!("the OOM in run {}", dm.from)
+            };
+            learned.push(format!(
+                "{dev} +{:.0} MiB learned from {from} (device_margins, host {})",
+                dm.extra_mib, dm.host
+            ));
+        }
+    }
     let mut src = format!(
         "{base:.0} MiB per device = calibration margins.{}_mib (data/calibration.toml, {} runs, llama.cpp {})",
         kind.name(),
         cal.n_runs,
         cal.llama_build
     );
-    if !oom.is_empty() {
-        src.push_str(&format!("; {}", oom.join(", ")));
+    if !learned.is_empty() {
+        src.push_str(&format!("; {}", learned.join(", ")));
     }
     (
         Margins {
@@ -78,35 +98,33 @@ pub fn margins(kind: ProfileKind, host: &Host, cal: &Calibration) -> (Margins, S
     )
 }
 
-/// Solve both profiles.
+/// Solve both profiles, concurrently (rayon::join): they share nothing but the inputs.
 pub fn solve_profiles(
     anatomy: &Anatomy,
     host: &Host,
     req: &SolveRequest,
     cal: &Calibration,
 ) -> Vec<Profile> {
-    let mut hint: Option<Vec<f64>> = None;
-    ProfileKind::all()
-        .iter()
-        .map(|&kind| {
-            let (m, src) = margins(kind, host, cal);
-            let r = solver::solve_with_hint(anatomy, host, req, cal, &m, hint.as_deref());
-            if let Ok(s) = &r {
-                hint = Some(s.corrections.clone());
-            }
-            let (solution, infeasible) = match r {
-                Ok(s) => (Some(s), None),
-                Err(e) => (None, Some(e)),
-            };
-            Profile {
-                kind,
-                margins: m,
-                margin_source: src,
-                solution,
-                infeasible,
-            }
-        })
-        .collect()
+    let one = |kind: ProfileKind| {
+        let (m, src) = margins(kind, host, cal);
+        let r = solver::solve(anatomy, host, req, cal, &m);
+        let (solution, infeasible) = match r {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e)),
+        };
+        Profile {
+            kind,
+            margins: m,
+            margin_source: src,
+            solution,
+            infeasible,
+        }
+    };
+    let (a, m) = rayon::join(
+        || one(ProfileKind::Aggressive),
+        || one(ProfileKind::Moderate),
+    );
+    vec![a, m]
 }
 
 /// `a–b` or `a` for a run of layer indices.

@@ -19,9 +19,10 @@ pub struct Args {
     /// Context size (`-c`); 0 = the model's training context.
     #[arg(long = "ctx", short = 'c', default_value_t = 0)]
     pub ctx: u32,
-    /// Micro-batch (`-ub`); sizes the compute buffers.
-    #[arg(long = "ub", alias = "ubatch-size", default_value_t = 512)]
-    pub ubatch: u32,
+    /// Micro-batch (`-ub`); sizes the compute buffers. Default: placer chooses among
+    /// 512/1024/2048/4096 when CPU weights stream to the GPU during prefill, else 512.
+    #[arg(long = "ub", alias = "ubatch-size")]
+    pub ubatch: Option<u32>,
     /// Logical batch (`-b`).
     #[arg(long = "batch-size", short = 'b', default_value_t = 2048)]
     pub batch: u32,
@@ -34,12 +35,19 @@ pub struct Args {
     /// Parallel sequences (`-np`).
     #[arg(long = "parallel", alias = "np", default_value_t = 1)]
     pub parallel: u32,
-    /// Context depth attention reads per generated token in the speed model (default: ctx / 2).
+    /// Workload: prompt tokens per request (default: half the context).
+    #[arg(long)]
+    pub prompt: Option<u32>,
+    /// Workload: generated tokens per request (default: 128).
+    #[arg(long)]
+    pub gen: Option<u32>,
+    /// Context depth attention reads per generated token (default: prompt + gen / 2).
     #[arg(long)]
     pub depth: Option<u32>,
-    /// Prompt tokens per generated token, weighting the prefill term of the objective.
-    #[arg(long, default_value_t = 0.0)]
-    pub prefill_weight: f64,
+    /// Older spelling of the workload: prompt tokens per generated token (sets --prompt to
+    /// this × --gen when --prompt is not given).
+    #[arg(long)]
+    pub prefill_weight: Option<f64>,
     /// What `-m` / MODEL= should say (default: the catalog's file name, or the path given).
     #[arg(long)]
     pub model_path: Option<String>,
@@ -145,19 +153,26 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
     };
     let type_k = kv_type(&a.type_k)?;
     let type_v = kv_type(&a.type_v)?;
-    if a.ubatch == 0 || a.batch == 0 {
+    if a.ubatch == Some(0) || a.batch == 0 {
         anyhow::bail!("-b and -ub must be at least 1");
     }
+    let gen = a.gen;
+    let prompt = a.prompt.or_else(|| {
+        a.prefill_weight
+            .map(|w| (w.max(0.0) * gen.unwrap_or(crate::solver::DEFAULT_GEN) as f64).round() as u32)
+    });
     let request = SolveRequest {
         model_path: a.model_path.clone().unwrap_or(path),
         ctx: a.ctx,
         batch: a.batch,
-        ubatch: a.ubatch,
+        ubatch: a.ubatch.unwrap_or(SolveRequest::default().ubatch),
+        ubatch_fixed: a.ubatch.is_some(),
         type_k,
         type_v,
         n_parallel: a.parallel.max(1),
         decode_depth: a.depth,
-        prefill_weight: a.prefill_weight.max(0.0),
+        prompt,
+        gen,
         host_gpus: host.gpus.len(),
         ..SolveRequest::default()
     };
@@ -284,15 +299,22 @@ pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
             for line in crate::profile::describe(&inp.anatomy, &s.placement) {
                 o.push_str(&format!("  {line}\n"));
             }
+            let w = &s.workload;
             o.push_str(&format!(
-                "  predicted decode {:.1} t/s at depth {} ({} hand-offs/token){}\n",
+                "  predicted decode {:.1} t/s at depth {}, prefill {} ({} hand-offs/token); \
+                 request of {} prompt + {} generated tokens: {:.1} s\n",
                 s.decode_tps,
-                r.decode_depth.unwrap_or(r.n_ctx(&inp.anatomy) / 2),
+                w.decode_depth,
+                crate::solver::tps_text(s.prefill_tps),
                 s.splits,
-                s.prefill_pcie_tps
-                    .map(|p| format!(", prefill ≤ {p:.0} t/s (PCIe-bound)"))
-                    .unwrap_or_default()
+                w.prompt_tokens,
+                w.gen_tokens,
+                s.request_s
             ));
+            if let Some(c) = &s.ubatch_choice {
+                o.push_str(&format!("  {c}\n"));
+            }
+            o.push_str(&format!("  {}\n", s.speed_source));
             for w in &s.warnings {
                 o.push_str(&format!("  warning: {w}\n"));
             }

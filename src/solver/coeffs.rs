@@ -9,6 +9,7 @@ use super::SolveRequest;
 use crate::anatomy::{Anatomy, GroupKind, LayerRef, Role};
 use crate::calibrate::Calibration;
 use crate::host::Host;
+use crate::speed::{attn_flops_per_token, attn_head_cells, cells_read, wide_attention, Rates};
 use crate::units::{from_mib, pad};
 
 /// A tensor group that may sit on another device than its layer.
@@ -24,6 +25,10 @@ pub struct Movable {
     pub read: f64,
     /// Largest tensor: what op offload copies to GPU 0 when the group is on the CPU.
     pub max_tensor: u64,
+    /// Seconds per generated token / per prompt token with the group on each device (GPUs in
+    /// order, then the CPU at index `n_gpus`).
+    pub dec: Vec<f64>,
+    pub pre: Vec<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +69,106 @@ pub struct LinearModel {
     pub per_split_s: f64,
     /// Tokens per prompt micro-batch (`-ub`, capped by `-b` and the context).
     pub n_ubatch: u64,
+    /// Seconds per generated token / per prompt token of each slot's fixed part (weights, KV
+    /// read, attention) on each device (GPUs in order, then the CPU at index `n_gpus`).
+    pub slot_dec: Vec<Vec<f64>>,
+    pub slot_pre: Vec<Vec<f64>>,
+    /// Seconds per generated token that do not depend on the placement (per-token and per-node
+    /// costs), and per prompt token.
+    pub dec_const: f64,
+    pub pre_const: f64,
+    /// Tokens generated / prompt tokens of the request the objective prices.
+    pub gen_tokens: f64,
+    pub prompt_tokens: f64,
+    /// The rates the costs came from (`speed::rates`), and their origin in words.
+    pub rates: Rates,
+    pub rates_source: String,
+}
+
+impl LinearModel {
+    /// Seconds the request spends on slot `s`'s fixed part when it sits on `dev` (GPU index, or
+    /// `n_gpus` for the CPU).
+    pub fn slot_cost(&self, s: usize, dev: usize) -> f64 {
+        self.gen_tokens * self.slot_dec[s][dev] + self.prompt_tokens * self.slot_pre[s][dev]
+    }
+    /// Seconds the request spends on movable group `mi` when it sits on `dev`.
+    pub fn mov_cost(&self, mi: usize, dev: usize) -> f64 {
+        let mv = &self.movable[mi];
+        self.gen_tokens * mv.dec[dev] + self.prompt_tokens * mv.pre[dev]
+    }
+    /// Seconds the request spends per decode graph split.
+    pub fn split_cost(&self) -> f64 {
+        self.gen_tokens * self.per_split_s
+    }
+    /// Device index of the cost vectors for a `DeviceId`.
+    pub fn dev_index(&self, d: crate::host::DeviceId) -> usize {
+        match d {
+            crate::host::DeviceId::Gpu(i) => i,
+            crate::host::DeviceId::Cpu => self.n_gpus,
+        }
+    }
+}
+
+/// Predicted times of a placement under the linear model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Times {
+    /// Seconds per generated token (all terms, constants included).
+    pub decode_s: f64,
+    /// Seconds per prompt token (all terms, constants included).
+    pub prefill_s: f64,
+    /// Backend hand-offs per generated token.
+    pub splits: u32,
+    /// Seconds of the whole request: prompt × prefill + generated × decode.
+    pub request_s: f64,
+}
+
+impl LinearModel {
+    /// The speed model at a (slot, movable) assignment: the integer program's objective, term
+    /// for term, plus the placement-independent constants.
+    pub fn times(&self, slots: &[crate::host::DeviceId], mov: &[crate::host::DeviceId]) -> Times {
+        let mut dec = self.dec_const;
+        let mut pre = self.pre_const;
+        for (s, d) in slots.iter().enumerate() {
+            let i = self.dev_index(*d);
+            dec += self.slot_dec[s][i];
+            pre += self.slot_pre[s][i];
+        }
+        let mut off_layer = vec![false; self.n_slots];
+        for (mv, d) in self.movable.iter().zip(mov) {
+            let i = self.dev_index(*d);
+            dec += mv.dec[i];
+            pre += mv.pre[i];
+            if *d != slots[mv.slot] && mv.kind != GroupKind::Output {
+                off_layer[mv.slot] = true;
+            }
+        }
+        let mut splits = 2 * off_layer.iter().filter(|&&o| o).count() as u32;
+        splits += slots.windows(2).filter(|w| w[0] != w[1]).count() as u32;
+        dec += splits as f64 * self.per_split_s;
+        Times {
+            decode_s: dec,
+            prefill_s: pre,
+            splits,
+            request_s: self.gen_tokens * dec + self.prompt_tokens * pre,
+        }
+    }
+}
+
+/// Where the speed constants of `host` come from, in words (printed with the prediction).
+pub fn rates_source(cal: &Calibration, host: &Host) -> String {
+    let first = host.gpus.first().map(|g| g.model.as_str()).unwrap_or("");
+    match cal
+        .gpus
+        .iter()
+        .find(|g| g.model == first)
+        .and_then(|g| g.host_speed.as_ref())
+    {
+        Some(h) => format!(
+            "speed constants fitted on {first} hosts ({} runs; terms they could not fit: [speed] priors)",
+            h.n_runs
+        ),
+        None => format!("speed constants: [speed] priors (no runs on a {first} host yet)"),
+    }
 }
 
 /// Context bookkeeping of `src/llama-context.cpp:llama_context::llama_context` (§5.1).
@@ -134,7 +239,7 @@ pub fn layer_kv(anatomy: &Anatomy, req: &SolveRequest, c: &Cells, il: u32) -> (u
         row(req.type_k, hp.head_dim_k as u64 * kv_heads)
             + row(req.type_v, hp.head_dim_v as u64 * kv_heads)
     };
-    let depth = req.depth() as u64;
+    let depth = req.depth(anatomy) as u64;
     let read_cells = depth.min(if swa { hp.n_swa as u64 } else { c.kv_size });
     (per_cell * cells_l * c.n_stream, per_cell * read_cells)
 }
@@ -182,7 +287,26 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
         per_token_s: cal.speed.per_token_s,
         per_split_s: cal.speed.per_split_s,
         n_ubatch: c.n_ubatch,
+        slot_dec: vec![Vec::new(); n_slots],
+        slot_pre: vec![Vec::new(); n_slots],
+        dec_const: 0.0,
+        pre_const: 0.0,
+        gen_tokens: req.gen_tokens() as f64,
+        prompt_tokens: req.prompt_tokens(anatomy) as f64,
+        rates: crate::speed::rates(cal, host),
+        rates_source: rates_source(cal, host),
     };
+    if m.rates.cpu_s_per_attn_flop <= 0.0 && m.rates.cpu_s_per_attn_head_cell <= 0.0 {
+        m.rates_source.push_str(
+            "; WARNING: this calibration prices no CPU attention, so layers on the CPU are judged by bytes alone (regenerate it with `placer calibrate`)",
+        );
+    }
+    let r8 = m.rates.clone();
+    m.per_split_s = r8.per_split_s;
+    m.per_token_s = r8.per_token_s;
+    // Bytes of the slot's fixed part that op offload streams to GPU 0 per ubatch when the slot
+    // is on the CPU (matrices only: norms and biases are not matmul weights).
+    let mut slot_stream = vec![0f64; n_slots];
     let routed_r = if hp.n_expert > 0 {
         hp.n_expert_used as f64 / hp.n_expert as f64
     } else {
@@ -220,6 +344,12 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
                 | GroupKind::ExpertsGateUp
                 | GroupKind::Output
         );
+        let stream: u64 = tensors
+            .iter()
+            .map(|&t| &anatomy.tensors[t])
+            .filter(|t| t.dims.len() >= 2)
+            .map(|t| t.nbytes)
+            .sum();
         if movable && bytes > 0 {
             m.movable.push(Movable {
                 group: gi,
@@ -228,8 +358,19 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
                 bytes,
                 read: r * bytes as f64,
                 max_tensor,
+                dec: Vec::new(),
+                // The output matrix only multiplies the rows that produce logits: llama-server
+                // asks for the prompt's last token only (tools/server/server-context.cpp), so
+                // in prefill its batch is < 32 rows and op offload never streams it
+                // (ggml-cuda.cu:ggml_backend_cuda_device_offload_op, get_op_batch_size).
+                pre: if g.kind == GroupKind::Output {
+                    vec![0.0; m.n_gpus + 1]
+                } else {
+                    stream_cost(&m, stream as f64)
+                },
             });
         } else {
+            slot_stream[slot] += stream as f64;
             m.slot_fixed[slot] += bytes;
             m.slot_fixed_read[slot] += r * bytes as f64;
             m.slot_fixed_max_tensor[slot] = m.slot_fixed_max_tensor[slot].max(max_tensor);
@@ -249,7 +390,106 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
     m.compute_base = base;
     m.compute_logits = logits;
     m.host_fixed = host_compute + 4 * hp.n_vocab as u64 * c.n_seq;
+    speed_costs(&mut m, anatomy, req, &slot_stream);
     m
+}
+
+/// Seconds per prompt token for `bytes` of CPU-resident matmul weights: with op offload (a
+/// ubatch of ≥ 32 tokens) they are copied to GPU 0 once per ubatch
+/// (`ggml/src/ggml-backend.cpp:ggml_backend_sched_split_graph`,
+/// `ggml-cuda.cu:ggml_backend_cuda_device_offload_op`), llamacpp-internals.md §4.6. A prompt
+/// shorter than the ubatch streams them once for all its tokens. Zero on the GPUs.
+fn stream_cost(m: &LinearModel, bytes: f64) -> Vec<f64> {
+    let mut v = vec![0.0; m.n_gpus + 1];
+    if m.op_offload {
+        if let Some(pcie) = m.rates.pcie_s_per_byte {
+            let ub = m.n_ubatch as f64;
+            let per_ub = if m.prompt_tokens >= 1.0 {
+                ub.min(m.prompt_tokens)
+            } else {
+                ub
+            };
+            v[m.n_gpus] = bytes * pcie / per_ub;
+        }
+    }
+    v
+}
+
+/// Fill the per-device speed costs of every slot and movable group (docs/solver.md §2).
+fn speed_costs(m: &mut LinearModel, anatomy: &Anatomy, req: &SolveRequest, slot_stream: &[f64]) {
+    let hp = &anatomy.hp;
+    let r = m.rates.clone();
+    let g = m.n_gpus;
+    let per_byte = |d: usize| {
+        if d < g {
+            r.gpu_s_per_byte[d]
+        } else {
+            r.cpu_s_per_byte
+        }
+    };
+    let dec_depth = req.depth(anatomy) as u64;
+    let pre_depth = m.prompt_tokens as u64 / 2;
+    let wide = wide_attention(hp);
+    // Attention of layer `il` on device `d` per generated token at `depth`: the speed model's
+    // terms (src/speed.rs `decode_s`): GPU flops × that GPU's rate (the wide/MMA rate and the
+    // fixed per-layer cost for MLA), CPU flops × the CPU rate + (query head, cell) pairs × the
+    // CPU per-pair rate.
+    let attn_dec = |il: u32, d: usize, depth: u64| -> f64 {
+        let cells = cells_read(hp, il, depth);
+        let fl = attn_flops_per_token(hp, il, cells);
+        if d < g {
+            let layer = if wide && hp.has_kv(il) {
+                r.gpu_s_per_wide_attn_layer.get(d).copied().unwrap_or(0.0)
+            } else {
+                0.0
+            };
+            fl * r.gpu_attn_s_per_flop(d, hp) + layer
+        } else {
+            fl * r.cpu_s_per_attn_flop + attn_head_cells(hp, il, cells) * r.cpu_s_per_attn_head_cell
+        }
+    };
+    // The same per prompt token at the prompt's average depth (`prefill_s_per_token`).
+    let attn_pre = |il: u32, d: usize, depth: u64| -> f64 {
+        let cells = cells_read(hp, il, depth);
+        let fl = attn_flops_per_token(hp, il, cells);
+        if d < g {
+            fl * r.prefill_gpu_attn_s_per_flop(d, hp)
+        } else {
+            fl * r.prefill_cpu_s_per_attn_flop
+                + attn_head_cells(hp, il, cells) * r.prefill_cpu_s_per_attn_head_cell
+        }
+    };
+    for (s, &stream_bytes) in slot_stream.iter().enumerate() {
+        let layer = (s + 1 < m.n_slots).then_some(s as u32);
+        let read = m.slot_fixed_read[s] + m.slot_kv_read[s];
+        let stream = stream_cost(m, stream_bytes);
+        m.slot_dec[s] = (0..=g)
+            .map(|d| read * per_byte(d) + layer.map_or(0.0, |il| attn_dec(il, d, dec_depth)))
+            .collect();
+        m.slot_pre[s] = (0..=g)
+            .map(|d| layer.map_or(0.0, |il| attn_pre(il, d, pre_depth)) + stream[d])
+            .collect();
+    }
+    for mv in &mut m.movable {
+        mv.dec = (0..=g).map(|d| mv.read * per_byte(d)).collect();
+    }
+    m.dec_const = r.per_token_s + r.per_node_s * graph_nodes(anatomy);
+    m.pre_const = r.prefill_per_token_s;
+}
+
+/// Nodes of the token-generation graph, for the per-node (kernel launch) cost. PRIOR: nodes per
+/// repeating layer as logged by llama.cpp for the same architecture family in data/runs
+/// (`graph nodes = …` lines: qwen3moe 3030 / 48 layers, qwen3 2246 / 64, deepseek2 3363 / 47,
+/// gpt-oss 1349 / 24); other architectures use the qwen3moe figure. Placement does not change
+/// it (it only shifts the printed t/s, never a decision).
+fn graph_nodes(anatomy: &Anatomy) -> f64 {
+    let per_layer = match anatomy.arch.as_str() {
+        "qwen3" | "qwen2" | "llama" => 2246.0 / 64.0,
+        "deepseek2" => 3363.0 / 47.0,
+        "gpt-oss" | "gptoss" => 1349.0 / 24.0,
+        _ => 3030.0 / 48.0,
+    };
+    per_layer * anatomy.hp.n_layer as f64
 }
 
 /// Compute-buffer terms, llamacpp-internals §6.4 ("CUDA0_compute ≈ MASK + 16·n_embd·U + max(…)"),

@@ -21,7 +21,19 @@ use good_lp::{
 /// changes the predicted time by ~1–2 %, which is exactly the gap between the LP bound (fractional
 /// groups) and any integer placement; proving 0.1 % costs seconds of branch and bound. 1 % is
 /// well inside the speed model's own error (docs/solver.md).
-pub const MIP_REL_GAP: f32 = 1e-2;
+pub const MIP_REL_GAP: f32 = 3e-2;
+
+/// The optimality gap on the request time: `MIP_REL_GAP`, or `PLACER_MIP_GAP` (experiments).
+fn gap() -> f64 {
+    std::env::var("PLACER_MIP_GAP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MIP_REL_GAP as f64)
+}
+
+/// Objective units (the all-CPU request is 100) a placement pays per GPU it skips before its
+/// first layer: only decides between otherwise equal placements.
+const TIE_BREAK: f64 = 1e-6;
 
 /// What the program optimises.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,12 +60,7 @@ pub struct IlpResult {
     pub objective_s: f64,
 }
 
-pub fn solve(
-    m: &LinearModel,
-    budgets: &Budgets,
-    goal: Goal,
-    prefill_weight: f64,
-) -> Result<IlpResult, String> {
+pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult, String> {
     let g = m.n_gpus;
     let s_n = m.n_slots;
     let mut vars = ProblemVariables::new();
@@ -90,20 +97,31 @@ pub fn solve(
                 .collect()
         })
         .collect();
-    let any_cpu: Vec<Variable> = classes
-        .iter()
-        .map(|_| vars.add(variable().binary()))
-        .collect();
+    let start = match goal {
+        Goal::Speed => heuristic_start(m, budgets, &classes),
+        Goal::MinHostBytes => None,
+    };
+    // The op-offload stage on GPU 0 (its largest CPU-resident tensor) as a max of binaries makes
+    // the LP bound weak. When the incumbent already streams weights, its stage is reserved as a
+    // constant instead and nothing with a larger tensor may go to the CPU, which keeps the
+    // program exact for every placement it can return.
+    let fixed_stage: Option<f64> = match &start {
+        Some((_, st)) if m.op_offload && g > 0 && st.stage > 0.0 => Some(st.stage),
+        _ => None,
+    };
+    let any_cpu: Vec<Variable> = if fixed_stage.is_none() {
+        classes
+            .iter()
+            .map(|_| vars.add(variable().binary()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let used: Vec<Variable> = (0..g)
         .map(|_| vars.add(variable().min(0.0).max(1.0)))
         .collect();
     let stage = vars.add(variable().min(0.0));
     let e: Vec<Variable> = (0..g).map(|_| vars.add(variable().min(0.0))).collect();
-
-    // Seconds per byte; bandwidths are positive by construction of the host file.
-    let inv = |bw: f64| if bw > 0.0 { 1.0 / bw } else { 1.0 };
-    let cpu_inv = inv(m.cpu_bw);
-    let ms = 1e3; // objective in milliseconds keeps coefficients O(1)
 
     // Memory rows in GiB keep HiGHS's coefficients O(1) (bytes would be ~1e10).
     let gb = |b: f64| b / (1u64 << 30) as f64;
@@ -135,7 +153,13 @@ pub fn solve(
             }
         }
         let size = c.members.len() as f64;
-        cons.push(constraint!(size * any_cpu[ci] >= size - kept(ci)));
+        match fixed_stage {
+            None => cons.push(constraint!(size * any_cpu[ci] >= size - kept(ci))),
+            Some(st) if m.op_offload && gb(c.max_tensor as f64) > st + 1e-9 => {
+                cons.push(constraint!(kept(ci) >= size));
+            }
+            Some(_) => {}
+        }
     }
     // Memory per GPU.
     for d in 0..g {
@@ -159,11 +183,20 @@ pub fn solve(
         }
         mem += gb(m.compute_base as f64) * used[d];
         if d == 0 && m.op_offload {
-            mem += stage;
+            match fixed_stage {
+                Some(st) => mem += st,
+                None => mem += stage,
+            }
         }
         cons.push(constraint!(mem <= gb(budgets.gpu[d])));
     }
-    if m.op_offload && g > 0 {
+    if let Some(st) = fixed_stage {
+        for s in 0..s_n {
+            if gb(m.slot_fixed_max_tensor[s] as f64) > st + 1e-9 {
+                cons.push(constraint!(x_cpu(s) <= 0.0));
+            }
+        }
+    } else if m.op_offload && g > 0 {
         for (ci, c) in classes.iter().enumerate() {
             cons.push(constraint!(stage >= gb(c.max_tensor as f64) * any_cpu[ci]));
         }
@@ -177,53 +210,54 @@ pub fn solve(
     }
     // Host RAM.
     let mut host = Expression::from(gb((m.input_bytes + m.host_fixed) as f64));
-    let mut cpu_weights = Expression::from(0.0);
     for s in 0..s_n {
         let w = gb(m.slot_fixed[s] as f64);
         host += (w + gb(m.slot_kv[s] as f64)) * x_cpu(s);
-        cpu_weights += w * x_cpu(s);
     }
     for (ci, c) in classes.iter().enumerate() {
         let off = c.members.len() as f64 - kept(ci);
-        host += gb(c.bytes as f64) * off.clone();
-        cpu_weights += gb(c.bytes as f64) * off;
+        host += gb(c.bytes as f64) * off;
     }
     if goal == Goal::Speed && budgets.ram.is_finite() {
         cons.push(constraint!(host.clone() <= gb(budgets.ram)));
     }
 
+    // Objective scale: seconds of the request → O(1..100) coefficients for HiGHS.
+    let scale = objective_scale(m);
     let objective: Expression = match goal {
         Goal::MinHostBytes => host.clone(),
         Goal::Speed => {
+            let cpu = g;
             let mut t = Expression::from(0.0);
             for s in 0..s_n {
-                let r = m.slot_fixed_read[s] + m.slot_kv_read[s];
-                if r <= 0.0 {
-                    continue;
-                }
-                t += r * cpu_inv * ms;
+                let c_cpu = m.slot_cost(s, cpu);
+                t += c_cpu * scale;
                 for d in 0..g {
-                    t += r * (inv(m.gpu_bw[d]) - cpu_inv) * ms * x(s, d);
+                    let delta = m.slot_cost(s, d) - c_cpu;
+                    if delta != 0.0 {
+                        t += delta * scale * x(s, d);
+                    }
                 }
             }
             for (ci, c) in classes.iter().enumerate() {
-                t += c.read * c.members.len() as f64 * cpu_inv * ms;
+                let mi = c.members[0];
+                let c_cpu = m.mov_cost(mi, cpu);
+                t += c_cpu * c.members.len() as f64 * scale;
                 for d in 0..g {
-                    t += c.read * (inv(m.gpu_bw[d]) - cpu_inv) * ms * n[ci][d];
+                    t += (m.mov_cost(mi, d) - c_cpu) * scale * n[ci][d];
                 }
             }
-            let split = m.per_split_s * ms;
+            let split = m.split_cost() * scale;
             for ev in &e {
                 t += 2.0 * split * *ev;
             }
             for k in 0..g {
                 t += split * (Expression::from(y[s_n - 1][k]) - y[0][k]);
             }
-            if prefill_weight > 0.0 {
-                if let Some(pcie) = m.pcie_bw {
-                    let per_token = (1u64 << 30) as f64 / (pcie * m.n_ubatch_f());
-                    t += prefill_weight * per_token * ms * cpu_weights.clone();
-                }
+            // Ties (identical GPUs, one of them left empty) go to the users' device order: the
+            // first layers on the lowest GPU (a cost far below any real term).
+            for k in 1..g {
+                t += TIE_BREAK * Expression::from(y[0][k]);
             }
             t
         }
@@ -232,10 +266,31 @@ pub fn solve(
     let mut problem = vars
         .minimise(objective.clone())
         .using(good_lp::solvers::highs::highs);
-    problem = problem
-        .set_mip_rel_gap(MIP_REL_GAP)
-        .map_err(|e| e.to_string())?;
+    // The gap is on the request time: HiGHS drops the objective's constant (good_lp passes only
+    // column costs), so its own relative gap would be relative to "time saved against all on
+    // the CPU", many times looser. An absolute gap of MIP_REL_GAP × the incumbent's time is the
+    // intended one.
+    match &start {
+        Some((t, _)) => {
+            problem = problem
+                .set_mip_rel_gap(1e-6)
+                .map_err(|e| e.to_string())?
+                .set_mip_abs_gap((gap() * t * scale) as f32)
+                .map_err(|e| e.to_string())?;
+        }
+        None => {
+            problem = problem
+                .set_mip_rel_gap(MIP_REL_GAP)
+                .map_err(|e| e.to_string())?;
+        }
+    }
     problem = problem.set_threads(1);
+    // HiGHS's own primal heuristics (sub-MIPs, RINS/RENS) took half the time on these programs
+    // and never improved the incumbent `heuristic_start` hands over (HiGHS log of
+    // qwen3-30b-a3b-q8 -c 65536, docs/benchmarks.md "Solve time"): off, unless no incumbent.
+    if start.is_some() {
+        problem = problem.set_option("mip_heuristic_effort", 0.0);
+    }
     // Presolve probing (rule 15, bit 32768) tries every binary of the slot chain and found nothing
     // to reduce on our models while taking ~90 % of the time (HiGHS log, 94 layers × 8 GPUs).
     problem = problem.set_option("presolve_rule_off", 32768);
@@ -243,13 +298,27 @@ pub fn solve(
         problem.set_verbose(true);
     }
     problem = problem.set_time_limit(30.0);
+    if let Ok(opts) = std::env::var("PLACER_HIGHS_OPTS") {
+        for kv in opts.split(';').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            problem = if let Ok(i) = v.parse::<i32>() {
+                problem.set_option(k, i)
+            } else if let Ok(f) = v.parse::<f64>() {
+                problem.set_option(k, f)
+            } else if v == "true" || v == "false" {
+                problem.set_option(k, v == "true")
+            } else {
+                problem.set_option(k, v)
+            };
+        }
+    }
     for c in cons {
         problem = problem.with(c);
     }
     // Warm start: a --fit-like whole-layer fill gives HiGHS an incumbent at once, so branch and
     // bound only has to close the 1 % gap (without it, finding a first feasible point dominates).
     if goal == Goal::Speed {
-        if let Some(start) = greedy_start(m, budgets, &classes) {
+        if let Some((_, start)) = &start {
             let mut init: Vec<(Variable, f64)> = Vec::new();
             for s in 0..s_n {
                 for k in 0..g {
@@ -261,7 +330,9 @@ pub fn solve(
                 for d in 0..g {
                     init.push((n[ci][d], start.keep[ci][d] as f64));
                 }
-                init.push((any_cpu[ci], if kept < c.members.len() { 1.0 } else { 0.0 }));
+                if let Some(v) = any_cpu.get(ci) {
+                    init.push((*v, if kept < c.members.len() { 1.0 } else { 0.0 }));
+                }
             }
             for d in 0..g {
                 let used_d = start.rank.contains(&(d + 1));
@@ -283,7 +354,9 @@ pub fn solve(
                     .unwrap_or(0);
                 init.push((e[d], off as f64));
             }
-            init.push((stage, start.stage));
+            if fixed_stage.is_none() {
+                init.push((stage, start.stage));
+            }
             problem = problem.with_initial_solution(init);
         }
     }
@@ -322,7 +395,10 @@ pub fn solve(
             }
         }
     }
-    let objective_s = sol.eval(&objective) / ms;
+    let objective_s = match goal {
+        Goal::Speed => sol.eval(&objective) / scale,
+        Goal::MinHostBytes => sol.eval(&objective),
+    };
     Ok(IlpResult {
         slot_device,
         movable_device,
@@ -477,6 +553,356 @@ fn greedy_start(m: &LinearModel, b: &Budgets, classes: &[Class]) -> Option<Start
     })
 }
 
+/// The request time of the incumbent [`heuristic_start`] finds for `m` within `budgets`, and
+/// whether it keeps any weight (besides the token embeddings) on the CPU. Cheap (no HiGHS): the
+/// solver compares `-ub` candidates with it.
+pub fn incumbent(m: &LinearModel, budgets: &Budgets) -> Option<(f64, bool)> {
+    let classes = classes_of(m);
+    let (t, st) = heuristic_start(m, budgets, &classes)?;
+    let cpu_slot = st.rank.contains(&0);
+    let cpu_member = classes
+        .iter()
+        .enumerate()
+        .any(|(ci, c)| st.keep[ci].iter().sum::<usize>() < c.members.len());
+    Some((t, cpu_slot || cpu_member))
+}
+
+/// Seconds of the request → objective units: the all-on-CPU request time maps to 100, which
+/// keeps HiGHS's cost coefficients O(1) whatever the workload (ms per token or minutes per
+/// request).
+fn objective_scale(m: &LinearModel) -> f64 {
+    let cpu = m.n_gpus;
+    let all_cpu: f64 = (0..m.n_slots).map(|s| m.slot_cost(s, cpu)).sum::<f64>()
+        + (0..m.movable.len())
+            .map(|i| m.mov_cost(i, cpu))
+            .sum::<f64>();
+    if all_cpu > 0.0 {
+        100.0 / all_cpu
+    } else {
+        1.0
+    }
+}
+
+/// The incumbent handed to HiGHS: [`greedy_start`]'s whole-layer fill (what `--fit` would do),
+/// then a local search over the layer counts per device (move 1, 2, 4 or 8 slots across each
+/// boundary of the CPU prefix and the GPU ranges) where each candidate keeps the movable classes
+/// that save most time per byte on each GPU ([`fill`]) and is priced with the program's own
+/// objective. HiGHS then only has to close the gap from a near-optimal point (docs/solver.md
+/// §2, "Warm start").
+fn heuristic_start(m: &LinearModel, b: &Budgets, classes: &[Class]) -> Option<(f64, Start)> {
+    let g = m.n_gpus;
+    let s_n = m.n_slots;
+    let counts_of = |rank: &[usize]| {
+        let mut c = vec![0usize; g + 1];
+        for &r in rank {
+            c[r] += 1;
+        }
+        c
+    };
+    let rank_of = |c: &[usize]| {
+        let mut r = Vec::with_capacity(s_n);
+        for (k, &n) in c.iter().enumerate() {
+            r.extend(std::iter::repeat_n(k, n));
+        }
+        r
+    };
+    let mut seeds: Vec<Vec<usize>> = Vec::new();
+    if let Some(st) = greedy_start(m, b, classes) {
+        seeds.push(counts_of(&st.rank));
+    }
+    // All slots on the GPUs in proportion to their budgets (the start when experts must go).
+    if g > 0 {
+        let tot: f64 = b.gpu.iter().map(|x| x.max(0.0)).sum();
+        let mut c = vec![0usize; g + 1];
+        let mut left = s_n;
+        for d in 0..g {
+            let k = if d + 1 == g || tot <= 0.0 {
+                left
+            } else {
+                ((s_n as f64 * b.gpu[d].max(0.0) / tot).round() as usize).min(left)
+            };
+            c[d + 1] = k;
+            left -= k;
+        }
+        seeds.push(c);
+    }
+    let mut best: Option<(f64, Start)> = None;
+    for seed in seeds {
+        let Some((mut t, mut st)) = fill(m, b, classes, &rank_of(&seed)) else {
+            continue;
+        };
+        let mut cur = seed;
+        for _ in 0..400 {
+            let mut improved = false;
+            for k in 0..g {
+                for step in [1usize, 2, 4, 8, usize::MAX] {
+                    for dir in [false, true] {
+                        let (from, to) = if dir { (k, k + 1) } else { (k + 1, k) };
+                        // usize::MAX: empty `from` into its neighbour (one hand-off less).
+                        let step = if step == usize::MAX { cur[from] } else { step };
+                        if step == 0 || cur[from] < step {
+                            continue;
+                        }
+                        let mut c = cur.clone();
+                        c[from] -= step;
+                        c[to] += step;
+                        if let Some((t2, st2)) = fill(m, b, classes, &rank_of(&c)) {
+                            if t2 < t - 1e-12 * t.abs() {
+                                t = t2;
+                                st = st2;
+                                cur = c;
+                                improved = true;
+                            }
+                        }
+                    }
+                }
+            }
+            if !improved {
+                break;
+            }
+        }
+        // GPUs left empty at the front (equal GPUs, fewer hand-offs): shift the ranges down
+        // so the users' device order is kept when it costs nothing.
+        let lead = cur[1..].iter().take_while(|&&n| n == 0).count();
+        if lead > 0 && lead < g {
+            let mut c = vec![cur[0]];
+            c.extend(cur[1 + lead..].iter().copied());
+            c.resize(g + 1, 0);
+            if let Some((t2, st2)) = fill(m, b, classes, &rank_of(&c)) {
+                if t2 <= t * (1.0 + 1e-9) {
+                    t = t2;
+                    st = st2;
+                }
+            }
+        }
+        if best.as_ref().is_none_or(|(bt, _)| t < *bt) {
+            best = Some((t, st));
+        }
+    }
+    if std::env::var_os("PLACER_DEBUG_SOLVER").is_some() {
+        if let Some((t, st)) = &best {
+            eprintln!("  start: {t:.4} s, counts {:?}", {
+                let mut c = vec![0usize; g + 1];
+                st.rank.iter().for_each(|&r| c[r] += 1);
+                c
+            });
+        }
+    }
+    best
+}
+
+/// For a whole-layer assignment `rank` (0 = CPU, d+1 = GPU d): on each GPU keep the movable
+/// class members that save the most request time per byte while room is left (the op-offload
+/// stage on GPU 0 re-reserved until it no longer grows), then price the placement with the
+/// program's objective. None when a GPU or the host RAM row does not hold it.
+fn fill(m: &LinearModel, b: &Budgets, classes: &[Class], rank: &[usize]) -> Option<(f64, Start)> {
+    let g = m.n_gpus;
+    let s_n = m.n_slots;
+    let has_output_class = classes.iter().any(|c| c.is_output);
+    let mut base = vec![0f64; g];
+    let mut used = vec![false; g];
+    for d in 0..g {
+        base[d] = m.overhead[d] as f64;
+    }
+    for s in 0..s_n {
+        if rank[s] > 0 {
+            let d = rank[s] - 1;
+            base[d] += (m.slot_fixed[s] + m.slot_kv[s]) as f64;
+            used[d] = true;
+        }
+    }
+    for d in 0..g {
+        if used[d] {
+            base[d] += m.compute_base as f64;
+        }
+    }
+    if !has_output_class && rank[s_n - 1] > 0 {
+        base[rank[s_n - 1] - 1] += m.compute_logits as f64;
+    }
+    let on: Vec<Vec<usize>> = classes
+        .iter()
+        .map(|c| {
+            let mut v = vec![0usize; g];
+            for &mi in &c.members {
+                let r = rank[m.movable[mi].slot];
+                if r > 0 {
+                    v[r - 1] += 1;
+                }
+            }
+            v
+        })
+        .collect();
+    // Per class: bytes one member takes on a GPU, and the request seconds it saves there.
+    let per: Vec<f64> = classes
+        .iter()
+        .map(|c| {
+            c.bytes as f64
+                + if c.is_output {
+                    m.compute_logits as f64
+                } else {
+                    0.0
+                }
+        })
+        .collect();
+    let save = |ci: usize, d: usize| {
+        let mi = classes[ci].members[0];
+        m.mov_cost(mi, g) - m.mov_cost(mi, d)
+    };
+    let cpu_slot_max = (0..s_n)
+        .filter(|&s| rank[s] == 0)
+        .map(|s| m.slot_fixed_max_tensor[s])
+        .max()
+        .unwrap_or(0);
+    let mut keep = vec![vec![0usize; g]; classes.len()];
+    let mut stage = if m.op_offload {
+        cpu_slot_max as f64
+    } else {
+        0.0
+    };
+    for _ in 0..4 {
+        for d in 0..g {
+            let room = b.gpu[d] - base[d] - if d == 0 { stage } else { 0.0 };
+            if room < 0.0 {
+                return None;
+            }
+            keep_on_gpu(
+                &mut keep,
+                d,
+                room,
+                &on,
+                &per,
+                &|ci| save(ci, d),
+                classes,
+                m.split_cost(),
+            )?;
+        }
+        if !m.op_offload || g == 0 {
+            break;
+        }
+        let need = classes
+            .iter()
+            .enumerate()
+            .filter(|(ci, c)| keep[*ci].iter().sum::<usize>() < c.members.len())
+            .map(|(_, c)| c.max_tensor)
+            .chain([cpu_slot_max])
+            .max()
+            .unwrap_or(0) as f64;
+        if need <= stage {
+            break;
+        }
+        stage = need;
+    }
+    // Host RAM row.
+    let mut host = (m.input_bytes + m.host_fixed) as f64;
+    for s in 0..s_n {
+        if rank[s] == 0 {
+            host += (m.slot_fixed[s] + m.slot_kv[s]) as f64;
+        }
+    }
+    for (ci, c) in classes.iter().enumerate() {
+        host += (c.members.len() - keep[ci].iter().sum::<usize>()) as f64 * c.bytes as f64;
+    }
+    if host > b.ram {
+        return None;
+    }
+    // Price it exactly as the program does.
+    let dev = |r: usize| if r == 0 { g } else { r - 1 };
+    let mut t = 0.0;
+    for s in 0..s_n {
+        t += m.slot_cost(s, dev(rank[s]));
+    }
+    let mut e = vec![0usize; g];
+    for (ci, c) in classes.iter().enumerate() {
+        let mi = c.members[0];
+        let kept: usize = keep[ci].iter().sum();
+        t += (c.members.len() - kept) as f64 * m.mov_cost(mi, g);
+        for d in 0..g {
+            t += keep[ci][d] as f64 * m.mov_cost(mi, d);
+            if !c.is_output {
+                e[d] = e[d].max(on[ci][d] - keep[ci][d]);
+            }
+        }
+    }
+    let hops = rank[s_n - 1] - rank[0];
+    t += m.split_cost() * (2 * e.iter().sum::<usize>() + hops) as f64;
+    Some((
+        t,
+        Start {
+            rank: rank.to_vec(),
+            keep,
+            stage: stage / (1u64 << 30) as f64,
+        },
+    ))
+}
+
+/// On GPU `d` with `room` bytes: how many members of each class to keep. The layers of `d` with
+/// some group on the CPU cost two hand-offs each, and the program keeps the last members of each
+/// class, so what counts is `e` = the most members any class sends to the CPU. For each `e`:
+/// every class keeps at least `on − e` members (None if that does not fit), then the room left
+/// goes to the members that save the most time per byte (at most `e` more per class); the
+/// cheapest `e` wins. None when not even `e = on` fits.
+#[allow(clippy::too_many_arguments)]
+fn keep_on_gpu(
+    keep: &mut [Vec<usize>],
+    d: usize,
+    room: f64,
+    on: &[Vec<usize>],
+    per: &[f64],
+    save: &dyn Fn(usize) -> f64,
+    classes: &[Class],
+    split_cost: f64,
+) -> Option<()> {
+    let n_c = classes.len();
+    let max_on = (0..n_c).map(|ci| on[ci][d]).max().unwrap_or(0);
+    let mut order: Vec<usize> = (0..n_c).filter(|&ci| on[ci][d] > 0).collect();
+    order.sort_by(|&a, &b| (save(b) / per[b].max(1.0)).total_cmp(&(save(a) / per[a].max(1.0))));
+    let mut best: Option<(f64, Vec<usize>)> = None;
+    for e in 0..=max_on {
+        let mut k: Vec<usize> = (0..n_c)
+            .map(|ci| {
+                // The output layer is not a per-layer hand-off: it may always go.
+                if classes[ci].is_output {
+                    0
+                } else {
+                    on[ci][d].saturating_sub(e)
+                }
+            })
+            .collect();
+        let mut left = room - (0..n_c).map(|ci| k[ci] as f64 * per[ci]).sum::<f64>();
+        if left < 0.0 {
+            continue;
+        }
+        for &ci in &order {
+            if save(ci) <= 0.0 {
+                continue;
+            }
+            let more = on[ci][d] - k[ci];
+            let fit = if per[ci] <= 0.0 {
+                more
+            } else {
+                ((left / per[ci]).floor().max(0.0) as usize).min(more)
+            };
+            k[ci] += fit;
+            left -= fit as f64 * per[ci];
+        }
+        let off_max = (0..n_c)
+            .filter(|&ci| !classes[ci].is_output)
+            .map(|ci| on[ci][d] - k[ci])
+            .max()
+            .unwrap_or(0);
+        let cost = -(0..n_c).map(|ci| k[ci] as f64 * save(ci)).sum::<f64>()
+            + 2.0 * off_max as f64 * split_cost;
+        if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+            best = Some((cost, k));
+        }
+    }
+    let (_, k) = best?;
+    for ci in 0..n_c {
+        keep[ci][d] = k[ci];
+    }
+    Some(())
+}
+
 /// Movable groups that are interchangeable for the program.
 struct Class {
     members: Vec<usize>,
@@ -490,7 +916,18 @@ fn classes_of(m: &LinearModel) -> Vec<Class> {
     let mut map: std::collections::BTreeMap<(u8, u64, u64, u64), usize> = Default::default();
     let mut out: Vec<Class> = Vec::new();
     for (mi, mv) in m.movable.iter().enumerate() {
-        let key = (mv.kind as u8, mv.bytes, mv.max_tensor, mv.read.to_bits());
+        let key = (
+            mv.kind as u8,
+            mv.bytes,
+            mv.max_tensor,
+            mv.read.to_bits()
+                ^ mv.pre
+                    .last()
+                    .copied()
+                    .unwrap_or(0.0)
+                    .to_bits()
+                    .rotate_left(7),
+        );
         let ci = *map.entry(key).or_insert_with(|| {
             out.push(Class {
                 members: Vec::new(),
@@ -504,12 +941,6 @@ fn classes_of(m: &LinearModel) -> Vec<Class> {
         out[ci].members.push(mi);
     }
     out
-}
-
-impl LinearModel {
-    fn n_ubatch_f(&self) -> f64 {
-        self.n_ubatch.max(1) as f64
-    }
 }
 
 #[cfg(test)]
@@ -534,7 +965,7 @@ mod tests {
             gpu: vec![1e12; m.n_gpus],
             ram: 1e13,
         };
-        let r = solve(&m, &b, Goal::Speed, 0.0).unwrap();
+        let r = solve(&m, &b, Goal::Speed).unwrap();
         let out = m
             .movable
             .iter()

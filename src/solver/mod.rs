@@ -25,6 +25,16 @@ use crate::units::{from_mib, mib, MIB};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
+/// Generated tokens per request when `--gen` is not given: the users and the testbed measure
+/// decode over 128 tokens after a long prompt (shared/reference/user-world.md "The process
+/// placer replaces" step 5; issue 5's workload "≥ 128 generated").
+pub const DEFAULT_GEN: u32 = 128;
+
+/// `-ub` values the solver tries when the user did not fix one and CPU weights stream to GPU 0
+/// during prefill (llama.cpp's default is 512, `common/common.h`; larger ones cost compute
+/// buffer, docs/solver.md §2.5).
+pub const UB_CHOICES: [u32; 4] = [512, 1024, 2048, 4096];
+
 /// Rounds of "solve → exact check → correct budgets".
 pub const MAX_ROUNDS: usize = 6;
 
@@ -46,10 +56,20 @@ pub struct SolveRequest {
     pub flash_attn: FlashAttn,
     pub op_offload: bool,
     /// Context depth (tokens) attention reads per generated token in the speed model; None =
-    /// half the context (a workload assumption, printed with the prediction).
+    /// the workload's: prompt + half the generated tokens.
     pub decode_depth: Option<u32>,
-    /// Prompt tokens per generated token for the prefill term of the objective (0 = decode only).
-    pub prefill_weight: f64,
+    /// Workload: prompt tokens processed per request; None = half the context (docs/solver.md
+    /// §2.4: the users run 128K–256K contexts for agentic coding, whose turns carry long
+    /// prompts; the testbed's workloads are 46 % of the context).
+    #[serde(default)]
+    pub prompt: Option<u32>,
+    /// Workload: tokens generated per request; None = 128 (what the users and the testbed
+    /// measure after the prompt, shared/reference/user-world.md, issue 5).
+    #[serde(default)]
+    pub gen: Option<u32>,
+    /// `-ub` given explicitly: keep it; otherwise the solver chooses it (`UB_CHOICES`).
+    #[serde(default)]
+    pub ubatch_fixed: bool,
     /// GPUs llama.cpp will see (the host's); decides whether `-ts` is needed. 0 = unknown.
     pub host_gpus: usize,
 }
@@ -69,7 +89,9 @@ impl Default for SolveRequest {
             flash_attn: FlashAttn::Auto,
             op_offload: true,
             decode_depth: None,
-            prefill_weight: 0.0,
+            prompt: None,
+            gen: None,
+            ubatch_fixed: false,
             host_gpus: 0,
         }
     }
@@ -84,9 +106,25 @@ impl SolveRequest {
             self.ctx
         }
     }
-    /// Tokens of context attention reads per generated token (speed model).
-    pub fn depth(&self) -> u32 {
-        self.decode_depth.unwrap_or(self.ctx / 2)
+    /// Tokens generated per request (workload).
+    pub fn gen_tokens(&self) -> u32 {
+        self.gen.unwrap_or(DEFAULT_GEN)
+    }
+    /// Prompt tokens per request (workload): the given number, else half the context; never
+    /// more than the context leaves room for after the generated tokens.
+    pub fn prompt_tokens(&self, anatomy: &Anatomy) -> u32 {
+        let n_ctx = self.n_ctx(anatomy);
+        self.prompt
+            .unwrap_or(n_ctx / 2)
+            .min(n_ctx.saturating_sub(self.gen_tokens().min(n_ctx)))
+    }
+    /// Tokens of context attention reads per generated token (speed model): the prompt plus
+    /// half the generated tokens (the average over the generation), unless given.
+    pub fn depth(&self, anatomy: &Anatomy) -> u32 {
+        self.decode_depth.unwrap_or_else(|| {
+            self.prompt_tokens(anatomy)
+                .saturating_add(self.gen_tokens() / 2)
+        })
     }
 }
 
@@ -145,11 +183,21 @@ pub struct Solution {
     pub launch: LaunchConfig,
     /// GPUs in order, then the host (CPU) row. Bytes from `memory::predict`.
     pub devices: Vec<DeviceUse>,
-    /// Predicted decode tokens/s (speed model of docs/solver.md).
+    /// Predicted decode tokens/s at the workload's depth (speed model of docs/solver.md).
     pub decode_tps: f64,
-    /// Upper bound on prefill tokens/s from streaming CPU weights over PCIe per micro-batch
-    /// (op offload); None when no weight is on the CPU.
-    pub prefill_pcie_tps: Option<f64>,
+    /// Predicted prefill (prompt) tokens/s for the workload's prompt; None when the calibration
+    /// prices no prefill term for this placement.
+    pub prefill_tps: Option<f64>,
+    /// Predicted seconds of the whole request (prompt + generated tokens): the objective.
+    pub request_s: f64,
+    /// The workload priced: prompt tokens, generated tokens, decode depth.
+    pub workload: Workload,
+    /// How `-ub` was chosen (None: the user's, or nothing on the CPU to stream).
+    #[serde(default)]
+    pub ubatch_choice: Option<String>,
+    /// Where the speed constants came from.
+    #[serde(default)]
+    pub speed_source: String,
     /// Predicted backend hand-offs per generated token.
     pub splits: u32,
     pub rounds: usize,
@@ -159,6 +207,22 @@ pub struct Solution {
     /// the same request starts from it (`solve_with_hint`) and usually needs one round less.
     #[serde(skip)]
     pub corrections: Vec<f64>,
+}
+
+/// The request the objective prices (printed with every prediction).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    pub prompt_tokens: u32,
+    pub gen_tokens: u32,
+    pub decode_depth: u32,
+}
+
+/// "659 t/s", or "not priced (no prefill constants in the calibration)".
+pub fn tps_text(t: Option<f64>) -> String {
+    match t {
+        Some(v) => format!("{v:.0} t/s"),
+        None => "not priced (no prefill constants in the calibration)".into(),
+    }
 }
 
 /// A request that does not fit, with the smallest changes that do.
@@ -234,36 +298,6 @@ fn linear_usage(m: &coeffs::LinearModel, slots: &[DeviceId], mov: &[DeviceId]) -
     (gpu, host)
 }
 
-/// Predicted seconds per generated token and hand-offs per token.
-fn decode_time(m: &coeffs::LinearModel, slots: &[DeviceId], mov: &[DeviceId]) -> (f64, u32) {
-    let inv = |d: DeviceId| {
-        let bw = match d {
-            DeviceId::Gpu(i) => m.gpu_bw[i],
-            DeviceId::Cpu => m.cpu_bw,
-        };
-        if bw > 0.0 {
-            1.0 / bw
-        } else {
-            1.0
-        }
-    };
-    let mut t = m.per_token_s;
-    for (s, d) in slots.iter().enumerate() {
-        t += (m.slot_fixed_read[s] + m.slot_kv_read[s]) * inv(*d);
-    }
-    let mut off_layer = vec![false; m.n_slots];
-    for (mv, d) in m.movable.iter().zip(mov) {
-        t += mv.read * inv(*d);
-        if *d != slots[mv.slot] {
-            off_layer[mv.slot] = true;
-        }
-    }
-    let mut splits = 2 * off_layer.iter().filter(|&&o| o).count() as u32;
-    splits += slots.windows(2).filter(|w| w[0] != w[1]).count() as u32;
-    t += splits as f64 * m.per_split_s;
-    (t, splits)
-}
-
 fn to_placement(m: &coeffs::LinearModel, r: &ilp::IlpResult) -> Placement {
     let moved = m
         .movable
@@ -335,10 +369,92 @@ pub fn solve_with_hint(
     margins: &Margins,
     hint: Option<&[f64]>,
 ) -> Result<Solution, Infeasible> {
-    match solve_inner(anatomy, host, req, cal, margins, hint) {
-        Ok(s) => Ok(s),
-        Err(reason) => Err(diagnose(anatomy, host, req, cal, margins, reason)),
+    let (req, choice) = choose_ubatch(anatomy, host, req, cal, margins, hint);
+    match solve_inner(anatomy, host, &req, cal, margins, hint) {
+        Ok(mut s) => {
+            s.ubatch_choice = choice;
+            Ok(s)
+        }
+        Err(reason) => Err(diagnose(anatomy, host, &req, cal, margins, reason)),
     }
+}
+
+/// `-ub` for the request: the user's when given (`ubatch_fixed`); otherwise, when the incumbent
+/// placement at the default keeps weights on the CPU (which op offload streams to GPU 0 once
+/// per ubatch, so prefill time per token falls with the ubatch) each of [`UB_CHOICES`] up to
+/// `-b` and the context is priced by the incumbent heuristic (no HiGHS, a few ms each; a larger
+/// ubatch also grows the compute buffers, which the linear model sizes with llama.cpp's rules)
+/// and the fastest request wins. Returns the request to solve and the choice in words.
+fn choose_ubatch(
+    anatomy: &Anatomy,
+    host: &Host,
+    req: &SolveRequest,
+    cal: &Calibration,
+    margins: &Margins,
+    hint: Option<&[f64]>,
+) -> (SolveRequest, Option<String>) {
+    if req.ubatch_fixed || !req.op_offload || host.gpus.is_empty() {
+        return (req.clone(), None);
+    }
+    let g = host.gpus.len();
+    let cap = req.batch.min(req.n_ctx(anatomy)).max(1);
+    let price = |ub: u32| -> Option<(f64, bool)> {
+        let r = SolveRequest {
+            ubatch: ub,
+            host_gpus: g,
+            ..req.clone()
+        };
+        let m = coeffs::build(anatomy, host, &r, cal);
+        let corr = hint.filter(|h| h.len() == g + 1);
+        let budgets = ilp::Budgets {
+            gpu: (0..g)
+                .map(|d| {
+                    m.gpu_cap[d] as f64
+                        - margins.gpu_mib.get(d).copied().unwrap_or(0.0) * MIB as f64
+                        - corr.map(|c| c[d]).unwrap_or(0.0)
+                })
+                .collect(),
+            ram: m.ram_cap as f64
+                - margins.ram_mib * MIB as f64
+                - corr.map(|c| c[g]).unwrap_or(0.0),
+        };
+        ilp::incumbent(&m, &budgets)
+    };
+    let Some((t0, streams)) = price(req.ubatch) else {
+        return (req.clone(), None);
+    };
+    if !streams {
+        return (req.clone(), None);
+    }
+    let mut best = (t0, req.ubatch);
+    let mut tried = vec![format!("{}: {t0:.1} s", req.ubatch)];
+    for ub in UB_CHOICES {
+        if ub == req.ubatch || ub > cap {
+            continue;
+        }
+        match price(ub) {
+            Some((t, _)) => {
+                tried.push(format!("{ub}: {t:.1} s"));
+                if t < best.0 * (1.0 - 1e-3) {
+                    best = (t, ub);
+                }
+            }
+            None => tried.push(format!("{ub}: does not fit")),
+        }
+    }
+    let note = format!(
+        "-ub {} chosen: CPU weights stream to CUDA0 once per ubatch during prefill; request time by -ub ({}; -ub capped by -b {} and the context)",
+        best.1,
+        tried.join(", "),
+        req.batch
+    );
+    (
+        SolveRequest {
+            ubatch: best.1,
+            ..req.clone()
+        },
+        Some(note),
+    )
 }
 
 fn solve_inner(
@@ -372,7 +488,7 @@ fn solve_inner(
             gpu: (0..g).map(|d| base_budget[d] - corr[d]).collect(),
             ram: base_ram - corr[g],
         };
-        let r = match ilp::solve(&m, &budgets, ilp::Goal::Speed, req.prefill_weight) {
+        let r = match ilp::solve(&m, &budgets, ilp::Goal::Speed) {
             Ok(r) => r,
             Err(e) => {
                 last_reason = if e.contains("nfeasible") {
@@ -398,7 +514,7 @@ fn solve_inner(
         let exact: Vec<f64> = rows.iter().map(|r| r.total() as f64).collect();
         let lin: Vec<f64> = lin_gpu.iter().copied().chain([lin_host]).collect();
         if std::env::var_os("PLACER_DEBUG_SOLVER").is_some() {
-            let (t, _) = decode_time(&m, &r.slot_device, &r.movable_device);
+            let t = m.times(&r.slot_device, &r.movable_device).request_s;
             let f = |v: &[f64]| {
                 v.iter()
                     .map(|x| format!("{:.0}", x / MIB as f64))
@@ -406,10 +522,10 @@ fn solve_inner(
                     .join("/")
             };
             eprintln!(
-                "round {round} at {:.3}s: obj {:.3} ms, t {:.3} ms, exact {} lin {} over {} corr {} | {}",
+                "round {round} at {:.3}s: obj {:.4} s, t {:.4} s, exact {} lin {} over {} corr {} | {}",
                 t0.elapsed().as_secs_f64(),
-                r.objective_s * 1e3,
-                t * 1e3,
+                r.objective_s,
+                t,
                 f(&exact),
                 f(&lin),
                 f(&over),
@@ -418,20 +534,23 @@ fn solve_inner(
             );
         }
         if over.iter().all(|&o| o <= 0.0) {
-            let (t, splits) = decode_time(&m, &r.slot_device, &r.movable_device);
-            // Token embeddings stay on the CPU and are only gathered (GET_ROWS is never
-            // offloaded): what streams over PCIe is the rest of the CPU weights.
-            let cpu_w = (rows[g].weights as f64 - m.input_bytes as f64).max(0.0);
-            let prefill = (cpu_w > 0.0 && m.op_offload)
-                .then(|| m.pcie_bw.map(|bw| m.n_ubatch as f64 * bw / cpu_w))
-                .flatten();
+            let times = m.times(&r.slot_device, &r.movable_device);
+            let t = times.request_s;
             let sol = Solution {
                 placement,
                 launch,
                 devices: rows,
-                decode_tps: 1.0 / t,
-                prefill_pcie_tps: prefill,
-                splits,
+                decode_tps: 1.0 / times.decode_s,
+                prefill_tps: (times.prefill_s > 0.0).then(|| 1.0 / times.prefill_s),
+                request_s: times.request_s,
+                workload: Workload {
+                    prompt_tokens: m.prompt_tokens as u32,
+                    gen_tokens: m.gen_tokens as u32,
+                    decode_depth: req.depth(anatomy),
+                },
+                ubatch_choice: None,
+                speed_source: m.rates_source.clone(),
+                splits: times.splits,
                 rounds: round,
                 solve_s: 0.0,
                 warnings: pred.warnings.clone(),
@@ -562,7 +681,7 @@ fn diagnose(
             .collect(),
         ram: f64::INFINITY,
     };
-    match ilp::solve(&m, &budgets, ilp::Goal::MinHostBytes, 0.0) {
+    match ilp::solve(&m, &budgets, ilp::Goal::MinHostBytes) {
         Ok(r) => {
             let (_, host_need) = linear_usage(&m, &r.slot_device, &r.movable_device);
             let need = host_need + margins.ram_mib * MIB as f64 - m.ram_cap as f64;
