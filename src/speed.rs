@@ -146,6 +146,12 @@ pub struct Rates {
     /// Prefill: seconds per byte of CPU-resident weights copied to GPU 0 (op offload, once per
     /// ubatch); `None` when the host has no PCIe figure or no efficiency is known.
     pub pcie_s_per_byte: Option<f64>,
+    /// Prefill: seconds per byte of CPU-resident *routed-expert* weights (counted whole, as in
+    /// `PrefillLoad::pcie_expert_bytes_per_token`). llama.cpp copies only the experts a ubatch
+    /// uses (`ggml/src/ggml-backend.cpp:ggml_backend_sched_compute_splits`), so the effective
+    /// rate depends on routing diversity; `None` = use `pcie_s_per_byte`.
+    #[serde(default)]
+    pub pcie_s_per_expert_byte: Option<f64>,
     /// Prefill: seconds per attention flop on each GPU (prompt at its average depth).
     pub prefill_gpu_s_per_attn_flop: Vec<f64>,
     /// Prefill: the same for wide (MLA) attention.
@@ -193,6 +199,9 @@ pub struct PrefillLoad {
     /// CPU-resident matmul weight bytes streamed to GPU 0 per prompt token (whole tensors per
     /// ubatch / ubatch size; 0 without op offload).
     pub pcie_bytes_per_token: f64,
+    /// The routed-expert part of `pcie_bytes_per_token` (whole expert tensors / ubatch).
+    #[serde(default)]
+    pub pcie_expert_bytes_per_token: f64,
     /// Attention flops per prompt token on each GPU, at the prompt's average depth (not wide).
     pub gpu_attn_flops: Vec<f64>,
     /// The same for wide (MLA) attention.
@@ -254,6 +263,8 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
         per_node_s: hs.per_node_s,
         prefill_per_token_s: hs.prefill_per_token_s,
         pcie_s_per_byte: (pcie > 0.0 && pcie_eff > 0.0).then(|| 1.0 / (pcie * pcie_eff)),
+        pcie_s_per_expert_byte: (pcie > 0.0 && hs.pcie_expert_efficiency > 0.0)
+            .then(|| 1.0 / (pcie * hs.pcie_expert_efficiency)),
         prefill_gpu_s_per_attn_flop: per_gpu(&|g| {
             or_prior(
                 g.prefill_attn_bytes_per_flop,
@@ -375,11 +386,7 @@ pub fn decode_load(w: &Where, depth: u64) -> DecodeLoad {
             }
             continue;
         }
-        let routed = matches!(
-            t.role,
-            Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp
-        );
-        let share = if routed { frac } else { 1.0 };
+        let share = if is_routed(t.role) { frac } else { 1.0 };
         let d = w
             .resolved
             .tensor_device
@@ -422,13 +429,16 @@ pub fn decode_load(w: &Where, depth: u64) -> DecodeLoad {
 /// runs where each layer's KV is (the KV buffer is not a weight, it is never offloaded).
 pub fn prefill_load(w: &Where, prompt_tokens: u64, ubatch: u32, op_offload: bool) -> PrefillLoad {
     let ub = ubatch.max(1);
-    let mut pcie = 0.0;
+    let (mut pcie, mut experts) = (0.0, 0.0);
     if op_offload && ub >= OP_OFFLOAD_MIN_BATCH {
         for (i, t) in w.anatomy.tensors.iter().enumerate() {
             let on_cpu = w.resolved.tensor_device.get(i).copied() == Some(DeviceId::Cpu);
             let skipped = w.resolved.skipped.get(i).copied().unwrap_or(false);
             if on_cpu && !skipped && t.role != Role::TokenEmbd && t.dims.len() >= 2 {
                 pcie += t.nbytes as f64;
+                if is_routed(t.role) {
+                    experts += t.nbytes as f64;
+                }
             }
         }
     }
@@ -437,6 +447,7 @@ pub fn prefill_load(w: &Where, prompt_tokens: u64, ubatch: u32, op_offload: bool
     let (gpu_attn_flops, gpu_wide_attn_flops, cpu_attn_flops) = w.attn_split(prompt_tokens / 2);
     PrefillLoad {
         pcie_bytes_per_token: pcie / per_ub,
+        pcie_expert_bytes_per_token: experts / per_ub,
         gpu_attn_flops,
         gpu_wide_attn_flops,
         cpu_attn_flops,
@@ -447,6 +458,13 @@ pub fn prefill_load(w: &Where, prompt_tokens: u64, ubatch: u32, op_offload: bool
 /// `op_offload_min_batch_size` of the CUDA backend: 32 unless `GGML_OP_OFFLOAD_MIN_BATCH` is set
 /// (`ggml/src/ggml-cuda/ggml-cuda.cu:ggml_backend_cuda_reg`).
 pub const OP_OFFLOAD_MIN_BATCH: u32 = 32;
+
+fn is_routed(r: Role) -> bool {
+    matches!(
+        r,
+        Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp
+    )
+}
 
 fn or_prior(fitted: f64, prior: f64) -> f64 {
     if fitted > 0.0 {
@@ -477,7 +495,12 @@ pub fn decode_s(r: &Rates, l: &DecodeLoad) -> f64 {
 /// Predicted seconds per prompt token.
 pub fn prefill_s_per_token(r: &Rates, l: &PrefillLoad) -> f64 {
     r.prefill_per_token_s
-        + r.pcie_s_per_byte.unwrap_or(0.0) * l.pcie_bytes_per_token
+        + r.pcie_s_per_byte.unwrap_or(0.0)
+            * (l.pcie_bytes_per_token - l.pcie_expert_bytes_per_token)
+        + r.pcie_s_per_expert_byte
+            .or(r.pcie_s_per_byte)
+            .unwrap_or(0.0)
+            * l.pcie_expert_bytes_per_token
         + dot(&r.prefill_gpu_s_per_attn_flop, &l.gpu_attn_flops)
         + dot(&r.prefill_gpu_s_per_wide_attn_flop, &l.gpu_wide_attn_flops)
         + r.prefill_cpu_s_per_attn_flop * l.cpu_attn_flops

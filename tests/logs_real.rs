@@ -196,8 +196,9 @@ fn data_runs_logs_parse() {
         .into_iter()
         .filter(|p| {
             let n = p.file_name().unwrap().to_string_lossy().to_string();
-            // call.log: the testbed runner's own output (testbed/MANIFEST.md), not llama.cpp's.
-            n != "call.log" && (n.ends_with(".log") || n.ends_with(".log.gz") || n == "log.txt.gz")
+            // call.log / call-c4.log: the testbed runner's own output (testbed/MANIFEST.md).
+            !placer::calibrate::records::is_runner_log(&n)
+                && (n.ends_with(".log") || n.ends_with(".log.gz") || n == "log.txt.gz")
         })
         .collect();
     eprintln!("data/runs: {} log files", logs.len());

@@ -360,6 +360,15 @@ fn per_gpu_model(f: &SpeedFeatures, m: &str, per_gpu: &[f64]) -> f64 {
         .sum()
 }
 
+fn per_pcie(f: &SpeedFeatures, v: f64) -> f64 {
+    let pcie = f.host.gpus.first().map(|g| g.pcie_gbs).unwrap_or(0.0);
+    if pcie > 0.0 {
+        v / (pcie * 1e9)
+    } else {
+        0.0
+    }
+}
+
 fn per_ram(f: &SpeedFeatures, v: f64) -> f64 {
     if f.host.ram.bandwidth_gbs > 0.0 {
         v / (f.host.ram.bandwidth_gbs * 1e9)
@@ -590,13 +599,16 @@ fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
         let models = gpu_models(pts);
         let mut cols = vec![
             col("per_token", |_| 1.0),
+            // Dense and routed-expert weights apart: llama.cpp copies only the experts a
+            // ubatch routes to (ggml-backend.cpp:ggml_backend_sched_compute_splits).
             col("pcie", |f| {
-                let pcie = f.host.gpus.first().map(|g| g.pcie_gbs).unwrap_or(0.0);
-                if pcie > 0.0 {
-                    f.prefill.pcie_bytes_per_token / (pcie * 1e9)
-                } else {
-                    0.0
-                }
+                per_pcie(
+                    f,
+                    f.prefill.pcie_bytes_per_token - f.prefill.pcie_expert_bytes_per_token,
+                )
+            }),
+            col("pcie experts", |f| {
+                per_pcie(f, f.prefill.pcie_expert_bytes_per_token)
             }),
         ];
         for m in &models {
@@ -626,6 +638,10 @@ fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
         if let Some(t) = fit.get("pcie").filter(|t| *t > 0.0) {
             hs.pcie_efficiency = 1.0 / t;
         }
+        hs.pcie_expert_efficiency = fit
+            .get("pcie experts")
+            .filter(|t| *t > 0.0)
+            .map_or(0.0, |t| 1.0 / t);
         hs.prefill_cpu_attn_bytes_per_head_cell = fit.get("attn CPU").unwrap_or(0.0);
         for m in &models {
             if let Some(t) = fit.get(&format!("attn {m}")) {
@@ -636,9 +652,10 @@ fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
             }
         }
         rep.say(format!(
-            "prefill on {host} hosts: {:.3} ms/token + PCIe at {:.2} of spec, attention bytes/flop {} CPU {:.3}; fit median error {:.1}%, max {:.1}% ({} runs)",
+            "prefill on {host} hosts: {:.3} ms/token + PCIe at {:.2} of spec (routed experts counted whole: {:.2}), attention bytes/flop {} CPU {:.3}; fit median error {:.1}%, max {:.1}% ({} runs)",
             hs.prefill_per_token_s * 1e3,
             hs.pcie_efficiency,
+            hs.pcie_expert_efficiency,
             models.iter().map(|m| format!("{m} {:.4} (wide {:.4})", cal.gpu(m).prefill_attn_bytes_per_flop, cal.gpu(m).prefill_wide_attn_bytes_per_flop)).collect::<Vec<_>>().join(", "),
             hs.prefill_cpu_attn_bytes_per_head_cell,
             100.0 * percentile(&fit.errors, 0.5),
@@ -681,7 +698,7 @@ fn transfer_priors(cal: &mut Calibration, rep: &mut FitReport) {
         g.model, h.n_runs
     );
     let rule_gpu = "rule: attention seconds per flop = bytes/flop ÷ the GPU's spec bandwidth";
-    let rule_cpu = "rule: attention seconds per flop = bytes/flop ÷ the host's RAM bandwidth (`ram.bandwidth_gbs`)";
+    let rule_cpu = "rule: CPU attention seconds per (query head, cached cell) = bytes-equivalent ÷ the host's RAM bandwidth (`ram.bandwidth_gbs`)";
     let mut moved = Vec::new();
     let mut set =
         |name: &str, dst: &mut f64, v: f64, rule: &str, prov: &mut BTreeMap<String, String>| {
@@ -889,7 +906,18 @@ pub fn learn_ooms(records: &[Record], cal: &mut Calibration, rep: &mut FitReport
 }
 
 pub fn add_device_margin(cal: &mut Calibration, host: &str, device: &str, extra: f64, from: &str) {
+    // The same OOM log read again (a re-fit from a calibration that already learned it) keeps
+    // its margin instead of adding it a second time.
+    let same_run = cal
+        .device_margins
+        .iter()
+        .any(|m| m.host == host && m.device == device && m.from == from);
     let current = cal.device_extra_mib(host, device);
+    let extra = if same_run {
+        (extra - current).max(0.0)
+    } else {
+        extra
+    };
     cal.device_margins
         .retain(|m| !(m.host == host && m.device == device));
     cal.device_margins.push(DeviceMargin {

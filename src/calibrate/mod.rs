@@ -65,6 +65,11 @@ pub struct HostSpeed {
     pub cpu_attn_bytes_per_head_cell: f64,
     #[serde(default)]
     pub prefill_cpu_attn_bytes_per_head_cell: f64,
+    /// Prefill: effective fraction of PCIe spec on CPU routed-expert bytes counted whole (only
+    /// the experts a ubatch uses are copied, so this folds in routing diversity); 0 = not
+    /// fitted (speed.rs then uses `pcie_efficiency`).
+    #[serde(default)]
+    pub pcie_expert_efficiency: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,6 +276,7 @@ impl Calibration {
             prefill_cpu_attn_bytes_per_flop: s.prefill_cpu_attn_bytes_per_flop,
             cpu_attn_bytes_per_head_cell: s.cpu_attn_bytes_per_head_cell,
             prefill_cpu_attn_bytes_per_head_cell: s.prefill_cpu_attn_bytes_per_head_cell,
+            pcie_expert_efficiency: 0.0,
         };
         let Some(mut h) = self
             .gpus

@@ -60,6 +60,12 @@ const NOT_LOGS: [&str; 7] = [
     "README.md",
 ];
 
+/// The testbed runner's own output: `call.log`, or `call-<call>.log` since call 4
+/// (testbed/MANIFEST.md).
+pub fn is_runner_log(name: &str) -> bool {
+    name == "call.log" || (name.starts_with("call-") && name.ends_with(".log"))
+}
+
 /// Log files under `paths` (files or folders, recursively), each with its manifest if its
 /// folder has one. Sorted for stable output.
 pub fn discover(paths: &[PathBuf]) -> Vec<(PathBuf, Option<PathBuf>)> {
@@ -76,7 +82,10 @@ pub fn discover(paths: &[PathBuf]) -> Vec<(PathBuf, Option<PathBuf>)> {
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default();
             // `.toml`: host files (`placer host detect` output kept with the runs).
-            !NOT_LOGS.contains(&name.as_str()) && !name.starts_with('.') && !name.ends_with(".toml")
+            !NOT_LOGS.contains(&name.as_str())
+                && !is_runner_log(&name)
+                && !name.starts_with('.')
+                && !name.ends_with(".toml")
         })
         .map(|f| {
             let m = f
