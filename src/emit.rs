@@ -422,6 +422,9 @@ pub fn argv(cfg: &LaunchConfig) -> Vec<String> {
         pair(&mut a, "-m", cfg.model.clone());
     }
     pair(&mut a, "-c", cfg.ctx.to_string());
+    if let Some(devs) = &cfg.devices {
+        pair(&mut a, "-dev", devs.join(","));
+    }
     match cfg.gpu_layers {
         GpuLayers::Count(n) => pair(&mut a, "-ngl", n.to_string()),
         GpuLayers::All => pair(&mut a, "-ngl", "all".into()),
@@ -651,6 +654,12 @@ pub fn conf_section(
         cal.n_runs,
         cal.llama_build,
     ));
+    if let Some(inf) = &sol.gpu_only {
+        c(format!("weights on the CPU because {}", inf.reason));
+        for sug in &inf.suggestions {
+            c(format!("  to keep them all on the GPU: {}", sug.change));
+        }
+    }
     if let Some(u) = &sol.ubatch_choice {
         c(u.clone());
     }

@@ -33,6 +33,16 @@ struct Scenario {
     attention_on_gpus: Option<bool>,
     #[serde(default)]
     suggests_ram: Option<bool>,
+    /// `--devices`: the GPUs (indices) the solve may use.
+    #[serde(default)]
+    devices: Option<Vec<usize>>,
+    /// Nothing but the token embeddings on the CPU.
+    #[serde(default)]
+    all_on_gpu: Option<bool>,
+    /// Weights spill to the CPU and the solution says which KV type would keep them all on the
+    /// chosen GPUs.
+    #[serde(default)]
+    gpu_only_kv_suggestion: Option<String>,
 }
 
 fn calibration() -> Calibration {
@@ -51,6 +61,7 @@ fn load(s: &Scenario) -> (Anatomy, Host, SolveRequest, String) {
         type_k: kv,
         type_v: kv,
         host_gpus: host.gpus.len(),
+        devices: s.devices.clone(),
         ..SolveRequest::default()
     };
     (a, host, req, e.name)
@@ -150,6 +161,39 @@ fn check_solution(s: &Scenario, a: &Anatomy, host: &Host, cal: &Calibration, p: 
             other * 50 <= routed,
             "{n}: {other} bytes of non-routed groups on CPU vs {routed} routed"
         );
+    }
+    if let Some(devs) = &s.devices {
+        for d in &sol.placement.layer_device {
+            assert!(
+                matches!(d, DeviceId::Cpu) || matches!(d, DeviceId::Gpu(g) if devs.contains(g)),
+                "{n}: a layer on {d} outside --devices {devs:?}"
+            );
+        }
+        let want: Vec<String> = devs.iter().map(|i| format!("CUDA{i}")).collect();
+        assert_eq!(
+            sol.launch.devices.as_ref(),
+            Some(&want),
+            "{n}: -dev not emitted"
+        );
+    }
+    let on_cpu = sol.placement.layer_device.contains(&DeviceId::Cpu)
+        || sol.placement.moved.iter().any(|(_, d)| *d == DeviceId::Cpu);
+    if let Some(all) = s.all_on_gpu {
+        assert_eq!(!on_cpu, all, "{n}: all weights on the GPUs");
+        assert!(sol.gpu_only.is_none(), "{n}: nothing to explain");
+    }
+    if let Some(kv) = &s.gpu_only_kv_suggestion {
+        assert!(on_cpu, "{n}: expected weights on the CPU");
+        let inf = sol
+            .gpu_only
+            .as_ref()
+            .unwrap_or_else(|| panic!("{n}: spills without saying what would fit"));
+        let hit = inf.suggestions.iter().any(|x| {
+            x.request
+                .as_ref()
+                .is_some_and(|r| r.type_k.name() == kv.as_str() && r.ctx == s.ctx)
+        });
+        assert!(hit, "{n}: no -ctk {kv} suggestion in {inf}");
     }
     assert!(sol.decode_tps.is_finite() && sol.decode_tps > 0.0);
 }

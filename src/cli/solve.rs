@@ -54,6 +54,13 @@ pub struct Args {
     /// Calibration file (default: the shipped data/calibration.toml).
     #[arg(long)]
     pub calibration: Option<PathBuf>,
+    /// Use only these GPUs (llama.cpp's `--device`), e.g. `--devices CUDA0` or `CUDA0,CUDA1`.
+    #[arg(long = "devices", alias = "device")]
+    pub devices: Option<String>,
+    /// Keep every weight on the GPUs (nothing but the token embeddings on the CPU); when that
+    /// does not fit, say the smallest change that does.
+    #[arg(long)]
+    pub gpu_only: bool,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -161,6 +168,30 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         a.prefill_weight
             .map(|w| (w.max(0.0) * gen.unwrap_or(crate::solver::DEFAULT_GEN) as f64).round() as u32)
     });
+    let devices = match &a.devices {
+        None => None,
+        Some(list) => Some(
+            list.split(',')
+                .map(|n| {
+                    let t = n.trim();
+                    t.to_ascii_lowercase()
+                        .strip_prefix("cuda")
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .filter(|&i| i < host.gpus.len())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--devices {t}: host {} has {}",
+                                host.name,
+                                (0..host.gpus.len())
+                                    .map(|i| format!("CUDA{i}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })
+                })
+                .collect::<anyhow::Result<Vec<usize>>>()?,
+        ),
+    };
     let request = SolveRequest {
         model_path: a.model_path.clone().unwrap_or(path),
         ctx: a.ctx,
@@ -173,6 +204,8 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         decode_depth: a.depth,
         prompt,
         gen,
+        devices,
+        gpu_only: a.gpu_only,
         host_gpus: host.gpus.len(),
         ..SolveRequest::default()
     };
@@ -243,7 +276,7 @@ pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
     let hp = &inp.anatomy.hp;
     let r = &inp.request;
     o.push_str(&format!(
-        "{} ({}, {} layers{}) on {} — -c {} -ub {} -ctk {} -ctv {} -np {}\n",
+        "{} ({}, {} layers{}) on {}{} — -c {} -ub {} -ctk {} -ctv {} -np {}\n",
         inp.name,
         inp.anatomy.arch,
         hp.n_layer,
@@ -253,8 +286,22 @@ pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
             String::new()
         },
         inp.host.name,
+        r.devices
+            .as_ref()
+            .map(|d| format!(
+                " (--devices {})",
+                d.iter()
+                    .map(|i| format!("CUDA{i}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
+            .unwrap_or_default(),
         r.n_ctx(&inp.anatomy),
-        r.ubatch,
+        if r.ubatch_fixed {
+            r.ubatch.to_string()
+        } else {
+            "auto".to_string()
+        },
         r.type_k,
         r.type_v,
         r.n_parallel
@@ -311,6 +358,18 @@ pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
                 w.gen_tokens,
                 s.request_s
             ));
+            if let Some(inf) = &s.gpu_only {
+                o.push_str(&format!(
+                    "  not everything fits on the chosen GPUs: {}; to keep it all there:\n",
+                    inf.reason
+                ));
+                if inf.suggestions.is_empty() {
+                    o.push_str("    - no single change found\n");
+                }
+                for sug in &inf.suggestions {
+                    o.push_str(&format!("    - {}\n", sug.change));
+                }
+            }
             if let Some(c) = &s.ubatch_choice {
                 o.push_str(&format!("  {c}\n"));
             }

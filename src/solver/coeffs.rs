@@ -80,6 +80,8 @@ pub struct LinearModel {
     /// Tokens generated / prompt tokens of the request the objective prices.
     pub gen_tokens: f64,
     pub prompt_tokens: f64,
+    /// Nothing but the input (token embeddings) may stay on the CPU.
+    pub gpu_only: bool,
     /// The rates the costs came from (`speed::rates`), and their origin in words.
     pub rates: Rates,
     pub rates_source: String,
@@ -293,6 +295,7 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
         pre_const: 0.0,
         gen_tokens: req.gen_tokens() as f64,
         prompt_tokens: req.prompt_tokens(anatomy) as f64,
+        gpu_only: req.gpu_only,
         rates: crate::speed::rates(cal, host),
         rates_source: rates_source(cal, host),
     };

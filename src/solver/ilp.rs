@@ -161,6 +161,14 @@ pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult
             Some(_) => {}
         }
     }
+    if m.gpu_only {
+        for s in 0..s_n {
+            cons.push(constraint!(x_cpu(s) <= 0.0));
+        }
+        for (ci, c) in classes.iter().enumerate() {
+            cons.push(constraint!(kept(ci) >= c.members.len() as f64));
+        }
+    }
     // Memory per GPU.
     for d in 0..g {
         let mut mem = Expression::from(gb(m.overhead[d] as f64));
@@ -791,6 +799,15 @@ fn fill(m: &LinearModel, b: &Budgets, classes: &[Class], rank: &[usize]) -> Opti
             break;
         }
         stage = need;
+    }
+    if m.gpu_only
+        && (rank.contains(&0)
+            || classes
+                .iter()
+                .enumerate()
+                .any(|(ci, c)| keep[ci].iter().sum::<usize>() < c.members.len()))
+    {
+        return None;
     }
     // Host RAM row.
     let mut host = (m.input_bytes + m.host_fixed) as f64;

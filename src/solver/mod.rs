@@ -70,6 +70,14 @@ pub struct SolveRequest {
     /// `-ub` given explicitly: keep it; otherwise the solver chooses it (`UB_CHOICES`).
     #[serde(default)]
     pub ubatch_fixed: bool,
+    /// Restrict the solve to these GPUs of the host (indices, llama.cpp's `--device CUDAi,…`);
+    /// None = every GPU.
+    #[serde(default)]
+    pub devices: Option<Vec<usize>>,
+    /// Nothing but the token embeddings may stay on the CPU (used to answer "what would it take
+    /// to fit on the GPUs alone").
+    #[serde(default)]
+    pub gpu_only: bool,
     /// GPUs llama.cpp will see (the host's); decides whether `-ts` is needed. 0 = unknown.
     pub host_gpus: usize,
 }
@@ -92,6 +100,8 @@ impl Default for SolveRequest {
             prompt: None,
             gen: None,
             ubatch_fixed: false,
+            devices: None,
+            gpu_only: false,
             host_gpus: 0,
         }
     }
@@ -198,6 +208,10 @@ pub struct Solution {
     /// Where the speed constants came from.
     #[serde(default)]
     pub speed_source: String,
+    /// When weights spill to the CPU on a `--devices` request: why, and the smallest changes that
+    /// would keep everything on those GPUs.
+    #[serde(default)]
+    pub gpu_only: Option<Infeasible>,
     /// Predicted backend hand-offs per generated token.
     pub splits: u32,
     pub rounds: usize,
@@ -369,6 +383,9 @@ pub fn solve_with_hint(
     margins: &Margins,
     hint: Option<&[f64]>,
 ) -> Result<Solution, Infeasible> {
+    if let Some(devs) = req.devices.clone() {
+        return solve_on_devices(anatomy, host, req, cal, margins, hint, &devs);
+    }
     let (req, choice) = choose_ubatch(anatomy, host, req, cal, margins, hint);
     match solve_inner(anatomy, host, &req, cal, margins, hint) {
         Ok(mut s) => {
@@ -377,6 +394,146 @@ pub fn solve_with_hint(
         }
         Err(reason) => Err(diagnose(anatomy, host, &req, cal, margins, reason)),
     }
+}
+
+/// The host as llama.cpp sees it with `--device` = `devs` (in that order): only those GPUs.
+pub fn sub_host(host: &Host, devs: &[usize]) -> Host {
+    Host {
+        gpus: devs.iter().map(|&i| host.gpus[i].clone()).collect(),
+        ..host.clone()
+    }
+}
+
+/// Solve on a subset of the host's GPUs: the program runs on the host restricted to them (GPU i
+/// of the sub-host = `devs[i]`), then devices are renamed back and `-dev CUDAa,CUDAb` is emitted
+/// (llama.cpp's `--device`, `src/llama.cpp:llama_prepare_model_devices`: `-ts` and `-ngl` then
+/// apply to that list in that order).
+fn solve_on_devices(
+    anatomy: &Anatomy,
+    host: &Host,
+    req: &SolveRequest,
+    cal: &Calibration,
+    margins: &Margins,
+    hint: Option<&[f64]>,
+    devs: &[usize],
+) -> Result<Solution, Infeasible> {
+    let bad = devs.is_empty()
+        || devs.iter().any(|&i| i >= host.gpus.len())
+        || (1..devs.len()).any(|k| devs[..k].contains(&devs[k]));
+    if bad {
+        return Err(Infeasible {
+            reason: format!(
+                "--devices {}: host {} has {} (each at most once)",
+                devs.iter()
+                    .map(|i| format!("CUDA{i}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                host.name,
+                (0..host.gpus.len())
+                    .map(|i| format!("CUDA{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            suggestions: Vec::new(),
+        });
+    }
+    let sub = sub_host(host, devs);
+    let sub_margins = Margins {
+        gpu_mib: devs
+            .iter()
+            .map(|&i| margins.gpu_mib.get(i).copied().unwrap_or(0.0))
+            .collect(),
+        ram_mib: margins.ram_mib,
+    };
+    let sub_req = SolveRequest {
+        devices: None,
+        host_gpus: devs.len(),
+        ..req.clone()
+    };
+    let rename = |d: DeviceId| match d {
+        DeviceId::Gpu(i) => DeviceId::Gpu(devs[i]),
+        DeviceId::Cpu => DeviceId::Cpu,
+    };
+    match solve_with_hint(anatomy, &sub, &sub_req, cal, &sub_margins, hint) {
+        Ok(mut s) => {
+            s.placement.layer_device = s
+                .placement
+                .layer_device
+                .iter()
+                .map(|&d| rename(d))
+                .collect();
+            for (_, d) in s.placement.moved.iter_mut() {
+                *d = rename(*d);
+            }
+            for row in s.devices.iter_mut() {
+                row.device = rename(row.device);
+            }
+            s.launch.devices = Some(devs.iter().map(|i| format!("CUDA{i}")).collect());
+            let spills = s.placement.layer_device.contains(&DeviceId::Cpu)
+                || s.placement.moved.iter().any(|(_, d)| *d == DeviceId::Cpu);
+            if spills && !req.gpu_only {
+                let r = SolveRequest {
+                    gpu_only: true,
+                    ..sub_req.clone()
+                };
+                if let Err(mut inf) = solve_with_hint(anatomy, &sub, &r, cal, &sub_margins, None) {
+                    inf.reason = spill_reason(anatomy, &s, &sub_margins, devs);
+                    for sug in inf.suggestions.iter_mut() {
+                        if let Some(r) = sug.request.as_mut() {
+                            r.devices = req.devices.clone();
+                            r.host_gpus = host.gpus.len();
+                        }
+                    }
+                    s.gpu_only = Some(inf);
+                }
+            }
+            Ok(s)
+        }
+        Err(mut inf) => {
+            for sug in inf.suggestions.iter_mut() {
+                if let Some(r) = sug.request.as_mut() {
+                    r.devices = req.devices.clone();
+                    r.host_gpus = host.gpus.len();
+                }
+            }
+            Err(inf)
+        }
+    }
+}
+
+/// Why a `--devices` solution spills to the CPU, in MiB: all weights on those GPUs would need
+/// the GPU rows plus the CPU weights (less the token embeddings, which stay on the CPU anyway),
+/// against their usable memory minus the margin.
+fn spill_reason(anatomy: &Anatomy, s: &Solution, margins: &Margins, devs: &[usize]) -> String {
+    // Every weight llama.cpp loads except the token embeddings (NextN blocks are skipped).
+    let w: u64 = anatomy
+        .tensors
+        .iter()
+        .filter(|t| {
+            t.role != crate::anatomy::Role::NextN
+                && !matches!(t.layer, crate::anatomy::LayerRef::Input)
+        })
+        .map(|t| t.nbytes)
+        .sum();
+    let gpus: Vec<&DeviceUse> = s
+        .devices
+        .iter()
+        .filter(|d| d.device != DeviceId::Cpu)
+        .collect();
+    let kv: u64 = gpus.iter().map(|d| d.kv).sum();
+    let comp: u64 = gpus.iter().map(|d| d.compute + d.overhead).sum();
+    let cap: u64 = gpus.iter().map(|d| d.cap).sum();
+    let margin: f64 = margins.gpu_mib.iter().sum();
+    format!(
+        "all weights on {} would need ≈ {:.0} MiB (weights {:.0} + KV {:.0} + compute and overhead {:.0}) of {:.0} MiB usable − {:.0} MiB margin",
+        devs.iter().map(|i| format!("CUDA{i}")).collect::<Vec<_>>().join("+"),
+        mib(w + kv + comp),
+        mib(w),
+        mib(kv),
+        mib(comp),
+        mib(cap),
+        margin
+    )
 }
 
 /// `-ub` for the request: the user's when given (`ubatch_fixed`); otherwise, when the incumbent
@@ -550,6 +707,7 @@ fn solve_inner(
                 },
                 ubatch_choice: None,
                 speed_source: m.rates_source.clone(),
+                gpu_only: None,
                 splits: times.splits,
                 rounds: round,
                 solve_s: 0.0,
@@ -668,6 +826,12 @@ fn diagnose(
             });
             break;
         }
+    }
+    if req.gpu_only {
+        return Infeasible {
+            reason: format!("it does not fit on the GPUs alone: {reason}"),
+            suggestions,
+        };
     }
     // 3. More host RAM: the fewest bytes that must stay in RAM when the GPUs are full.
     let mut r2 = req.clone();
