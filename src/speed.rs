@@ -559,6 +559,52 @@ mod tests {
     }
 
     #[test]
+    fn head_cells_and_wide_attention() {
+        let g = hp(None);
+        assert_eq!(attn_head_cells(&g, 0, 1000), 20.0 * 1000.0);
+        assert_eq!(attn_head_cells(&g, 2, 1000), 0.0); // recurrent
+        assert!(!wide_attention(&g));
+        let m = hp(Some(Mla {
+            kv_lora_rank: 512,
+            rope_dim: 64,
+        }));
+        assert!(wide_attention(&m));
+        // Same heads and cells: same CPU work in pairs, 4.25x the flops.
+        assert_eq!(attn_head_cells(&m, 0, 1000), attn_head_cells(&g, 0, 1000));
+        let r = Rates {
+            gpu_s_per_attn_flop: vec![1.0],
+            gpu_s_per_wide_attn_flop: vec![2.0],
+            ..Rates::default()
+        };
+        assert_eq!(r.gpu_attn_s_per_flop(0, &g), 1.0);
+        assert_eq!(r.gpu_attn_s_per_flop(0, &m), 2.0);
+        assert_eq!(r.gpu_attn_s_per_flop(5, &m), 0.0);
+    }
+
+    #[test]
+    fn prefill_expert_bytes_use_their_own_rate() {
+        let r = Rates {
+            prefill_per_token_s: 1e-4,
+            pcie_s_per_byte: Some(1e-10),
+            pcie_s_per_expert_byte: Some(1e-11),
+            ..Rates::default()
+        };
+        let l = PrefillLoad {
+            pcie_bytes_per_token: 3e6,
+            pcie_expert_bytes_per_token: 2e6,
+            ..PrefillLoad::default()
+        };
+        let t = prefill_s_per_token(&r, &l);
+        assert!((t - (1e-4 + 1e-4 + 2e-5)).abs() < 1e-12, "{t}");
+        // Without an expert rate, experts stream at the dense rate.
+        let r2 = Rates {
+            pcie_s_per_expert_byte: None,
+            ..r
+        };
+        assert!((prefill_s_per_token(&r2, &l) - (1e-4 + 3e-4)).abs() < 1e-12);
+    }
+
+    #[test]
     fn swa_caps_cells() {
         let g = hp(None);
         assert_eq!(cells_read(&g, 0, 5000), 5000);
@@ -585,6 +631,7 @@ mod tests {
             cpu_attn_flops: 1e9,
             splits: 2.0,
             nodes: 1000.0,
+            ..DecodeLoad::default()
         };
         let t = decode_s(&r, &l);
         let want = 1e-3 + 1e-3 + 2e-5 + 1e-3 + 2e-3 + 1e-3 + 1e-6 + 1e-3;

@@ -149,3 +149,51 @@ fn too_few_runs_are_refused_with_the_number_needed() {
     assert_eq!(fitted.speed, cal.speed);
     assert_eq!(fitted.margins, cal.margins);
 }
+
+/// The dense Qwen3-32B runs at 15K depth on 24 GB: `--fit` (whole layers, KV included, on the
+/// CPU) decoded 2.21 t/s, the hand placement (attention + KV on the GPU, 48 FFN blocks on the
+/// CPU) 3.70 t/s. Bytes alone cannot order them (the hand run reads *more* from RAM); the CPU
+/// attention term of src/speed.rs, fitted on all of data/runs, must, and the KV-on-CPU run must
+/// carry CPU attention work while the hand run carries none.
+#[test]
+fn cpu_attention_orders_the_dense_runs() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/runs");
+    let dir = root.join("2026-11-23-dense32b-gpu24-c32k");
+    if !dir.is_dir() {
+        return;
+    }
+    let cal = Calibration::shipped();
+    let (recs, _) =
+        placer::calibrate::run::build_records(&[dir], &cal, &Options::default(), |_| {});
+    let find = |id: &str| {
+        recs.iter()
+            .find(|r| r.input.run_id == id && r.speed.is_some())
+            .unwrap_or_else(|| panic!("{id} not in data/runs"))
+    };
+    let fit_run = find("dense32b-gpu24-c32k--fit");
+    let hand = find("dense32b-gpu24-c32k--hand--c4");
+    let (f, h) = (
+        fit_run.speed.as_ref().unwrap(),
+        hand.speed.as_ref().unwrap(),
+    );
+    assert!(f.decode.cpu_attn_head_cells > 0.0);
+    assert_eq!(h.decode.cpu_attn_head_cells, 0.0);
+    assert!(
+        h.decode.cpu_bytes > f.decode.cpu_bytes,
+        "hand reads more from RAM"
+    );
+    let pf = fit::decode_tps(&cal, f).unwrap();
+    let ph = fit::decode_tps(&cal, h).unwrap();
+    assert!(
+        ph > 1.3 * pf,
+        "hand predicted {ph:.2} t/s, --fit {pf:.2}: measured 3.70 vs 2.21"
+    );
+    for (r, p) in [(fit_run, pf), (hand, ph)] {
+        let m = r.input.log.gen_tps.unwrap();
+        assert!(
+            (p - m).abs() / m < 0.15,
+            "{}: {p:.2} vs {m:.2}",
+            r.input.run_id
+        );
+    }
+}
