@@ -14,9 +14,9 @@ never overwrites a run of an earlier call in the same scenario directory. --plac
 those placements of each scenario (in the order given). The optional 9th column of scenarios.tsv is the
 run's time box in seconds (the runner's TB_RUN_TIMEOUT otherwise).
 
-The workload goes into the solve: `--depth P + G/2` (attention reads per generated token, averaged
-over the generation) and `--prefill-weight P/G` (prompt tokens per generated token), when this
-placer's `solve --help` lists them.
+The workload goes into the solve: `--prompt P --gen G` when this placer's `solve --help` lists them,
+else `--depth P + G/2` (attention reads per generated token, averaged over the generation) and
+`--prefill-weight P/G` (prompt tokens per generated token).
 """
 import argparse
 import json
@@ -53,6 +53,15 @@ def strip_runner_flags(argv):
 _CACHE = {}
 
 
+def tree_state():
+    """Which placer solved: HEAD, and the solver/speed/calibration files that differed from it
+    (helpers work in one tree; a release binary may hold uncommitted changes)."""
+    root = os.path.join(HERE, "..")
+    git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=root).stdout.rstrip("\n")  # noqa: E731
+    dirty = git("status", "--short", "--", "src", "data/calibration.toml").splitlines()
+    return {"head": git("rev-parse", "--short", "HEAD").strip(), "uncommitted": [l[3:] for l in dirty]}
+
+
 _SOLVE_HELP = {}
 
 
@@ -80,10 +89,14 @@ def solve_json(placer, model, host, ctx, prompt=0, gen=0):
         j = json.loads(line.split(" ", 1)[1])
     else:
         cmd = [placer, "solve", model, "--host", host, "--ctx", str(ctx), "--json"]
-        if gen and solve_supports(placer, "--depth"):
-            cmd += ["--depth", str(prompt + gen // 2)]
-        if gen and solve_supports(placer, "--prefill-weight"):
-            cmd += ["--prefill-weight", f"{prompt / gen:.1f}"]
+        if gen and solve_supports(placer, "--prompt"):
+            # the request itself; placer derives the depth (prompt + gen/2) and the prefill weight
+            cmd += ["--prompt", str(prompt), "--gen", str(gen)]
+        else:
+            if gen and solve_supports(placer, "--depth"):
+                cmd += ["--depth", str(prompt + gen // 2)]
+            if gen and solve_supports(placer, "--prefill-weight"):
+                cmd += ["--prefill-weight", f"{prompt / gen:.1f}"]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip()[:500]}")
@@ -155,7 +168,7 @@ def main():
                                                     int(prompt), int(gen))
                     emitted = (prof.get("command") or "").split(" ", 1)[0] or None
                     preds[run_id] = {"command": cmd, "profile": prof, "emitted_for": emitted,
-                                     "ran_with": "llama-completion"}
+                                     "ran_with": "llama-completion", "placer_tree": tree_state()}
                 except (RuntimeError, KeyError, ValueError, OSError, subprocess.TimeoutExpired) as e:
                     problems.append(f"{run_id}: {e}")
                     continue
