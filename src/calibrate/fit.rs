@@ -446,10 +446,10 @@ fn fit_columns(pts: &[(&SpeedFeatures, f64)], cols: Vec<Column>) -> Result<Colum
 
 /// Runs grouped by the model of their host's first GPU, with the measured seconds per token
 /// that `measured` picks.
-fn by_host<'a>(
-    records: &'a [Record],
+fn by_host(
+    records: &[Record],
     measured: impl Fn(&Record) -> Option<f64>,
-) -> BTreeMap<String, Vec<(&'a SpeedFeatures, f64)>> {
+) -> BTreeMap<String, Vec<(&SpeedFeatures, f64)>> {
     let mut m: BTreeMap<String, Vec<(&SpeedFeatures, f64)>> = BTreeMap::new();
     for r in records.iter().filter(|r| r.input.log.oom.is_empty()) {
         if let (Some(f), Some(t)) = (r.speed.as_ref(), measured(r)) {
@@ -470,8 +470,8 @@ fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
 }
 
 /// Decode on one kind of host (runs whose first GPU is `host`), src/speed.rs's model:
-/// seconds per token = per_token + per_node·nodes + per_split·splits + Σ_m (1/η_m)·Σ bytes_g/BW_g
-/// + (1/η_cpu)·bytes_cpu/BW_ram + Σ_m k_m·Σ flops_g/BW_g + k_cpu·flops_cpu/BW_ram, NNLS.
+/// seconds per token = per_node·nodes + per_split·splits + Σ_m (1/η_m)·Σ bytes_g/BW_g +
+/// (1/η_cpu)·bytes_cpu/BW_ram + Σ_m t_m·MLA layers on m + k_cpu·head-cells_cpu/BW_ram, NNLS.
 /// Host constants go to that GPU model's `host_speed`, GPU terms to each GPU model's entry.
 fn fit_decode_host(
     host: &str,
@@ -591,9 +591,10 @@ fn fit_decode_host(
 }
 
 /// Prefill per kind of host (grouped as for decode), src/speed.rs's model: seconds per prompt
-/// token = prefill_per_token + (1/η_pcie)·pcie_bytes_per_token/PCIe spec + Σ_m k_m·Σ flops_g/BW_g
-/// + k_cpu·flops_cpu/BW_ram, NNLS. Stored in that GPU model's `host_speed` (a PCIe efficiency
-/// measured on one platform is not a prior for another) and each GPU model's entry.
+/// token = prefill_per_token + PCIe terms (dense and routed-expert bytes per token / PCIe spec) +
+/// Σ_m k_m·Σ flops_g/BW_g + k_cpu·head-cells_cpu/BW_ram, NNLS. Stored in that GPU model's
+/// `host_speed` (a PCIe efficiency measured on one platform is not a prior for another) and
+/// each GPU model's entry.
 fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     for (host, pts) in &by_host(records, Record::prefill_s) {
         let models = gpu_models(pts);
