@@ -369,7 +369,7 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
                 pre: if g.kind == GroupKind::Output {
                     vec![0.0; m.n_gpus + 1]
                 } else {
-                    stream_cost(&m, stream as f64)
+                    stream_cost(&m, stream as f64, g.kind.is_routed_experts())
                 },
             });
         } else {
@@ -402,10 +402,17 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
 /// (`ggml/src/ggml-backend.cpp:ggml_backend_sched_split_graph`,
 /// `ggml-cuda.cu:ggml_backend_cuda_device_offload_op`), llamacpp-internals.md §4.6. A prompt
 /// shorter than the ubatch streams them once for all its tokens. Zero on the GPUs.
-fn stream_cost(m: &LinearModel, bytes: f64) -> Vec<f64> {
+/// Routed experts stream at their own fitted rate (`Rates::pcie_s_per_expert_byte`: llama.cpp
+/// copies only the experts the ubatch routes to), as `speed::prefill_s_per_token` prices them.
+fn stream_cost(m: &LinearModel, bytes: f64, routed: bool) -> Vec<f64> {
     let mut v = vec![0.0; m.n_gpus + 1];
+    let rate = if routed {
+        m.rates.pcie_s_per_expert_byte.or(m.rates.pcie_s_per_byte)
+    } else {
+        m.rates.pcie_s_per_byte
+    };
     if m.op_offload {
-        if let Some(pcie) = m.rates.pcie_s_per_byte {
+        if let Some(pcie) = rate {
             let ub = m.n_ubatch as f64;
             let per_ub = if m.prompt_tokens >= 1.0 {
                 ub.min(m.prompt_tokens)
@@ -465,7 +472,7 @@ fn speed_costs(m: &mut LinearModel, anatomy: &Anatomy, req: &SolveRequest, slot_
     for (s, &stream_bytes) in slot_stream.iter().enumerate() {
         let layer = (s + 1 < m.n_slots).then_some(s as u32);
         let read = m.slot_fixed_read[s] + m.slot_kv_read[s];
-        let stream = stream_cost(m, stream_bytes);
+        let stream = stream_cost(m, stream_bytes, false);
         m.slot_dec[s] = (0..=g)
             .map(|d| read * per_byte(d) + layer.map_or(0.0, |il| attn_dec(il, d, dec_depth)))
             .collect();

@@ -86,8 +86,8 @@ pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult
     // Symmetric movable groups (same kind, bytes, largest tensor) form a class; per class and
     // GPU an integer counts how many members stay on that GPU (the rest go to the CPU). Which
     // members does not change memory or bytes read, so the program does not choose it: the
-    // members kept are the last ones of the GPU's layer range (CPU-resident ones first, which
-    // also gives compact -ot ranges).
+    // members kept are chosen when the solution is read back (see there): a run of layers per
+    // class, which also gives compact -ot ranges.
     let classes = classes_of(m);
     let n: Vec<Vec<Variable>> = classes
         .iter()
@@ -389,6 +389,10 @@ pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult
     };
     let slot_device: Vec<DeviceId> = (0..s_n).map(|s| dev_of_rank(rank(s))).collect();
     let mut movable_device = vec![DeviceId::Cpu; m.movable.len()];
+    let single_gpu = (0..g)
+        .filter(|&d| slot_device.contains(&DeviceId::Gpu(d)))
+        .count()
+        == 1;
     for (ci, c) in classes.iter().enumerate() {
         for d in 0..g {
             let keep = sol.value(n[ci][d]).round().max(0.0) as usize;
@@ -398,7 +402,18 @@ pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult
                 .copied()
                 .filter(|&mi| slot_device[m.movable[mi].slot] == DeviceId::Gpu(d))
                 .collect();
-            for &mi in on_d.iter().rev().take(keep) {
+            // Which members stay costs the same in the program. With one GPU holding layers the
+            // CPU-resident ones are its LAST layers — where --fit's overflow puts them
+            // (common/fit.cpp "filling them front-to-back with overflow") and what prefilled
+            // faster on the testbed (docs/calibration.md, the 0.68× finding). With several GPUs
+            // they are the first layers of each range, which keeps the CPU weights' mapped file
+            // span (CPU_Mapped, what the host-RAM check counts) from covering whole GPU ranges.
+            let kept: Vec<usize> = if single_gpu {
+                on_d.iter().copied().take(keep).collect()
+            } else {
+                on_d.iter().rev().copied().take(keep).collect()
+            };
+            for mi in kept {
                 movable_device[mi] = DeviceId::Gpu(d);
             }
         }
@@ -853,7 +868,7 @@ fn fill(m: &LinearModel, b: &Budgets, classes: &[Class], rank: &[usize]) -> Opti
 }
 
 /// On GPU `d` with `room` bytes: how many members of each class to keep. The layers of `d` with
-/// some group on the CPU cost two hand-offs each, and the program keeps the last members of each
+/// some group on the CPU cost two hand-offs each, and the program keeps the first members of each
 /// class, so what counts is `e` = the most members any class sends to the CPU. For each `e`:
 /// every class keeps at least `on − e` members (None if that does not fit), then the room left
 /// goes to the members that save the most time per byte (at most `e` more per class); the

@@ -386,13 +386,26 @@ pub fn solve_with_hint(
     if let Some(devs) = req.devices.clone() {
         return solve_on_devices(anatomy, host, req, cal, margins, hint, &devs);
     }
-    let (req, choice) = choose_ubatch(anatomy, host, req, cal, margins, hint);
-    match solve_inner(anatomy, host, &req, cal, margins, hint) {
+    let (chosen, choice) = choose_ubatch(anatomy, host, req, cal, margins, hint);
+    match solve_inner(anatomy, host, &chosen, cal, margins, hint) {
         Ok(mut s) => {
             s.ubatch_choice = choice;
             Ok(s)
         }
-        Err(reason) => Err(diagnose(anatomy, host, &req, cal, margins, reason)),
+        // The exact memory model can refuse what the linear one priced: keep the request's -ub.
+        Err(_) if chosen.ubatch != req.ubatch => {
+            match solve_inner(anatomy, host, req, cal, margins, hint) {
+                Ok(mut s) => {
+                    s.ubatch_choice = Some(format!(
+                    "-ub {} kept: -ub {} looked faster but does not fit under the exact memory model",
+                    req.ubatch, chosen.ubatch
+                ));
+                    Ok(s)
+                }
+                Err(reason) => Err(diagnose(anatomy, host, req, cal, margins, reason)),
+            }
+        }
+        Err(reason) => Err(diagnose(anatomy, host, req, cal, margins, reason)),
     }
 }
 
