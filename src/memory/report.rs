@@ -54,10 +54,13 @@ pub fn repredict(r: &mut Record, cal: &Calibration) {
         && cfg.overrides.is_empty();
     let log = &r.input.log;
     let cfg = if fit_places {
-        if log.overrides.is_empty() && log.layer_device.is_empty() {
+        // The record's launch already holds --fit's choice: rebuilt from the per-tensor lines,
+        // or from the result --fit printed (calibrate/records.rs `fit_placement`) when -lv 4
+        // left the per-tensor lines out. Only a log with neither cannot be re-predicted.
+        if log.overrides.is_empty() && log.layer_device.is_empty() && log.fit_devices.is_empty() {
             r.predicted = None;
             r.prediction = None;
-            r.note = "--fit chose the placement and the log (-lv 4) does not show it per tensor; rerun with -v".into();
+            r.note = "--fit chose the placement and the log shows neither the per-tensor lines (-v) nor --fit's result; rerun with -v".into();
             return;
         }
         match r.launch.clone() {
