@@ -5,27 +5,33 @@
 //!
 //! ```text
 //! t = per_token + per_node·nodes + per_split·splits
-//!   + Σ_gpu bytes_g·gpu_s_per_byte_g + bytes_cpu·cpu_s_per_byte            (weights + KV read)
-//!   + Σ_gpu flops_g·gpu_s_per_attn_flop_g + flops_cpu·cpu_s_per_attn_flop  (attention at depth)
+//!   + Σ_gpu bytes_g·gpu_s_per_byte_g + bytes_cpu·cpu_s_per_byte        (weights + KV read)
+//!   + Σ_gpu mla_layers_g·gpu_s_per_wide_attn_layer_g                   (MLA, fixed per layer)
+//!   + head_cells_cpu·cpu_s_per_attn_head_cell                          (CPU attention at depth)
+//!   + Σ_gpu flops_g·gpu_s_per_(wide_)attn_flop_g + flops_cpu·cpu_s_per_attn_flop
 //! ```
+//!
+//! (the per-flop rates are kept for calibrations that fit them; the shipped fit found the GPU
+//! ones 0 and models CPU attention per (query head, cell) pair instead: docs/calibration.md).
 //!
 //! Prefill, seconds per prompt token:
 //!
 //! ```text
-//! t = prefill_per_token + pcie_bytes_per_token·pcie_s_per_byte
-//!   + Σ_gpu flops_g·prefill_gpu_s_per_attn_flop_g + flops_cpu·prefill_cpu_s_per_attn_flop
+//! t = prefill_per_token + dense_pcie_bytes·pcie_s_per_byte + expert_pcie_bytes·pcie_s_per_expert_byte
+//!   + Σ_gpu flops_g·prefill_gpu_s_per_(wide_)attn_flop_g + head_cells_cpu·prefill_cpu_s_per_attn_head_cell
 //! ```
 //!
-//! where `pcie_bytes_per_token` = CPU-resident matmul weight bytes / ubatch (llama.cpp's op
-//! offload copies each CPU weight to GPU 0 once per ubatch of ≥ 32 tokens:
+//! where the PCIe bytes are CPU-resident matmul weight bytes / ubatch (llama.cpp's op offload
+//! copies each CPU weight to GPU 0 once per ubatch of ≥ 32 tokens:
 //! `ggml/src/ggml-backend.cpp:ggml_backend_sched_split_graph` with
-//! `ggml_backend_cuda_device_offload_op`), and attention flops are per token at the prompt's
-//! average depth (half its length).
+//! `ggml_backend_cuda_device_offload_op`; of routed experts only those the ubatch uses,
+//! `ggml_backend_sched_compute_splits`), and attention is per token at the prompt's average
+//! depth (half its length).
 //!
-//! Attention costs are stored in the calibration as *bytes-equivalent per flop* of the device's
-//! spec memory bandwidth (`k`): seconds per flop = k / bandwidth. That is the transfer rule to a
-//! device without runs: a GPU or CPU with twice the memory bandwidth is assumed to do attention
-//! twice as fast. It is a PRIOR for hosts without runs (data/calibration.toml `[provenance]`).
+//! Attention and CPU costs are stored in the calibration as *bytes-equivalent* of the device's
+//! spec memory bandwidth: seconds = value / bandwidth. That is the transfer rule to a device
+//! without runs: a GPU or CPU with twice the memory bandwidth is assumed to do attention twice
+//! as fast. It is a PRIOR for hosts without runs (data/calibration.toml `[provenance]`).
 //!
 //! Every constant comes from `Calibration` through [`rates`]: the values fitted on hosts whose
 //! first GPU has this host's first GPU's model (`GpuCalibration::host_speed`), else the global
