@@ -123,6 +123,17 @@ def from_buffers(buf, name):
     return {"model": r(model), "context": r(ctx), "compute": r(comp), "self": r(model + ctx + comp), "from": "buffers"}
 
 
+def oom_alloc(m):
+    """(device, MiB) of the allocation that failed, from llama.cpp's
+    `ggml_backend_cuda_buffer_type_alloc_buffer: allocating X MiB on device N: cudaMalloc failed`."""
+    import re
+    for line in m["measured"].get("oom_lines", []):
+        r = re.search(r"allocating ([0-9.]+) MiB on device (\d+)", line)
+        if r:
+            return f"CUDA{r.group(2)}", float(r.group(1))
+    return None
+
+
 def prediction_rows(m, preds):
     """[(device, predicted weights/kv/compute/overhead MiB, measured model/context/compute MiB)]."""
     p = preds.get(m["run_id"])
@@ -136,6 +147,11 @@ def prediction_rows(m, preds):
         name = f"CUDA{dev['Gpu']}" if isinstance(dev, dict) else "Host"
         mib = lambda k: d.get(k, 0) / 2**20  # noqa: E731
         meas = br.get(name) or from_buffers(m["measured"].get("buffers_mib", {}), name)
+        oom = oom_alloc(m)
+        if meas is not None and oom and oom[0] == name and not meas.get("compute"):
+            # the compute buffer that did not fit: what llama.cpp tried to allocate
+            meas = dict(meas, compute=int(oom[1]), self=meas["model"] + meas["context"] + int(oom[1]),
+                        oom=True)
         out.append((name, mib("weights"), mib("kv"), mib("compute"), mib("overhead"), meas))
     return out
 
@@ -184,6 +200,8 @@ def scenario_table(name, runs, preds):
                     mtxt, delta = "–", "–"
                 else:
                     mtxt = f"{meas['model']} / {meas['context']} / {meas['compute']}"
+                    if meas.get("oom"):
+                        mtxt += " (compute: the allocation that failed)"
                     delta = f"{meas['self'] - (w + kv + comp):+.0f}"
                 lines.append(f"| {m['placement']} ({call_of(m)}) | {dev} | {w:.0f} / {kv:.0f} / {comp:.0f} (+ {ovh:.0f}) | {mtxt} | {delta} |")
         lines.append("")
