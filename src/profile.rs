@@ -53,7 +53,19 @@ pub fn margins(kind: ProfileKind, host: &Host, cal: &Calibration) -> (Margins, S
         ProfileKind::Moderate => cal.margins.moderate_mib,
     };
     // Calibration::gpu_margins_mib adds what OOMs taught about the GPU model and that very device.
-    let gpu_mib: Vec<f64> = cal.gpu_margins_mib(kind == ProfileKind::Aggressive, host);
+    let mut gpu_mib: Vec<f64> = cal.gpu_margins_mib(kind == ProfileKind::Aggressive, host);
+    // Testbed runs record their host by label ("gpu:24000", "emul:24000,12800": the usable MiB
+    // per GPU, testbed/MANIFEST.md), the host files by name; an OOM margin learned under either
+    // applies to this host.
+    let labels = host_labels(host);
+    for (i, m) in gpu_mib.iter_mut().enumerate() {
+        let dev = format!("CUDA{i}");
+        let by_label = labels
+            .iter()
+            .map(|l| cal.device_extra_mib(l, &dev))
+            .fold(0.0, f64::max);
+        *m += (by_label - cal.device_extra_mib(&host.name, &dev)).max(0.0);
+    }
     let mut learned: Vec<String> = Vec::new();
     for (i, g) in host.gpus.iter().enumerate() {
         let dev = format!("CUDA{i}");
@@ -67,7 +79,7 @@ pub fn margins(kind: ProfileKind, host: &Host, cal: &Calibration) -> (Margins, S
         for dm in cal
             .device_margins
             .iter()
-            .filter(|m| m.host == host.name && m.device == dev && m.extra_mib > 0.0)
+            .filter(|m| labels.contains(&m.host) && m.device == dev && m.extra_mib > 0.0)
         {
             let from = if dm.from.is_empty() {
                 "an OOM log".to_string()
@@ -96,6 +108,22 @@ pub fn margins(kind: ProfileKind, host: &Host, cal: &Calibration) -> (Margins, S
         },
         src,
     )
+}
+
+/// The names an OOM margin may have recorded this host under: its name, and the testbed's labels
+/// `gpu:<usable MiB per GPU>` / `emul:<…>`.
+fn host_labels(host: &Host) -> Vec<String> {
+    let usable = host
+        .gpus
+        .iter()
+        .map(|g| g.usable_mib.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    vec![
+        host.name.clone(),
+        format!("gpu:{usable}"),
+        format!("emul:{usable}"),
+    ]
 }
 
 /// Solve both profiles, concurrently (rayon::join): they share nothing but the inputs.
@@ -231,4 +259,38 @@ pub fn describe(anatomy: &Anatomy, p: &Placement) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An OOM margin recorded under the testbed's label (`gpu:24000`) applies to a host file with
+    /// another name but the same usable memory, is added to that device's budget and is printed
+    /// with the run it came from; a host with other usable memory does not get it.
+    #[test]
+    fn oom_margin_by_testbed_label() {
+        let mut cal = Calibration::shipped();
+        cal.device_margins = vec![crate::calibrate::DeviceMargin {
+            host: "gpu:24000".into(),
+            device: "CUDA0".into(),
+            extra_mib: 200.0,
+            from: "some-run--hand".into(),
+        }];
+        let mut host = crate::host::Host::by_name_or_path("single-24gb").unwrap();
+        host.name = "my-box".into();
+        host.gpus.truncate(1);
+        host.gpus[0].usable_mib = 24000;
+        let (m, src) = margins(ProfileKind::Aggressive, &host, &cal);
+        let base = cal.margins.aggressive_mib + cal.gpu(&host.gpus[0].model).oom_margin_mib;
+        assert_eq!(m.gpu_mib[0], base + 200.0);
+        assert!(
+            src.contains("+200 MiB learned from the OOM in run some-run--hand"),
+            "{src}"
+        );
+        host.gpus[0].usable_mib = 23000;
+        let (m, src) = margins(ProfileKind::Aggressive, &host, &cal);
+        assert_eq!(m.gpu_mib[0], base);
+        assert!(!src.contains("some-run"), "{src}");
+    }
 }
