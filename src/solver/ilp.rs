@@ -389,10 +389,20 @@ pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult
     };
     let slot_device: Vec<DeviceId> = (0..s_n).map(|s| dev_of_rank(rank(s))).collect();
     let mut movable_device = vec![DeviceId::Cpu; m.movable.len()];
-    let single_gpu = (0..g)
-        .filter(|&d| slot_device.contains(&DeviceId::Gpu(d)))
-        .count()
-        == 1;
+    // GPUs that send some class member to the CPU.
+    let spilling = (0..g)
+        .filter(|&d| {
+            classes.iter().enumerate().any(|(ci, c)| {
+                let on_d = c
+                    .members
+                    .iter()
+                    .filter(|&&mi| slot_device[m.movable[mi].slot] == DeviceId::Gpu(d))
+                    .count();
+                (sol.value(n[ci][d]).round().max(0.0) as usize) < on_d
+            })
+        })
+        .count();
+    let cpu_last = spilling <= 1;
     for (ci, c) in classes.iter().enumerate() {
         for d in 0..g {
             let keep = sol.value(n[ci][d]).round().max(0.0) as usize;
@@ -402,13 +412,13 @@ pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult
                 .copied()
                 .filter(|&mi| slot_device[m.movable[mi].slot] == DeviceId::Gpu(d))
                 .collect();
-            // Which members stay costs the same in the program. With one GPU holding layers the
-            // CPU-resident ones are its LAST layers — where --fit's overflow puts them
+            // Which members stay costs the same in the program. When one GPU sends members to
+            // the CPU they are its LAST layers — where --fit's overflow puts them
             // (common/fit.cpp "filling them front-to-back with overflow") and what prefilled
-            // faster on the testbed (docs/calibration.md, the 0.68× finding). With several GPUs
+            // faster on the testbed (docs/calibration.md, the 0.68× finding). When several do,
             // they are the first layers of each range, which keeps the CPU weights' mapped file
             // span (CPU_Mapped, what the host-RAM check counts) from covering whole GPU ranges.
-            let kept: Vec<usize> = if single_gpu {
+            let kept: Vec<usize> = if cpu_last {
                 on_d.iter().copied().take(keep).collect()
             } else {
                 on_d.iter().rev().copied().take(keep).collect()
@@ -587,7 +597,9 @@ pub fn incumbent(m: &LinearModel, budgets: &Budgets) -> Option<(f64, bool)> {
         .iter()
         .enumerate()
         .any(|(ci, c)| st.keep[ci].iter().sum::<usize>() < c.members.len());
-    Some((t, cpu_slot || cpu_member))
+    // + the placement-independent part, so the printed request times are whole.
+    let constant = m.gen_tokens * m.dec_const + m.prompt_tokens * m.pre_const;
+    Some((t + constant, cpu_slot || cpu_member))
 }
 
 /// Seconds of the request → objective units: the all-on-CPU request time maps to 100, which
