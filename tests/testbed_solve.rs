@@ -4,7 +4,8 @@
 //! --test testbed_solve -- --ignored --nocapture`.
 use placer::calibrate::Calibration;
 use placer::host::Host;
-use placer::solver::{self, Margins, SolveRequest};
+use placer::profile::{self, ProfileKind};
+use placer::solver::{self, SolveRequest};
 
 #[test]
 #[ignore]
@@ -16,14 +17,17 @@ fn testbed_solve() {
     let anatomy = placer::anatomy::from_gguf(&gguf).unwrap();
     let cal = Calibration::load();
     let mut out = serde_json::Map::new();
-    for (name, aggressive) in [("aggressive", true), ("moderate", false)] {
-        let margins = Margins {
-            gpu_mib: cal.gpu_margins_mib(aggressive, &host),
-            ram_mib: 0.0,
-        };
+    // The run's workload (optional): TB_PROMPT prompt tokens, TB_GEN generated tokens.
+    let env_u32 = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    for kind in ProfileKind::all() {
+        let name = kind.name();
+        let (margins, _) = profile::margins(kind, &host, &cal);
         let req = SolveRequest {
             model_path: "MODEL".into(),
             ctx,
+            prompt: env_u32("TB_PROMPT"),
+            gen: env_u32("TB_GEN"),
+            host_gpus: host.gpus.len(),
             ..SolveRequest::default()
         };
         let v = match solver::solve(&anatomy, &host, &req, &cal, &margins) {
