@@ -348,10 +348,16 @@ fn offload_phase(inp: &ComputeInput, w: &DeviceWork, mask: u64, hid: u64, moe: u
             .max()
             .unwrap_or(0)
             + hid;
-        let phase = if mask_live {
-            mask + one_copy
-        } else {
-            one_copy.max(g[0] + hid).max(g[2] + hid)
+        // A layer whose attention also runs on the CPU leaves no GPU attention op between its
+        // FFN copies either, so gate and up are live together there too (testbed call 4,
+        // glm-emul-c128k placer-aggressive: layers 0–2 whole on CPU, CUDA0 logged 627.58 MiB;
+        // mask + gate + up + HID + MoE = 587 MiB, one copy at a time = 383 MiB).
+        let attn_on_cpu = inp.resolved.layer_device.get(il) == Some(&DeviceId::Cpu);
+        let together = one_copy.max(g[0] + hid + moe).max(g[2] + hid);
+        let phase = match (mask_live, attn_on_cpu) {
+            (true, false) => mask + one_copy,
+            (true, true) => mask + together,
+            (false, _) => one_copy.max(g[0] + hid).max(g[2] + hid),
         };
         peak = peak.max(phase);
     }
