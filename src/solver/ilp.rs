@@ -196,6 +196,19 @@ pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult
                 None => mem += stage,
             }
         }
+        // The output matrix on the CPU: in the prompt graph llama.cpp reserves, op offload runs
+        // it on GPU 0, whose compute buffer then holds its logits as well as the weight copy
+        // (`stage`). `compute_logits` is llama-server's (n_outputs_max = n_parallel rows);
+        // llama-completion reserves a whole ubatch of rows (testbed call 5,
+        // dense32b-gpu24-c32k aggressive: 2,015 MiB = 826 MiB weight copy + 2,048 × 151,936
+        // f32 logits), which the exact memory model judges by the launch's tool.
+        if d == 0 && m.op_offload {
+            for (ci, c) in classes.iter().enumerate() {
+                if c.is_output {
+                    mem += gb(m.compute_logits as f64) * (c.members.len() as f64 - kept(ci));
+                }
+            }
+        }
         cons.push(constraint!(mem <= gb(budgets.gpu[d])));
     }
     if let Some(st) = fixed_stage {
@@ -754,6 +767,21 @@ fn fill(m: &LinearModel, b: &Budgets, classes: &[Class], rank: &[usize]) -> Opti
     if !has_output_class && rank[s_n - 1] > 0 {
         base[rank[s_n - 1] - 1] += m.compute_logits as f64;
     }
+    // An output matrix on the CPU is op-offloaded in the reserved prompt graph: its logits land
+    // in GPU 0's compute buffer (ILP row below). Reserved here as if it were off; keeping it on
+    // GPU 0 then costs only its bytes there.
+    let out_off_logits = if m.op_offload && g > 0 {
+        classes
+            .iter()
+            .filter(|c| c.is_output)
+            .map(|c| c.members.len() as f64 * m.compute_logits as f64)
+            .sum::<f64>()
+    } else {
+        0.0
+    };
+    if g > 0 {
+        base[0] += out_off_logits;
+    }
     let on: Vec<Vec<usize>> = classes
         .iter()
         .map(|c| {
@@ -800,12 +828,23 @@ fn fill(m: &LinearModel, b: &Budgets, classes: &[Class], rank: &[usize]) -> Opti
             if room < 0.0 {
                 return None;
             }
+            let per_d: Vec<f64> = classes
+                .iter()
+                .zip(&per)
+                .map(|(c, &p)| {
+                    if d == 0 && c.is_output && out_off_logits > 0.0 {
+                        p - m.compute_logits as f64
+                    } else {
+                        p
+                    }
+                })
+                .collect();
             keep_on_gpu(
                 &mut keep,
                 d,
                 room,
                 &on,
-                &per,
+                &per_d,
                 &|ci| save(ci, d),
                 classes,
                 m.split_cost(),
