@@ -44,7 +44,7 @@ pub fn flags(anatomy: &Anatomy, placement: &Placement, req: &SolveRequest) -> La
         type_v: req.type_v,
         flash_attn: req.flash_attn,
         fit: false,
-        ..LaunchConfig::default()
+        ..LaunchConfig::for_tool(req.tool)
     };
     if req.n_parallel > 1 && req.kv_unified {
         cfg.kv_unified = Some(true);
@@ -510,7 +510,12 @@ fn fmt_num(x: f64) -> String {
 /// A shell command line (`llama-server …`), each argument single-quoted where the shell would
 /// otherwise interpret it.
 pub fn command_line(cfg: &LaunchConfig) -> String {
-    std::iter::once("llama-server".to_string())
+    let program = match cfg.tool {
+        crate::launch::Tool::Server => "llama-server",
+        crate::launch::Tool::Cli => "llama-completion",
+        crate::launch::Tool::Bench => "llama-bench",
+    };
+    std::iter::once(program.to_string())
         .chain(argv(cfg).iter().map(|s| shell_quote(s)))
         .collect::<Vec<_>>()
         .join(" ")

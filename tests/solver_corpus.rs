@@ -276,3 +276,41 @@ fn solve_is_deterministic() {
     }
     let _ = Path::new(".");
 }
+
+/// `--tool llama-completion`: the flags are checked against llama-completion's reservation (a
+/// whole ubatch of output rows, `memory::kv::outputs_max`), so its compute buffer on the device
+/// holding the logits is larger than llama-server's, the caps still hold, and the command names
+/// the program.
+#[test]
+fn tool_changes_the_reserved_outputs() {
+    let cal = calibration();
+    let g = placer::catalog::load_model("glm-q4", None).unwrap();
+    let a = placer::anatomy::from_gguf(&g).unwrap();
+    let host = Host::by_name_or_path("users-4090-5070ti").unwrap();
+    let base = SolveRequest {
+        model_path: "m.gguf".into(),
+        ctx: 32768,
+        host_gpus: host.gpus.len(),
+        devices: Some(vec![0]),
+        ..SolveRequest::default()
+    };
+    let cli = SolveRequest {
+        tool: placer::launch::Tool::Cli,
+        ..base.clone()
+    };
+    let (m, _) = profile::margins(profile::ProfileKind::Moderate, &host, &cal);
+    let s = placer::solver::solve(&a, &host, &base, &cal, &m).unwrap();
+    let c = placer::solver::solve(&a, &host, &cli, &cal, &m).unwrap();
+    assert!(placer::emit::command_line(&s.launch).starts_with("llama-server "));
+    assert!(placer::emit::command_line(&c.launch).starts_with("llama-completion "));
+    let compute = |x: &placer::solver::Solution| x.devices[0].compute;
+    assert!(
+        compute(&c) > compute(&s) + (100 << 20),
+        "{} vs {}",
+        compute(&c),
+        compute(&s)
+    );
+    for d in &c.devices {
+        assert!(d.total() + d.margin <= d.cap, "{d:?}");
+    }
+}

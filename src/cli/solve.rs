@@ -61,6 +61,10 @@ pub struct Args {
     /// does not fit, say the smallest change that does.
     #[arg(long)]
     pub gpu_only: bool,
+    /// The llama.cpp program that will run the flags: llama-server (default), llama-completion or
+    /// llama-cli (they reserve a whole ubatch of logits, which changes the compute buffers).
+    #[arg(long, default_value = "llama-server")]
+    pub tool: String,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -192,6 +196,11 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
                 .collect::<anyhow::Result<Vec<usize>>>()?,
         ),
     };
+    let tool = match a.tool.as_str() {
+        "llama-server" | "server" => crate::launch::Tool::Server,
+        "llama-completion" | "llama-cli" | "completion" | "cli" => crate::launch::Tool::Cli,
+        t => anyhow::bail!("--tool {t}: expected llama-server, llama-completion or llama-cli"),
+    };
     let request = SolveRequest {
         model_path: a.model_path.clone().unwrap_or(path),
         ctx: a.ctx,
@@ -206,6 +215,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         gen,
         devices,
         gpu_only: a.gpu_only,
+        tool,
         host_gpus: host.gpus.len(),
         ..SolveRequest::default()
     };

@@ -534,8 +534,12 @@ fn compute_terms(anatomy: &Anatomy, req: &SolveRequest, c: &Cells) -> (u64, u64,
         0
     };
     let base = mask + 16 * e * u + ffn.max(fa_copy);
-    // llama-server caps n_outputs_max at n_parallel (tools/server/server-context.cpp).
-    let outputs = u.min(c.n_seq);
+    // llama-server caps n_outputs_max at n_parallel (tools/server/server-context.cpp); the
+    // other tools reserve a whole batch (memory::kv::outputs_max).
+    let outputs = match req.tool {
+        crate::launch::Tool::Server => u.min(c.n_seq),
+        _ => u,
+    };
     let logits = 4 * hp.n_vocab as u64 * outputs;
     (base, logits, 16 * e * u + mask)
 }

@@ -18,7 +18,7 @@ use crate::anatomy::{Anatomy, GroupKind};
 use crate::calibrate::Calibration;
 use crate::gguf::GgmlType;
 use crate::host::{DeviceId, Host};
-use crate::launch::{FlashAttn, LaunchConfig};
+use crate::launch::{FlashAttn, LaunchConfig, Tool};
 use crate::memory::{Prediction, Predictor};
 use crate::placement::Placement;
 use crate::units::{from_mib, mib, MIB};
@@ -78,6 +78,11 @@ pub struct SolveRequest {
     /// to fit on the GPUs alone").
     #[serde(default)]
     pub gpu_only: bool,
+    /// The llama.cpp program that will run the flags: llama-server (default) reserves
+    /// `n_parallel` output rows, llama-completion / llama-cli a whole batch
+    /// (`memory::kv::outputs_max`), which changes the compute buffers.
+    #[serde(default = "default_tool")]
+    pub tool: Tool,
     /// GPUs llama.cpp will see (the host's); decides whether `-ts` is needed. 0 = unknown.
     pub host_gpus: usize,
 }
@@ -102,6 +107,7 @@ impl Default for SolveRequest {
             ubatch_fixed: false,
             devices: None,
             gpu_only: false,
+            tool: Tool::Server,
             host_gpus: 0,
         }
     }
@@ -138,6 +144,10 @@ impl SolveRequest {
     }
 }
 
+fn default_tool() -> Tool {
+    Tool::Server
+}
+
 /// The request's launch settings with no placement yet (for the memory model's KV shapes).
 pub fn request_launch(req: &SolveRequest) -> LaunchConfig {
     LaunchConfig {
@@ -152,7 +162,7 @@ pub fn request_launch(req: &SolveRequest) -> LaunchConfig {
         flash_attn: req.flash_attn,
         op_offload: req.op_offload,
         fit: false,
-        ..LaunchConfig::default()
+        ..LaunchConfig::for_tool(req.tool)
     }
 }
 
