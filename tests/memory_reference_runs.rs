@@ -88,11 +88,15 @@ fn check(rec: &Record) -> Vec<String> {
                     o.stage, o.line
                 ));
             }
-            (None, Verdict::Oom { device, short_by, .. })
-                if !log.truncated
-                    && log.gen_tokens.is_some()
-                    && placer::units::mib(*short_by) > tolerance(0.0)
-                    && !emulated_overflow(rec, &device.buft_name()) =>
+            (
+                None,
+                Verdict::Oom {
+                    device, short_by, ..
+                },
+            ) if !log.truncated
+                && log.gen_tokens.is_some()
+                && placer::units::mib(*short_by) > tolerance(0.0)
+                && !emulated_overflow(rec, &device.buft_name()) =>
             {
                 bad.push(format!(
                     "{id}: the run finished, predicted {:?}",
