@@ -7,7 +7,9 @@ Placements: fit (`--fit on`, nothing else), cpu-moe (`--cpu-moe`), hand (testbed
 placer-aggressive / placer-moderate (`placer solve MODEL --host H --ctx C --json`, flags taken as
 placer emits them, minus -m/-c which the runner sets). Predictions placer printed are kept in
 <output>.predictions.json, keyed by run id, for the report, with the binary placer wrote the command
-for (`emitted_for`, llama-server) and the one the testbed ran it with (`ran_with`, llama-completion).
+for (`emitted_for`), the one it sized the buffers for (`solved_for`: `--tool llama-completion` when this
+placer has `--tool`, else its default llama-server) and the one the testbed ran (`ran_with`:
+llama-completion, which reserves n_batch logits in the compute buffer where llama-server reserves -np).
 
 --tag T makes run ids "<scenario>--<placement>--T" (one tag per device call: c4, c5, …), so a new call
 never overwrites a run of an earlier call in the same scenario directory. --placements keeps only
@@ -89,6 +91,10 @@ def solve_json(placer, model, host, ctx, prompt=0, gen=0):
         j = json.loads(line.split(" ", 1)[1])
     else:
         cmd = [placer, "solve", model, "--host", host, "--ctx", str(ctx), "--json"]
+        if solve_supports(placer, "--tool"):
+            # the testbed runs llama-completion, which reserves a whole ubatch of logits in the compute
+            # buffer (n_outputs_max = n_batch) where llama-server reserves -np of them (call 5's OOMs)
+            cmd += ["--tool", "llama-completion"]
         if gen and solve_supports(placer, "--prompt"):
             # the request itself; placer derives the depth (prompt + gen/2) and the prefill weight
             cmd += ["--prompt", str(prompt), "--gen", str(gen)]
@@ -167,8 +173,9 @@ def main():
                     flags, prof, cmd = placer_flags(a.placer, model, solve_host, ctx, pl.split("-", 1)[1],
                                                     int(prompt), int(gen))
                     emitted = (prof.get("command") or "").split(" ", 1)[0] or None
+                    solved_for = cmd[cmd.index("--tool") + 1] if "--tool" in cmd else "llama-server (placer's default)"
                     preds[run_id] = {"command": cmd, "profile": prof, "emitted_for": emitted,
-                                     "ran_with": "llama-completion", "placer_tree": tree_state()}
+                                     "solved_for": solved_for, "ran_with": "llama-completion", "placer_tree": tree_state()}
                 except (RuntimeError, KeyError, ValueError, OSError, subprocess.TimeoutExpired) as e:
                     problems.append(f"{run_id}: {e}")
                     continue
