@@ -35,7 +35,17 @@ fn tolerance(measured: f64) -> f64 {
 /// size of the 32K × 2048 F16 mask, as if the mask were still live under the logits. The
 /// same rule at -ub 512 with the CPU experts in the FIRST layers (qwen3moe-gpu24-c32k) logs
 /// logits + HID exactly, so one run cannot say which of the two differences keeps it alive.
-const KNOWN_COMPUTE_GAPS: &[(&str, &str, f64)] = &[("glm-gpu24-c32k", "CUDA0", 0.12)];
+///
+/// gptoss20b-gpu24-c128k (one GPU, every layer and the output on it, -ub 512, llama-completion):
+/// logged 404.00 MiB = logits + HID, predicted 553.32 = + the 128.75 MiB mask and the residual
+/// set. The allocator dry runs of the newer tree (llamacpp-internals.md §6.3, ggml 0.26.0:
+/// gpt-oss-120b shape, 128K, 544.02 MiB) keep the mask live under the logits; the testbed binary
+/// (ggml 0.25.3) frees it first. placer keeps the larger (newer-tree) rule: it over-predicts here
+/// by 149 MiB rather than under-predict on current llama.cpp.
+const KNOWN_COMPUTE_GAPS: &[(&str, &str, f64)] = &[
+    ("glm-gpu24-c32k", "CUDA0", 0.12),
+    ("gptoss20b-gpu24-c128k", "CUDA0", 0.40),
+];
 
 /// Compare one record; returns the list of failures (empty = pass).
 fn check(rec: &Record) -> Vec<String> {
