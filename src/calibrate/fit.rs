@@ -451,7 +451,7 @@ fn by_host(
     measured: impl Fn(&Record) -> Option<f64>,
 ) -> BTreeMap<String, Vec<(&SpeedFeatures, f64)>> {
     let mut m: BTreeMap<String, Vec<(&SpeedFeatures, f64)>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.input.log.oom.is_empty()) {
+    for r in records.iter().filter(|r| r.speed_usable()) {
         if let (Some(f), Some(t)) = (r.speed.as_ref(), measured(r)) {
             m.entry(f.host_gpu.clone()).or_default().push((f, t));
         }

@@ -24,6 +24,9 @@ pub struct Manifest {
     pub placement: String,
     pub host: String,
     pub host_targets_mib: Vec<u64>,
+    /// A copy stream shared the GPU with the run (testbed's "slower second GPU" attempt: on
+    /// virtual devices of one chip it slows every device, so its speeds fit no host).
+    pub slowdown: bool,
     pub emulation: String,
     pub env: Vec<String>,
     pub ballast_free_mib: Vec<i64>,
@@ -228,6 +231,15 @@ impl Record {
             .prompt_tps
             .filter(|t| *t > 0.0)
             .map(|t| 1.0 / t)
+    }
+    /// Speeds this run can teach or test the speed model with: it finished (no OOM) and had its
+    /// GPU to itself (a `slowdown` run shared it with a copy stream the model does not describe).
+    pub fn speed_usable(&self) -> bool {
+        self.input.log.oom.is_empty() && !self.contended()
+    }
+    /// The manifest says a copy stream shared the GPU with the run.
+    pub fn contended(&self) -> bool {
+        self.input.manifest.as_ref().is_some_and(|m| m.slowdown)
     }
     /// The run's manifest says it ran on `emul:` virtual devices (one physical GPU).
     pub fn emulated(&self) -> bool {
@@ -804,6 +816,7 @@ pub fn csv_row(
             log.oom.first().map(|o| o.stage.clone()).unwrap_or_default(),
         ),
         ("truncated".into(), log.truncated.to_string()),
+        ("contended".into(), r.contended().to_string()),
         (
             "prompt_tokens".into(),
             log.prompt_tokens.map(|v| v.to_string()).unwrap_or_default(),

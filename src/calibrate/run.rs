@@ -92,7 +92,7 @@ impl Errors {
         let memory = memory_errors(records, cal);
         let decode = records
             .iter()
-            .filter(|r| r.input.log.oom.is_empty())
+            .filter(|r| r.speed_usable())
             .filter_map(|r| {
                 let meas = r.input.log.gen_tps?;
                 let pred = decode_tps(cal, r.speed.as_ref()?)?;
@@ -101,7 +101,7 @@ impl Errors {
             .collect();
         let prefill = records
             .iter()
-            .filter(|r| r.input.log.oom.is_empty())
+            .filter(|r| r.speed_usable())
             .filter_map(|r| {
                 let meas = r.input.log.prompt_tps?;
                 let pred = fit::prefill_tps(cal, r.speed.as_ref()?)?;
@@ -222,10 +222,15 @@ pub fn report(out: &Outcome, base: &Calibration) -> String {
         let log = &r.input.log;
         let _ = writeln!(
             s,
-            "\n{} / {}{}{}",
+            "\n{} / {}{}{}{}",
             r.input.scenario,
             r.input.run_id,
             if log.truncated { " [truncated]" } else { "" },
+            if r.contended() {
+                " [GPU shared with a copy stream: speeds not fitted]"
+            } else {
+                ""
+            },
             if log.oom.is_empty() {
                 String::new()
             } else {
