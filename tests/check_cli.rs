@@ -144,3 +144,20 @@ fn cli_answers_bad_input_clearly() {
     ]);
     assert!(ok && out.contains("verdict:"), "{out}");
 }
+
+#[test]
+fn solve_refuses_a_workload_longer_than_the_context() {
+    let (ok, out) = placer(&["solve", "glm-q8", "--ctx", "32768", "--gen", "100000"]);
+    assert!(
+        !ok && out.contains("--gen 100000 does not fit in --ctx 32768")
+            && out.contains("--gen 16384"),
+        "{out}"
+    );
+    let (ok, out) = placer(&[
+        "solve", "glm-q8", "--ctx", "32768", "--prompt", "32000", "--gen", "1000",
+    ]);
+    assert!(
+        !ok && out.contains("use --prompt 31768 or less, or --ctx 33792 or more"),
+        "{out}"
+    );
+}

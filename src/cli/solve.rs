@@ -172,6 +172,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         a.prefill_weight
             .map(|w| (w.max(0.0) * gen.unwrap_or(crate::solver::DEFAULT_GEN) as f64).round() as u32)
     });
+    check_workload_fits(a.ctx, prompt, gen)?;
     let devices = match &a.devices {
         None => None,
         Some(list) => Some(
@@ -403,4 +404,32 @@ pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
         }
     }
     o
+}
+
+/// A request holds its prompt and its generated tokens in one sequence's context; a workload
+/// that cannot fit would be priced at depths llama.cpp never reaches.
+fn check_workload_fits(ctx: u32, prompt: Option<u32>, gen: Option<u32>) -> anyhow::Result<()> {
+    if ctx == 0 {
+        return Ok(()); // training context: checked against the model later (prompt is clamped)
+    }
+    let g = gen.unwrap_or(crate::solver::DEFAULT_GEN);
+    if g >= ctx {
+        anyhow::bail!(
+            "--gen {g} does not fit in --ctx {ctx}: a request's generated tokens share the context \
+             with its prompt; use --gen {} or less, or a larger --ctx",
+            ctx / 2
+        );
+    }
+    if let Some(p) = prompt {
+        if p as u64 + g as u64 > ctx as u64 {
+            anyhow::bail!(
+                "--prompt {p} + --gen {g} = {} tokens do not fit in --ctx {ctx}; use --prompt {} \
+                 or less, or --ctx {} or more",
+                p as u64 + g as u64,
+                ctx - g,
+                (p as u64 + g as u64).next_multiple_of(1024)
+            );
+        }
+    }
+    Ok(())
 }
