@@ -440,7 +440,12 @@ pub fn prefill_load(w: &Where, prompt_tokens: u64, ubatch: u32, op_offload: bool
         for (i, t) in w.anatomy.tensors.iter().enumerate() {
             let on_cpu = w.resolved.tensor_device.get(i).copied() == Some(DeviceId::Cpu);
             let skipped = w.resolved.skipped.get(i).copied().unwrap_or(false);
-            if on_cpu && !skipped && t.role != Role::TokenEmbd && t.dims.len() >= 2 {
+            // The output matrix multiplies only the rows that produce logits (the prompt's
+            // last token, for llama-server and llama-completion alike): < 32 rows, never
+            // offloaded (ggml-cuda.cu:ggml_backend_cuda_device_offload_op). The solver prices
+            // it the same way (solver/coeffs.rs, `GroupKind::Output`).
+            let streamed = !matches!(t.role, Role::TokenEmbd | Role::Output);
+            if on_cpu && !skipped && streamed && t.dims.len() >= 2 {
                 pcie += t.nbytes as f64;
                 if is_routed(t.role) {
                     experts += t.nbytes as f64;
