@@ -76,11 +76,13 @@ pub fn margins(kind: ProfileKind, host: &Host, cal: &Calibration) -> (Margins, S
                 g.model
             ));
         }
-        for dm in cal
+        // The device's margin is its largest learned entry (Calibration::device_extra_mib).
+        let largest = cal
             .device_margins
             .iter()
             .filter(|m| labels.contains(&m.host) && m.device == dev && m.extra_mib > 0.0)
-        {
+            .max_by(|a, b| a.extra_mib.total_cmp(&b.extra_mib));
+        if let Some(dm) = largest {
             let from = if dm.from.is_empty() {
                 "an OOM log".to_string()
             } else {

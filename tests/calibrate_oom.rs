@@ -82,6 +82,20 @@ fn oom_on_a_device_moves_memory_off_it() {
         extra >= before - cal.margins.aggressive_mib,
         "margin +{extra} MiB does not exclude the failed profile"
     );
+    // Reading the same logs again (a re-fit from the learned calibration) changes nothing, also
+    // with two OOM runs on one device (the second session's shipped file compounded them).
+    let mut rec2 = rec.clone();
+    rec2.input.run_id = "oom-again".into();
+    let both = [rec.clone(), rec2];
+    let mut once = cal.clone();
+    learn_ooms(&both, &mut once, &mut FitReport::default());
+    let mut twice = once.clone();
+    learn_ooms(&both, &mut twice, &mut FitReport::default());
+    assert_eq!(twice.device_margins, once.device_margins);
+    assert_eq!(
+        once.device_extra_mib(&host.name, &format!("CUDA{gpu}")),
+        extra
+    );
     let second = solve(&a, &host, &learned);
     let after = free_mib(&second, gpu);
     eprintln!("CUDA{gpu}: {before:.0} MiB free before the OOM, {after:.0} MiB after");

@@ -906,25 +906,17 @@ pub fn learn_ooms(records: &[Record], cal: &mut Calibration, rep: &mut FitReport
     }
 }
 
+/// One entry per OOM run and device: the margin that run alone needs. A device's margin is the
+/// largest of its entries (`Calibration::device_extra_mib`), so re-reading the same logs — a
+/// re-fit from a calibration that already learned them — changes nothing, and a new OOM of a
+/// launch that was solved with the old margin raises it (its predicted free memory included it).
 pub fn add_device_margin(cal: &mut Calibration, host: &str, device: &str, extra: f64, from: &str) {
-    // The same OOM log read again (a re-fit from a calibration that already learned it) keeps
-    // its margin instead of adding it a second time.
-    let same_run = cal
-        .device_margins
-        .iter()
-        .any(|m| m.host == host && m.device == device && m.from == from);
-    let current = cal.device_extra_mib(host, device);
-    let extra = if same_run {
-        (extra - current).max(0.0)
-    } else {
-        extra
-    };
     cal.device_margins
-        .retain(|m| !(m.host == host && m.device == device));
+        .retain(|m| !(m.host == host && m.device == device && m.from == from));
     cal.device_margins.push(DeviceMargin {
         host: host.to_string(),
         device: device.to_string(),
-        extra_mib: current + extra,
+        extra_mib: extra,
         from: from.to_string(),
     });
 }
