@@ -743,7 +743,41 @@ fn heuristic_start(m: &LinearModel, b: &Budgets, classes: &[Class]) -> Option<(f
 /// class members that save the most request time per byte while room is left (the op-offload
 /// stage on GPU 0 re-reserved until it no longer grows), then price the placement with the
 /// program's objective. None when a GPU or the host RAM row does not hold it.
+///
+/// A movable output matrix is decided both ways as well as by the knapsack, and the cheapest wins:
+/// with n_batch logits rows (llama-completion) its logits go to GPU 0's compute buffer when it is on
+/// the CPU (op offload) and to its own GPU when kept, and the knapsack alone reserved both (testbed
+/// GLM 128K: 1.2 GB of CUDA0 left unused, docs/solver.md §2.4).
 fn fill(m: &LinearModel, b: &Budgets, classes: &[Class], rank: &[usize]) -> Option<(f64, Start)> {
+    let free = fill_with(m, b, classes, rank, OutputMode::Knapsack);
+    if !classes.iter().any(|c| c.is_output) || !m.op_offload || m.n_gpus == 0 {
+        return free;
+    }
+    [OutputMode::Cpu, OutputMode::Kept]
+        .into_iter()
+        .filter_map(|mode| fill_with(m, b, classes, rank, mode))
+        .chain(free)
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+/// How [`fill_with`] treats a movable output matrix.
+#[derive(Clone, Copy, PartialEq)]
+enum OutputMode {
+    /// Like any class: kept while room is left, its CPU logits reserved on GPU 0 up front.
+    Knapsack,
+    /// On the CPU (its logits on GPU 0 through op offload).
+    Cpu,
+    /// On the GPU of its slot, with its logits; nothing reserved on GPU 0 for it.
+    Kept,
+}
+
+fn fill_with(
+    m: &LinearModel,
+    b: &Budgets,
+    classes: &[Class],
+    rank: &[usize],
+    out_mode: OutputMode,
+) -> Option<(f64, Start)> {
     let g = m.n_gpus;
     let s_n = m.n_slots;
     let has_output_class = classes.iter().any(|c| c.is_output);
@@ -770,7 +804,7 @@ fn fill(m: &LinearModel, b: &Budgets, classes: &[Class], rank: &[usize]) -> Opti
     // An output matrix on the CPU is op-offloaded in the reserved prompt graph: its logits land
     // in GPU 0's compute buffer (ILP row below). Reserved here as if it were off; keeping it on
     // GPU 0 then costs only its bytes there.
-    let out_off_logits = if m.op_offload && g > 0 {
+    let out_off_logits = if m.op_offload && g > 0 && out_mode != OutputMode::Kept {
         classes
             .iter()
             .filter(|c| c.is_output)
@@ -782,7 +816,7 @@ fn fill(m: &LinearModel, b: &Budgets, classes: &[Class], rank: &[usize]) -> Opti
     if g > 0 {
         base[0] += out_off_logits;
     }
-    let on: Vec<Vec<usize>> = classes
+    let mut on: Vec<Vec<usize>> = classes
         .iter()
         .map(|c| {
             let mut v = vec![0usize; g];
@@ -795,6 +829,22 @@ fn fill(m: &LinearModel, b: &Budgets, classes: &[Class], rank: &[usize]) -> Opti
             v
         })
         .collect();
+    // A decided output class leaves the knapsack: kept ones take their room first.
+    let mut out_kept: Vec<(usize, Vec<usize>)> = Vec::new();
+    if out_mode != OutputMode::Knapsack {
+        for (ci, c) in classes.iter().enumerate().filter(|(_, c)| c.is_output) {
+            if out_mode == OutputMode::Kept {
+                if on[ci].iter().sum::<usize>() < c.members.len() {
+                    return None; // its slot is on the CPU
+                }
+                for d in 0..g {
+                    base[d] += on[ci][d] as f64 * (c.bytes + m.compute_logits) as f64;
+                }
+                out_kept.push((ci, on[ci].clone()));
+            }
+            on[ci] = vec![0; g];
+        }
+    }
     // Per class: bytes one member takes on a GPU, and the request seconds it saves there.
     let per: Vec<f64> = classes
         .iter()
@@ -849,6 +899,9 @@ fn fill(m: &LinearModel, b: &Budgets, classes: &[Class], rank: &[usize]) -> Opti
                 classes,
                 m.split_cost(),
             )?;
+            for (ci, v) in &out_kept {
+                keep[*ci][d] = v[d];
+            }
         }
         if !m.op_offload || g == 0 {
             break;
