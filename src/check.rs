@@ -22,6 +22,8 @@ pub struct CheckReport {
     pub prediction: Prediction,
     /// One line: "fits" or "OOM on CUDA1 by 312 MiB at KV allocation".
     pub verdict_text: String,
+    /// When it does not fit: the smallest changes to this command that do, and what else to run.
+    pub fixes: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -38,6 +40,7 @@ pub fn check(
     let mut warnings = extra;
     warnings.extend(prediction.warnings.iter().cloned());
     warnings.extend(pitfalls(&predictor, cfg, &prediction));
+    let fixes = fixes(&predictor, cfg, &prediction, &host.name);
     Ok(CheckReport {
         model: anatomy.name.clone().unwrap_or_else(|| cfg.model.clone()),
         arch: anatomy.arch.clone(),
@@ -45,6 +48,7 @@ pub fn check(
         tool: cfg.tool,
         gpu_names: host.gpus.iter().map(|g| g.model.clone()).collect(),
         verdict_text: verdict_text(&prediction.verdict),
+        fixes,
         prediction,
         warnings,
     })
@@ -71,6 +75,76 @@ pub fn verdict_text(v: &Verdict) -> String {
             stage_name(*stage)
         ),
     }
+}
+
+/// For an OOM: the changes to this very command that fit under the same memory model — the
+/// largest context, q8_0 KV, -ub 512 — each checked by a prediction, then `placer solve`, which
+/// moves tensors instead. Empty when the command fits.
+pub fn fixes(pr: &Predictor, cfg: &LaunchConfig, p: &Prediction, host: &str) -> Vec<String> {
+    let Verdict::Oom { stage, .. } = p.verdict else {
+        return Vec::new();
+    };
+    let fits = |c: &LaunchConfig| pr.predict(c).is_ok_and(|q| q.verdict == Verdict::Fits);
+    let n_ctx = p.shape.n_ctx;
+    let mut out = Vec::new();
+    if stage != Stage::Load {
+        // The prediction grows with the context; the largest multiple of 256 that fits.
+        const STEP: u32 = 256;
+        let with_ctx = |c: u32| LaunchConfig {
+            ctx: c * STEP,
+            ..cfg.clone()
+        };
+        let (mut lo, mut hi) = (0u32, n_ctx / STEP);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits(&with_ctx(mid)) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        if lo > 0 && lo * STEP < n_ctx {
+            out.push(format!(
+                "-c {} (the largest context that fits with these flags; asked {n_ctx})",
+                lo * STEP
+            ));
+        }
+        let f16 = crate::gguf::GgmlType::F16;
+        if cfg.type_k == f16 && cfg.type_v == f16 && cfg.flash_attn != crate::launch::FlashAttn::Off
+        {
+            let q8 = LaunchConfig {
+                type_k: crate::gguf::GgmlType::Q8_0,
+                type_v: crate::gguf::GgmlType::Q8_0,
+                ..cfg.clone()
+            };
+            if fits(&q8) {
+                out.push(format!(
+                    "-ctk q8_0 -ctv q8_0 (half the KV cache, at -c {n_ctx})"
+                ));
+            }
+        }
+        if cfg.ubatch > 512 {
+            let ub = LaunchConfig {
+                ubatch: 512,
+                ..cfg.clone()
+            };
+            if fits(&ub) {
+                out.push(format!(
+                    "-ub 512 (smaller compute buffers; -ub {} asked)",
+                    cfg.ubatch
+                ));
+            }
+        }
+    }
+    let model = if cfg.model.is_empty() {
+        "MODEL"
+    } else {
+        cfg.model.as_str()
+    };
+    out.push(format!(
+        "or run: placer solve {model} --ctx {n_ctx} --host {host} (moves layers and experts until it fits, and says what to change when nothing does)"
+    ));
+    out
 }
 
 /// The users' recorded pitfalls (shared/reference/user-world.md, "Lessons"), checked on the
@@ -286,6 +360,13 @@ pub fn render(r: &CheckReport) -> String {
     let _ = writeln!(out, "  layers: {layers}");
     let _ = writeln!(out);
     let _ = writeln!(out, "verdict: {}", r.verdict_text);
+    for f in &r.fixes {
+        if f.starts_with("or run:") {
+            let _ = writeln!(out, "  {f}");
+        } else {
+            let _ = writeln!(out, "  fits with: {f}");
+        }
+    }
     for w in &r.warnings {
         let _ = writeln!(out, "warning: {w}");
     }

@@ -161,3 +161,51 @@ fn solve_refuses_a_workload_longer_than_the_context() {
         "{out}"
     );
 }
+
+#[test]
+fn an_oom_says_what_fits_instead() {
+    let (ok, out) = placer(&[
+        "check",
+        "--",
+        "llama-server",
+        "-m",
+        "glm-q8",
+        "-c",
+        "131072",
+        "-ngl",
+        "99",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("verdict: OOM on CUDA0"), "{out}");
+    // Each suggestion is itself checked: the context found must fit and the next step must not.
+    let c: u32 = out
+        .split("fits with: -c ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no context suggestion: {out}"));
+    let verdict = |ctx: u32| {
+        let (_, o) = placer(&[
+            "check",
+            "--",
+            "llama-server",
+            "-m",
+            "glm-q8",
+            "-c",
+            &ctx.to_string(),
+            "-ngl",
+            "99",
+        ]);
+        o.lines()
+            .find(|l| l.starts_with("verdict:"))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(verdict(c), "verdict: fits");
+    assert!(verdict(c + 256).contains("OOM"));
+    assert!(out.contains("fits with: -ctk q8_0 -ctv q8_0"), "{out}");
+    assert!(
+        out.contains("or run: placer solve glm-q8 --ctx 131072 --host users-4090-5070ti"),
+        "{out}"
+    );
+}
