@@ -24,7 +24,34 @@ pub struct CheckReport {
     pub verdict_text: String,
     /// When it does not fit: the smallest changes to this command that do, and what else to run.
     pub fixes: Vec<String>,
+    /// When it fits: the speed model's decode and prefill for this placement.
+    pub speed: Option<SpeedEstimate>,
     pub warnings: Vec<String>,
+}
+
+/// The speed model (src/speed.rs, the one the solver optimises and calibrate fits) on the
+/// checked placement.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpeedEstimate {
+    pub decode_tps: f64,
+    /// Cells of context attention reads per generated token.
+    pub depth: u64,
+    /// None when the calibration has no prefill constants for this host.
+    pub prefill_tps: Option<f64>,
+    pub prompt_tokens: u64,
+    /// Backend hand-offs per generated token (estimated as the solver counts them).
+    pub splits: f64,
+    /// Where the constants come from.
+    pub source: String,
+}
+
+/// Tokens of the request the speed estimate prices (as `placer solve`'s workload).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Workload {
+    /// Prompt tokens (None: half the context).
+    pub prompt: Option<u32>,
+    /// Generated tokens (None: 128).
+    pub gen: Option<u32>,
 }
 
 /// Predict and collect warnings (`extra` = warnings from parsing the command line).
@@ -35,12 +62,26 @@ pub fn check(
     cal: &Calibration,
     extra: Vec<String>,
 ) -> anyhow::Result<CheckReport> {
+    check_with(anatomy, cfg, host, cal, extra, Workload::default())
+}
+
+/// [`check`] with the workload the speed estimate prices.
+pub fn check_with(
+    anatomy: &Anatomy,
+    cfg: &LaunchConfig,
+    host: &Host,
+    cal: &Calibration,
+    extra: Vec<String>,
+    workload: Workload,
+) -> anyhow::Result<CheckReport> {
     let predictor = Predictor::new(anatomy, host, cal);
     let prediction = predictor.predict(cfg)?;
     let mut warnings = extra;
     warnings.extend(prediction.warnings.iter().cloned());
     warnings.extend(pitfalls(&predictor, cfg, &prediction));
     let fixes = fixes(&predictor, cfg, &prediction, &host.name);
+    let speed = (prediction.verdict == Verdict::Fits)
+        .then(|| speed_estimate(anatomy, cfg, host, cal, &prediction, workload));
     Ok(CheckReport {
         model: anatomy.name.clone().unwrap_or_else(|| cfg.model.clone()),
         arch: anatomy.arch.clone(),
@@ -49,9 +90,49 @@ pub fn check(
         gpu_names: host.gpus.iter().map(|g| g.model.clone()).collect(),
         verdict_text: verdict_text(&prediction.verdict),
         fixes,
+        speed,
         prediction,
         warnings,
     })
+}
+
+fn speed_estimate(
+    anatomy: &Anatomy,
+    cfg: &LaunchConfig,
+    host: &Host,
+    cal: &Calibration,
+    p: &Prediction,
+    workload: Workload,
+) -> SpeedEstimate {
+    use crate::speed;
+    let w = speed::Where {
+        anatomy,
+        resolved: &p.resolved,
+        n_gpu: host.gpus.len(),
+        type_k: cfg.type_k,
+        type_v: cfg.type_v,
+    };
+    let n_ctx = p.shape.n_ctx_seq.max(1);
+    let gen = workload
+        .gen
+        .unwrap_or(crate::solver::DEFAULT_GEN)
+        .min(n_ctx) as u64;
+    let prompt = (workload.prompt.unwrap_or(n_ctx / 2) as u64).min(n_ctx as u64 - gen);
+    let depth = prompt + gen / 2;
+    let rates = speed::rates(cal, host);
+    let mut load = speed::decode_load(&w, depth);
+    load.splits = speed::estimate_splits(&w);
+    load.nodes = speed::graph_nodes(anatomy);
+    let pre = speed::prefill_load(&w, prompt, p.shape.n_ubatch, cfg.op_offload);
+    let pre_s = speed::prefill_s_per_token(&rates, &pre);
+    SpeedEstimate {
+        decode_tps: 1.0 / speed::decode_s(&rates, &load),
+        depth,
+        prefill_tps: (rates.pcie_s_per_byte.is_some() && pre_s > 0.0).then(|| 1.0 / pre_s),
+        prompt_tokens: prompt,
+        splits: load.splits,
+        source: crate::solver::coeffs::rates_source(cal, host),
+    }
 }
 
 pub fn stage_name(s: Stage) -> &'static str {
@@ -366,6 +447,18 @@ pub fn render(r: &CheckReport) -> String {
         } else {
             let _ = writeln!(out, "  fits with: {f}");
         }
+    }
+    if let Some(sp) = &r.speed {
+        let _ = writeln!(
+            out,
+            "predicted: decode {:.1} t/s at depth {}, prefill {} for a {}-token prompt ({:.0} hand-offs/token; {})",
+            sp.decode_tps,
+            sp.depth,
+            crate::solver::tps_text(sp.prefill_tps),
+            sp.prompt_tokens,
+            sp.splits,
+            sp.source
+        );
     }
     for w in &r.warnings {
         let _ = writeln!(out, "warning: {w}");

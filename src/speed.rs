@@ -489,6 +489,73 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// Nodes of the token-generation graph, for the per-node (kernel launch) cost. PRIOR: nodes per
+/// repeating layer as logged by llama.cpp for the same architecture family in data/runs
+/// (`graph nodes = …` lines: qwen3moe 3030 / 48 layers, qwen3 2246 / 64, deepseek2 3363 / 47,
+/// gpt-oss 1349 / 24); other architectures use the qwen3moe figure. Placement does not change
+/// it (it only shifts the printed t/s, never a decision).
+pub fn graph_nodes(anatomy: &Anatomy) -> f64 {
+    let per_layer = match anatomy.arch.as_str() {
+        "qwen3" | "qwen2" | "llama" => 2246.0 / 64.0,
+        "deepseek2" => 3363.0 / 47.0,
+        "gpt-oss" | "gptoss" => 1349.0 / 24.0,
+        _ => 3030.0 / 48.0,
+    };
+    per_layer * anatomy.hp.n_layer as f64
+}
+
+/// Backend hand-offs of one decode step for a placement, counted as the solver counts them
+/// (solver/coeffs.rs, ilp.rs): two for every device other than the layer's own (where its KV and
+/// attention run) that holds one of the layer's FFN tensors, one for every change of device
+/// between consecutive layers, and one more when the output matrix is elsewhere than the last
+/// layer. Used where no log gives `graph splits`.
+pub fn estimate_splits(w: &Where) -> f64 {
+    let a = w.anatomy;
+    let n = a.hp.n_layer as usize;
+    let mut elsewhere: Vec<Vec<DeviceId>> = vec![Vec::new(); n];
+    for (i, t) in a.tensors.iter().enumerate() {
+        let crate::anatomy::LayerRef::Block(il) = t.layer else {
+            continue;
+        };
+        let ffn = matches!(
+            t.role,
+            Role::DenseFfn
+                | Role::SharedExpert
+                | Role::ExpertsGate
+                | Role::ExpertsUp
+                | Role::ExpertsDown
+                | Role::ExpertsGateUp
+        );
+        let (Some(&own), Some(&d)) = (
+            w.resolved.kv_device.get(il as usize),
+            w.resolved.tensor_device.get(i),
+        ) else {
+            continue;
+        };
+        if ffn && d != own && !w.resolved.skipped.get(i).copied().unwrap_or(false) {
+            let v = &mut elsewhere[il as usize];
+            if !v.contains(&d) {
+                v.push(d);
+            }
+        }
+    }
+    let mut splits = 2 * elsewhere.iter().map(Vec::len).sum::<usize>();
+    let own: Vec<DeviceId> = w.resolved.kv_device.iter().copied().take(n).collect();
+    splits += own.windows(2).filter(|p| p[0] != p[1]).count();
+    let out = a
+        .tensors
+        .iter()
+        .position(|t| t.role == Role::Output)
+        .map(|i| w.resolved.tensor_device[i])
+        .or(w.resolved.tied_output_device);
+    if let (Some(o), Some(last)) = (out, own.last()) {
+        if o != *last {
+            splits += 1;
+        }
+    }
+    splits as f64
+}
+
 /// Predicted seconds per generated token.
 pub fn decode_s(r: &Rates, l: &DecodeLoad) -> f64 {
     r.per_token_s

@@ -209,3 +209,64 @@ fn an_oom_says_what_fits_instead() {
         "{out}"
     );
 }
+
+/// `check` on the flags `solve` emitted predicts what `solve` printed for them: one speed model,
+/// one placement resolution (the check re-derives the placement from the flags alone).
+#[test]
+fn check_predicts_the_speed_solve_printed_for_its_own_flags() {
+    let host = "hardware/testbed-h100-24gb.toml";
+    let (ok, out) = placer(&[
+        "solve",
+        "glm-q8",
+        "--host",
+        host,
+        "--ctx",
+        "32768",
+        "--prompt",
+        "15000",
+        "--tool",
+        "llama-completion",
+        "--json",
+    ]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for prof in v["profiles"].as_array().unwrap() {
+        let mut argv: Vec<String> = prof["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let m = argv.iter().position(|a| a == "-m").unwrap();
+        argv[m + 1] = "glm-q8".into();
+        let mut args = vec![
+            "check",
+            "--json",
+            "--host",
+            host,
+            "--prompt",
+            "15000",
+            "--",
+            "llama-completion",
+        ];
+        args.extend(argv.iter().map(String::as_str));
+        let (ok, out) = placer(&args);
+        assert!(ok, "{out}");
+        let c: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let want = prof["solution"]["decode_tps"].as_f64().unwrap();
+        let got = c["speed"]["decode_tps"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no speed in check: {out}"));
+        assert!(
+            (got - want).abs() <= 0.01 * want,
+            "{}: check {got:.2} t/s, solve {want:.2}",
+            prof["kind"]
+        );
+        let want = prof["solution"]["prefill_tps"].as_f64().unwrap();
+        let got = c["speed"]["prefill_tps"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 0.01 * want,
+            "prefill: {got} vs {want}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! `placer check [--host H] [--json] -- <llama.cpp argv>` or `placer check models.conf:SECTION`.
 
 use crate::calibrate::Calibration;
-use crate::check::{check, render};
+use crate::check::{check_with, render, Workload};
 use crate::host::Host;
 use crate::launch::{self, Tool};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,12 @@ pub struct Args {
     /// Calibration file (default: the shipped data/calibration.toml, or the user's).
     #[arg(long)]
     pub calibration: Option<PathBuf>,
+    /// Workload of the speed estimate: prompt tokens (default: half the context).
+    #[arg(long)]
+    pub prompt: Option<u32>,
+    /// Workload of the speed estimate: generated tokens (default: 128).
+    #[arg(long)]
+    pub gen: Option<u32>,
     /// `models.conf:SECTION`, or the llama.cpp command after `--`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -93,7 +99,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let gguf = load_model(&cfg.model, conf_dir.as_deref(), args.models_dir.as_deref())?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
-    let report = check(&anatomy, &cfg, &host, &cal, parsed.warnings)?;
+    let workload = Workload {
+        prompt: args.prompt,
+        gen: args.gen,
+    };
+    let report = check_with(&anatomy, &cfg, &host, &cal, parsed.warnings, workload)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -483,23 +483,8 @@ fn speed_costs(m: &mut LinearModel, anatomy: &Anatomy, req: &SolveRequest, slot_
     for mv in &mut m.movable {
         mv.dec = (0..=g).map(|d| mv.read * per_byte(d)).collect();
     }
-    m.dec_const = r.per_token_s + r.per_node_s * graph_nodes(anatomy);
+    m.dec_const = r.per_token_s + r.per_node_s * crate::speed::graph_nodes(anatomy);
     m.pre_const = r.prefill_per_token_s;
-}
-
-/// Nodes of the token-generation graph, for the per-node (kernel launch) cost. PRIOR: nodes per
-/// repeating layer as logged by llama.cpp for the same architecture family in data/runs
-/// (`graph nodes = …` lines: qwen3moe 3030 / 48 layers, qwen3 2246 / 64, deepseek2 3363 / 47,
-/// gpt-oss 1349 / 24); other architectures use the qwen3moe figure. Placement does not change
-/// it (it only shifts the printed t/s, never a decision).
-fn graph_nodes(anatomy: &Anatomy) -> f64 {
-    let per_layer = match anatomy.arch.as_str() {
-        "qwen3" | "qwen2" | "llama" => 2246.0 / 64.0,
-        "deepseek2" => 3363.0 / 47.0,
-        "gpt-oss" | "gptoss" => 1349.0 / 24.0,
-        _ => 3030.0 / 48.0,
-    };
-    per_layer * anatomy.hp.n_layer as f64
 }
 
 /// Compute-buffer terms, llamacpp-internals §6.4 ("CUDA0_compute ≈ MASK + 16·n_embd·U + max(…)"),
