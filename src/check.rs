@@ -1,5 +1,5 @@
 //! `placer check`: predict memory per device for a launch command and say whether it fits.
-//! OWNER: memory helper. The library side: the prediction, the users' recorded pitfalls as
+//! The library side: the prediction, the users' recorded pitfalls as
 //! warnings, and the table people read.
 
 use crate::anatomy::{Anatomy, Role};

@@ -1,4 +1,4 @@
-//! Placement → llama.cpp flags (-ngl, -ts, compact -ot regexes) and JSON. OWNER: solver helper.
+//! Placement → llama.cpp flags (-ngl, -ts, compact -ot regexes) and JSON.
 //!
 //! How llama.cpp reads what we emit (reference tree, llama-cpp-python 0.3.36 sdist):
 //! - `-ngl N -ts c0,c1,…` (`src/llama-model.cpp:llama_model_base::load_tensors`): the last `N` of

@@ -1,5 +1,5 @@
 //! Host descriptions (hardware/*.toml): GPUs with total and usable memory, bandwidths, PCIe,
-//! host RAM. OWNER: memory helper (format), testbed helper (NVML detection in `cli::host`).
+//! host RAM.
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! A llama.cpp launch command as llama.cpp's `common/arg.cpp` would parse it (the subset that
-//! moves memory and speed), from argv or a models.conf section. OWNER: memory helper.
+//! moves memory and speed), from argv or a models.conf section.
 
 use crate::gguf::GgmlType;
 use serde::{Deserialize, Serialize};
@@ -166,7 +166,7 @@ pub fn n_cpu_overrides(n: u32, ffn_regex: &str) -> Vec<Override> {
         .collect()
 }
 
-/// Parse llama.cpp argv (without the program name) into a LaunchConfig. OWNER: memory helper.
+/// Parse llama.cpp argv (without the program name) into a LaunchConfig.
 pub fn parse_args(tool: Tool, args: &[String]) -> anyhow::Result<LaunchConfig> {
     parse_args_full(tool, args).map(|p| p.config)
 }

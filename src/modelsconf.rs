@@ -1,5 +1,5 @@
 //! The users' models.conf format: read sections (for `check`), write profiles (for `solve
-//! --write`) keeping every other byte. OWNER: solver helper (write), memory helper (read).
+//! --write`) keeping every other byte.
 //!
 //! Format (shared/reference/user-world.md): INI-like, `[section]` headers, `KEY=VALUE` lines,
 //! `#` comment lines (a commented-out section `#[name]` is not a section).

@@ -1,5 +1,4 @@
 //! Aggressive and moderate profiles: a placement, its launch flags, its prediction.
-//! OWNER: solver helper.
 //!
 //! The two profiles differ only in the memory kept free on every device. The margins come from
 //! the calibration (`Calibration::margins`, data/calibration.toml — learned from the distribution

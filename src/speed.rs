@@ -1,5 +1,5 @@
 //! The speed model, one for `calibrate` (which fits its constants from logged runs) and `solve`
-//! (which places tensors to minimise it). OWNER: calibrate helper.
+//! (which places tensors to minimise it).
 //!
 //! Decode, seconds per generated token:
 //!

@@ -1,5 +1,5 @@
 //! Calibration: constants the memory and speed models leave open, fitted from measured runs.
-//! OWNER: calibrate helper. `Calibration::shipped()` loads data/calibration.toml (embedded).
+//! `Calibration::shipped()` loads data/calibration.toml (embedded).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! Readers for what llama.cpp prints (server/cli/completion logs in text or --log-jsonl,
-//! llama-bench md/csv/json, the memory breakdown table). OWNER: calibrate helper.
+//! llama-bench md/csv/json, the memory breakdown table).
 //! Files that are not llama.cpp logs or are cut short are reported, never a crash.
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! Memory model: what llama.cpp allocates on each device for a launch command.
-//! OWNER: memory helper. `resolve` reproduces llama.cpp's placement rules (which device every
+//! `resolve` reproduces llama.cpp's placement rules (which device every
 //! tensor and every layer's KV lands on); `predict` sizes model / KV / compute / overhead.
 
 use crate::host::DeviceId;

@@ -1,4 +1,4 @@
-//! The integer program (good_lp + HiGHS) choosing a `Placement`. OWNER: solver helper.
+//! The integer program (good_lp + HiGHS) choosing a `Placement`.
 //!
 //! Contract: `solve` returns a placement whose `memory::predict` (through `emit` → flags →
 //! `launch` → `memory`) respects every device cap minus the margin; the solver's linear memory
