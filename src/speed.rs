@@ -541,6 +541,12 @@ pub fn estimate_splits(w: &Where) -> f64 {
     }
     let mut splits = 2 * elsewhere.iter().map(Vec::len).sum::<usize>();
     let own: Vec<DeviceId> = w.resolved.kv_device.iter().copied().take(n).collect();
+    // A whole layer on the CPU next to GPUs logs two more splits in the decode graph (data/runs:
+    // dense 32B at -ngl 36, 29 CPU layers: 62 logged, 3 from hand-offs; qwen3moe and GLM 128K
+    // call 4 likewise), although no weight of it is elsewhere.
+    if w.n_gpu > 0 {
+        splits += 2 * own.iter().filter(|d| **d == DeviceId::Cpu).count();
+    }
     splits += own.windows(2).filter(|p| p[0] != p[1]).count();
     let out = a
         .tensors

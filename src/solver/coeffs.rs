@@ -473,8 +473,19 @@ fn speed_costs(m: &mut LinearModel, anatomy: &Anatomy, req: &SolveRequest, slot_
         let layer = (s + 1 < m.n_slots).then_some(s as u32);
         let read = m.slot_fixed_read[s] + m.slot_kv_read[s];
         let stream = stream_cost(m, stream_bytes, false);
+        // A whole layer on the CPU next to GPUs logs two more decode splits (speed.rs
+        // `estimate_splits`, tests/speed_splits.rs).
+        let cpu_layer_splits = if g > 0 && layer.is_some() {
+            2.0 * r.per_split_s
+        } else {
+            0.0
+        };
         m.slot_dec[s] = (0..=g)
-            .map(|d| read * per_byte(d) + layer.map_or(0.0, |il| attn_dec(il, d, dec_depth)))
+            .map(|d| {
+                read * per_byte(d)
+                    + layer.map_or(0.0, |il| attn_dec(il, d, dec_depth))
+                    + if d == g { cpu_layer_splits } else { 0.0 }
+            })
             .collect();
         m.slot_pre[s] = (0..=g)
             .map(|d| layer.map_or(0.0, |il| attn_pre(il, d, pre_depth)) + stream[d])
