@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod emit;
+pub mod fitsim;
 pub mod gguf;
 pub mod host;
 pub mod launch;
