@@ -26,6 +26,9 @@ pub struct CheckReport {
     pub fixes: Vec<String>,
     /// When it fits: the speed model's decode and prefill for this placement.
     pub speed: Option<SpeedEstimate>,
+    /// When the command leaves the placement to `--fit`: what it would choose (src/fitsim.rs),
+    /// which the table then shows.
+    pub fit_choice: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -75,6 +78,23 @@ pub fn check_with(
     workload: Workload,
 ) -> anyhow::Result<CheckReport> {
     let predictor = Predictor::new(anatomy, host, cal);
+    // A command that leaves layers to --fit is checked with what --fit would choose.
+    let fit_left_to_llama = cfg.fit
+        && cfg.gpu_layers == GpuLayers::Auto
+        && cfg.tensor_split.is_none()
+        && cfg.overrides.is_empty()
+        && !host.gpus.is_empty();
+    let mut fit_choice = None;
+    let fitted;
+    let cfg = if fit_left_to_llama {
+        let budgets = crate::fitsim::budgets_mib(&predictor, cfg);
+        let choice = crate::fitsim::simulate(&predictor, cfg, &budgets)?;
+        fitted = choice.launch.clone();
+        fit_choice = Some(fit_text(&choice, host.gpus.len()));
+        &fitted
+    } else {
+        cfg
+    };
     let prediction = predictor.predict(cfg)?;
     let mut warnings = extra;
     warnings.extend(prediction.warnings.iter().cloned());
@@ -91,9 +111,36 @@ pub fn check_with(
         verdict_text: verdict_text(&prediction.verdict),
         fixes,
         speed,
+        fit_choice,
         prediction,
         warnings,
     })
+}
+
+/// `--fit`'s choice as flags, with how it got there.
+fn fit_text(c: &crate::fitsim::FitChoice, n_gpus: usize) -> String {
+    let l = &c.launch;
+    let mut flags = match l.gpu_layers {
+        GpuLayers::Count(n) => format!("-ngl {n}"),
+        _ => "-ngl all".into(),
+    };
+    if let Some(ts) = &l.tensor_split {
+        let v: Vec<String> = ts.iter().map(|x| format!("{x:.0}")).collect();
+        flags += &format!(" -ts {}", v.join(","));
+    }
+    if !l.overrides.is_empty() {
+        flags += &format!(" + {} -ot overrides", l.overrides.len());
+    }
+    let parts: Vec<String> = (0..n_gpus)
+        .map(|d| {
+            format!(
+                "CUDA{d} {} layers ({} partial)",
+                c.layers.get(d).copied().unwrap_or(0),
+                c.partial.get(d).copied().unwrap_or(0)
+            )
+        })
+        .collect();
+    format!("{flags}: {} — {}", parts.join(", "), c.steps.join("; "))
 }
 
 fn speed_estimate(
@@ -264,8 +311,8 @@ pub fn pitfalls(pr: &Predictor, cfg: &LaunchConfig, p: &Prediction) -> Vec<Strin
         && cfg.overrides.is_empty()
     {
         w.push(
-            "--fit on with -ngl auto: llama.cpp will choose layers and overrides at start-up; this table shows the command \
-             without fit (all layers offloaded). `placer solve` gives explicit flags"
+            "--fit on with -ngl auto: llama.cpp chooses layers and overrides at start-up; the table shows what it would \
+             choose, replayed on placer's memory model (src/fitsim.rs). `placer solve` gives explicit, faster flags"
                 .to_string(),
         );
     }
@@ -440,6 +487,9 @@ pub fn render(r: &CheckReport) -> String {
     let layers = layer_summary(p);
     let _ = writeln!(out, "  layers: {layers}");
     let _ = writeln!(out);
+    if let Some(f) = &r.fit_choice {
+        let _ = writeln!(out, "--fit would choose: {f}");
+    }
     let _ = writeln!(out, "verdict: {}", r.verdict_text);
     for f in &r.fixes {
         if f.starts_with("or run:") {

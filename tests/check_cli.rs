@@ -270,3 +270,26 @@ fn check_predicts_the_speed_solve_printed_for_its_own_flags() {
         );
     }
 }
+
+/// A command left to `--fit` is checked with what `--fit` would choose: the shared reference run
+/// (Qwen3-30B-A3B Q8_0, 24,000 + 12,800 MiB, -c 65536) logged `-ngl 49 -ts 29,20`.
+#[test]
+fn a_command_left_to_fit_shows_what_fit_would_choose() {
+    let (ok, out) = placer(&[
+        "check",
+        "--host",
+        "testbed-h200x2-emulated",
+        "--",
+        "llama-completion",
+        "-m",
+        "qwen3-30b-a3b-q8",
+        "-c",
+        "65536",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("--fit would choose: -ngl 49 -ts 29,20"),
+        "{out}"
+    );
+    assert!(out.contains("verdict: fits"), "{out}");
+}

@@ -242,6 +242,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "host": inp.host.name,
             "request": inp.request,
             "profiles": profiles.iter().map(profile_json).collect::<Vec<_>>(),
+            "fit_baseline": fit_baseline(&inp).map(|b| serde_json::json!({
+                "choice": b.fit_choice,
+                "verdict": b.verdict_text,
+                "speed": b.speed,
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -403,6 +408,35 @@ pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
             }
         }
     }
+    if let Some(b) = fit_baseline(inp) {
+        o.push_str("\n== llama.cpp --fit on the same request (replayed on this memory model, src/fitsim.rs) ==\n");
+        if let Some(f) = &b.fit_choice {
+            o.push_str(&format!("  {f}\n"));
+        }
+        match &b.speed {
+            Some(sp) => {
+                o.push_str(&format!(
+                    "  predicted decode {:.1} t/s, prefill {}\n",
+                    sp.decode_tps,
+                    crate::solver::tps_text(sp.prefill_tps)
+                ));
+                for p in profiles {
+                    if let Some(sol) = &p.solution {
+                        let pre = match (sol.prefill_tps, sp.prefill_tps) {
+                            (Some(a), Some(b)) if b > 0.0 => format!(", prefill {:.2}×", a / b),
+                            _ => String::new(),
+                        };
+                        o.push_str(&format!(
+                            "  placer {}: decode {:.2}×{pre} of --fit's (predicted)\n",
+                            p.kind.name(),
+                            sol.decode_tps / sp.decode_tps
+                        ));
+                    }
+                }
+            }
+            None => o.push_str(&format!("  verdict: {}\n", b.verdict_text)),
+        }
+    }
     o
 }
 
@@ -432,4 +466,35 @@ fn check_workload_fits(ctx: u32, prompt: Option<u32>, gen: Option<u32>) -> anyho
         }
     }
     Ok(())
+}
+
+/// What llama.cpp's `--fit` would choose for the same request (its own 1024 MiB targets, every
+/// GPU of the host), checked and priced like any command. None with `--devices`/`--gpu-only`
+/// (not a --fit request) or no GPU.
+fn fit_baseline(inp: &Inputs) -> Option<crate::check::CheckReport> {
+    let r = &inp.request;
+    if r.devices.is_some() || r.gpu_only || inp.host.gpus.is_empty() {
+        return None;
+    }
+    let base = crate::launch::LaunchConfig {
+        fit: true,
+        gpu_layers: crate::launch::GpuLayers::Auto,
+        tensor_split: None,
+        overrides: Vec::new(),
+        fit_target_mib: vec![crate::fitsim::FIT_TARGET_MIB],
+        ..crate::solver::request_launch(r)
+    };
+    let workload = crate::check::Workload {
+        prompt: Some(r.prompt_tokens(&inp.anatomy)),
+        gen: Some(r.gen_tokens()),
+    };
+    crate::check::check_with(
+        &inp.anatomy,
+        &base,
+        &inp.host,
+        &inp.calibration,
+        Vec::new(),
+        workload,
+    )
+    .ok()
 }
