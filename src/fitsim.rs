@@ -13,7 +13,7 @@
 //! "free" is what llama.cpp sees when it fits: the usable memory less the CUDA context it has
 //! already created by then ([`FIT_TIME_CONTEXT_MIB`]).
 
-use crate::anatomy::{Anatomy, Role};
+use crate::anatomy::Anatomy;
 use crate::launch::{GpuLayers, LaunchConfig, Override};
 use crate::memory::{Predictor, Verdict};
 use crate::units::MIB;
@@ -313,12 +313,4 @@ impl Plan {
             steps,
         }
     }
-}
-
-/// Routed expert roles (what a dense-only layer leaves on the CPU).
-pub fn is_routed(r: Role) -> bool {
-    matches!(
-        r,
-        Role::ExpertsGate | Role::ExpertsUp | Role::ExpertsDown | Role::ExpertsGateUp
-    )
 }

@@ -5,7 +5,9 @@
 //! `gguf` (bytes → header) → `anatomy` (header → layers, roles, tensor groups) → `memory`
 //! (anatomy + launch command + host → bytes per device) → `solver` (integer program → `Placement`)
 //! → `profile` (aggressive / moderate) → `emit` (flags, `-ot` regexes, models.conf).
-//! `logs` reads what llama.cpp printed and `calibrate` fits the constants the models leave open.
+//! `logs` reads what llama.cpp printed and `calibrate` fits the constants the models leave open;
+//! `fitsim` replays llama.cpp's `--fit` on the memory model (the baseline every profile is priced
+//! against).
 
 pub mod anatomy;
 pub mod calibrate;
