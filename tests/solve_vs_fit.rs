@@ -1,0 +1,55 @@
+//! placer's aggressive profile against llama.cpp's `--fit` choice for the same request (replayed,
+//! src/fitsim.rs), under the same speed model: on the users' host and models, the profile's
+//! predicted request time is never longer than `--fit`'s.
+
+use std::process::Command;
+
+fn solve(model: &str, ctx: u32) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_placer"))
+        .args(["solve", model, "--ctx", &ctx.to_string(), "--json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn aggressive_is_never_predicted_slower_than_fit() {
+    let mut compared = 0;
+    for model in [
+        "glm-q4",
+        "glm-q8",
+        "gpt-oss-120b",
+        "qwen3-30b-a3b-q8",
+        "qwen3-32b-q8",
+        "qwen3-coder-next-q5",
+    ] {
+        for ctx in [32768u32, 131072] {
+            let v = solve(model, ctx);
+            let Some(sp) = v["fit_baseline"]["speed"].as_object() else {
+                eprintln!("{model} {ctx}: --fit's choice does not fit; nothing to compare");
+                continue;
+            };
+            let prompt = sp["prompt_tokens"].as_f64().unwrap();
+            let gen = 128.0;
+            let fit_s = prompt / sp["prefill_tps"].as_f64().unwrap()
+                + gen / sp["decode_tps"].as_f64().unwrap();
+            let agg = &v["profiles"][0]["solution"];
+            let placer_s = agg["request_s"].as_f64().unwrap();
+            eprintln!(
+                "{model} {ctx}: request --fit {fit_s:.1} s, placer aggressive {placer_s:.1} s"
+            );
+            assert!(
+                placer_s <= fit_s * 1.005,
+                "{model} -c {ctx}: placer {placer_s:.2} s > --fit {fit_s:.2} s"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 8, "only {compared} requests compared");
+}
