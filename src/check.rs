@@ -131,6 +131,12 @@ fn fit_text(c: &crate::fitsim::FitChoice, n_gpus: usize) -> String {
     if !l.overrides.is_empty() {
         flags += &format!(" + {} -ot overrides", l.overrides.len());
     }
+    if c.unchanged {
+        return format!(
+            "{flags} (llama.cpp's default split) — {}",
+            c.steps.join("; ")
+        );
+    }
     let parts: Vec<String> = (0..n_gpus)
         .map(|d| {
             format!(

@@ -37,6 +37,8 @@ pub struct FitChoice {
     pub partial: Vec<u32>,
     /// Steps taken, in words.
     pub steps: Vec<String>,
+    /// `--fit` keeps the command as it is (every layer on the GPUs, llama.cpp's default split).
+    pub unchanged: bool,
 }
 
 /// What `--fit` may use on each GPU of `pr.host` (MiB): the usable memory less the CUDA context
@@ -162,7 +164,24 @@ pub fn simulate(
                 break;
             }
         }
-        plan = with_full(k);
+        let moved = with_full(k);
+        if d + 1 < nd && !fits(&moved)?[d + 1] {
+            // The next device cannot take the rest as dense-only: keep step 3's counts here and
+            // convert only what fits among this device's own layers.
+            let mut k = 0;
+            while k < plan.layers[d] {
+                let mut t = plan.clone();
+                t.full[d] = k + 1;
+                if fits(&t)?[d] {
+                    k += 1;
+                } else {
+                    break;
+                }
+            }
+            plan.full[d] = k;
+        } else {
+            plan = moved;
+        }
         if plan.full[d] < plan.layers[d] || d + 1 < nd {
             for kind in [Partial::Up, Partial::Gate, Partial::Attn] {
                 let mut t = plan.clone();
@@ -308,9 +327,14 @@ impl Plan {
             .collect();
         FitChoice {
             launch,
-            layers: self.layers.clone(),
-            partial,
+            layers: if unchanged {
+                Vec::new()
+            } else {
+                self.layers.clone()
+            },
+            partial: if unchanged { Vec::new() } else { partial },
             steps,
+            unchanged,
         }
     }
 }

@@ -70,3 +70,48 @@ fn simulated_fit_matches_the_logged_choices() {
     assert_eq!(same_layers, n, "layers per GPU differ from --fit's");
     assert_eq!(close, n, "partial layers off by more than one");
 }
+
+/// Whatever it chooses, the replay keeps every GPU within the budget `--fit` works to (it may
+/// only leave layers on the CPU), over the catalog's models, the shipped hosts and two contexts.
+#[test]
+fn the_replayed_choice_stays_within_fits_budgets() {
+    let cal = Calibration::shipped();
+    let mut checked = 0;
+    for id in [
+        "glm-q4",
+        "glm-q8",
+        "gpt-oss-20b",
+        "gpt-oss-120b",
+        "qwen3-30b-a3b-q8",
+        "qwen3-32b-q8",
+        "qwen3-coder-next-q5",
+    ] {
+        let g = placer::catalog::load_model(id, None).unwrap();
+        let a = placer::anatomy::from_gguf(&g).unwrap();
+        for host in ["users-4090-5070ti", "single-24gb", "bench-8x3090"] {
+            let host = placer::host::Host::by_name_or_path(host).unwrap();
+            let pr = Predictor::new(&a, &host, &cal);
+            for ctx in [32768u32, 131072] {
+                let base = placer::launch::LaunchConfig {
+                    ctx,
+                    ..Default::default()
+                };
+                let budgets = placer::fitsim::budgets_mib(&pr, &base);
+                let c = placer::fitsim::simulate(&pr, &base, &budgets).unwrap();
+                let p = pr.predict(&c.launch).unwrap();
+                for (d, g) in p.gpus.iter().enumerate() {
+                    let used = ((g.model + g.kv + g.rs + g.compute) / (1 << 20)) as i64;
+                    assert!(
+                        used <= budgets[d] || c.layers.iter().all(|&n| n == 0),
+                        "{id} {} -c {ctx}: CUDA{d} {used} MiB > budget {} ({:?})",
+                        host.name,
+                        budgets[d],
+                        c.steps
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 42);
+}
