@@ -50,7 +50,7 @@ def row(placer, model, ctx):
                 txt += f", {s['prefill_tps'] / sp['prefill_tps']:.2f}×"
             txt += ")"
         cells.append(txt)
-    choice = (fb.get("choice") or "–").split(":")[0]
+    choice = (fb.get("choice") or "–").split(":")[0].split(" (")[0].split(" —")[0]
     return f"| {model} | {ctx // 1024}K | `{choice}` | {fit} | {cells[0]} | {cells[1]} |"
 
 
