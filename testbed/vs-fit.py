@@ -17,6 +17,9 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mdblock  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BEGIN, END = "<!-- vsfit:begin -->", "<!-- vsfit:end -->"
@@ -68,14 +71,7 @@ def main():
     if not a.write:
         sys.stdout.write(body)
         return
-    doc = open(a.write).read()
-    block = f"{BEGIN}\n{body}{END}"
-    if BEGIN in doc and END in doc:
-        i, j = doc.index(BEGIN), doc.index(END) + len(END)
-        doc = doc[:i] + block + doc[j:]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
-    open(a.write, "w").write(doc)
+    mdblock.write_block(a.write, BEGIN, END, body)
 
 
 if __name__ == "__main__":
