@@ -550,6 +550,9 @@ pub struct ConfSource<'a> {
     pub arch_source: &'a str,
     pub host: &'a crate::host::Host,
     pub calibration: &'a crate::calibrate::Calibration,
+    /// llama.cpp's `--fit` on the same request (replayed, src/fitsim.rs): its flags and predicted
+    /// decode / prefill t/s, for a comparison line. None: not compared.
+    pub fit_baseline: Option<(&'a str, f64, Option<f64>)>,
 }
 
 fn mib_str(b: u64) -> String {
@@ -667,6 +670,17 @@ pub fn conf_section(
     }
     if let Some(u) = &sol.ubatch_choice {
         c(u.clone());
+    }
+    if let Some((flags, dec, pre)) = src.fit_baseline {
+        let prefill = match (sol.prefill_tps, pre) {
+            (Some(a), Some(b)) if b > 0.0 => format!(", prefill {:.2}×", a / b),
+            _ => String::new(),
+        };
+        c(format!(
+            "vs llama.cpp --fit on the same request ({flags}, replayed on the same models, \
+             docs/fit-replay.md): decode {:.2}×{prefill} (predicted)",
+            sol.decode_tps / dec
+        ));
     }
     c(sol.speed_source.clone());
     c("NOT YET TESTED: run it, then `placer calibrate` the log".into());

@@ -53,3 +53,29 @@ fn aggressive_is_never_predicted_slower_than_fit() {
     }
     assert!(compared >= 8, "only {compared} requests compared");
 }
+
+/// `solve --write` says in each section how the profile compares with `--fit` (users' lesson 3:
+/// every number in a profile says where it came from).
+#[test]
+fn models_conf_sections_carry_the_fit_comparison() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("models.conf");
+    let out = Command::new(env!("CARGO_BIN_EXE_placer"))
+        .args(["solve", "glm-q8", "--ctx", "131072", "--write"])
+        .arg(&conf)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("# vs llama.cpp --fit on the same request (-ngl "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines.iter().all(|l| l.contains("× (predicted)")), "{text}");
+}

@@ -242,6 +242,7 @@ fn corpus() {
                     arch_source: &format!("GGUF header snapshot models/headers/{}.gguf", s.model),
                     host: &host,
                     calibration: &cal,
+                    fit_baseline: None,
                 };
                 text.push_str(&placer::emit::conf_section(&src, &a, p).unwrap().text);
             }

@@ -235,6 +235,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let inp = inputs(&a)?;
     let profiles =
         crate::profile::solve_profiles(&inp.anatomy, &inp.host, &inp.request, &inp.calibration);
+    let fit = fit_baseline(&inp);
     if a.json {
         let v = serde_json::json!({
             "model": inp.id,
@@ -242,7 +243,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "host": inp.host.name,
             "request": inp.request,
             "profiles": profiles.iter().map(profile_json).collect::<Vec<_>>(),
-            "fit_baseline": fit_baseline(&inp).map(|b| serde_json::json!({
+            "fit_baseline": fit.as_ref().map(|b| serde_json::json!({
                 "choice": b.fit_choice,
                 "verdict": b.verdict_text,
                 "speed": b.speed,
@@ -250,15 +251,23 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", render(&inp, &profiles));
+        print!("{}", render(&inp, &profiles, fit.as_ref()));
     }
     if let Some(path) = &a.write {
+        let fit_flags = fit
+            .as_ref()
+            .and_then(|b| b.fit_choice.as_deref())
+            .map(|c| c.split(':').next().unwrap_or(c).trim().to_string());
         let src = crate::emit::ConfSource {
             id: &inp.id,
             name: &inp.name,
             arch_source: &inp.arch_source,
             host: &inp.host,
             calibration: &inp.calibration,
+            fit_baseline: match (&fit_flags, fit.as_ref().and_then(|b| b.speed.as_ref())) {
+                (Some(f), Some(sp)) => Some((f.as_str(), sp.decode_tps, sp.prefill_tps)),
+                _ => None,
+            },
         };
         let sections: Vec<_> = profiles
             .iter()
@@ -287,7 +296,11 @@ fn profile_json(p: &Profile) -> serde_json::Value {
 }
 
 /// The human-readable report: one table per profile and the llama-server command line.
-pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
+pub fn render(
+    inp: &Inputs,
+    profiles: &[Profile],
+    fit: Option<&crate::check::CheckReport>,
+) -> String {
     let mut o = String::new();
     let hp = &inp.anatomy.hp;
     let r = &inp.request;
@@ -408,7 +421,7 @@ pub fn render(inp: &Inputs, profiles: &[Profile]) -> String {
             }
         }
     }
-    if let Some(b) = fit_baseline(inp) {
+    if let Some(b) = fit {
         o.push_str("\n== llama.cpp --fit on the same request (replayed on this memory model, src/fitsim.rs) ==\n");
         if let Some(f) = &b.fit_choice {
             o.push_str(&format!("  {f}\n"));
