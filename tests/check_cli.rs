@@ -164,17 +164,20 @@ fn solve_refuses_a_workload_longer_than_the_context() {
 
 #[test]
 fn an_oom_says_what_fits_instead() {
-    let (ok, out) = placer(&[
-        "check",
-        "--",
-        "llama-server",
-        "-m",
-        "glm-q8",
-        "-c",
-        "131072",
-        "-ngl",
-        "99",
-    ]);
+    let glm_at = |ctx: u32| {
+        placer(&[
+            "check",
+            "--",
+            "llama-server",
+            "-m",
+            "glm-q8",
+            "-c",
+            &ctx.to_string(),
+            "-ngl",
+            "99",
+        ])
+    };
+    let (ok, out) = glm_at(131072);
     assert!(ok, "{out}");
     assert!(out.contains("verdict: OOM on CUDA0"), "{out}");
     // Each suggestion is itself checked: the context found must fit and the next step must not.
@@ -185,17 +188,7 @@ fn an_oom_says_what_fits_instead() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no context suggestion: {out}"));
     let verdict = |ctx: u32| {
-        let (_, o) = placer(&[
-            "check",
-            "--",
-            "llama-server",
-            "-m",
-            "glm-q8",
-            "-c",
-            &ctx.to_string(),
-            "-ngl",
-            "99",
-        ]);
+        let (_, o) = glm_at(ctx);
         o.lines()
             .find(|l| l.starts_with("verdict:"))
             .unwrap_or("")

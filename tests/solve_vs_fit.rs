@@ -4,9 +4,11 @@
 
 use std::process::Command;
 
-fn solve(model: &str, ctx: u32) -> serde_json::Value {
+/// Run `placer solve ARGS…` from the repository root; panics with stderr when it fails.
+fn run_solve(args: &[&str]) -> Vec<u8> {
     let out = Command::new(env!("CARGO_BIN_EXE_placer"))
-        .args(["solve", model, "--ctx", &ctx.to_string(), "--json"])
+        .arg("solve")
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
@@ -15,7 +17,11 @@ fn solve(model: &str, ctx: u32) -> serde_json::Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    out.stdout
+}
+
+fn solve(model: &str, ctx: u32) -> serde_json::Value {
+    serde_json::from_slice(&run_solve(&[model, "--ctx", &ctx.to_string(), "--json"])).unwrap()
 }
 
 #[test]
@@ -60,17 +66,13 @@ fn aggressive_is_never_predicted_slower_than_fit() {
 fn models_conf_sections_carry_the_fit_comparison() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("models.conf");
-    let out = Command::new(env!("CARGO_BIN_EXE_placer"))
-        .args(["solve", "glm-q8", "--ctx", "131072", "--write"])
-        .arg(&conf)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_solve(&[
+        "glm-q8",
+        "--ctx",
+        "131072",
+        "--write",
+        conf.to_str().unwrap(),
+    ]);
     let text = std::fs::read_to_string(&conf).unwrap();
     let lines: Vec<&str> = text
         .lines()
