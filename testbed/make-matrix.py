@@ -5,7 +5,8 @@ usage: make-matrix.py -o testbed/matrix/call4.tsv [--scenarios a,b] [--placer ta
                       [--tag c4] [--placements fit,placer-aggressive]
 Placements: fit (`--fit on`, nothing else), cpu-moe (`--cpu-moe`), hand (testbed/matrix/hand.tsv),
 placer-aggressive / placer-moderate (`placer solve MODEL --host H --ctx C --json`, flags taken as
-placer emits them, minus -m/-c which the runner sets). Predictions placer printed are kept in
+placer emits them, minus -m/-c which the runner sets), placer-decode (the aggressive profile solved
+decode-weighted: `--gen CTX-PROMPT-1 --depth PROMPT`; the run's workload is the scenario's). Predictions placer printed are kept in
 <output>.predictions.json, keyed by run id, for the report, with the binary placer wrote the command
 for (`emitted_for`), the one it sized the buffers for (`solved_for`: `--tool llama-completion` when this
 placer has `--tool`, else its default llama-server) and the one the testbed ran (`ran_with`:
@@ -58,10 +59,16 @@ _CACHE = {}
 def tree_state():
     """Which placer solved: HEAD, and the solver/speed/calibration files that differed from it
     (helpers work in one tree; a release binary may hold uncommitted changes)."""
+    if os.environ.get("PLACER_TREE"):
+        # solved on the device, whose copy of the tree has no .git: the state as recorded here
+        return json.loads(os.environ["PLACER_TREE"])
     root = os.path.join(HERE, "..")
     git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=root).stdout.rstrip("\n")  # noqa: E731
-    dirty = git("status", "--short", "--", "src", "data/calibration.toml").splitlines()
-    return {"head": git("rev-parse", "--short", "HEAD").strip(), "uncommitted": [l[3:] for l in dirty]}
+    try:
+        dirty = git("status", "--short", "--", "src", "data/calibration.toml").splitlines()
+        return {"head": git("rev-parse", "--short", "HEAD").strip(), "uncommitted": [l[3:] for l in dirty]}
+    except OSError:
+        return {"head": "unknown (no git)", "uncommitted": []}
 
 
 _SOLVE_HELP = {}
@@ -74,10 +81,10 @@ def solve_supports(placer, flag):
     return flag in _SOLVE_HELP[placer]
 
 
-def solve_json(placer, model, host, ctx, prompt=0, gen=0):
+def solve_json(placer, model, host, ctx, prompt=0, gen=0, depth=None):
     """placer solve --json; with placer == "test", the library through tests/testbed_solve.rs
     (used while the solve subcommand did not exist yet; same solver, same profiles' margins)."""
-    key = (placer, model, host, ctx, prompt, gen)
+    key = (placer, model, host, ctx, prompt, gen, depth)
     if key in _CACHE:
         return _CACHE[key]
     if placer == "test":
@@ -98,6 +105,8 @@ def solve_json(placer, model, host, ctx, prompt=0, gen=0):
         if gen and solve_supports(placer, "--prompt"):
             # the request itself; placer derives the depth (prompt + gen/2) and the prefill weight
             cmd += ["--prompt", str(prompt), "--gen", str(gen)]
+            if depth is not None:
+                cmd += ["--depth", str(depth)]
         else:
             if gen and solve_supports(placer, "--depth"):
                 cmd += ["--depth", str(prompt + gen // 2)]
@@ -111,8 +120,8 @@ def solve_json(placer, model, host, ctx, prompt=0, gen=0):
     return j, cmd
 
 
-def placer_flags(placer, model, host, ctx, profile, prompt=0, gen=0):
-    j, cmd = solve_json(placer, model, host, ctx, prompt, gen)
+def placer_flags(placer, model, host, ctx, profile, prompt=0, gen=0, depth=None):
+    j, cmd = solve_json(placer, model, host, ctx, prompt, gen, depth)
     prof = find_profile(j, profile)
     if prof.get("infeasible"):
         raise RuntimeError(f"placer: infeasible: {json.dumps(prof['infeasible'])[:400]}")
@@ -169,9 +178,14 @@ def main():
             elif pl == "hand":
                 flags = hand[s].split()
             elif pl.startswith("placer-"):
+                profile, sp, sg, sd = pl.split("-", 1)[1], int(prompt), int(gen), None
+                if pl == "placer-decode":
+                    # the aggressive profile solved decode-weighted: the generation fills the rest of
+                    # the context and attention reads the prompt (what a long agentic session's turns
+                    # look like once llama-server has the prefix cached); the run itself is unchanged
+                    profile, sg, sd = "aggressive", int(ctx) - sp - 1, sp
                 try:
-                    flags, prof, cmd = placer_flags(a.placer, model, solve_host, ctx, pl.split("-", 1)[1],
-                                                    int(prompt), int(gen))
+                    flags, prof, cmd = placer_flags(a.placer, model, solve_host, ctx, profile, sp, sg, sd)
                     emitted = (prof.get("command") or "").split(" ", 1)[0] or None
                     solved_for = cmd[cmd.index("--tool") + 1] if "--tool" in cmd else "llama-server (placer's default)"
                     preds[run_id] = {"command": cmd, "profile": prof, "emitted_for": emitted,

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import parse_log  # noqa: E402
 
 BEGIN, END = "<!-- testbed:begin -->", "<!-- testbed:end -->"
-ORDER = ["placer-aggressive", "placer-moderate", "hand", "fit", "defaults", "cpu-moe"]
+ORDER = ["placer-aggressive", "placer-decode", "placer-moderate", "hand", "fit", "defaults", "cpu-moe"]
 
 
 def call_of(m):

@@ -59,9 +59,13 @@ start_ballast() {
   stop_ballast
   local i=0 ready=()
   if [ -n "$slow" ]; then
-    # a copy-streaming process on GPU 0 (testbed/slowdown.py), started first so the ballast counts its memory
+    # a copy-streaming process (testbed/slowdown.py), started first so the ballast counts its memory:
+    # on the last physical GPU of a gpu: host (the second card of the users' host), on the one chip
+    # of an emul: host
+    local slow_gpu=0
+    [ "$kind" = gpu ] && slow_gpu=$(( ${#T[@]} - 1 ))
     rm -f "$WORK/slow.ready"
-    CUDA_VISIBLE_DEVICES=0 python3 "$REPO/testbed/slowdown.py" "$WORK/slow.ready" >> "$WORK/ballast.log" 2>&1 &
+    CUDA_VISIBLE_DEVICES=$slow_gpu python3 "$REPO/testbed/slowdown.py" "$WORK/slow.ready" >> "$WORK/ballast.log" 2>&1 &
     BALLAST_PIDS+=($!)
     for _ in $(seq 1 60); do [ -s "$WORK/slow.ready" ] && break; sleep 0.5; done
   fi
@@ -131,9 +135,11 @@ while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags run
   wait_dryruns
   [ "$BALLAST_HOST" = "$host" ] || start_ballast "$host"
   kind=${host%%:*}; hl=${host#*:}; IFS=, read -r -a T <<< "${hl%+slow}"
-  envs=(); emul_flags=""
+  # llama.cpp sees only the scenario's GPUs: on a machine with more GPUs than the host has entries,
+  # the others (unballasted, all free) would otherwise take layers
+  envs=(CUDA_VISIBLE_DEVICES=$(seq -s, 0 $(( ${#T[@]} - 1 )))); emul_flags=""
   if [ "$kind" = emul ]; then
-    envs=(GGML_CUDA_DEVICES=${#T[@]})
+    envs=(CUDA_VISIBLE_DEVICES=0 GGML_CUDA_DEVICES=${#T[@]})
     max=0; for t in "${T[@]}"; do (( t > max )) && max=$t; done
     emul_flags="-fitt $(for t in "${T[@]}"; do echo $(( 1024 + max - t )); done | paste -sd,)"
   fi

@@ -19,6 +19,9 @@ manifest = {
     "host": e["HOST"],
     "host_targets_mib": [int(x) for x in e["HOST"].split(":", 1)[1].replace("+slow", "").split(",")],
     "slowdown": e["HOST"].endswith("+slow"),
+    # run-matrix.sh streams the copies on the last physical GPU of a gpu: host, on GPU 0 under emul:
+    "slowdown_gpu": ((len(e["HOST"].split(",")) - 1 if e["KIND"] == "gpu" else 0)
+                     if e["HOST"].endswith("+slow") else None),
     "emulation": e["KIND"],
     "env": e["ENVS"].split(),
     "ballast_free_mib": [int(x) for x in e["BFREE"].split(",") if x.strip().isdigit()],

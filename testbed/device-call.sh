@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One device call on a real multi-GPU machine: detect the host, solve the matrix for what was
+# detected, run it. The solves happen on the device because the host file placer solves for (GPU
+# bandwidth, measured RAM bandwidth) only exists there.
+#
+# usage: testbed/device-call.sh TAG RUNS DEADLINE_S [FALLBACK_MATRIX]
+#   TAG       the call's tag (c8, …): run ids <scenario>--<placement>--TAG
+#   RUNS      make-matrix.py --runs list (SCENARIO:PLACEMENT,…) over testbed/matrix/scenarios.tsv
+#   FALLBACK  a matrix solved before the call (on the committed host files), used if solving here fails
+# env: OUT (files that come back), PLACER_TREE (the tree state make-matrix.py records), RAM_LIMIT_MIB
+# Writes to $OUT: host-detect.toml, the solve hosts, matrix.tsv(+.predictions.json), runs.tar, call.log.
+set -uo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+TAG=$1 RUNS=$2 DEADLINE_S=$3 FALLBACK=${4:-}
+OUT=${OUT:-/tmp/out}
+PL=$REPO/.carry/placer
+T0=$(date +%s)
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=index,name,memory.total,memory.free,pcie.link.gen.max,pcie.link.width.max --format=csv
+nproc; grep -E 'MemTotal|MemAvailable' /proc/meminfo
+"$PL" host detect -o "$OUT/host-detect.toml" || true
+# the solve hosts of the real-two-GPU scenarios (scenarios.tsv names them): what llama.cpp sees
+# under the ballast. RAM: the VM's MemTotal starts small and grows as memory is used (KINDS.md:
+# "the memory limit is the whole 256 GiB from the start"), so the detected RAM size is replaced by
+# RAM_LIMIT_MIB; the measured bandwidth stays.
+"$PL" host detect --emulate 24000,12800 --name testbed-h200x2 -o "$REPO/hardware/testbed-h200x2.toml" \
+  && "$PL" host detect --emulate 24000 --name testbed-h200x2-gpu24 -o "$REPO/hardware/testbed-h200x2-gpu24.toml" \
+  && python3 "$REPO/testbed/ram-limit.py" "${RAM_LIMIT_MIB:-262144}" "$REPO/hardware/testbed-h200x2.toml" "$REPO/hardware/testbed-h200x2-gpu24.toml" \
+  && cp "$REPO/hardware/testbed-h200x2.toml" "$REPO/hardware/testbed-h200x2-gpu24.toml" "$OUT/" \
+  && python3 "$REPO/testbed/make-matrix.py" -o "$OUT/matrix.tsv" --placer "$PL" --tag "$TAG" --runs "$RUNS" \
+  || { echo "solving on the device failed: using $FALLBACK"; cp "$FALLBACK" "$OUT/matrix.tsv"; cp "$FALLBACK.predictions.json" "$OUT/matrix.tsv.predictions.json"; }
+cat "$OUT/matrix.tsv"
+left=$(( DEADLINE_S - ($(date +%s) - T0) ))
+TB_DRYRUN=none TB_CALL=$TAG TB_TAR=$OUT/runs.tar "$REPO/testbed/run-matrix.sh" "$OUT/matrix.tsv" /tmp/tbout "$left" 2>&1 | tee "$OUT/call.log"
