@@ -1,0 +1,41 @@
+//! Compute buffers the memory model is known to miss by more than the tests' tolerance, with the
+//! bound the tests still hold them to (fraction of the logged compute buffer) and why. Shared by
+//! tests/memory_reference_runs.rs and tests/calibrate_heldout.rs; written up in
+//! docs/error-report.md ("Known gaps").
+//!
+//! Under-predictions (-ub 2048, llama-completion's 2048 rows of logits, the output on a GPU that
+//! also runs MoE layers): logged − predicted = 137–143 MiB on glm-gpu24-c32k (one GPU, routed
+//! experts of the last 16 layers on the CPU), glm-h200x2-c128k CUDA1 (aggressive and moderate)
+//! and qwen3moe-h200x2-c128k CUDA1 (routed experts of CUDA1's first layers on the CPU). The logged
+//! buffer is the same at 32K and 128K (GLM: 1372.11 MiB both), so it is not the mask; it matches
+//! three MoE intermediates of n_expert_used × n_ff_exp × n_ubatch F32 (both models: 6144 × 2048 ×
+//! 4 B = 48 MiB each), left below the logits by the allocator. Runs with the same flags but the CPU
+//! experts elsewhere (qwen3moe-gpu24-*, qwen3moe-emul-c128k) log logits + HID exactly, so the
+//! condition is a fragmentation pattern of ggml-alloc, not yet modelled. The learned aggressive
+//! margin (data/calibration.toml, 279 MiB) covers it; no run OOMed on it after call 5.
+//!
+//! Over-predictions (one GPU holding every layer and the output): gptoss20b-gpu24-c128k (-ub 512):
+//! logged 404.00 MiB = logits + HID, predicted 553.32 (+ the 128.75 MiB F16 mask and the residual
+//! set); gptoss20b-h200-gpu24-c128k (-ub 2048, call 9, run to settle this): logged 1616.00,
+//! predicted 2186.13 (the 512 MiB mask at 2048 × 128K, and the residual set). So the testbed binary
+//! (ggml 0.25.3) frees the mask before the logits at both ubatch sizes. The allocator dry runs of
+//! the newer tree (llamacpp-internals.md §6.3, ggml 0.26.0, gpt-oss-120b shape at 128K: 544.02
+//! MiB) keep it live; placer keeps that larger rule: it over-predicts on the older binary rather
+//! than under-predict on current llama.cpp.
+pub const KNOWN_COMPUTE_GAPS: &[(&str, &str, f64)] = &[
+    ("glm-gpu24-c32k", "CUDA0", 0.12),
+    ("glm-h200x2-c128k", "CUDA1", 0.12),
+    ("qwen3moe-h200x2-c128k", "CUDA1", 0.12),
+    ("gptoss20b-gpu24-c128k", "CUDA0", 0.40),
+    ("gptoss20b-h200-gpu24-c128k", "CUDA0", 0.40),
+];
+
+/// The known gap of this device of this scenario (matched on the scenario's end, the date
+/// prefix aside), if any.
+#[allow(dead_code)]
+pub fn known_gap(scenario: &str, device: &str) -> Option<f64> {
+    KNOWN_COMPUTE_GAPS
+        .iter()
+        .find(|g| scenario.ends_with(g.0) && device == g.1)
+        .map(|g| g.2)
+}
