@@ -31,7 +31,6 @@ fn tolerance(measured: f64) -> f64 {
     (128.0f64).max(0.015 * measured)
 }
 
-
 /// Compare one record; returns the list of failures (empty = pass).
 fn check(rec: &Record) -> Vec<String> {
     let mut bad = Vec::new();
