@@ -26,12 +26,21 @@ nproc; grep -E 'MemTotal|MemAvailable' /proc/meminfo
 # under the ballast. RAM: the VM's MemTotal starts small and grows as memory is used (KINDS.md:
 # "the memory limit is the whole 256 GiB from the start"), so the detected RAM size is replaced by
 # RAM_LIMIT_MIB; the measured bandwidth stays.
-"$PL" host detect --emulate 24000,12800 --name testbed-h200x2 -o "$REPO/hardware/testbed-h200x2.toml" \
-  && "$PL" host detect --emulate 24000 --name testbed-h200x2-gpu24 -o "$REPO/hardware/testbed-h200x2-gpu24.toml" \
-  && python3 "$REPO/testbed/ram-limit.py" "${RAM_LIMIT_MIB:-262144}" "$REPO/hardware/testbed-h200x2.toml" "$REPO/hardware/testbed-h200x2-gpu24.toml" \
-  && cp "$REPO/hardware/testbed-h200x2.toml" "$REPO/hardware/testbed-h200x2-gpu24.toml" "$OUT/" \
+# TB_DETECT: the solve hosts to write, "NAME=MiB[,MiB…]" each (hardware/NAME.toml, `host detect
+# --emulate`); default: the two of the nvidia-h200-x2 machine. On one GPU, two values make two
+# virtual devices (GGML_CUDA_DEVICES), as the emul: scenarios run.
+detect_all() {
+  local spec name emu
+  for spec in ${TB_DETECT:-testbed-h200x2=24000,12800 testbed-h200x2-gpu24=24000}; do
+    name=${spec%%=*}; emu=${spec#*=}
+    "$PL" host detect --emulate "$emu" --name "$name" -o "$REPO/hardware/$name.toml" \
+      && python3 "$REPO/testbed/ram-limit.py" "${RAM_LIMIT_MIB:-262144}" "$REPO/hardware/$name.toml" \
+      && cp "$REPO/hardware/$name.toml" "$OUT/" || return 1
+  done
+}
+detect_all \
   && python3 "$REPO/testbed/make-matrix.py" -o "$OUT/matrix.tsv" --placer "$PL" --tag "$TAG" --runs "$RUNS" \
   || { echo "solving on the device failed: using $FALLBACK"; cp "$FALLBACK" "$OUT/matrix.tsv"; cp "$FALLBACK.predictions.json" "$OUT/matrix.tsv.predictions.json"; }
 cat "$OUT/matrix.tsv"
 left=$(( DEADLINE_S - ($(date +%s) - T0) ))
-TB_DRYRUN=none TB_CALL=$TAG TB_TAR=$OUT/runs.tar "$REPO/testbed/run-matrix.sh" "$OUT/matrix.tsv" /tmp/tbout "$left" 2>&1 | tee "$OUT/call.log"
+TB_DRYRUN=none TB_CALL=$TAG TB_TAR=${TB_TAR:-$OUT/runs.tar} "$REPO/testbed/run-matrix.sh" "$OUT/matrix.tsv" /tmp/tbout "$left" 2>&1 | tee "$OUT/call.log"

@@ -4,6 +4,7 @@
 usage: make-matrix.py -o testbed/matrix/call4.tsv [--scenarios a,b] [--placer target/release/placer]
                       [--tag c4] [--placements fit,placer-aggressive]
 Placements: fit (`--fit on`, nothing else), cpu-moe (`--cpu-moe`), hand (testbed/matrix/hand.tsv),
+any of them with the suffix -lmnone (the same flags plus `-lm none`: CPU weights in pinned memory),
 placer-aggressive / placer-moderate (`placer solve MODEL --host H --ctx C --json`, flags taken as
 placer emits them, minus -m/-c which the runner sets), placer-decode (the aggressive profile solved
 decode-weighted: `--gen CTX-PROMPT-1 --depth PROMPT`; the run's workload is the scenario's). Predictions placer printed are kept in
@@ -169,6 +170,13 @@ def main():
         tmo = scen[name][8] if len(scen[name]) > 8 else ""
         if True:
             run_id = f"{s}--{pl}" + (f"--{a.tag}" if a.tag else "")
+            # "<placement>-lmnone": the same placement with `-lm none` (no mmap: llama.cpp puts the
+            # CPU-resident weights in the first GPU's pinned host buffer, src/llama-model.cpp:
+            # make_cpu_buft_list; llama-model-loader.cpp warns "tensor overrides to CPU are used with
+            # mmap enabled - consider using --load-mode none for better performance")
+            extra = []
+            if pl.endswith("-lmnone"):
+                pl, extra = pl[: -len("-lmnone")], ["-lm", "none"]
             if pl == "fit":
                 flags = ["--fit", "on"]
             elif pl == "cpu-moe":
@@ -196,6 +204,8 @@ def main():
             else:
                 problems.append(f"{run_id}: unknown placement")
                 continue
+            if extra:
+                flags, pl = flags + extra, pl + "-lmnone"
             out.append("\t".join([run_id, model, host, ctx, prompt, gen, pl, " ".join(flags)] + ([tmo] if tmo else [])))
     with open(a.output, "w") as fh:
         fh.write("# run_id\tmodel\thost\tctx\tprompt\tgen\tplacement\tflags\t[timeout_s] (testbed/make-matrix.py)\n")
