@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import parse_log  # noqa: E402
 
 BEGIN, END = "<!-- testbed:begin -->", "<!-- testbed:end -->"
-ORDER = ["placer-aggressive", "placer-decode", "placer-moderate", "hand", "fit", "defaults", "cpu-moe"]
+ORDER = ["placer-aggressive", "placer-aggressive-lmnone", "placer-decode", "placer-moderate", "placer-moderate-lmnone",
+         "hand", "fit", "fit-lmnone", "defaults", "cpu-moe"]
 
 
 def call_of(m):
@@ -215,13 +216,18 @@ def pairs(runs, placement, key):
     ratios; the list shows the spread between calls."""
     fits = {call_of(m): m for m in runs if m["placement"] == "fit" and status(m) == "ok"}
     newest_fit = latest(runs, "fit", ok_only=True)
+    # Since the fifth session placer adds `-lm none` when CPU weights stream to the GPU (solver
+    # prefer_pinned); in a call that ran a placement both ways, the "-lmnone" run is what placer emits.
+    pinned = {call_of(m): m for m in runs if m["placement"] == placement + "-lmnone"}
+    mine = [pinned.get(call_of(m), m) for m in runs if m["placement"] == placement]
     out = []
-    for m in sorted((m for m in runs if m["placement"] == placement), key=call_key, reverse=True):
+    for m in sorted(mine, key=call_key, reverse=True):
+        c = call_of(m) + (", -lm none" if m["placement"].endswith("-lmnone") else "")
         if status(m) != "ok":
-            out.append((None, f"{status(m)} ({call_of(m)})", None))
+            out.append((None, f"{status(m)} ({c})", None))
             continue
         f = fits.get(call_of(m), newest_fit)
-        out.append((m["measured"][key] / f["measured"][key], call_of(m), call_of(f)))
+        out.append((m["measured"][key] / f["measured"][key], c, call_of(f)))
     return out
 
 
@@ -234,7 +240,7 @@ def ratio_cell(ps):
         if r is None:
             txt.append(c)
         else:
-            txt.append(f"{r:.2f}× ({c}" + ("" if fc == c else f" vs fit {fc}") + ")")
+            txt.append(f"{r:.2f}× ({c}" + ("" if c.startswith(fc or "-") else f" vs fit {fc}") + ")")
     head = next((r for r, _, _ in ps if r is not None), None)
     return head, txt[0] + (f"; {', '.join(txt[1:])}" if len(txt) > 1 else "")
 
@@ -246,11 +252,12 @@ def targets_table(scen):
              "Each placement's ratio to the `--fit` run of the same device call (the call in brackets; c2-3: the",
              "first session's solver, c4: the second session's solver before its CPU-attention/-ub cost model,",
              "c5–c7: after it, on one H100; c8–c11: fourth session, nvidia-h200-x2 — two real H200s for `h200x2`,",
-             "GPU 0 alone for `h200-gpu24`). The newest call decides \"met?\"; the other calls' ratios follow",
+             "GPU 0 alone for `h200-gpu24`; c12–c14: fifth session, one H200 — two virtual devices for `h200emul`,",
+             "with placer's `-lm none` where CPU weights stream: \", -lm none\"). The newest call decides \"met?\"; the other calls' ratios follow",
              "after \";\" (the spread between machine starts). \"decode-weighted\": the aggressive profile solved with",
              "the generation filling the context (`placer-decode`, testbed/make-matrix.py), run on the same workload.", "",
-             "| scenario | decode aggr ÷ fit | prefill aggr ÷ fit | decode mod ÷ fit | prefill mod ÷ fit | decode-weighted aggr: decode, prefill ÷ fit | target | met? | moderate OOM? |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| scenario | decode aggr ÷ fit | prefill aggr ÷ fit | decode mod ÷ fit | prefill mod ÷ fit | decode-weighted aggr: decode, prefill ÷ fit | target | met? | prefill ≥ fit (aggr, mod)? | moderate OOM? |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name in sorted(scen):
         runs = scen[name]
         fit = latest(runs, "fit", ok_only=True)
@@ -260,7 +267,7 @@ def targets_table(scen):
         if name.endswith("-slow") and "-emul-" in name:
             # one chip split in two and a copy stream on it: the whole chip is time-sliced between
             # two processes, not a slower second GPU, so no target applies (docs/testbed.md)
-            lines.append(f"| {name} | see its table | | | | | none: time-sliced single chip, not a slower second GPU | – | – |")
+            lines.append(f"| {name} | see its table | | | | | none: time-sliced single chip, not a slower second GPU | – | – | – |")
             continue
         cells, heads = [], {}
         for pl in ("placer-aggressive", "placer-moderate"):
@@ -283,7 +290,11 @@ def targets_table(scen):
         mods = [m for m in runs if m["placement"] == "placer-moderate"]
         moom = "–" if not mods else ("**yes**" if any(m["measured"].get("oom") for m in mods) else "no")
         met = "–" if ok is None else ("not measured" if rd is None or rp is None else ("yes" if ok else "**no**"))
-        lines.append(f"| {name} | {' | '.join(cells)} | {target} | {met} | {moom} |")
+        mp = heads[("placer-moderate", "prefill_tps")]
+        pf = [r for r in (rp, mp) if r is not None]
+        # same-call ratios within 3 % count as equal: repeats of identical flags spread more (docs/benchmarks.md)
+        pre = "–" if not pf else ("yes" if all(r >= 0.97 for r in pf) else "**no**")
+        lines.append(f"| {name} | {' | '.join(cells)} | {target} | {met} | {pre} | {moom} |")
     lines.append("")
     return lines
 

@@ -353,7 +353,11 @@ pub fn run_host(input: &RunInput, hardware_dir: &Path, given: Option<&Host>) -> 
             }
         })
         .collect();
-    let ram = known_ram(hardware_dir, &input.manifest);
+    let mut ram = known_ram(hardware_dir, &input.manifest);
+    if let Some(bw) = detected_ram_gbs(input) {
+        ram.bandwidth_gbs = bw;
+        ram.source = "bandwidth measured by `placer host detect` in the run's device call".into();
+    }
     let name = input
         .manifest
         .as_ref()
@@ -386,6 +390,32 @@ fn known_gpus(dir: &Path) -> Vec<Gpu> {
         .into_iter()
         .flat_map(|h| h.gpus)
         .collect()
+}
+
+/// The RAM read bandwidth `placer host detect` measured on the machine that made the run: its
+/// device call's `host-detect.toml`, kept next to the runs (data/runs/*/<call>/host-detect.toml,
+/// the call from the run id's `--cN` suffix). Machines of one GPU model differ in their CPU
+/// (the nvidia-h200-x2 machine: 32 threads, 162 GB/s; the single-H200 one: 16 threads, 99 GB/s),
+/// and the CPU side of a placement streams at that machine's bandwidth. The size stays the
+/// host file's: the lent VMs report a MemTotal that grows with use (testbed/ram-limit.py).
+fn detected_ram_gbs(input: &RunInput) -> Option<f64> {
+    let call = input.run_id.rsplit("--").next()?;
+    if input.run_id.matches("--").count() < 2
+        || !call.starts_with('c')
+        || !call[1..].chars().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let root = input.log_path.parent()?.parent()?.parent()?;
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join(call).join("host-detect.toml"))
+        .filter(|p| p.is_file())
+        .collect();
+    dirs.sort();
+    let h = Host::load(dirs.first()?).ok()?;
+    (h.ram.bandwidth_gbs > 0.0).then_some(h.ram.bandwidth_gbs)
 }
 
 /// RAM of the testbed host file whose GPU matches (its bandwidth is the same prior for all).

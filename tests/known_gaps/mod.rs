@@ -6,7 +6,9 @@
 //! Under-predictions (-ub 2048, llama-completion's 2048 rows of logits, the output on a GPU that
 //! also runs MoE layers): logged − predicted = 137–143 MiB on glm-gpu24-c32k (one GPU, routed
 //! experts of the last 16 layers on the CPU), glm-h200x2-c128k CUDA1 (aggressive and moderate)
-//! and qwen3moe-h200x2-c128k CUDA1 (routed experts of CUDA1's first layers on the CPU). The logged
+//! and qwen3moe-h200x2-c128k CUDA1 (routed experts of CUDA1's first layers on the CPU); the same
+//! flags on two virtual devices of one H200 (fifth session, glm-h200emul-c128k and
+//! qwen3moe-h200emul-c128k CUDA1) log the very same buffers (1372.11 and 1350.14 MiB). The logged
 //! buffer is the same at 32K and 128K (GLM: 1372.11 MiB both), so it is not the mask; it matches
 //! three MoE intermediates of n_expert_used × n_ff_exp × n_ubatch F32 (both models: 6144 × 2048 ×
 //! 4 B = 48 MiB each), left below the logits by the allocator. Runs with the same flags but the CPU
@@ -26,6 +28,8 @@ pub const KNOWN_COMPUTE_GAPS: &[(&str, &str, f64)] = &[
     ("glm-gpu24-c32k", "CUDA0", 0.12),
     ("glm-h200x2-c128k", "CUDA1", 0.12),
     ("qwen3moe-h200x2-c128k", "CUDA1", 0.12),
+    ("glm-h200emul-c128k", "CUDA1", 0.12),
+    ("qwen3moe-h200emul-c128k", "CUDA1", 0.12),
     ("gptoss20b-gpu24-c128k", "CUDA0", 0.40),
     ("gptoss20b-h200-gpu24-c128k", "CUDA0", 0.40),
 ];
