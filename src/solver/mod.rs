@@ -684,7 +684,12 @@ fn solve_inner(
             break;
         }
         seen.push(placement.clone());
-        let launch = prefer_pinned(anatomy, &predictor, crate::emit::flags(anatomy, &placement, &req), margins);
+        let launch = prefer_pinned(
+            anatomy,
+            &predictor,
+            crate::emit::flags(anatomy, &placement, &req),
+            margins,
+        );
         let pred = predictor
             .predict(&launch)
             .map_err(|e| format!("memory model rejected the emitted flags: {e:#}"))?;
