@@ -793,7 +793,7 @@ fn solve_inner(
 /// (`src/llama-model.cpp:make_cpu_buft_list`, "storing the tensors in a host buffer is useful when
 /// the processing of large batches is offloaded to a GPU device"; `llama-model-loader.cpp` warns
 /// "tensor overrides to CPU are used with mmap enabled - consider using --load-mode none"), and
-/// copies from pinned memory are faster. Measured (call 12, data/runs/2026-11-23-qwen3moe-h200emul-c32k):
+/// copies from pinned memory are faster. Measured (call 12, data/runs/2026-12-04-qwen3moe-h200emul-c32k):
 /// prefill 5,760 → 9,026 t/s for the same moderate placement, 8,141 → 8,409 for the aggressive one,
 /// decode and GPU memory unchanged. The price is host RAM: the CPU weights must fit in it (pinned,
 /// no page cache to fall back on), which the exact model checks here; else mmap stays.
