@@ -205,7 +205,9 @@ def main():
                 problems.append(f"{run_id}: unknown placement")
                 continue
             if extra:
-                flags, pl = flags + extra, pl + "-lmnone"
+                # placer emits -lm none itself since the fifth session where CPU weights stream
+                flags = flags if "-lm" in flags else flags + extra
+                pl = pl + "-lmnone"
             out.append("\t".join([run_id, model, host, ctx, prompt, gen, pl, " ".join(flags)] + ([tmo] if tmo else [])))
     with open(a.output, "w") as fh:
         fh.write("# run_id\tmodel\thost\tctx\tprompt\tgen\tplacement\tflags\t[timeout_s] (testbed/make-matrix.py)\n")
