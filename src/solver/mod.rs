@@ -684,15 +684,13 @@ fn solve_inner(
             break;
         }
         seen.push(placement.clone());
-        let launch = prefer_pinned(
+        let (launch, pred) = prefer_pinned(
             anatomy,
             &predictor,
             crate::emit::flags(anatomy, &placement, &req),
             margins,
-        );
-        let pred = predictor
-            .predict(&launch)
-            .map_err(|e| format!("memory model rejected the emitted flags: {e:#}"))?;
+        )
+        .map_err(|e| format!("memory model rejected the emitted flags: {e:#}"))?;
         let rows = device_rows(&pred, margins);
         let over = overshoot(&rows);
         let (lin_gpu, lin_host) = linear_usage(&m, &r.slot_device, &r.movable_device);
@@ -802,26 +800,29 @@ fn prefer_pinned(
     predictor: &Predictor,
     launch: LaunchConfig,
     margins: &Margins,
-) -> LaunchConfig {
+) -> anyhow::Result<(LaunchConfig, Prediction)> {
     use crate::launch::LoadMode;
+    let mapped = |launch: LaunchConfig| {
+        let pred = predictor.predict(&launch)?;
+        Ok((launch, pred))
+    };
     if !launch.op_offload || launch.load_mode != LoadMode::Mmap || launch.ubatch < 32 {
-        return launch;
+        return mapped(launch);
     }
     let pinned = LaunchConfig {
         load_mode: LoadMode::None,
         ..launch.clone()
     };
-    let Ok(pred) = predictor.predict(&pinned) else {
-        return launch;
-    };
-    if !streams_cpu_weights(anatomy, &pred) {
-        return launch;
-    }
-    let rows = device_rows(&pred, margins);
-    if overshoot(&rows).iter().all(|&o| o <= 0.0) {
-        pinned
-    } else {
-        launch
+    match predictor.predict(&pinned) {
+        Ok(pred)
+            if streams_cpu_weights(anatomy, &pred)
+                && overshoot(&device_rows(&pred, margins))
+                    .iter()
+                    .all(|&o| o <= 0.0) =>
+        {
+            Ok((pinned, pred))
+        }
+        _ => mapped(launch),
     }
 }
 
