@@ -5,7 +5,9 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use placer::calibrate::Calibration;
 use placer::host::Host;
-use placer::solver::{fixture, SolveRequest};
+#[path = "../tests/it/fixture.rs"]
+mod fixture;
+use placer::solver::SolveRequest;
 use std::time::Duration;
 
 fn bench(c: &mut Criterion) {

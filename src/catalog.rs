@@ -93,8 +93,8 @@ impl Entry {
 /// The models directory: `$PLACER_MODELS`, else ./models when it holds a catalog, else the
 /// repo's models/ (compile-time path).
 pub fn models_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("PLACER_MODELS") {
-        return PathBuf::from(p);
+    if let Some(p) = crate::env::path(crate::env::MODELS) {
+        return p;
     }
     let local = PathBuf::from("models");
     if local.join("headers").is_dir() {

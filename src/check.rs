@@ -3,7 +3,7 @@
 //! warnings, and the table people read.
 
 use crate::anatomy::{Anatomy, Role};
-use crate::calibrate::Calibration;
+use crate::calibration::Calibration;
 use crate::host::{DeviceId, Host};
 use crate::launch::{GpuLayers, LaunchConfig, Tool};
 use crate::memory::{Prediction, Predictor, Stage, Verdict};
@@ -30,6 +30,13 @@ pub struct CheckReport {
     /// which the table then shows.
     pub fit_choice: Option<String>,
     pub warnings: Vec<String>,
+}
+
+impl CheckReport {
+    /// Whether the command fits (the verdict is not an OOM).
+    pub fn fits(&self) -> bool {
+        self.prediction.verdict == Verdict::Fits
+    }
 }
 
 /// The speed model (src/speed.rs, the one the solver optimises and calibrate fits) on the
@@ -108,7 +115,7 @@ pub fn check_with(
         host: host.name.clone(),
         tool: cfg.tool,
         gpu_names: host.gpus.iter().map(|g| g.model.clone()).collect(),
-        verdict_text: verdict_text(&prediction.verdict),
+        verdict_text: prediction.verdict.to_string(),
         fixes,
         speed,
         fit_choice,
@@ -188,29 +195,6 @@ fn speed_estimate(
     }
 }
 
-pub fn stage_name(s: Stage) -> &'static str {
-    match s {
-        Stage::Load => "model load",
-        Stage::Kv => "KV cache allocation",
-        Stage::Compute => "compute-buffer reserve (or first decode)",
-    }
-}
-
-pub fn verdict_text(v: &Verdict) -> String {
-    match v {
-        Verdict::Fits => "fits".to_string(),
-        Verdict::Oom {
-            device,
-            stage,
-            short_by,
-        } => format!(
-            "OOM on {device} by {} MiB at {}",
-            short_by.div_ceil(MIB),
-            stage_name(*stage)
-        ),
-    }
-}
-
 /// For an OOM: the changes to this very command that fit under the same memory model — the
 /// largest context, q8_0 KV, -ub 512 — each checked by a prediction, then `placer solve`, which
 /// moves tensors instead. Empty when the command fits.
@@ -281,7 +265,7 @@ pub fn fixes(pr: &Predictor, cfg: &LaunchConfig, p: &Prediction, host: &str) -> 
     out
 }
 
-/// The users' recorded pitfalls (shared/reference/user-world.md, "Lessons"), checked on the
+/// The users' recorded pitfalls (docs/users.md, "Lessons"), checked on the
 /// command and its prediction.
 pub fn pitfalls(pr: &Predictor, cfg: &LaunchConfig, p: &Prediction) -> Vec<String> {
     let mut w = Vec::new();
@@ -510,7 +494,7 @@ pub fn render(r: &CheckReport) -> String {
             "predicted: decode {:.1} t/s at depth {}, prefill {} for a {}-token prompt ({:.0} hand-offs/token; {})",
             sp.decode_tps,
             sp.depth,
-            crate::solver::tps_text(sp.prefill_tps),
+            crate::units::tps_text(sp.prefill_tps),
             sp.prompt_tokens,
             sp.splits,
             sp.source

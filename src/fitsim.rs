@@ -24,8 +24,7 @@ use crate::units::MIB;
 /// single-GPU `--fit` run in data/runs).
 pub const FIT_TIME_CONTEXT_MIB: u64 = 524;
 
-/// `--fit-target` default (`common/common.h: fit_params_target`).
-pub const FIT_TARGET_MIB: u64 = 1024;
+pub use crate::llama::FIT_TARGET_MIB;
 
 /// `--fit`'s choice: the launch it hands to llama.cpp and how it got there.
 #[derive(Debug, Clone)]

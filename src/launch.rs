@@ -4,12 +4,17 @@
 use crate::gguf::GgmlType;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The llama.cpp program a launch is for: it changes defaults that size memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum Tool {
     /// llama-server: `-np` auto = 4 slots + unified KV; n_outputs_max capped.
+    #[value(alias = "llama-server")]
     Server,
     /// llama-cli / llama-completion: 1 sequence; n_outputs_max = n_batch.
+    #[value(alias = "llama-cli", alias = "completion", alias = "llama-completion")]
     Cli,
+    /// llama-bench.
+    #[value(alias = "llama-bench")]
     Bench,
 }
 
@@ -145,6 +150,11 @@ pub struct Parsed {
 pub const KV_CACHE_TYPES: &[&str] = &[
     "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1",
 ];
+
+/// Whether `-ctk/-ctv` accept this type ([`KV_CACHE_TYPES`]).
+pub fn kv_type_ok(t: crate::gguf::GgmlType) -> bool {
+    KV_CACHE_TYPES.contains(&t.name().as_str())
+}
 
 /// `--cpu-moe`: one override, every routed-expert tensor to CPU (`common/common.h:
 /// llm_ffn_exps_cpu_override`).

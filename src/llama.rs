@@ -18,7 +18,7 @@ pub const OP_OFFLOAD_MIN_BATCH: u32 = 32;
 pub const SERVER_AUTO_PARALLEL: u32 = 4;
 /// `common/common.h: LLM_FFN_EXPS_REGEX` (--cpu-moe).
 pub const FFN_EXPS_REGEX: &str = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps";
-/// `--fit-target` default, MiB.
+/// `--fit-target` default, MiB (`common/common.h: fit_params_target`).
 pub const FIT_TARGET_MIB: u64 = 1024;
 /// `common/common.h: LLM_FFN_DENSE_REGEX` (--n-cpu-ffn).
 pub const FFN_DENSE_REGEX: &str = r"\.ffn_(up|down|gate)\.";

@@ -38,8 +38,11 @@ fn main() {
         Cmd::Host(a) => cli::host::run(a),
         Cmd::Report(a) => cli::report::run(a),
     };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    let code = cli::exit_code(&result);
+    match result {
+        Ok(()) => {}
+        Err(e) if code == cli::EXIT_DOES_NOT_FIT => eprintln!("{e:#}"),
+        Err(e) => eprintln!("error: {e:#}"),
     }
+    std::process::exit(code);
 }

@@ -1,7 +1,7 @@
 //! The users' models.conf format: read sections (for `check`), write profiles (for `solve
 //! --write`) keeping every other byte.
 //!
-//! Format (shared/reference/user-world.md): INI-like, `[section]` headers, `KEY=VALUE` lines,
+//! Format (docs/users.md): INI-like, `[section]` headers, `KEY=VALUE` lines,
 //! `#` comment lines (a commented-out section `#[name]` is not a section).
 //!
 //! NOTE to the solver helper: the READ side lives in `pub mod read` below (memory helper).

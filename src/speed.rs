@@ -38,7 +38,7 @@
 //! `[speed]` priors; a term with neither is 0.
 
 use crate::anatomy::{kv::kv_bytes_per_token, Anatomy, Hparams, Role};
-use crate::calibrate::Calibration;
+use crate::calibration::Calibration;
 use crate::gguf::GgmlType;
 use crate::host::{DeviceId, Host};
 use crate::memory::Resolved;
@@ -227,7 +227,7 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
     let inv = |x: f64| if x > 0.0 { 1.0 / x } else { 0.0 };
     let gpu_bw: Vec<f64> = host.gpus.iter().map(|g| g.bandwidth_gbs * 1e9).collect();
     let ram_bw = host.ram.bandwidth_gbs * 1e9;
-    let per_gpu = |k: &dyn Fn(&crate::calibrate::GpuCalibration) -> f64| -> Vec<f64> {
+    let per_gpu = |k: &dyn Fn(&crate::calibration::GpuCalibration) -> f64| -> Vec<f64> {
         host.gpus
             .iter()
             .zip(&gpu_bw)

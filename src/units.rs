@@ -17,3 +17,11 @@ pub fn from_mib(mib: f64) -> u64 {
 pub fn pad(n: u64, align: u64) -> u64 {
     n.div_ceil(align) * align
 }
+
+/// "659 t/s", or "not priced (no prefill constants in the calibration)".
+pub fn tps_text(t: Option<f64>) -> String {
+    match t {
+        Some(v) => format!("{v:.0} t/s"),
+        None => "not priced (no prefill constants in the calibration)".into(),
+    }
+}

@@ -5,7 +5,7 @@ usage: ballast.py TARGET_MIB READY_FILE
 Allocates (free - TARGET) with plain cudaMalloc through torch (no managed memory), trims it in
 2 MiB steps until the driver reports TARGET +- 2 MiB free, writes "<free_mib>" to READY_FILE and
 sleeps until killed. This emulates a host whose GPU has TARGET MiB usable
-(shared/reference/testbed-notes.md, "Emulating a smaller host").
+(docs/testbed.md, "Emulating a smaller host").
 """
 import sys
 import time

@@ -4,7 +4,7 @@
 //! `[n_embd_k_gqa(il), kv_size, n_stream]` and, unless MLA, one V tensor per layer with KV),
 //! `src/llama-hparams.cpp` (`n_embd_k_gqa`, `n_embd_v_gqa`, `is_mla`, `n_embd_r`, `n_embd_s`),
 //! `src/llama-memory-recurrent.cpp` (R and S state rows, always F32). See
-//! /work/shared/reference/llamacpp-internals.md §5.2–5.6.
+//! docs/memory-model.md §5.2–5.6.
 
 use super::Hparams;
 use crate::gguf::GgmlType;

@@ -3,7 +3,7 @@
 //! same launch next to each, and one CSV row per run (data/runs.csv).
 
 use crate::anatomy::{self, Anatomy};
-use crate::calibrate::Calibration;
+use crate::calibration::Calibration;
 use crate::host::{Gpu, Host, Ram};
 use crate::launch::{self, GpuLayers, LaunchConfig, Override, Tool};
 use crate::logs::{self, LogRun};
@@ -732,7 +732,7 @@ pub fn catalog_match(log: &LogRun, models_dir: Option<&Path>) -> Option<String> 
         let shown = if unit_gib {
             bytes / (1u64 << 30) as f64
         } else {
-            bytes / (1u64 << 20) as f64
+            bytes / crate::units::MIB as f64
         };
         if format!("{shown:.2}") == size {
             return Some(id);

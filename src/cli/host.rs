@@ -127,7 +127,7 @@ pub struct PhysicalGpu {
     pub pcie_width: Option<u32>,
 }
 
-const MIB: u64 = 1024 * 1024;
+use crate::units::MIB;
 
 /// Every GPU NVML sees, in NVML (PCI bus) order.
 pub fn detect_physical() -> Result<Vec<PhysicalGpu>> {

@@ -58,12 +58,12 @@ fn memory(a: MemoryArgs) -> anyhow::Result<()> {
     } else {
         a.logs
     };
-    let recs = crate::memory::report::records(
+    let recs = crate::calibrate::report::records(
         &logs,
         &Calibration::load(),
         std::path::Path::new("hardware"),
     );
-    let text = crate::memory::report::render(&recs, "placer report memory");
+    let text = crate::calibrate::report::render(&recs, "placer report memory");
     if a.out.as_os_str() == "-" {
         print!("{text}");
     } else {

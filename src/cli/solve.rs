@@ -1,21 +1,16 @@
 //! `placer solve MODEL`: the fastest placement that fits, as an aggressive and a moderate profile.
 
 use crate::anatomy::Anatomy;
-use crate::calibrate::Calibration;
+use crate::calibration::Calibration;
 use crate::gguf::GgmlType;
-use crate::host::{DeviceId, Host};
-use crate::profile::Profile;
+use crate::host::Host;
 use crate::solver::SolveRequest;
-use crate::units::mib;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Catalog id (models/<id>.toml, e.g. glm-q8) or a path to a .gguf / header snapshot.
     pub model: String,
-    /// Host: a shipped name (users-4090-5070ti, single-24gb, …) or a host TOML file.
-    #[arg(long)]
-    pub host: Option<String>,
     /// Context size (`-c`); 0 = the model's training context.
     #[arg(long = "ctx", short = 'c', default_value_t = 0)]
     pub ctx: u32,
@@ -51,9 +46,6 @@ pub struct Args {
     /// What `-m` / MODEL= should say (default: the catalog's file name, or the path given).
     #[arg(long)]
     pub model_path: Option<String>,
-    /// Calibration file (default: the shipped data/calibration.toml).
-    #[arg(long)]
-    pub calibration: Option<PathBuf>,
     /// Use only these GPUs (llama.cpp's `--device`), e.g. `--devices CUDA0` or `CUDA0,CUDA1`.
     #[arg(long = "devices", alias = "device")]
     pub devices: Option<String>,
@@ -61,13 +53,8 @@ pub struct Args {
     /// does not fit, say the smallest change that does.
     #[arg(long)]
     pub gpu_only: bool,
-    /// The llama.cpp program that will run the flags: llama-server (default), llama-completion or
-    /// llama-cli (they reserve a whole ubatch of logits, which changes the compute buffers).
-    #[arg(long, default_value = "llama-server")]
-    pub tool: String,
-    /// Print JSON instead of tables.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub common: super::common::CommonArgs,
     /// Add or replace [<id>-aggressive] / [<id>-moderate] in this models.conf.
     #[arg(long)]
     pub write: Option<PathBuf>,
@@ -95,7 +82,7 @@ pub fn normalize_argv<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
 
 fn kv_type(s: &str) -> anyhow::Result<GgmlType> {
     GgmlType::from_name(s)
-        .filter(|t| crate::emit::kv_type_ok(*t))
+        .filter(|t| crate::launch::kv_type_ok(*t))
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "unknown KV cache type {s:?}; llama.cpp accepts {}",
@@ -112,13 +99,15 @@ pub struct Inputs {
     pub anatomy: Anatomy,
     pub host: Host,
     pub calibration: Calibration,
+    /// Which calibration it is (shown in the report).
+    pub calibration_source: super::common::CalibrationSource,
     pub request: SolveRequest,
 }
 
 pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
-    let dir = crate::catalog::models_dir();
+    let dir = a.common.models_dir();
     let is_id = !a.model.ends_with(".gguf") && !std::path::Path::new(&a.model).is_file();
-    let gguf = crate::catalog::load_model(&a.model, None)?;
+    let gguf = crate::catalog::load_model(&a.model, Some(&dir))?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
     let (id, name, path, arch_source) = if is_id {
         let e = crate::catalog::entry(&a.model, &dir)?;
@@ -149,19 +138,8 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
             format!("GGUF header of {}", a.model),
         )
     };
-    let host = match &a.host {
-        Some(h) => Host::by_name_or_path(h)?,
-        None => crate::host::default_host(),
-    };
-    let calibration = match &a.calibration {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
-            toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("bad calibration file {}: {e}", p.display()))?
-        }
-        None => Calibration::shipped(),
-    };
+    let host = a.common.host()?;
+    let (calibration, calibration_source) = a.common.calibration()?;
     let type_k = kv_type(&a.type_k)?;
     let type_v = kv_type(&a.type_v)?;
     if a.ubatch == Some(0) || a.batch == 0 {
@@ -197,11 +175,11 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
                 .collect::<anyhow::Result<Vec<usize>>>()?,
         ),
     };
-    let tool = match a.tool.as_str() {
-        "llama-server" | "server" => crate::launch::Tool::Server,
-        "llama-completion" | "llama-cli" | "completion" | "cli" => crate::launch::Tool::Cli,
-        t => anyhow::bail!("--tool {t}: expected llama-server, llama-completion or llama-cli"),
-    };
+    let tool = a.common.tool.unwrap_or(crate::launch::Tool::Server);
+    anyhow::ensure!(
+        tool != crate::launch::Tool::Bench,
+        "--tool bench: solve plans for llama-server (server) or llama-cli / llama-completion (cli)"
+    );
     let request = SolveRequest {
         model_path: a.model_path.clone().unwrap_or(path),
         ctx: a.ctx,
@@ -227,6 +205,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         anatomy,
         host,
         calibration,
+        calibration_source,
         request,
     })
 }
@@ -235,30 +214,28 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let inp = inputs(&a)?;
     let profiles =
         crate::profile::solve_profiles(&inp.anatomy, &inp.host, &inp.request, &inp.calibration);
-    let fit = fit_baseline(&inp);
-    if a.json {
-        let v = serde_json::json!({
-            "model": inp.id,
-            "name": inp.name,
-            "host": inp.host.name,
-            "request": inp.request,
-            "profiles": profiles.iter().map(profile_json).collect::<Vec<_>>(),
-            "fit_baseline": fit.as_ref().map(|b| serde_json::json!({
-                "choice": b.fit_choice,
-                "verdict": b.verdict_text,
-                "speed": b.speed,
-            })),
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+    let fit = crate::profile::fit_baseline(&inp.anatomy, &inp.host, &inp.request, &inp.calibration);
+    let report = crate::profile::SolveReport {
+        id: &inp.id,
+        name: &inp.name,
+        anatomy: &inp.anatomy,
+        host: &inp.host,
+        request: &inp.request,
+        profiles: &profiles,
+        fit: fit.as_ref(),
+        calibration: inp.calibration_source.to_string(),
+    };
+    if a.common.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
-        print!("{}", render(&inp, &profiles, fit.as_ref()));
+        print!("{}", report.render());
     }
     if let Some(path) = &a.write {
         let fit_flags = fit
             .as_ref()
             .and_then(|b| b.fit_choice.as_deref())
             .map(|c| c.split(':').next().unwrap_or(c).trim().to_string());
-        let src = crate::emit::ConfSource {
+        let src = crate::profile::ConfSource {
             id: &inp.id,
             name: &inp.name,
             arch_source: &inp.arch_source,
@@ -271,186 +248,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         };
         let sections: Vec<_> = profiles
             .iter()
-            .filter_map(|p| crate::emit::conf_section(&src, &inp.anatomy, p))
+            .filter_map(|p| crate::profile::conf_section(&src, &inp.anatomy, p))
             .collect();
         if sections.is_empty() {
-            anyhow::bail!(
-                "nothing written to {}: no profile fits (see the suggestions above)",
+            return Err(super::DoesNotFit(format!(
+                "nothing written to {}: no profile fits (see the smallest changes above)",
                 path.display()
-            );
+            ))
+            .into());
         }
         crate::modelsconf::write::upsert_file(path, &sections)?;
         let names: Vec<String> = sections.iter().map(|s| format!("[{}]", s.name)).collect();
         eprintln!("wrote {} to {}", names.join(" and "), path.display());
     }
+
     Ok(())
-}
-
-fn profile_json(p: &Profile) -> serde_json::Value {
-    let mut v = serde_json::to_value(p).unwrap_or_default();
-    if let Some(s) = &p.solution {
-        v["argv"] = serde_json::json!(crate::emit::argv(&s.launch));
-        v["command"] = serde_json::json!(crate::emit::command_line(&s.launch));
-    }
-    v
-}
-
-/// The human-readable report: one table per profile and the llama-server command line.
-pub fn render(
-    inp: &Inputs,
-    profiles: &[Profile],
-    fit: Option<&crate::check::CheckReport>,
-) -> String {
-    let mut o = String::new();
-    let hp = &inp.anatomy.hp;
-    let r = &inp.request;
-    o.push_str(&format!(
-        "{} ({}, {} layers{}) on {}{} — -c {} -ub {} -ctk {} -ctv {} -np {}\n",
-        inp.name,
-        inp.anatomy.arch,
-        hp.n_layer,
-        if hp.n_expert > 0 {
-            format!(", {} experts / {} used", hp.n_expert, hp.n_expert_used)
-        } else {
-            String::new()
-        },
-        inp.host.name,
-        r.devices
-            .as_ref()
-            .map(|d| format!(
-                " (--devices {})",
-                d.iter()
-                    .map(|i| format!("CUDA{i}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ))
-            .unwrap_or_default(),
-        r.n_ctx(&inp.anatomy),
-        if r.ubatch_fixed {
-            r.ubatch.to_string()
-        } else {
-            "auto".to_string()
-        },
-        r.type_k,
-        r.type_v,
-        r.n_parallel
-    ));
-    for p in profiles {
-        o.push('\n');
-        o.push_str(&format!(
-            "== {} (margin: {}) ==\n",
-            p.kind.name(),
-            p.margin_source
-        ));
-        if let Some(s) = &p.solution {
-            o.push_str(&format!(
-                "{:<28} {:>9} {:>9} {:>9} {:>9} {:>19} {:>9}\n",
-                "device (MiB)", "weights", "KV", "compute", "overhead", "total /     cap", "free"
-            ));
-            for d in &s.devices {
-                let label = match d.device {
-                    DeviceId::Gpu(i) => format!(
-                        "{} {}",
-                        d.device,
-                        inp.host
-                            .gpus
-                            .get(i)
-                            .map(|g| g.model.trim_start_matches("NVIDIA GeForce "))
-                            .unwrap_or("")
-                    ),
-                    DeviceId::Cpu => "CPU (host RAM)".into(),
-                };
-                o.push_str(&format!(
-                    "{:<28} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} / {:>7.0} {:>9.0}\n",
-                    label,
-                    mib(d.weights),
-                    mib(d.kv),
-                    mib(d.compute),
-                    mib(d.overhead),
-                    mib(d.total()),
-                    mib(d.cap),
-                    d.free() as f64 / (1u64 << 20) as f64
-                ));
-            }
-            for line in crate::profile::describe(&inp.anatomy, &s.placement) {
-                o.push_str(&format!("  {line}\n"));
-            }
-            let w = &s.workload;
-            o.push_str(&format!(
-                "  predicted decode {:.1} t/s at depth {}, prefill {} ({} hand-offs/token); \
-                 request of {} prompt + {} generated tokens: {:.1} s\n",
-                s.decode_tps,
-                w.decode_depth,
-                crate::solver::tps_text(s.prefill_tps),
-                s.splits,
-                w.prompt_tokens,
-                w.gen_tokens,
-                s.request_s
-            ));
-            if let Some(inf) = &s.gpu_only {
-                o.push_str(&format!(
-                    "  not everything fits on the chosen GPUs: {}; to keep it all there:\n",
-                    inf.reason
-                ));
-                if inf.suggestions.is_empty() {
-                    o.push_str("    - no single change found\n");
-                }
-                for sug in &inf.suggestions {
-                    o.push_str(&format!("    - {}\n", sug.change));
-                }
-            }
-            if let Some(c) = &s.ubatch_choice {
-                o.push_str(&format!("  {c}\n"));
-            }
-            o.push_str(&format!("  {}\n", s.speed_source));
-            for w in &s.warnings {
-                o.push_str(&format!("  warning: {w}\n"));
-            }
-            o.push_str(&format!("  {}\n", crate::emit::command_line(&s.launch)));
-        }
-        if let Some(inf) = &p.infeasible {
-            o.push_str(&format!("  {}", inf.reason));
-            o.push('\n');
-            if inf.suggestions.is_empty() {
-                o.push_str("  no single change found that makes it fit\n");
-            } else {
-                o.push_str("  smallest changes that fit:\n");
-                for s in &inf.suggestions {
-                    o.push_str(&format!("    - {}\n", s.change));
-                }
-            }
-        }
-    }
-    if let Some(b) = fit {
-        o.push_str("\n== llama.cpp --fit on the same request (replayed on this memory model, src/fitsim.rs) ==\n");
-        if let Some(f) = &b.fit_choice {
-            o.push_str(&format!("  {f}\n"));
-        }
-        match &b.speed {
-            Some(sp) => {
-                o.push_str(&format!(
-                    "  predicted decode {:.1} t/s, prefill {}\n",
-                    sp.decode_tps,
-                    crate::solver::tps_text(sp.prefill_tps)
-                ));
-                for p in profiles {
-                    if let Some(sol) = &p.solution {
-                        let pre = match (sol.prefill_tps, sp.prefill_tps) {
-                            (Some(a), Some(b)) if b > 0.0 => format!(", prefill {:.2}×", a / b),
-                            _ => String::new(),
-                        };
-                        o.push_str(&format!(
-                            "  placer {}: decode {:.2}×{pre} of --fit's (predicted)\n",
-                            p.kind.name(),
-                            sol.decode_tps / sp.decode_tps
-                        ));
-                    }
-                }
-            }
-            None => o.push_str(&format!("  verdict: {}\n", b.verdict_text)),
-        }
-    }
-    o
 }
 
 /// A request holds its prompt and its generated tokens in one sequence's context; a workload
@@ -479,35 +291,4 @@ fn check_workload_fits(ctx: u32, prompt: Option<u32>, gen: Option<u32>) -> anyho
         }
     }
     Ok(())
-}
-
-/// What llama.cpp's `--fit` would choose for the same request (its own 1024 MiB targets, every
-/// GPU of the host), checked and priced like any command. None with `--devices`/`--gpu-only`
-/// (not a --fit request) or no GPU.
-fn fit_baseline(inp: &Inputs) -> Option<crate::check::CheckReport> {
-    let r = &inp.request;
-    if r.devices.is_some() || r.gpu_only || inp.host.gpus.is_empty() {
-        return None;
-    }
-    let base = crate::launch::LaunchConfig {
-        fit: true,
-        gpu_layers: crate::launch::GpuLayers::Auto,
-        tensor_split: None,
-        overrides: Vec::new(),
-        fit_target_mib: vec![crate::fitsim::FIT_TARGET_MIB],
-        ..crate::solver::request_launch(r)
-    };
-    let workload = crate::check::Workload {
-        prompt: Some(r.prompt_tokens(&inp.anatomy)),
-        gen: Some(r.gen_tokens()),
-    };
-    crate::check::check_with(
-        &inp.anatomy,
-        &base,
-        &inp.host,
-        &inp.calibration,
-        Vec::new(),
-        workload,
-    )
-    .ok()
 }

@@ -16,7 +16,7 @@ use regex::Regex;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-const MIB: f64 = 1024.0 * 1024.0;
+const MIB: f64 = crate::units::MIB as f64;
 
 macro_rules! re {
     ($name:ident, $pat:expr) => {

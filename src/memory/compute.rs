@@ -23,7 +23,7 @@
 use super::kv::{k_width, v_width, CacheSizes};
 use super::{ContextShape, Resolved};
 use crate::anatomy::{Anatomy, LayerRef, Role};
-use crate::calibrate::Calibration;
+use crate::calibration::Calibration;
 use crate::gguf::GgmlType;
 use crate::host::DeviceId;
 use crate::llama;

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 pub mod compute;
 pub mod kv;
 pub mod predict;
-pub mod report;
 pub mod resolve;
 
 pub use predict::{predict, Predictor};
@@ -75,6 +74,34 @@ pub enum Verdict {
         stage: Stage,
         short_by: u64,
     },
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Load => "model load",
+            Stage::Kv => "KV cache allocation",
+            Stage::Compute => "compute-buffer reserve (or first decode)",
+        })
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    /// `fits`, or `OOM on CUDA1 by 312 MiB at KV cache allocation`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Fits => f.write_str("fits"),
+            Verdict::Oom {
+                device,
+                stage,
+                short_by,
+            } => write!(
+                f,
+                "OOM on {device} by {} MiB at {stage}",
+                short_by.div_ceil(crate::units::MIB)
+            ),
+        }
+    }
 }
 
 /// Where llama.cpp puts things for a launch command.

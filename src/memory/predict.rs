@@ -5,14 +5,14 @@ use super::kv::{alloc_size, cache_sizes, context_shape};
 use super::resolve::{resolve_with, OverrideSet};
 use super::{DeviceMemory, HostMemory, Prediction, Resolved, Stage, Verdict};
 use crate::anatomy::{Anatomy, Role};
-use crate::calibrate::Calibration;
+use crate::calibration::Calibration;
 use crate::host::{DeviceId, Host};
 use crate::launch::{GpuLayers, LaunchConfig, LoadMode, SplitMode};
 use crate::units::{mib, MIB};
 
 /// PRIOR (used only while the shipped calibration holds no fitted runs): memory a CUDA process
 /// holds on each GPU beyond llama.cpp's buffers ("unaccounted": context, cuBLAS, pool).
-/// From shared/reference-runs/2026-11-23-qwen3moe-h200x2/t3_cmoe.log.gz (H200, ballast):
+/// From data/runs/2026-11-23-reference-qwen3moe-h200x2/t3_cmoe.log.gz (H200, ballast):
 /// CUDA0 23999 free before start − 17989 free at exit − 5300 self = 710 MiB; CUDA1 704 MiB.
 pub const PRIOR_OVERHEAD_MIB: f64 = 710.0;
 /// PRIOR: part of that overhead already taken when llama.cpp reads free memory at load

@@ -1,13 +1,13 @@
 //! The linear model the integer program optimises: per layer slot and per movable tensor group,
 //! the bytes it occupies on a device, the bytes a generated token reads from it, and the largest
 //! tensor (what op offload stages on GPU 0). KV and compute-buffer terms follow
-//! shared/reference/llamacpp-internals.md §5–§6 (llama.cpp's own rules, cited per function); they
+//! docs/memory-model.md §5–§6 (llama.cpp's own rules, cited per function); they
 //! are a *linear estimate* — the solver re-checks every solution with the exact memory model
 //! (`memory::predict`) and corrects its budgets by the difference (see `solver::solve`).
 
 use super::SolveRequest;
 use crate::anatomy::{Anatomy, GroupKind, LayerRef, Role};
-use crate::calibrate::Calibration;
+use crate::calibration::Calibration;
 use crate::host::Host;
 use crate::speed::{attn_flops_per_token, attn_head_cells, cells_read, wide_attention, Rates};
 use crate::units::{from_mib, pad};

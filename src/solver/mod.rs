@@ -5,17 +5,16 @@
 //! terms are checked against the exact prediction and corrected until they agree.
 //!
 //! Pipeline: [`coeffs::build`] (linear model: bytes, bytes read per token, bandwidths) →
-//! [`ilp::solve`] (HiGHS) → [`Placement`] → [`crate::emit::flags`] → `memory::Predictor` (exact
+//! [`ilp::solve`] (HiGHS) → [`Placement`] → [`crate::placement::to_launch`] → `memory::Predictor` (exact
 //! bytes per device) → if a device is over its budget, its linear budget is corrected by the
 //! difference and the program is solved again (at most [`MAX_ROUNDS`] times). An infeasible
 //! request is answered with the smallest change that fits ([`Infeasible`]).
 
 pub mod coeffs;
-pub mod fixture;
 pub mod ilp;
 
 use crate::anatomy::{Anatomy, GroupKind};
-use crate::calibrate::Calibration;
+use crate::calibration::Calibration;
 use crate::gguf::GgmlType;
 use crate::host::{DeviceId, Host};
 use crate::launch::{FlashAttn, LaunchConfig, Tool};
@@ -26,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Generated tokens per request when `--gen` is not given: the users and the testbed measure
-/// decode over 128 tokens after a long prompt (shared/reference/user-world.md "The process
+/// decode over 128 tokens after a long prompt (docs/users.md "The process
 /// placer replaces" step 5; issue 5's workload "≥ 128 generated").
 pub const DEFAULT_GEN: u32 = 128;
 
@@ -64,7 +63,7 @@ pub struct SolveRequest {
     #[serde(default)]
     pub prompt: Option<u32>,
     /// Workload: tokens generated per request; None = 128 (what the users and the testbed
-    /// measure after the prompt, shared/reference/user-world.md, issue 5).
+    /// measure after the prompt, docs/users.md, issue 5).
     #[serde(default)]
     pub gen: Option<u32>,
     /// `-ub` given explicitly: keep it; otherwise the solver chooses it (`UB_CHOICES`).
@@ -166,6 +165,12 @@ pub fn request_launch(req: &SolveRequest) -> LaunchConfig {
     }
 }
 
+/// The launch (llama-server flags) that realises `placement` for `req`: the request's launch
+/// ([`request_launch`]) with the placement's `-ngl -ts -ot` ([`crate::placement::to_launch`]).
+pub fn launch_for(anatomy: &Anatomy, placement: &Placement, req: &SolveRequest) -> LaunchConfig {
+    crate::placement::to_launch(anatomy, placement, &request_launch(req), req.host_gpus)
+}
+
 /// Memory kept free per device (MiB), on top of everything the memory model predicts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Margins {
@@ -239,14 +244,6 @@ pub struct Workload {
     pub prompt_tokens: u32,
     pub gen_tokens: u32,
     pub decode_depth: u32,
-}
-
-/// "659 t/s", or "not priced (no prefill constants in the calibration)".
-pub fn tps_text(t: Option<f64>) -> String {
-    match t {
-        Some(v) => format!("{v:.0} t/s"),
-        None => "not priced (no prefill constants in the calibration)".into(),
-    }
 }
 
 /// A request that does not fit, with the smallest changes that do.
@@ -671,10 +668,11 @@ fn solve_inner(
         let r = match ilp::solve(&m, &budgets, ilp::Goal::Speed) {
             Ok(r) => r,
             Err(e) => {
-                last_reason = if e.contains("nfeasible") {
-                    "no placement fits the GPUs and host RAM with these margins".to_string()
-                } else {
-                    format!("the solver failed: {e}")
+                last_reason = match e {
+                    ilp::IlpError::Infeasible => {
+                        "no placement fits the GPUs and host RAM with these margins".to_string()
+                    }
+                    e => format!("the solver failed: {e}"),
                 };
                 break;
             }
@@ -687,7 +685,7 @@ fn solve_inner(
         let (launch, pred) = prefer_pinned(
             anatomy,
             &predictor,
-            crate::emit::flags(anatomy, &placement, &req),
+            launch_for(anatomy, &placement, &req),
             margins,
         )
         .map_err(|e| format!("memory model rejected the emitted flags: {e:#}"))?;
@@ -696,7 +694,7 @@ fn solve_inner(
         let (lin_gpu, lin_host) = linear_usage(&m, &r.slot_device, &r.movable_device);
         let exact: Vec<f64> = rows.iter().map(|r| r.total() as f64).collect();
         let lin: Vec<f64> = lin_gpu.iter().copied().chain([lin_host]).collect();
-        if std::env::var_os("PLACER_DEBUG_SOLVER").is_some() {
+        if crate::env::flag(crate::env::DEBUG_SOLVER) {
             let t = m.times(&r.slot_device, &r.movable_device).request_s;
             let f = |v: &[f64]| {
                 v.iter()

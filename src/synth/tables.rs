@@ -58,7 +58,7 @@ fn need(v: Option<u64>, what: &str) -> Result<u64, String> {
 }
 
 /// `src/models/qwen3moe.cpp: load_arch_tensors`; order as in the reference run
-/// (shared/reference-runs/2026-11-23-qwen3moe-h200x2/README.md).
+/// (data/runs/2026-11-23-reference-qwen3moe-h200x2/README.md).
 fn qwen3moe_layer(t: &mut Table, h: &Hparams, il: u32) -> Result<(), String> {
     let (e, hd) = (h.n_embd, h.head_dim()?);
     let n_ff_exp = need(h.n_ff_exp, "n_ff_exp")?;

@@ -236,7 +236,7 @@ fn corpus() {
             if let Some(sol) = &p.solution {
                 text.push_str(&placer::emit::command_line(&sol.launch));
                 text.push('\n');
-                let src = placer::emit::ConfSource {
+                let src = placer::profile::ConfSource {
                     id: &s.model,
                     name: &name,
                     arch_source: &format!("GGUF header snapshot models/headers/{}.gguf", s.model),
@@ -244,13 +244,13 @@ fn corpus() {
                     calibration: &cal,
                     fit_baseline: None,
                 };
-                text.push_str(&placer::emit::conf_section(&src, &a, p).unwrap().text);
+                text.push_str(&placer::profile::conf_section(&src, &a, p).unwrap().text);
             }
             if let Some(inf) = &p.infeasible {
                 text.push_str(&inf.to_string());
             }
         }
-        insta::with_settings!({snapshot_path => "../solver-tests/snapshots", prepend_module_to_snapshot => false}, {
+        insta::with_settings!({snapshot_path => "../../solver-tests/snapshots", prepend_module_to_snapshot => false}, {
             insta::assert_snapshot!(s.name.clone(), text);
         });
     }

@@ -2,8 +2,7 @@
 //! `placer report memory` from data/runs (and the shared reference runs).
 
 use crate::calibrate::records::{device_predicted, load_runs, record, Record};
-use crate::calibrate::Calibration;
-use crate::check::verdict_text;
+use crate::calibration::Calibration;
 use crate::launch::{GpuLayers, Tool};
 use crate::memory::Predictor;
 use crate::memory::Verdict;
@@ -196,7 +195,7 @@ pub fn render(recs: &[Record], command: &str) -> String {
             }
             let v = match &pr.verdict {
                 Verdict::Fits => "fits".to_string(),
-                v => verdict_text(v),
+                v => v.to_string(),
             };
             let _ = writeln!(
                 s,

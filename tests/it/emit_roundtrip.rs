@@ -4,11 +4,12 @@
 //! independent implementation of the rules written here, and with the memory model's
 //! `memory::resolve`.
 
+use crate::fixture;
 use placer::anatomy::{Anatomy, GroupKind, LayerRef};
 use placer::host::{DeviceId, Gpu, Host, Ram};
 use placer::launch::{GpuLayers, LaunchConfig};
 use placer::placement::Placement;
-use placer::solver::{fixture, SolveRequest};
+use placer::solver::SolveRequest;
 use proptest::prelude::*;
 use std::sync::OnceLock;
 
@@ -188,7 +189,7 @@ proptest! {
         let p = placement_from(a, n_gpus, &cuts[..n_gpus], &moves);
         p.validate(a).unwrap();
         let req = SolveRequest { ctx: 4096, host_gpus: n_gpus, ..SolveRequest::default() };
-        let cfg = placer::emit::flags(a, &p, &req);
+        let cfg = placer::solver::launch_for(a, &p, &req);
         for o in &cfg.overrides {
             prop_assert!(!o.pattern.contains(',') && !o.pattern.contains('=') && !o.pattern.contains('{'),
                 "{id}: pattern {} cannot pass through -ot", o.pattern);
@@ -230,7 +231,7 @@ fn cpu_moe_style_placement_is_one_compact_pattern() {
         host_gpus: 1,
         ..SolveRequest::default()
     };
-    let cfg = placer::emit::flags(a, &p, &req);
+    let cfg = placer::solver::launch_for(a, &p, &req);
     assert_eq!(cfg.overrides.len(), 1);
     assert_eq!(
         cfg.overrides[0].pattern,

@@ -1,5 +1,5 @@
 //! The memory model on the reference model (Qwen3-30B-A3B Q8_0, catalog header) for the
-//! configurations `--fit` measured in shared/reference-runs/…/t2_fit.log.gz: its dry runs print
+//! configurations `--fit` measured in data/runs/2026-11-23-reference-qwen3moe-h200x2/t2_fit.log.gz: its dry runs print
 //! a memory breakdown (integer MiB, truncated) for each candidate placement. Model and context
 //! must match to the MiB; compute within max(128 MiB, 1.5 %).
 

@@ -1,7 +1,7 @@
 //! Anatomy from hand-built headers of each architecture placer knows, following the tensor
 //! tables of llama.cpp's `src/models/<arch>.cpp:load_arch_tensors` and the hparams rules of
 //! `load_arch_hparams`; plus the real Gemma 3 270M header.
-mod anatomy_support;
+use crate::anatomy_support;
 
 use anatomy_support::*;
 use placer::anatomy::kv::{kv_bytes_per_token, kv_bytes_per_token_with, rs_bytes_per_seq};

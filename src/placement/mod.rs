@@ -1,5 +1,9 @@
 //! A placement: which device hosts each layer (and so its attention and KV) and which tensor
-//! groups live elsewhere. What the solver produces and the emitter turns into flags.
+//! groups live elsewhere. What the solver produces; [`to_launch`] turns it into the launch
+//! (`-ngl -ts -ot`) that realises it.
+
+mod ot;
+pub use ot::{consecutive_runs, layer_devices, layer_set_regex, overrides, resolve, to_launch};
 
 use crate::host::DeviceId;
 use serde::{Deserialize, Serialize};

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-mod known_gaps;
+use crate::known_gaps;
 
 /// Devices of tests/known_gaps (their compute buffer is off by a known amount, bounded in
 /// tests/memory_reference_runs.rs) are left out of the tolerance checks here.

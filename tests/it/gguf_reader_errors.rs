@@ -1,6 +1,6 @@
 //! One test per reader rule and typed error (llama.cpp's `gguf_init_from_reader` checks, plus
 //! placer's own: unknown tensor types sized from offsets, header-only files, split models).
-mod gguf_support;
+use crate::gguf_support;
 
 use gguf_support::*;
 use placer::gguf::{open, read_header, shard_paths, GgmlType, GgufError, MetaValue};

@@ -1,6 +1,6 @@
 //! `placer inspect`: the table people read (insta snapshot on the real Gemma 3 270M header), and
 //! the invariant that its totals equal the file's tensor data.
-mod anatomy_support;
+use crate::anatomy_support;
 
 use placer::cli::inspect::{layer_ranges, render, report};
 use placer::gguf::{open, read_header, GgufModel};

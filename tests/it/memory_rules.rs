@@ -1,5 +1,5 @@
 //! Placement and cache rules on catalog headers, against the numbers of
-//! shared/reference/llamacpp-internals.md §4–§5 (measured with the reference tree's allocator).
+//! docs/memory-model.md §4–§5 (measured with the reference tree's allocator).
 
 use placer::anatomy::{from_gguf, Anatomy, LayerRef, Role};
 use placer::calibrate::Calibration;

@@ -5,8 +5,13 @@
 //! of memory-prediction errors by `placer calibrate`), plus the per-GPU margin an observed OOM
 //! added (`GpuCalibration::oom_margin_mib`). They are printed with every profile.
 
+mod report;
+mod section;
+pub use report::{fit_baseline, SolveReport};
+pub use section::{conf_section, ConfSource};
+
 use crate::anatomy::{Anatomy, GroupKind, LayerRef};
-use crate::calibrate::Calibration;
+use crate::calibration::Calibration;
 use crate::host::{DeviceId, Host};
 use crate::placement::Placement;
 use crate::solver::{self, Infeasible, Margins, Solution, SolveRequest};
@@ -158,7 +163,7 @@ pub fn solve_profiles(
 
 /// `a–b` or `a` for a run of layer indices.
 fn runs(v: &[u32]) -> String {
-    crate::emit::consecutive_runs(v)
+    crate::placement::consecutive_runs(v)
         .into_iter()
         .map(|(a, b)| {
             if a == b {
@@ -272,7 +277,7 @@ mod tests {
     #[test]
     fn oom_margin_by_testbed_label() {
         let mut cal = Calibration::shipped();
-        cal.device_margins = vec![crate::calibrate::DeviceMargin {
+        cal.device_margins = vec![crate::calibration::DeviceMargin {
             host: "gpu:24000".into(),
             device: "CUDA0".into(),
             extra_mib: 200.0,

@@ -1,7 +1,7 @@
 //! Property tests: on arbitrary, truncated or mutated bytes the reader never panics, returns a
 //! typed error, and never allocates more than a constant times the input it was given (a
 //! counting global allocator measures the peak of live heap bytes during each read).
-mod gguf_support;
+use crate::gguf_support;
 
 use gguf_support::*;
 use placer::gguf::{read_header, GgufError};

@@ -1,12 +1,13 @@
 //! An OOM log for the device a profile filled makes the next solve leave more free memory there.
 
+use crate::fixture;
 use placer::calibrate::fit::{learn_ooms, FitReport};
 use placer::calibrate::records::{device_predicted, Record, RunInput};
 use placer::calibrate::Calibration;
 use placer::host::{DeviceId, Host};
 use placer::logs::parse_bytes;
 use placer::memory;
-use placer::solver::{self, fixture, Margins, SolveRequest};
+use placer::solver::{self, Margins, SolveRequest};
 use std::path::Path;
 
 fn solve(a: &placer::anatomy::Anatomy, host: &Host, cal: &Calibration) -> solver::Solution {

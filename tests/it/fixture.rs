@@ -4,8 +4,10 @@
 //! named on each constructor; bytes are `ggml_nbytes` of the stated types. These are *synthetic*
 //! tables: the catalog's header snapshots are the real thing wherever one exists.
 
-use crate::anatomy::{Anatomy, GroupKind, Hparams, LayerRef, Mla, Role, Ssm, Tensor, TensorGroup};
-use crate::gguf::GgmlType;
+#![allow(dead_code)]
+
+use placer::anatomy::{Anatomy, GroupKind, Hparams, LayerRef, Mla, Role, Ssm, Tensor, TensorGroup};
+use placer::gguf::GgmlType;
 
 /// Shape of a (MoE or dense) transformer, enough to produce its tensor table.
 #[derive(Debug, Clone)]
@@ -45,7 +47,7 @@ pub struct Spec {
 
 impl Spec {
     /// Qwen3-30B-A3B (Qwen/Qwen3-30B-A3B config.json), all matrices Q8_0: the shape of the
-    /// reference runs in shared/reference-runs.
+    /// reference runs in data/runs/2026-11-23-reference-qwen3moe-h200x2.
     pub fn qwen3_30b_a3b() -> Spec {
         Spec {
             arch: "qwen3moe".into(),

@@ -9,7 +9,7 @@ use placer::host::Host;
 use placer::memory::Verdict;
 use std::path::{Path, PathBuf};
 
-mod known_gaps;
+use crate::known_gaps;
 use known_gaps::known_gap;
 
 const REFERENCE: &str = "/work/shared/reference-runs/2026-11-23-qwen3moe-h200x2";
@@ -21,7 +21,7 @@ fn records(paths: &[PathBuf], host: Option<&Host>) -> Vec<Record> {
     runs.into_iter()
         .map(|r| {
             let mut rec = record(r, &cal, None, &hw, host);
-            placer::memory::report::repredict(&mut rec, &cal);
+            placer::calibrate::report::repredict(&mut rec, &cal);
             rec
         })
         .collect()

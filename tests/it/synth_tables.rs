@@ -1,5 +1,5 @@
 //! Synthesized tensor tables against what llama.cpp expects: the reference qwen3moe Q8_0 run
-//! (shared/reference-runs/2026-11-23-qwen3moe-h200x2/README.md and its log), and each
+//! (data/runs/2026-11-23-reference-qwen3moe-h200x2/README.md and its log), and each
 //! architecture's loader (`src/models/<arch>.cpp: load_arch_tensors`).
 
 use placer::catalog;

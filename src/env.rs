@@ -1,0 +1,43 @@
+//! Every environment variable placer reads, in one place (as uv's `uv-static` lists its own).
+//!
+//! | variable | what |
+//! |---|---|
+//! | `PLACER_MODELS` | the catalog folder (models/<id>.toml + models/headers/) |
+//! | `PLACER_CALIBRATION` | the user's calibration file (default `~/.config/placer/calibration.toml`) |
+//! | `PLACER_MIP_GAP` | the solver's optimality gap on the request time (experiments; default `solver::ilp::MIP_REL_GAP`) |
+//! | `PLACER_HIGHS_OPTS` | extra HiGHS options, `name=value;…` (experiments) |
+//! | `PLACER_HIGHS_VERBOSE` | print HiGHS's log |
+//! | `PLACER_DEBUG_SOLVER` | print the solver's rounds (linear vs exact memory, times) |
+
+/// The catalog folder.
+pub const MODELS: &str = "PLACER_MODELS";
+/// The user's calibration file.
+pub const CALIBRATION: &str = "PLACER_CALIBRATION";
+/// The solver's optimality gap on the request time.
+pub const MIP_GAP: &str = "PLACER_MIP_GAP";
+/// Extra HiGHS options, `name=value;…`.
+pub const HIGHS_OPTS: &str = "PLACER_HIGHS_OPTS";
+/// Print HiGHS's log.
+pub const HIGHS_VERBOSE: &str = "PLACER_HIGHS_VERBOSE";
+/// Print the solver's rounds.
+pub const DEBUG_SOLVER: &str = "PLACER_DEBUG_SOLVER";
+
+/// Whether a switch variable is set (to anything).
+pub fn flag(name: &str) -> bool {
+    std::env::var_os(name).is_some()
+}
+
+/// A path variable, when set and not empty.
+pub fn path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// `PLACER_MIP_GAP` as a number, when set and valid.
+pub fn mip_gap() -> Option<f64> {
+    std::env::var(MIP_GAP)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|g| g.is_finite() && *g >= 0.0)
+}

@@ -1,0 +1,173 @@
+//! A profile as a models.conf section in the users' format: `#` lines saying where every number
+//! came from, then NAME, DESCRIPTION, SPEED, MODEL, CTX_SIZE, N_GPU_LAYERS, FIT, EXTRA_ARGS.
+
+use crate::anatomy::Anatomy;
+use crate::host::DeviceId;
+use crate::launch::GpuLayers;
+
+/// What a models.conf section says about where its numbers came from.
+pub struct ConfSource<'a> {
+    /// Section id prefix (catalog id or file stem).
+    pub id: &'a str,
+    /// Human name (NAME=).
+    pub name: &'a str,
+    /// Where the architecture was read ("GGUF header snapshot models/headers/glm-q8.gguf").
+    pub arch_source: &'a str,
+    pub host: &'a crate::host::Host,
+    pub calibration: &'a crate::calibration::Calibration,
+    /// llama.cpp's `--fit` on the same request (replayed, src/fitsim.rs): its flags and predicted
+    /// decode / prefill t/s, for a comparison line. None: not compared.
+    pub fit_baseline: Option<(&'a str, f64, Option<f64>)>,
+}
+
+fn mib_str(b: u64) -> String {
+    format!("{:.0}", crate::units::mib(b))
+}
+
+/// One profile as a models.conf section in the users' format (docs/models-conf.md):
+/// `#` lines saying where every number came from, then NAME, DESCRIPTION, SPEED, MODEL, CTX_SIZE,
+/// N_GPU_LAYERS, FIT, EXTRA_ARGS. EXTRA_ARGS is unquoted, as the users' start.sh word-splits it.
+pub fn conf_section(
+    src: &ConfSource,
+    anatomy: &Anatomy,
+    profile: &super::Profile,
+) -> Option<crate::modelsconf::write::NewSection> {
+    let sol = profile.solution.as_ref()?;
+    let kind = profile.kind.name();
+    let name = format!("{}-{kind}", src.id);
+    let hp = &anatomy.hp;
+    let mut t = String::new();
+    let mut c = |s: String| {
+        t.push_str("# ");
+        t.push_str(&s);
+        t.push('\n');
+    };
+    c(format!(
+        "placer solve — {kind} profile for {} on host {}",
+        src.name, src.host.name
+    ));
+    let mut arch = format!(
+        "architecture: {} ({}), {} layers",
+        anatomy.arch, src.arch_source, hp.n_layer
+    );
+    if hp.n_expert > 0 {
+        arch.push_str(&format!(
+            ", MoE {} experts / {} used{}",
+            hp.n_expert,
+            hp.n_expert_used,
+            if hp.n_expert_shared > 0 {
+                format!(" + {} shared", hp.n_expert_shared)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if hp.mla.is_some() {
+        arch.push_str(", MLA KV");
+    }
+    if hp.swa_layers.iter().any(|&s| s) {
+        arch.push_str(&format!(
+            ", {} SWA layers",
+            hp.swa_layers.iter().filter(|&&s| s).count()
+        ));
+    }
+    let rec = hp.recurrent_layers.iter().filter(|&&r| r).count();
+    if rec > 0 {
+        arch.push_str(&format!(", {rec} recurrent layers (no KV)"));
+    }
+    c(arch);
+    c(format!("margin: {}", profile.margin_source));
+    c("memory per device (MiB, placer's memory model = llama.cpp's allocation rules):".into());
+    for d in &sol.devices {
+        let label = match d.device {
+            DeviceId::Gpu(i) => format!(
+                "{} {}",
+                d.device,
+                src.host.gpus.get(i).map(|g| g.model.as_str()).unwrap_or("")
+            ),
+            DeviceId::Cpu => "host RAM".into(),
+        };
+        let over = if d.device == DeviceId::Cpu {
+            ""
+        } else {
+            " + overhead "
+        };
+        let ovh = if d.device == DeviceId::Cpu {
+            String::new()
+        } else {
+            mib_str(d.overhead)
+        };
+        c(format!(
+            "  {label}: weights {} + KV {} + compute {}{over}{ovh} = {} of {} usable, {} free (margin {})",
+            mib_str(d.weights),
+            mib_str(d.kv),
+            mib_str(d.compute),
+            mib_str(d.total()),
+            mib_str(d.cap),
+            mib_str(d.cap.saturating_sub(d.total())),
+            mib_str(d.margin)
+        ));
+    }
+    for line in super::describe(anatomy, &sol.placement) {
+        c(format!("placement: {line}"));
+    }
+    let cal = src.calibration;
+    let w = &sol.workload;
+    c(format!(
+        "predicted decode {:.1} t/s at depth {}, prefill {} ({} hand-offs/token; workload \
+         {} prompt + {} generated tokens = {:.1} s; speed model docs/solver.md, calibration from \
+         {} runs, llama.cpp {})",
+        sol.decode_tps,
+        w.decode_depth,
+        crate::units::tps_text(sol.prefill_tps),
+        sol.splits,
+        w.prompt_tokens,
+        w.gen_tokens,
+        sol.request_s,
+        cal.n_runs,
+        cal.llama_build,
+    ));
+    if let Some(inf) = &sol.gpu_only {
+        c(format!("weights on the CPU because {}", inf.reason));
+        for sug in &inf.suggestions {
+            c(format!("  to keep them all on the GPU: {}", sug.change));
+        }
+    }
+    if let Some(u) = &sol.ubatch_choice {
+        c(u.clone());
+    }
+    if let Some((flags, dec, pre)) = src.fit_baseline {
+        let prefill = match (sol.prefill_tps, pre) {
+            (Some(a), Some(b)) if b > 0.0 => format!(", prefill {:.2}×", a / b),
+            _ => String::new(),
+        };
+        c(format!(
+            "vs llama.cpp --fit on the same request ({flags}, replayed on the same models, \
+             docs/fit-replay.md): decode {:.2}×{prefill} (predicted)",
+            sol.decode_tps / dec
+        ));
+    }
+    c(sol.speed_source.clone());
+    c("NOT YET TESTED: run it, then `placer calibrate` the log".into());
+    t.push_str(&format!("[{name}]\n"));
+    t.push_str(&format!("NAME={} ({kind})\n", src.name));
+    t.push_str(&format!(
+        "DESCRIPTION=placer {kind}: {}\n",
+        super::describe(anatomy, &sol.placement).join("; ")
+    ));
+    t.push_str(&format!("SPEED=~{:.0} t/s (predicted)\n", sol.decode_tps));
+    t.push_str(&format!("MODEL={}\n", sol.launch.model));
+    t.push_str(&format!("CTX_SIZE={}\n", sol.launch.ctx));
+    let ngl = match sol.launch.gpu_layers {
+        GpuLayers::Count(n) => n.to_string(),
+        GpuLayers::All => "all".into(),
+        GpuLayers::Auto => "auto".into(),
+    };
+    t.push_str(&format!("N_GPU_LAYERS={ngl}\n"));
+    t.push_str("FIT=off\n");
+    t.push_str(&format!(
+        "EXTRA_ARGS={}\n",
+        crate::emit::extra_args(&sol.launch).join(" ")
+    ));
+    Some(crate::modelsconf::write::NewSection { name, text: t })
+}
