@@ -83,6 +83,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         print!("{}", render(&report));
     }
+    if !report.fits() {
+        return Err(super::DoesNotFit(format!("placer check: {}", report.verdict_text)).into());
+    }
     Ok(())
 }
 

@@ -261,7 +261,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let names: Vec<String> = sections.iter().map(|s| format!("[{}]", s.name)).collect();
         eprintln!("wrote {} to {}", names.join(" and "), path.display());
     }
-
+    if profiles.iter().all(|p| p.solution.is_none()) {
+        return Err(super::DoesNotFit(
+            "placer solve: no profile fits (see the smallest changes above)".into(),
+        )
+        .into());
+    }
     Ok(())
 }
 

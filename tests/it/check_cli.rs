@@ -91,6 +91,29 @@ fn models_conf_sections() {
     );
 }
 
+/// Exit codes are documented in src/cli/mod.rs: 0 fits, 1 does not fit, 2 bad input.
+#[test]
+fn exit_codes_tell_fits_from_oom_from_bad_input() {
+    let code = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_placer"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    let check = |ctx: &str| code(&["check", "--", "-m", "glm-q8", "-c", ctx, "-ngl", "99"]);
+    assert_eq!(check("8192"), Some(0));
+    assert_eq!(check("131072"), Some(1));
+    assert_eq!(code(&["check", "--", "-m", "no-such-model"]), Some(2));
+    assert_eq!(code(&["solve", "glm-q8", "--ctx", "8192"]), Some(0));
+    assert_eq!(
+        code(&["solve", "glm-q8", "--ctx", "8192", "--host", "no-such-host"]),
+        Some(2)
+    );
+}
+
 fn placer(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_placer"))
         .args(args)
@@ -178,7 +201,9 @@ fn an_oom_says_what_fits_instead() {
         ])
     };
     let (ok, out) = glm_at(131072);
-    assert!(ok, "{out}");
+    // An OOM verdict is an answer, not an error: the report is printed and the exit code is 1.
+    assert!(!ok, "an OOM verdict exits non-zero: {out}");
+    assert!(!out.contains("error:"), "{out}");
     assert!(out.contains("verdict: OOM on CUDA0"), "{out}");
     // Each suggestion is itself checked: the context found must fit and the next step must not.
     let c: u32 = out
