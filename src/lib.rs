@@ -10,6 +10,7 @@
 //! against).
 
 pub mod anatomy;
+pub mod builds;
 pub mod calibrate;
 pub mod catalog;
 pub mod check;
