@@ -282,7 +282,9 @@ impl Tool {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
-    #[error("llama.cpp build {requested} is older than every supported build table ({supported}){hint}")]
+    #[error(
+        "llama.cpp build {requested} is older than every supported build table ({supported}){hint}"
+    )]
     TooOld {
         requested: u32,
         supported: String,
@@ -292,7 +294,7 @@ pub enum BuildError {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArgvError {
-    #[error("{arg}: not an option of {tool} in llama.cpp b{build}{}", suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
+    #[error("{arg}: not an option of {tool} in llama.cpp b{build}{}", .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
     Unknown {
         arg: String,
         tool: String,
@@ -300,7 +302,11 @@ pub enum ArgvError {
         suggestion: Option<String>,
     },
     #[error("{arg}: llama.cpp b{build} does not split --flag=value; write `{flag} VALUE`")]
-    EqualsSyntax { arg: String, flag: String, build: u32 },
+    EqualsSyntax {
+        arg: String,
+        flag: String,
+        build: u32,
+    },
     #[error("{flag} exists in llama.cpp b{build} but not for {tool} (it belongs to {examples})")]
     WrongTool {
         flag: String,
@@ -310,7 +316,7 @@ pub enum ArgvError {
     },
     #[error("{flag} needs a value ({hint})")]
     MissingValue { flag: String, hint: String },
-    #[error("{flag} {value:?}: llama.cpp accepts {}", accepted.join(", "))]
+    #[error("{flag} {value:?}: llama.cpp accepts {}", .accepted.join(", "))]
     NotAccepted {
         flag: String,
         value: String,
@@ -426,9 +432,12 @@ impl BuildFacts {
     /// them for `tool`: every word must be an option of that tool, values where they are due,
     /// in the accepted set, integers within `std::stoi`'s range.
     pub fn validate_argv(&self, args: &[String], tool: Tool) -> Result<(), ArgvError> {
-        let ex = self.tools.get(tool.key()).ok_or_else(|| ArgvError::NoTool {
-            tool: tool.key().to_string(),
-        })?;
+        let ex = self
+            .tools
+            .get(tool.key())
+            .ok_or_else(|| ArgvError::NoTool {
+                tool: tool.key().to_string(),
+            })?;
         let mut i = 0;
         while i < args.len() {
             let raw = &args[i];
@@ -585,8 +594,10 @@ pub fn parse_version_output(text: &str) -> Option<(u32, String)> {
     static RES: OnceLock<[regex::Regex; 3]> = OnceLock::new();
     let res = RES.get_or_init(|| {
         [
-            regex::Regex::new(r"(?m)^\s*version:\s*\S+\s*\(build\s+(\d+),\s*commit\s+([0-9A-Za-z]+)\)")
-                .unwrap(),
+            regex::Regex::new(
+                r"(?m)^\s*version:\s*\S+\s*\(build\s+(\d+),\s*commit\s+([0-9A-Za-z]+)\)",
+            )
+            .unwrap(),
             regex::Regex::new(r"(?m)^\s*version:\s*(\d+)\s*\(([0-9A-Za-z]+)\)").unwrap(),
             regex::Regex::new(r"(?m)\bbuild:\s*(\d+)\s*\(([0-9A-Za-z]+)\)").unwrap(),
         ]
@@ -652,7 +663,12 @@ mod tests {
         let all = all();
         assert_eq!(all.len(), TABLES.len());
         for f in all {
-            assert!(f.options.len() > 200, "b{}: {} options", f.build, f.options.len());
+            assert!(
+                f.options.len() > 200,
+                "b{}: {} options",
+                f.build,
+                f.options.len()
+            );
             assert!(f.tools.contains_key("server"), "b{}", f.build);
             assert_eq!(f.parser.int_parse, "std::stoi");
         }
@@ -681,10 +697,14 @@ mod tests {
         assert_eq!(load_mode_flags(old).flags, ["--no-mmap"]);
         assert_eq!(load_mode_flags(reference()).flags, ["-lm", "none"]);
         assert!(!reference().has("--no-mmap"));
-        let e = old.validate_argv(&argv("-lm none"), Tool::Server).unwrap_err();
+        let e = old
+            .validate_argv(&argv("-lm none"), Tool::Server)
+            .unwrap_err();
         assert!(matches!(e, ArgvError::Unknown { .. }), "{e}");
         // -sm tensor came later
-        let e = old.validate_argv(&argv("-sm tensor"), Tool::Server).unwrap_err();
+        let e = old
+            .validate_argv(&argv("-sm tensor"), Tool::Server)
+            .unwrap_err();
         assert!(matches!(e, ArgvError::NotAccepted { .. }), "{e}");
         for_build(9093)
             .unwrap()
@@ -706,7 +726,9 @@ mod tests {
             _ => panic!("{e}"),
         }
         assert!(e.to_string().contains("did you mean --cache-type-k"), "{e}");
-        let e = r.validate_argv(&argv("--ctx-sise 4096"), Tool::Server).unwrap_err();
+        let e = r
+            .validate_argv(&argv("--ctx-sise 4096"), Tool::Server)
+            .unwrap_err();
         assert!(e.to_string().contains("--ctx-size"), "{e}");
     }
 
@@ -716,7 +738,9 @@ mod tests {
         let r = reference();
         r.validate_argv(&argv("--ctx_size 4096 --n_gpu_layers 10"), Tool::Server)
             .unwrap();
-        assert!(r.validate_argv(&argv("-n_gpu_layers 1"), Tool::Server).is_err());
+        assert!(r
+            .validate_argv(&argv("-n_gpu_layers 1"), Tool::Server)
+            .is_err());
     }
 
     #[test]
@@ -725,17 +749,24 @@ mod tests {
         let bad = |s: &str| r.validate_argv(&argv(s), Tool::Server).unwrap_err();
         assert!(matches!(bad("-c 4294967296"), ArgvError::OutOfRange { .. }));
         assert!(matches!(bad("-c big"), ArgvError::NotAnInteger { .. }));
-        assert!(matches!(bad("-ngl 4294967296"), ArgvError::OutOfRange { .. }));
+        assert!(matches!(
+            bad("-ngl 4294967296"),
+            ArgvError::OutOfRange { .. }
+        ));
         assert!(matches!(bad("-ctk q8"), ArgvError::NotAccepted { .. }));
         assert!(matches!(bad("-fa maybe"), ArgvError::NotAccepted { .. }));
         assert!(matches!(bad("-np 0"), ArgvError::Rejected { .. }));
         assert!(matches!(bad("--n-cpu-moe -1"), ArgvError::Rejected { .. }));
         assert!(matches!(bad("-c"), ArgvError::MissingValue { .. }));
-        assert!(matches!(bad("--ctx-size=4096"), ArgvError::EqualsSyntax { .. }));
+        assert!(matches!(
+            bad("--ctx-size=4096"),
+            ArgvError::EqualsSyntax { .. }
+        ));
         assert!(matches!(bad("--"), ArgvError::Unknown { .. }));
         assert!(matches!(bad("-fitp on"), ArgvError::WrongTool { .. }));
         // -np 0 is fine outside the server (a different registration of -np)
-        r.validate_argv(&argv("-np 0 -fitp on"), Tool::FitParams).unwrap();
+        r.validate_argv(&argv("-np 0 -fitp on"), Tool::FitParams)
+            .unwrap();
         // std::stoi ignores trailing characters; -ot values are free text
         r.validate_argv(&argv("-c 4096k -fa auto -fa -1 -ngl auto"), Tool::Server)
             .unwrap();
@@ -756,19 +787,28 @@ mod tests {
         assert!(e.contains("b8022") && e.contains("b11434"), "{e}");
         assert!(for_build(0).unwrap_err().to_string().contains("git"));
         assert_eq!(reference().commit, "0c1e57098");
-        assert_eq!(reference().defaults.fit_target_mib, crate::llama::FIT_TARGET_MIB);
+        assert_eq!(
+            reference().defaults.fit_target_mib,
+            crate::llama::FIT_TARGET_MIB
+        );
         assert_eq!(
             reference().defaults.server_auto_parallel,
             Some(crate::llama::SERVER_AUTO_PARALLEL)
         );
-        let kv: Vec<&str> = reference().kv_cache_types.iter().map(String::as_str).collect();
+        let kv: Vec<&str> = reference()
+            .kv_cache_types
+            .iter()
+            .map(String::as_str)
+            .collect();
         assert_eq!(kv, crate::launch::KV_CACHE_TYPES);
     }
 
     #[test]
     fn version_output() {
         assert_eq!(
-            parse_version_output("version: 8022 (abcdef12)\nbuilt with GNU 13.3.0 for Linux x86_64\n"),
+            parse_version_output(
+                "version: 8022 (abcdef12)\nbuilt with GNU 13.3.0 for Linux x86_64\n"
+            ),
             Some((8022, "abcdef12".into()))
         );
         assert_eq!(
@@ -781,6 +821,9 @@ mod tests {
             parse_version_output("main: build: 9093 (1a2b3c4d5) with cc for x86_64"),
             Some((9093, "1a2b3c4d5".into()))
         );
-        assert_eq!(parse_version_output("llama-server: command not found"), None);
+        assert_eq!(
+            parse_version_output("llama-server: command not found"),
+            None
+        );
     }
 }
