@@ -450,7 +450,7 @@ impl BuildFacts {
             else {
                 return Err(self.unknown(raw, &arg, tool, ex));
             };
-            let is_negated = opt.negated.iter().any(|n| *n == arg);
+            let is_negated = opt.negated.contains(&arg);
             if !opt.takes_value() || is_negated {
                 continue;
             }
