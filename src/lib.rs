@@ -40,6 +40,7 @@ pub use crate::profile::{Profile, ProfileKind, SolveReport};
 pub use crate::solver::{Solution, SolveRequest};
 
 pub mod anatomy;
+pub mod builds;
 pub mod calibrate;
 pub mod calibration;
 pub mod catalog;
