@@ -37,6 +37,7 @@ fn program_tool(word: &str) -> Option<Tool> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let host = args.common.host()?;
+    let target = args.common.target()?;
     let (cal, _) = args.common.calibration()?;
     anyhow::ensure!(
         !args.command.is_empty(),
@@ -49,6 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (parsed, conf_dir) =
         if words.len() == 1 && !words[0].starts_with('-') && words[0].contains(':') {
             let (path, section) = crate::modelsconf::read::load_spec(&words[0])?;
+            validate(&target, &launch::section_argv(&section)?, Tool::Server)
+                .map_err(|e| e.context(format!("models.conf section [{}]", section.name)))?;
             let parsed = launch::from_section(&section)?;
             (parsed, path.parent().map(Path::to_path_buf))
         } else {
@@ -57,10 +60,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 tool = tool.or(Some(t));
                 words.remove(0);
             }
-            (
-                launch::parse_args_full(tool.unwrap_or(Tool::Server), &words)?,
-                None,
-            )
+            let tool = tool.unwrap_or(Tool::Server);
+            validate(&target, &words, tool)?;
+            (launch::parse_args_full(tool, &words)?, None)
         };
     let cfg = parsed.config;
     anyhow::ensure!(
@@ -87,6 +89,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Err(super::DoesNotFit(format!("placer check: {}", report.verdict_text)).into());
     }
     Ok(())
+}
+
+/// llama.cpp refuses to start on an option it does not know (`common/arg.cpp:
+/// common_params_parse_ex` throws "error: invalid argument"), so check refuses it too, with the
+/// target build's own option table, instead of predicting a command that never runs.
+fn validate(target: &crate::target::Target, argv: &[String], tool: Tool) -> anyhow::Result<()> {
+    let Some(t) = crate::emit::build_tool(tool) else {
+        return Ok(()); // llama-bench: its own parser, no table
+    };
+    target.facts().validate_argv(argv, t).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; llama.cpp would refuse to start (option table: {})",
+            target.describe()
+        )
+    })
 }
 
 /// MODEL as given, else relative to the models.conf's folder (and its models/ subfolder, where

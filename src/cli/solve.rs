@@ -102,6 +102,8 @@ pub struct Inputs {
     /// Which calibration it is (shown in the report).
     pub calibration_source: super::common::CalibrationSource,
     pub request: SolveRequest,
+    /// The llama.cpp build the flags are written for.
+    pub target: crate::target::Target,
 }
 
 pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
@@ -140,6 +142,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
     };
     let host = a.common.host()?;
     let (calibration, calibration_source) = a.common.calibration()?;
+    let target = a.common.target()?;
     let type_k = kv_type(&a.type_k)?;
     let type_v = kv_type(&a.type_v)?;
     if a.ubatch == Some(0) || a.batch == 0 {
@@ -207,6 +210,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         calibration,
         calibration_source,
         request,
+        target,
     })
 }
 
@@ -224,6 +228,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         profiles: &profiles,
         fit: fit.as_ref(),
         calibration: inp.calibration_source.to_string(),
+        target: &inp.target,
     };
     if a.common.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
@@ -245,6 +250,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 (Some(f), Some(sp)) => Some((f.as_str(), sp.decode_tps, sp.prefill_tps)),
                 _ => None,
             },
+            build: inp.target.facts(),
         };
         let sections: Vec<_> = profiles
             .iter()

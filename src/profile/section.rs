@@ -18,6 +18,8 @@ pub struct ConfSource<'a> {
     /// llama.cpp's `--fit` on the same request (replayed, src/fitsim.rs): its flags and predicted
     /// decode / prefill t/s, for a comparison line. None: not compared.
     pub fit_baseline: Option<(&'a str, f64, Option<f64>)>,
+    /// The llama.cpp build the section's flags are written for.
+    pub build: &'a crate::builds::BuildFacts,
 }
 
 fn mib_str(b: u64) -> String {
@@ -148,6 +150,13 @@ pub fn conf_section(
         ));
     }
     c(sol.speed_source.clone());
+    c(format!(
+        "flags for llama.cpp b{} ({})",
+        src.build.build, src.build.source
+    ));
+    for n in crate::emit::argv_for(&sol.launch, src.build).notes {
+        c(format!("note: {n}"));
+    }
     c("NOT YET TESTED: run it, then `placer calibrate` the log".into());
     t.push_str(&format!("[{name}]\n"));
     t.push_str(&format!("NAME={} ({kind})\n", src.name));
@@ -167,7 +176,7 @@ pub fn conf_section(
     t.push_str("FIT=off\n");
     t.push_str(&format!(
         "EXTRA_ARGS={}\n",
-        crate::emit::extra_args(&sol.launch).join(" ")
+        crate::emit::extra_args_for(&sol.launch, src.build).join(" ")
     ));
     Some(crate::modelsconf::write::NewSection { name, text: t })
 }

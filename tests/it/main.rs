@@ -7,6 +7,7 @@ mod gguf_support;
 mod known_gaps;
 
 mod anatomy_archs;
+mod builds_tables;
 mod calibrate_fit;
 mod calibrate_heldout;
 mod calibrate_oom;
