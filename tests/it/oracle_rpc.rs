@@ -1,0 +1,285 @@
+//! llama.cpp's own dry run (`llama-fit-params --fit-print on`) on two RPC devices on loopback,
+//! against placer's prediction for the same commands.
+//!
+//! Needs a llama.cpp build with the RPC backend (`.ci/llama-cpp.sh` makes one): set
+//! `PLACER_LLAMA_BIN` to its bin folder (or its llama-server). Without it the test prints a
+//! note and passes.
+//!
+//! Two `ggml-rpc-server` processes play two GPUs (llama.cpp names them RPC0 and RPC1,
+//! `ggml/src/ggml-rpc/ggml-rpc.cpp: ggml_backend_rpc_add_server`); placer is given a host with two
+//! GPUs (its CUDA0 / CUDA1). Weights and KV per device must agree to the MiB; compute buffers
+//! are printed side by side (the RPC devices run the CPU backend's graph, not CUDA's).
+//!
+//! One memory rule differs between an RPC device and the CUDA device placer models, and the test
+//! measures it rather than hiding it: a CUDA buffer pads every tensor to 128 bytes and every
+//! quantized tensor whose rows are not a multiple of 512 by one extra 512-column row piece
+//! (`ggml-cuda.cu: ggml_backend_cuda_buffer_type_get_alloc_size`), an RPC buffer holds
+//! `ggml_nbytes` aligned to the remote CPU buffer's 32 bytes (`ggml-rpc.cpp:
+//! ggml_backend_rpc_buffer_type_get_alloc_size` asks the server, whose CPU buffer type has no
+//! `get_alloc_size`; `ggml-backend.cpp: ggml_backend_cpu_buffer_type_get_alignment` =
+//! `TENSOR_ALIGNMENT`). The per-buffer log lines (0.01 MiB) are checked against both rules.
+
+use placer::anatomy::{self, Anatomy};
+use placer::calibrate::Calibration;
+use placer::gguf::{self, TensorData, WriteOptions};
+use placer::host::{DeviceId, Host};
+use placer::launch::{self, Tool};
+use placer::memory::{self, Prediction};
+use placer::oracle::{DryRun, Oracle};
+use placer::units::MIB;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The build's bin folder from `PLACER_LLAMA_BIN` (a folder or a binary in it).
+fn llama_bin() -> Option<PathBuf> {
+    let v = std::env::var_os("PLACER_LLAMA_BIN")?;
+    let p = PathBuf::from(v);
+    let dir = if p.is_dir() {
+        p
+    } else {
+        p.parent()?.to_path_buf()
+    };
+    Some(dir)
+}
+
+/// A `ggml-rpc-server` on 127.0.0.1, killed when dropped (also while a failed assert unwinds).
+struct RpcServer {
+    child: Child,
+    port: u16,
+}
+
+impl RpcServer {
+    fn start(bin: &Path) -> RpcServer {
+        // A port the kernel just handed out and released; the server binds it right after.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        let exe = ["ggml-rpc-server", "rpc-server"]
+            .iter()
+            .map(|n| bin.join(n))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("no ggml-rpc-server / rpc-server in {}", bin.display()));
+        let child = Command::new(&exe)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string(), "-t", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
+        let mut server = RpcServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if let Ok(Some(s)) = server.child.try_wait() {
+                panic!("{} exited at start ({s})", exe.display());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rpc server on port {port} not listening after 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server.port = port;
+        server
+    }
+
+    fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Synthesize tests/fixtures/models/tiny-moe.toml full-size (random weights) into `dir`.
+fn tiny_moe(dir: &Path) -> PathBuf {
+    let recipe = repo().join("tests/fixtures/models/tiny-moe.toml");
+    let entry = placer::catalog::entry_from_file(&recipe).expect("recipe parses");
+    let model = entry
+        .synthesize(None, &repo().join("models"))
+        .expect("synthesizes");
+    let path = dir.join("tiny-moe.gguf");
+    let opts = WriteOptions {
+        data: TensorData::Random { seed: 1 },
+        ..WriteOptions::default()
+    };
+    gguf::write_gguf(&path, &model.metadata, &model.tensors, &opts).expect("writes");
+    path
+}
+
+/// Two GPUs with room to spare: the caps do not enter weights or KV.
+fn loopback_host() -> Host {
+    Host::from_toml(
+        &std::fs::read_to_string(repo().join("tests/fixtures/oracle/loopback-rpc-host.toml"))
+            .expect("host fixture"),
+        "loopback-rpc-host.toml",
+    )
+    .expect("host fixture parses")
+}
+
+/// Bytes of the weights placer puts on GPU `g`, under the RPC device's rule (ggml_nbytes
+/// aligned to 32) instead of CUDA's.
+fn model_bytes_rpc_rule(a: &Anatomy, p: &Prediction, g: usize) -> u64 {
+    a.tensors
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            p.resolved.tensor_device[*i] == DeviceId::Gpu(g)
+                && !p.resolved.skipped.get(*i).copied().unwrap_or(false)
+        })
+        .map(|(_, t)| memory::kv::alloc_size(t.ggml_type, 0, t.nbytes, false))
+        .sum()
+}
+
+struct Compared {
+    placement: String,
+    lines: Vec<String>,
+    mismatches: Vec<String>,
+}
+
+fn compare(
+    label: &str,
+    a: &Anatomy,
+    host: &Host,
+    dry: &DryRun,
+    pred: &Prediction,
+    servers: &[RpcServer],
+) -> Compared {
+    let mut c = Compared {
+        placement: label.to_string(),
+        lines: Vec::new(),
+        mismatches: Vec::new(),
+    };
+    assert_eq!(
+        dry.devices.len(),
+        host.gpus.len(),
+        "{label}: llama.cpp saw {:?}",
+        dry.devices.iter().map(|d| &d.name).collect::<Vec<_>>()
+    );
+    for (g, (d, p)) in dry.devices.iter().zip(&pred.gpus).enumerate() {
+        assert_eq!(d.name, format!("RPC{g}"), "{label}: device order");
+        // Buffer type names carry the server's own device index and endpoint
+        // (`ggml-rpc.cpp: ggml_backend_rpc_buffer_type`): RPC0[127.0.0.1:PORT] on both servers.
+        let buft = format!("RPC0[{}]", servers[g].endpoint());
+        let log_compute = dry.buffer_mib(&buft, "compute");
+        let rpc_rule = model_bytes_rpc_rule(a, pred, g);
+        c.lines.push(format!(
+            "{label:<28} {:<5} model {:>4} MiB, placer {:>4} MiB ({:>8.3} CUDA rule, {:>8.3} RPC rule) | \
+             KV {:>3}, placer {:>3} ({:>7.3}) | compute {:>3}, placer {:>4} (log {:>7.2})",
+            d.name,
+            d.model_mib,
+            p.model / MIB,
+            p.model as f64 / MIB as f64,
+            rpc_rule as f64 / MIB as f64,
+            d.context_mib,
+            (p.kv + p.rs) / MIB,
+            (p.kv + p.rs) as f64 / MIB as f64,
+            d.compute_mib,
+            p.compute / MIB,
+            log_compute,
+        ));
+        if d.model_mib != p.model / MIB {
+            c.mismatches.push(format!(
+                "{label}: {} weights: llama.cpp {} MiB, placer {} MiB",
+                d.name,
+                d.model_mib,
+                p.model / MIB
+            ));
+        }
+        if d.context_mib != (p.kv + p.rs) / MIB {
+            c.mismatches.push(format!(
+                "{label}: {} KV: llama.cpp {} MiB, placer {} MiB",
+                d.name,
+                d.context_mib,
+                (p.kv + p.rs) / MIB
+            ));
+        }
+    }
+    c
+}
+
+#[test]
+fn llama_fit_params_on_two_rpc_devices_agrees_with_placer() {
+    let Some(bin) = llama_bin() else {
+        eprintln!(
+            "note: PLACER_LLAMA_BIN is not set; skipping the llama.cpp dry-run comparison \
+             (build one with .ci/llama-cpp.sh)"
+        );
+        return;
+    };
+    let oracle = Oracle::beside(&bin).expect("llama-fit-params beside the build");
+    let build = oracle.version().expect("llama-fit-params --version");
+    eprintln!("llama.cpp build {} ({})", build.number, build.commit);
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let model = tiny_moe(tmp.path());
+    let gg = gguf::open(&model).expect("reads back");
+    let a = anatomy::from_gguf(&gg).expect("anatomy");
+    let host = loopback_host();
+    let cal = Calibration::shipped();
+
+    let servers = [RpcServer::start(&bin), RpcServer::start(&bin)];
+    let rpc = format!("{},{}", servers[0].endpoint(), servers[1].endpoint());
+
+    let m = model.display().to_string();
+    let common = [
+        "-c", "2048", "-b", "512", "-ub", "256", "-np", "1", "-fa", "on",
+    ];
+    let placements: &[(&str, &[&str])] = &[
+        ("all layers, -ts 1,1", &["-ngl", "99", "-ts", "1,1"]),
+        ("all layers, -ts 3,1", &["-ngl", "99", "-ts", "3,1"]),
+        (
+            "-ts 1,1, experts on CPU",
+            &["-ngl", "99", "-ts", "1,1", "-ot", "exps=CPU"],
+        ),
+        ("-ngl 4 (layers 3-5 + output)", &["-ngl", "4", "-ts", "1,1"]),
+        (
+            "-ngl 99 -ctk q8_0 -ctv q8_0",
+            &["-ngl", "99", "-ts", "1,1", "-ctk", "q8_0", "-ctv", "q8_0"],
+        ),
+    ];
+
+    let mut all = Vec::new();
+    for (label, flags) in placements {
+        let mut argv: Vec<String> = vec!["-m".into(), m.clone()];
+        argv.extend(common.iter().map(|s| s.to_string()));
+        argv.extend(flags.iter().map(|s| s.to_string()));
+        // placer: the same command without --rpc (its host file names the two devices).
+        let cfg = launch::parse_args(Tool::Cli, &argv).expect("placer parses the command");
+        let pred = memory::predict(&a, &cfg, &host, &cal).expect("placer predicts");
+        argv.extend(["--rpc".to_string(), rpc.clone()]);
+        let dry = oracle.dry_run(&argv).expect("dry run");
+        eprintln!("{label}: dry run {:.2} s", dry.elapsed.as_secs_f64());
+        all.push(compare(label, &a, &host, &dry, &pred, &servers));
+    }
+    for c in &all {
+        for l in &c.lines {
+            eprintln!("{l}");
+        }
+    }
+    let mismatches: Vec<&String> = all.iter().flat_map(|c| &c.mismatches).collect();
+    assert!(
+        mismatches.is_empty(),
+        "llama.cpp and placer disagree ({} placements):\n{}",
+        all.len(),
+        mismatches
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let _ = all.iter().map(|c| &c.placement).count();
+}
