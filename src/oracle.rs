@@ -17,9 +17,12 @@
 //! With `--log-jsonl` the same measurement is also logged as a JSON object
 //! `{"type":"fit_memory_breakdown","data":{"unit":"MiB","rows":[…]}}`
 //! (`common/fit.cpp: common_memory_breakdown_print`) that adds each device's description,
-//! total and free memory; when present it is read too. With `-v` the loader's buffer lines
-//! (`load_tensors: RPC0[…] model buffer size = 12.34 MiB`, `llama_kv_cache: … KV buffer size`,
-//! `sched_reserve: … compute buffer size`) give the same quantities to 0.01 MiB per buffer type.
+//! total and free memory; when present it is read too. With `-v` the log's buffer lines are
+//! kept as well, but in a dry run only the compute and output buffers are real: weights and KV
+//! sit in dummy zero-size buffers (`src/llama-model.cpp: load_tensors` allocates
+//! `ggml_backend_buft_alloc_buffer(buft, 0)` under `no_alloc`, and `llama_model::memory_breakdown`
+//! sizes them with `ggml_backend_alloc_ctx_tensors_from_buft_size`), so their lines read
+//! `0.00 MiB` and the table is the only source for them. Compute lines give 0.01 MiB.
 //!
 //! The dry run is exact for the build that runs it by construction. What it uses for options
 //! the command leaves unset are llama-fit-params' defaults, which can differ from llama-server's
@@ -111,7 +114,8 @@ pub struct DryRun {
     pub devices: Vec<DeviceMemory>,
     /// Host buffers (CPU weights, CPU KV, host compute).
     pub host: DeviceMemory,
-    /// Buffer lines of the loader's log, in order (empty without `-v`).
+    /// Buffer lines of the log, in order (empty without `-v`). Weights and KV read 0.00 MiB
+    /// in a dry run (dummy buffers); compute and output buffers are real.
     pub buffers: Vec<BufferLine>,
     /// Arguments of the launch command that llama-fit-params does not take and were left out.
     pub dropped_args: Vec<String>,
@@ -153,7 +157,8 @@ pub struct Oracle {
     /// Ask for the JSON breakdown (`--log-jsonl`, adds free/total per device). Builds before
     /// the option existed reject it; turn it off for them.
     pub jsonl: bool,
-    /// Log at full verbosity (`-v`) to get the per-buffer sizes.
+    /// Log at full verbosity (`-v`) to get the compute buffers to 0.01 MiB (and the log tail
+    /// an error shows).
     pub verbose: bool,
 }
 
@@ -398,8 +403,11 @@ fn buffer_re() -> &'static Regex {
     // `src/llama-kv-cache.cpp` "%10s KV buffer size = %8.2f MiB",
     // `src/llama-context.cpp` "%10s compute buffer size = %8.2f MiB" / "output buffer size".
     RE.get_or_init(|| {
-        Regex::new(r"^\S+:\s+(\S+)\s+(model|KV|RS|compute|output) buffer size =\s+([0-9.]+) MiB")
-            .expect("regex")
+        // An optional `M.SS.mmm.uuu L ` prefix (`common/log.cpp`, timestamps and level).
+        Regex::new(
+            r"^(?:[0-9.]+ [A-Z] )?\w+:\s+(\S+)\s+(model|KV|RS|compute|output) buffer size =\s+([0-9.]+) MiB",
+        )
+        .expect("regex")
     })
 }
 
@@ -559,22 +567,33 @@ fn run_with_timeout(
                 source: e,
             },
         })?;
+    // Readers append to shared buffers, so that a timed-out run still shows what it printed
+    // and a grandchild holding the pipes open cannot block the return.
+    type Shared = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
     let reader = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
+        let buf: Shared = Default::default();
+        let sink = buf.clone();
+        let handle = std::thread::spawn(move || {
+            let Some(mut p) = pipe else { return };
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = p.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut b) = sink.lock() {
+                    b.extend_from_slice(&chunk[..n]);
+                }
             }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
+        });
+        (buf, handle)
     };
-    let out_t = reader(
+    let (out_buf, out_t) = reader(
         child
             .stdout
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
-    let err_t = reader(
+    let (err_buf, err_t) = reader(
         child
             .stderr
             .take()
@@ -600,8 +619,18 @@ fn run_with_timeout(
             }
         }
     };
-    let stdout = out_t.join().unwrap_or_default();
-    let stderr = err_t.join().unwrap_or_default();
+    // After a normal exit the pipes close and the readers finish; after a kill, give them a
+    // moment and take what they have.
+    let drain_until = Instant::now() + Duration::from_millis(500);
+    for t in [&out_t, &err_t] {
+        while !t.is_finished() && Instant::now() < drain_until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let text = |b: &Shared| {
+        String::from_utf8_lossy(&b.lock().map(|v| v.clone()).unwrap_or_default()).into_owned()
+    };
+    let (stdout, stderr) = (text(&out_buf), text(&err_buf));
     match status {
         Some(status) => Ok(Output {
             status,
@@ -647,4 +676,247 @@ fn log_tail(stdout: &str, stderr: &str) -> Vec<String> {
     lines.retain(|l| !l.trim().is_empty());
     let n = lines.len().saturating_sub(TAIL_LINES);
     lines.split_off(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/oracle/",
+                $name
+            ))
+        };
+    }
+
+    fn row(name: &str, model: u64, context: u64, compute: u64) -> (String, u64, u64, u64) {
+        (name.to_string(), model, context, compute)
+    }
+
+    fn rows(p: &Parsed) -> Vec<(String, u64, u64, u64)> {
+        p.devices
+            .iter()
+            .chain([&p.host])
+            .map(|d| row(&d.name, d.model_mib, d.context_mib, d.compute_mib))
+            .collect()
+    }
+
+    #[test]
+    fn plain_table() {
+        let p = parse_output(
+            fixture!("tiny-moe-ts11.stdout"),
+            fixture!("tiny-moe-ts11.stderr"),
+        )
+        .unwrap();
+        assert_eq!(
+            rows(&p),
+            vec![
+                row("RPC0", 6, 2, 9),
+                row("RPC1", 23, 1, 153),
+                row("Host", 19, 0, 5)
+            ]
+        );
+        assert!(p.devices.iter().all(|d| d.free_mib.is_none()));
+        assert!(p.buffers.is_empty());
+    }
+
+    #[test]
+    fn jsonl_adds_free_total_and_description() {
+        let p = parse_output(
+            fixture!("tiny-moe-ts11-exps-cpu-jsonl.stdout"),
+            fixture!("tiny-moe-ts11-exps-cpu-jsonl.stderr"),
+        )
+        .unwrap();
+        assert_eq!(
+            rows(&p),
+            vec![
+                row("RPC0", 0, 2, 1),
+                row("RPC1", 19, 1, 148),
+                row("Host", 29, 0, 4)
+            ]
+        );
+        let d = &p.devices[1];
+        assert_eq!(d.description.as_deref(), Some("127.0.0.1:50153"));
+        assert_eq!((d.free_mib, d.total_mib), (Some(24105), Some(24105)));
+        assert_eq!(p.devices[1].self_mib(), 168);
+    }
+
+    #[test]
+    fn verbose_log_buffers() {
+        let p = parse_output(
+            fixture!("tiny-moe-ts31-verbose.stdout"),
+            fixture!("tiny-moe-ts31-verbose.stderr"),
+        )
+        .unwrap();
+        assert_eq!(
+            rows(&p),
+            vec![
+                row("RPC0", 9, 3, 9),
+                row("RPC1", 19, 0, 149),
+                row("Host", 19, 0, 5)
+            ]
+        );
+        let dry = DryRun {
+            devices: p.devices.clone(),
+            host: p.host.clone(),
+            buffers: p.buffers.clone(),
+            dropped_args: vec![],
+            elapsed: Duration::ZERO,
+        };
+        // Dummy weight buffers in a dry run; real compute buffers.
+        assert_eq!(dry.buffer_mib("RPC0[127.0.0.1:50152]", "model"), 0.0);
+        assert_eq!(dry.buffer_mib("RPC0[127.0.0.1:50152]", "compute"), 9.03);
+        assert_eq!(dry.buffer_mib("RPC0[127.0.0.1:50153]", "compute"), 149.0);
+        assert_eq!(dry.buffer_mib("CPU", "output"), 0.58);
+        assert_eq!(dry.device("rpc1").map(|d| d.model_mib), Some(19));
+    }
+
+    #[test]
+    fn version_lines() {
+        let v = parse_version(fixture!("version.stderr")).unwrap();
+        assert_eq!((v.number, v.commit.as_str()), (11434, "b11434"));
+        let old = parse_version("version: 8022 (3f6a1b2)\nbuilt with cc for x86_64\n").unwrap();
+        assert_eq!((old.number, old.commit.as_str()), (8022, "3f6a1b2"));
+        assert!(parse_version("Python 3.11.7").is_none());
+    }
+
+    #[test]
+    fn no_table_is_an_error() {
+        let e = parse_output("", fixture!("missing-model.stderr")).unwrap_err();
+        assert!(e.contains("no `--fit-print` table"), "{e}");
+        assert!(parse_output("RPC0 1 2 3\n", "").is_err());
+        assert!(looks_like_llama("", fixture!("missing-model.stderr")));
+        assert!(!looks_like_llama("hello\n", ""));
+    }
+
+    #[test]
+    fn argv_keeps_memory_flags_and_drops_the_rest() {
+        let argv: Vec<String> = [
+            "llama-server",
+            "-m",
+            "a.gguf",
+            "--port",
+            "8080",
+            "--jinja",
+            "-c",
+            "4096",
+            "-ngl",
+            "99",
+            "-ot",
+            "exps=CPU",
+            "--fit",
+            "off",
+            "--seed",
+            "-1",
+            "-ts",
+            "1,1",
+            "--ctx-size=8192",
+            "--no-mmap",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (keep, dropped) = fit_params_argv(&argv);
+        assert_eq!(
+            keep,
+            [
+                "-m",
+                "a.gguf",
+                "-c",
+                "4096",
+                "-ngl",
+                "99",
+                "-ot",
+                "exps=CPU",
+                "-ts",
+                "1,1",
+                "--ctx-size=8192",
+                "--no-mmap"
+            ]
+        );
+        assert_eq!(
+            dropped,
+            ["--port", "8080", "--jinja", "--fit", "off", "--seed", "-1"]
+        );
+    }
+
+    #[test]
+    fn find_beside_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = dir.path().join("llama-server");
+        std::fs::write(&server, "").unwrap();
+        assert!(matches!(
+            find_fit_params(&server),
+            Err(OracleError::ToolNotFound(_))
+        ));
+        std::fs::write(dir.path().join(FIT_PARAMS), "").unwrap();
+        assert_eq!(
+            find_fit_params(&server).unwrap(),
+            dir.path().join(FIT_PARAMS)
+        );
+        assert_eq!(
+            find_fit_params(dir.path()).unwrap(),
+            dir.path().join(FIT_PARAMS)
+        );
+    }
+
+    #[cfg(unix)]
+    fn script(dir: &Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(FIT_PARAMS);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn child_failures_are_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = vec!["-m".to_string(), "x.gguf".to_string()];
+
+        let hang =
+            Oracle::new(script(dir.path(), "sleep 30")).with_timeout(Duration::from_millis(300));
+        let t = Instant::now();
+        let e = hang.dry_run(&argv).unwrap_err();
+        assert!(matches!(e, OracleError::TimedOut { .. }), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(10));
+
+        let crash = Oracle::new(script(
+            dir.path(),
+            "echo 'llama_model_load: error loading model' >&2; exit 3",
+        ));
+        match crash.dry_run(&argv).unwrap_err() {
+            OracleError::Crashed { status, log_tail } => {
+                assert_eq!(status, "exit status 3");
+                assert_eq!(log_tail, ["llama_model_load: error loading model"]);
+            }
+            e => panic!("{e}"),
+        }
+
+        let echo = Oracle::new(script(dir.path(), "echo \"$@\""));
+        let e = echo.dry_run(&argv).unwrap_err();
+        assert!(matches!(e, OracleError::NotLlamaCpp { .. }), "{e}");
+        assert!(matches!(
+            echo.version().unwrap_err(),
+            OracleError::NotLlamaCpp { .. }
+        ));
+
+        let fake = Oracle::new(script(
+            dir.path(),
+            "echo 'load_tensors: offloaded 7/7 layers to GPU' >&2; printf 'RPC0 6 2 9 \\nHost 19 0 5 \\n'",
+        ));
+        let d = fake.dry_run(&argv).unwrap();
+        assert_eq!(d.devices.len(), 1);
+        assert_eq!(d.host.model_mib, 19);
+
+        let missing = Oracle::new(dir.path().join("nope"));
+        assert!(matches!(
+            missing.dry_run(&argv).unwrap_err(),
+            OracleError::ToolNotFound(_)
+        ));
+    }
 }
