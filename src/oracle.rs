@@ -8,12 +8,16 @@
 //! and one for the host on stdout (`common/fit.cpp: common_fit_print`):
 //!
 //! ```text
-//! RPC0 12 3 9
-//! RPC1 12 3 9
-//! Host 40 0 1
+//! RPC0 6 2 9
+//! RPC1 23 1 153
+//! Host 19 0 5
 //! ```
 //!
-//! — name, model, context (KV + recurrent state), compute, each in whole MiB rounded down.
+//! — name, model, context (KV + recurrent state), compute, each in whole MiB rounded down
+//! (tests/fixtures/oracle/tiny-moe-ts11.stdout). The model file must be complete in size but
+//! its tensor data is never read: a header followed by a hole (a sparse file) is enough, so a
+//! catalog model can be dry-run without its weights (the loader only checks that every tensor
+//! lies within the file, `src/llama-model-loader.h: llama_tensor_weight`).
 //! With `--log-jsonl` the same measurement is also logged as a JSON object
 //! `{"type":"fit_memory_breakdown","data":{"unit":"MiB","rows":[…]}}`
 //! (`common/fit.cpp: common_memory_breakdown_print`) that adds each device's description,
@@ -64,6 +68,8 @@ pub enum OracleError {
         status: String,
         log_tail: Vec<String>,
     },
+    #[error("this build's llama-fit-params does not accept {flag} (a build from before the option existed)")]
+    Unsupported { flag: String },
     #[error("cannot read llama-fit-params' output: {why}; last lines:\n{}", .log_tail.join("\n"))]
     Unparseable { why: String, log_tail: Vec<String> },
     #[error("running {path}: {source}")]
@@ -203,14 +209,27 @@ impl Oracle {
         let (mut argv, dropped) = fit_params_argv(launch_argv);
         argv.push("--fit-print".into());
         argv.push("on".into());
-        if self.jsonl {
-            argv.push("--log-jsonl".into());
-        }
         if self.verbose {
             argv.push("-v".into());
         }
+        let mut jsonl = self.jsonl;
         let start = Instant::now();
-        let out = run_with_timeout(&self.tool, &argv, self.timeout)?;
+        let out = loop {
+            let mut full = argv.clone();
+            if jsonl {
+                full.push("--log-jsonl".into());
+            }
+            let out = run_with_timeout(&self.tool, &full, self.timeout)?;
+            // `common/arg.cpp: common_params_parse` rejects an option the build does not know
+            // with "error: invalid argument: FLAG" before loading anything.
+            match rejected_option(&out.stderr) {
+                Some(flag) if flag == "--log-jsonl" && jsonl => jsonl = false,
+                Some(flag) if flag == "--fit-print" || flag == "-fitp" => {
+                    return Err(OracleError::Unsupported { flag })
+                }
+                _ => break out,
+            }
+        };
         let elapsed = start.elapsed();
         let tail = log_tail(&out.stdout, &out.stderr);
         if !out.status.success() {
@@ -517,6 +536,14 @@ pub fn parse_version(text: &str) -> Option<BuildInfo> {
     Some(BuildInfo {
         number: c[1].parse().ok()?,
         commit: c[2].to_string(),
+    })
+}
+
+/// The option `common_params_parse` refused (`error: invalid argument: FLAG`), if any.
+fn rejected_option(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|l| {
+        let rest = l.split("error: invalid argument: ").nth(1)?;
+        Some(rest.split_whitespace().next()?.to_string())
     })
 }
 
@@ -912,6 +939,22 @@ mod tests {
         let d = fake.dry_run(&argv).unwrap();
         assert_eq!(d.devices.len(), 1);
         assert_eq!(d.host.model_mib, 19);
+
+        // An old build: no --log-jsonl (retried without), or no --fit-print at all.
+        let old = Oracle::new(script(
+            dir.path(),
+            "for a in \"$@\"; do [ \"$a\" = --log-jsonl ] && { echo 'error: invalid argument: --log-jsonl' >&2; exit 1; }; done; \
+             echo 'load_tensors: offloaded' >&2; printf 'CUDA0 1 2 3 \\nHost 4 5 6 \\n'",
+        ));
+        assert_eq!(old.dry_run(&argv).unwrap().devices[0].name, "CUDA0");
+        let older = Oracle::new(script(
+            dir.path(),
+            "echo 'error: invalid argument: --fit-print' >&2; exit 1",
+        ));
+        assert!(matches!(
+            older.dry_run(&argv).unwrap_err(),
+            OracleError::Unsupported { flag } if flag == "--fit-print"
+        ));
 
         let missing = Oracle::new(dir.path().join("nope"));
         assert!(matches!(

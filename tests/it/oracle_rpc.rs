@@ -7,8 +7,11 @@
 //!
 //! Two `ggml-rpc-server` processes play two GPUs (llama.cpp names them RPC0 and RPC1,
 //! `ggml/src/ggml-rpc/ggml-rpc.cpp: ggml_backend_rpc_add_server`); placer is given a host with two
-//! GPUs (its CUDA0 / CUDA1). Weights and KV per device must agree to the MiB; compute buffers
-//! are printed side by side (the RPC devices run the CPU backend's graph, not CUDA's).
+//! GPUs (its CUDA0 / CUDA1). KV (and recurrent state) per device must agree with placer to the
+//! MiB; weights must agree to the MiB with placer's tensor placement summed under the RPC
+//! buffer's rule (below), and where placer's CUDA-rule total falls in another MiB the difference
+//! is printed as a rule difference. Compute buffers are printed side by side (the RPC devices
+//! run the CPU backend's graph, without CUDA's op offload).
 //!
 //! One memory rule differs between an RPC device and the CUDA device placer models, and the test
 //! measures it rather than hiding it: a CUDA buffer pads every tensor to 128 bytes and every
@@ -124,8 +127,9 @@ fn tiny_moe(dir: &Path) -> PathBuf {
 
 /// A catalog model as a sparse file: the real header, then a hole as long as the tensor data.
 /// The dry run never reads weights (`no_alloc`), but the loader checks that every tensor lies
-/// within the file (`src/llama-model-loader.cpp`: "data is not within the file bounds"), so
-/// a header-only file is refused and a sparse one is not. Costs a few MB of disk.
+/// within the file (`src/llama-model-loader.h: llama_tensor_weight`: "data is not within the
+/// file bounds"), so a header-only file is refused and a sparse one is not. Costs a few MB of
+/// disk.
 fn sparse_catalog_model(id: &str, dir: &Path) -> PathBuf {
     let models = repo().join("models");
     let entry = placer::catalog::entry(id, &models).expect("catalog entry");
@@ -179,6 +183,8 @@ fn model_bytes_rpc_rule(a: &Anatomy, p: &Prediction, g: usize) -> u64 {
 struct Compared {
     lines: Vec<String>,
     mismatches: Vec<String>,
+    /// Disagreements with placer's (CUDA) prediction that the RPC buffer rule accounts for.
+    explained: Vec<String>,
 }
 
 fn compare(
@@ -192,6 +198,7 @@ fn compare(
     let mut c = Compared {
         lines: Vec::new(),
         mismatches: Vec::new(),
+        explained: Vec::new(),
     };
     assert_eq!(
         dry.devices.len(),
@@ -221,12 +228,28 @@ fn compare(
             p.compute / MIB,
             log_compute,
         ));
-        if d.model_mib != p.model / MIB {
+        // Where each tensor goes must match exactly: llama.cpp's weights are placer's tensors
+        // for this device summed under the RPC buffer's rule.
+        if d.model_mib != rpc_rule / MIB {
             c.mismatches.push(format!(
-                "{label}: {} weights: llama.cpp {} MiB, placer {} MiB",
+                "{label}: {} weights: llama.cpp {} MiB, placer's tensors under the RPC rule {} MiB \
+                 (placer's CUDA prediction {} MiB)",
                 d.name,
                 d.model_mib,
+                rpc_rule / MIB,
                 p.model / MIB
+            ));
+        } else if d.model_mib != p.model / MIB {
+            // Same tensors; placer's CUDA padding crosses a MiB boundary that the RPC buffer's
+            // does not. Known and explained: reported, not a failure.
+            c.explained.push(format!(
+                "{label}: {} weights: llama.cpp {} MiB, placer {} MiB = the RPC rule's {:.3} MiB + \
+                 {} KiB of CUDA padding (MATRIX_ROW_PADDING rows, 128-byte alignment)",
+                d.name,
+                d.model_mib,
+                p.model / MIB,
+                rpc_rule as f64 / MIB as f64,
+                (p.model - rpc_rule) / 1024
             ));
         }
         if d.context_mib != (p.kv + p.rs) / MIB {
@@ -313,6 +336,27 @@ fn llama_fit_params_on_a_sparse_catalog_model_agrees_with_placer() {
     run_placements(&bin, &oracle, &model, &a, &common, placements);
 }
 
+/// gpt-oss-120b (MXFP4 experts, rows of 2880: CUDA pads them, an RPC buffer does not) and
+/// qwen3-next (hybrid: recurrent state beside the KV cache), sparse, one placement each.
+#[test]
+fn llama_fit_params_on_sparse_gpt_oss_and_qwen3next_agrees_with_placer() {
+    let Some(bin) = llama_bin() else {
+        eprintln!("note: PLACER_LLAMA_BIN is not set; skipping the sparse-file dry runs");
+        return;
+    };
+    let oracle = Oracle::beside(&bin).expect("llama-fit-params beside the build");
+    for id in ["gpt-oss-120b", "qwen3-next"] {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let model = sparse_catalog_model(id, tmp.path());
+        let gg = gguf::open(&model).expect("reads back");
+        let a = anatomy::from_gguf(&gg).expect("anatomy");
+        let label = format!("{id} -ts 1,1");
+        let placements: &[(&str, &[&str])] = &[(&label, &["-ngl", "99", "-ts", "1,1"])];
+        let common = ["-c", "16384", "-np", "1", "-fa", "on"];
+        run_placements(&bin, &oracle, &model, &a, &common, placements);
+    }
+}
+
 fn run_placements(
     bin: &Path,
     oracle: &Oracle,
@@ -343,6 +387,9 @@ fn run_placements(
         for l in &c.lines {
             eprintln!("{l}");
         }
+    }
+    for e in all.iter().flat_map(|c| &c.explained) {
+        eprintln!("rule difference: {e}");
     }
     let mismatches: Vec<&String> = all.iter().flat_map(|c| &c.mismatches).collect();
     assert!(
