@@ -57,6 +57,7 @@ pub mod llama;
 pub mod logs;
 pub mod memory;
 pub mod modelsconf;
+pub mod oracle;
 pub mod placement;
 pub mod process;
 pub mod profile;

@@ -37,3 +37,4 @@ mod speed_splits;
 mod synth_roundtrip;
 mod synth_tables;
 mod testbed_solve;
+mod oracle_rpc;
