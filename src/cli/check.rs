@@ -113,12 +113,10 @@ fn load_model(
     conf_dir: Option<&Path>,
     models_dir: Option<&Path>,
 ) -> anyhow::Result<crate::gguf::GgufModel> {
-    if let Some(dir) = conf_dir {
-        for cand in [dir.join(model), dir.join("models").join(model)] {
-            if cand.is_file() {
-                return crate::catalog::load_model(&cand.to_string_lossy(), models_dir);
-            }
-        }
+    if let Some(crate::catalog::ModelRef::File(f)) =
+        crate::catalog::resolve_model(model, conf_dir, models_dir)
+    {
+        return crate::catalog::load_model(&f.to_string_lossy(), models_dir);
     }
     crate::catalog::load_model(model, models_dir).map_err(|e| {
         e.context(format!(
