@@ -214,7 +214,9 @@ pub fn resolve_model(
     if let Some(f) = cands.into_iter().find(|c| c.is_file()) {
         return Some(ModelRef::File(f));
     }
-    let dir = models_dir.map(Path::to_path_buf).unwrap_or_else(models_dir_default);
+    let dir = models_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(models_dir_default);
     let is_id = !model.contains('/') && !model.ends_with(".gguf");
     if is_id && (entry(model, &dir).is_ok() || entry(model, &self::models_dir()).is_ok()) {
         return Some(ModelRef::CatalogId(model.to_string()));

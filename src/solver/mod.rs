@@ -84,6 +84,10 @@ pub struct SolveRequest {
     pub tool: Tool,
     /// GPUs llama.cpp will see (the host's); decides whether `-ts` is needed. 0 = unknown.
     pub host_gpus: usize,
+    /// Arguments the user's command carries that placer does not decide (`--jinja`, sampler
+    /// flags, `--no-context-shift`, anything unknown): kept verbatim, after placer's flags.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
 }
 
 impl Default for SolveRequest {
@@ -108,6 +112,7 @@ impl Default for SolveRequest {
             gpu_only: false,
             tool: Tool::Server,
             host_gpus: 0,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -161,6 +166,7 @@ pub fn request_launch(req: &SolveRequest) -> LaunchConfig {
         flash_attn: req.flash_attn,
         op_offload: req.op_offload,
         fit: false,
+        passthrough: req.extra_args.clone(),
         ..LaunchConfig::for_tool(req.tool)
     }
 }

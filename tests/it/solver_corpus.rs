@@ -245,6 +245,8 @@ fn corpus() {
                     calibration: &cal,
                     fit_baseline: None,
                     build: placer::builds::reference(),
+                    from_section: None,
+                    section_name: None,
                 };
                 text.push_str(&placer::profile::conf_section(&src, &a, p).unwrap().text);
             }
@@ -290,6 +292,8 @@ fn every_build_accepts(
             calibration: cal,
             fit_baseline: None,
             build: facts,
+            from_section: None,
+            section_name: None,
         };
         let sec = placer::profile::conf_section(&src, a, p).unwrap();
         let parsed = placer::modelsconf::read::parse(&sec.text);
