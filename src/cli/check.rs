@@ -1,7 +1,7 @@
 //! `placer check [--host H] [--json] -- <llama.cpp argv>` or `placer check models.conf:SECTION`.
 
 use super::common::CommonArgs;
-use crate::check::{check_with, render, Workload};
+use crate::check::{check_with, render};
 use crate::launch::{self, Tool};
 use std::path::Path;
 
@@ -9,12 +9,8 @@ use std::path::Path;
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Workload of the speed estimate: prompt tokens (default: half the context).
-    #[arg(long)]
-    pub prompt: Option<u32>,
-    /// Workload of the speed estimate: generated tokens (default: 128).
-    #[arg(long)]
-    pub gen: Option<u32>,
+    #[command(flatten)]
+    pub workload: super::common::WorkloadArgs,
     /// `models.conf:SECTION`, or the llama.cpp command after `--`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -75,10 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.common.models_dir.as_deref(),
     )?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
-    let workload = Workload {
-        prompt: args.prompt,
-        gen: args.gen,
-    };
+    let workload = args.workload.check_workload();
     let report = check_with(&anatomy, &cfg, &host, &cal, parsed.warnings, workload)?;
     if args.common.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -111,3 +111,35 @@ impl CommonArgs {
 }
 
 const SHIPPED: &str = "shipped (data/calibration.toml)";
+
+/// The request a speed estimate prices: `--workload` and the numbers that override it (shared by
+/// `solve`, `check` and `trial`, so the profile, its check and its measurement agree).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WorkloadArgs {
+    /// agent (default: a cached prefix of half the context, 4096 new prompt tokens, 256
+    /// generated: the users' agentic coding, decode-first), chat (512 prompt, 512 generated) or
+    /// long-prompt (a fresh prompt of half the context, 128 generated). docs/solver.md §2.4.
+    #[arg(long, value_enum, default_value = "agent")]
+    pub workload: crate::solver::WorkloadPreset,
+    /// Prompt tokens per request (default: the workload's).
+    #[arg(long)]
+    pub prompt: Option<u32>,
+    /// Generated tokens per request (default: the workload's).
+    #[arg(long)]
+    pub gen: Option<u32>,
+    /// Tokens already in the KV cache before the prompt (default: the workload's).
+    #[arg(long)]
+    pub prefix: Option<u32>,
+}
+
+impl WorkloadArgs {
+    /// As `check::Workload`.
+    pub fn check_workload(&self) -> crate::check::Workload {
+        crate::check::Workload {
+            preset: self.workload,
+            prompt: self.prompt,
+            gen: self.gen,
+            prefix: self.prefix,
+        }
+    }
+}

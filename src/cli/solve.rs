@@ -36,13 +36,9 @@ pub struct Args {
     /// Parallel sequences (`-np`), at least 1. Default: the section's, else 1.
     #[arg(long = "parallel", alias = "np")]
     pub parallel: Option<u32>,
-    /// Workload: prompt tokens per request (default: half the context).
-    #[arg(long)]
-    pub prompt: Option<u32>,
-    /// Workload: generated tokens per request (default: 128).
-    #[arg(long)]
-    pub gen: Option<u32>,
-    /// Context depth attention reads per generated token (default: prompt + gen / 2).
+    #[command(flatten)]
+    pub workload: super::common::WorkloadArgs,
+    /// Context depth attention reads per generated token (default: prefix + prompt + gen / 2).
     #[arg(long)]
     pub depth: Option<u32>,
     /// Older spelling of the workload: prompt tokens per generated token (sets --prompt to
@@ -246,12 +242,12 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         parallel >= 1,
         "--parallel {parallel}: llama-server needs at least one slot (-np 1 or more)"
     );
-    let gen = a.gen;
-    let prompt = a.prompt.or_else(|| {
+    let gen = a.workload.gen;
+    let prompt = a.workload.prompt.or_else(|| {
         a.prefill_weight
             .map(|w| (w.max(0.0) * gen.unwrap_or(crate::solver::DEFAULT_GEN) as f64).round() as u32)
     });
-    check_workload_fits(ctx, prompt, gen)?;
+    check_workload_fits(ctx, a.workload.prefix, prompt, gen)?;
     let devices = match &a.devices {
         None => None,
         Some(list) => Some(
@@ -297,6 +293,8 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         decode_depth: a.depth,
         prompt,
         gen,
+        workload: a.workload.workload,
+        prefix: a.workload.prefix,
         devices,
         gpu_only: a.gpu_only,
         tool,
@@ -396,28 +394,42 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
 /// A request holds its prompt and its generated tokens in one sequence's context; a workload
 /// that cannot fit would be priced at depths llama.cpp never reaches.
-fn check_workload_fits(ctx: u32, prompt: Option<u32>, gen: Option<u32>) -> anyhow::Result<()> {
+fn check_workload_fits(
+    ctx: u32,
+    prefix: Option<u32>,
+    prompt: Option<u32>,
+    gen: Option<u32>,
+) -> anyhow::Result<()> {
     if ctx == 0 {
-        return Ok(()); // training context: checked against the model later (prompt is clamped)
+        return Ok(()); // training context: checked against the model later (tokens are clamped)
     }
-    let g = gen.unwrap_or(crate::solver::DEFAULT_GEN);
-    if g >= ctx {
-        anyhow::bail!(
-            "--gen {g} does not fit in --ctx {ctx}: a request's generated tokens share the context \
-             with its prompt; use --gen {} or less, or a larger --ctx",
-            ctx / 2
-        );
-    }
-    if let Some(p) = prompt {
-        if p as u64 + g as u64 > ctx as u64 {
+    if let Some(g) = gen {
+        if g >= ctx {
             anyhow::bail!(
-                "--prompt {p} + --gen {g} = {} tokens do not fit in --ctx {ctx}; use --prompt {} \
-                 or less, or --ctx {} or more",
-                p as u64 + g as u64,
-                ctx - g,
-                (p as u64 + g as u64).next_multiple_of(1024)
+                "--gen {g} does not fit in --ctx {ctx}: a request's generated tokens share the \
+                 context with its prompt; use --gen {} or less, or a larger --ctx",
+                ctx / 2
             );
         }
+    }
+    let g = gen.unwrap_or(0) as u64;
+    let p = prefix.unwrap_or(0) as u64;
+    if let Some(q) = prompt {
+        if p + q as u64 + g > ctx as u64 {
+            anyhow::bail!(
+                "--prompt {q} + --gen {g}{} = {} tokens do not fit in --ctx {ctx}; use --prompt {} \
+                 or less, or --ctx {} or more",
+                prefix.map(|p| format!(" + --prefix {p}")).unwrap_or_default(),
+                p + q as u64 + g,
+                (ctx as u64).saturating_sub(p + g),
+                (p + q as u64 + g).next_multiple_of(1024)
+            );
+        }
+    } else if p + g > ctx as u64 {
+        anyhow::bail!(
+            "--prefix {p} + --gen {g} = {} tokens do not fit in --ctx {ctx}",
+            p + g
+        );
     }
     Ok(())
 }

@@ -222,6 +222,7 @@ impl SolveReport<'_> {
                 "choice": b.fit_choice,
                 "verdict": b.verdict_text,
                 "speed": b.speed,
+                "gpu_free_mib": b.prediction.gpus.iter().map(|g| g.free() / crate::units::MIB as i64).collect::<Vec<_>>(),
             })),
         })
     }
@@ -260,7 +261,9 @@ pub fn fit_baseline(
     };
     let workload = crate::check::Workload {
         prompt: Some(r.prompt_tokens(anatomy)),
-        gen: Some(r.gen_tokens()),
+        gen: Some(r.gen_tokens(anatomy)),
+        prefix: Some(r.prefix_tokens(anatomy)),
+        ..Default::default()
     };
     crate::check::check_with(anatomy, &base, host, calibration, Vec::new(), workload).ok()
 }
