@@ -149,7 +149,7 @@ pub fn simulate(
             t
         };
         let max_k = if d + 1 < nd {
-            here_and_next - 1
+            here_and_next.saturating_sub(1)
         } else {
             plan.layers[d]
         };

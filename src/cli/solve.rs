@@ -65,6 +65,19 @@ pub struct Args {
     /// the old version commented out above it, as the users do by hand.
     #[arg(long)]
     pub in_place: bool,
+    /// Do not confirm the profiles with llama.cpp's `llama-fit-params` dry run (run by default
+    /// when the target build's llama-server has it beside it and MODEL is a full GGUF file).
+    #[arg(long)]
+    pub no_oracle: bool,
+    /// Arguments put in front of the profile's flags for the dry run (e.g. `--rpc host:port,…`
+    /// where the devices are RPC servers).
+    #[arg(
+        long,
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        value_delimiter = ' '
+    )]
+    pub oracle_args: Vec<String>,
     /// The profile `--in-place` writes.
     #[arg(long, value_enum, default_value = "aggressive")]
     pub profile: crate::profile::ProfileKind,
@@ -116,6 +129,8 @@ pub struct Inputs {
     pub request: SolveRequest,
     /// The llama.cpp build the flags are written for.
     pub target: crate::target::Target,
+    /// MODEL is a full GGUF file (weights present), which llama-fit-params can read.
+    pub full_model: bool,
 }
 
 /// `models.conf:SECTION` given as MODEL: the file and the section.
@@ -185,6 +200,13 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         }
     })?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
+    // A file holding every tensor's bytes (not a header snapshot): what llama-fit-params reads.
+    let on_disk: Option<u64> = gguf
+        .shards
+        .iter()
+        .map(|s| s.file_size.map(|f| f.saturating_sub(s.data_offset)))
+        .sum();
+    let full_model = !is_id && on_disk.is_some_and(|b| b >= gguf.tensor_bytes());
     let (mut id, mut name, mut path, arch_source) = if is_id {
         let e = crate::catalog::entry(model_word, &dir)?;
         let file = e
@@ -312,13 +334,27 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         calibration_source,
         request,
         target,
+        full_model,
     })
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let inp = inputs(&a)?;
-    let profiles =
+    let mut profiles =
         crate::profile::solve_profiles(&inp.anatomy, &inp.host, &inp.request, &inp.calibration);
+    let oracle = match oracle_for(&inp, a.no_oracle) {
+        Ok(o) => Ok(crate::profile::confirm_profiles(
+            &inp.anatomy,
+            &inp.host,
+            &inp.request,
+            &inp.calibration,
+            inp.target.facts(),
+            &o,
+            &a.oracle_args,
+            &mut profiles,
+        )),
+        Err(why) => Err(why),
+    };
     let fit = crate::profile::fit_baseline(&inp.anatomy, &inp.host, &inp.request, &inp.calibration);
     let report = crate::profile::SolveReport {
         id: &inp.id,
@@ -330,6 +366,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         fit: fit.as_ref(),
         calibration: inp.calibration_source.to_string(),
         target: &inp.target,
+        oracle: oracle.as_ref().map(|v| v.as_slice()).map_err(|e| e.clone()),
     };
     if a.common.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
@@ -432,4 +469,25 @@ fn check_workload_fits(
         );
     }
     Ok(())
+}
+
+/// llama.cpp's dry-run tool for this solve, or why it cannot be used (one line for the report).
+fn oracle_for(inp: &Inputs, disabled: bool) -> Result<crate::oracle::Oracle, String> {
+    if disabled {
+        return Err("not run (--no-oracle); placer's memory model only".into());
+    }
+    let Some(server) = &inp.target.server else {
+        return Err(
+            "not run (no llama-server given: --llama PATH); placer's memory model only".into(),
+        );
+    };
+    if !inp.full_model {
+        return Err(
+            "not run (MODEL is a header snapshot or catalog id, not a full GGUF); placer's \
+             memory model only"
+                .into(),
+        );
+    }
+    crate::oracle::Oracle::beside(server)
+        .map_err(|e| format!("not run ({e}); placer's memory model only"))
 }

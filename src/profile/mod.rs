@@ -5,8 +5,10 @@
 //! of memory-prediction errors by `placer calibrate`), plus the per-GPU margin an observed OOM
 //! added (`GpuCalibration::oom_margin_mib`). They are printed with every profile.
 
+mod confirm;
 mod report;
 mod section;
+pub use confirm::{confirm_profiles, render_confirmation, Confirmation, SideBySide, MAX_DRY_RUNS};
 pub use report::{fit_baseline, SolveReport};
 pub use section::{conf_section, ConfSource};
 

@@ -30,6 +30,8 @@ pub struct SolveReport<'a> {
     pub calibration: String,
     /// The llama.cpp build the commands are written for.
     pub target: &'a crate::target::Target,
+    /// llama.cpp's dry runs of the profiles (`confirm_profiles`), or why there were none.
+    pub oracle: Result<&'a [super::Confirmation], String>,
 }
 
 impl SolveReport<'_> {
@@ -172,6 +174,16 @@ impl SolveReport<'_> {
                 }
             }
         }
+        match &self.oracle {
+            Ok(cs) if !cs.is_empty() => {
+                o.push_str("\n== llama.cpp's own dry run (llama-fit-params) of each profile ==\n");
+                for c in cs.iter() {
+                    o.push_str(&super::render_confirmation(c));
+                }
+            }
+            Ok(_) => {}
+            Err(why) => o.push_str(&format!("\nllama.cpp dry run: {why}\n")),
+        }
         if let Some(b) = fit {
             o.push_str("\n== llama.cpp --fit on the same request (replayed on this memory model, src/fitsim.rs) ==\n");
             if let Some(f) = &b.fit_choice {
@@ -216,6 +228,10 @@ impl SolveReport<'_> {
             "calibration": self.calibration,
             "request": self.request,
             "llama_build": self.target.facts().build,
+            "oracle": match &self.oracle {
+                Ok(cs) => serde_json::json!(cs),
+                Err(why) => serde_json::json!({ "not_run": why }),
+            },
             "flags_for": self.target.describe(),
             "profiles": self.profiles.iter().map(|p| profile_json(p, self.target.facts())).collect::<Vec<_>>(),
             "fit_baseline": self.fit.map(|b| serde_json::json!({

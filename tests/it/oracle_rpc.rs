@@ -403,3 +403,103 @@ fn run_placements(
             .join("\n")
     );
 }
+
+/// The solve → dry run → correct loop (`profile::confirm_profiles`) with placer's model
+/// deliberately off: a calibration that under-predicts every compute buffer (`[compute]
+/// fixed_mib = -150`, `moe_scale = 0.05`) on devices sized so that the profile's margin cannot
+/// absorb the difference. llama.cpp's dry run projects more than placer, the margin grows by the
+/// difference, the profile is solved again, and the final placement is within every device's cap
+/// minus the margin by llama.cpp's own numbers; weights and KV agree to the MiB.
+#[test]
+fn solve_corrects_itself_with_the_dry_run_when_its_model_is_off() {
+    let Some(bin) = llama_bin() else {
+        eprintln!("SKIPPED: PLACER_LLAMA_BIN not set (./run test builds llama.cpp and sets it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_moe(dir.path());
+    let (a, b) = (RpcServer::start(&bin), RpcServer::start(&bin));
+    let host = std::fs::read_to_string(repo().join("tests/fixtures/oracle/loopback-rpc-host.toml"))
+        .unwrap()
+        .replace("usable_mib = 4096", "usable_mib = 993")
+        .replace("total_mib = 4096", "total_mib = 993");
+    std::fs::write(dir.path().join("host.toml"), host).unwrap();
+    let cal = std::fs::read_to_string(repo().join("data/calibration.toml"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("fixed_mib =") {
+                "fixed_mib = -150.0".to_string()
+            } else if l.starts_with("moe_scale =") {
+                "moe_scale = 0.05".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.path().join("off.toml"), cal).unwrap();
+    let rpc = format!("--rpc 127.0.0.1:{},127.0.0.1:{}", a.port, b.port);
+    let out = Command::new(env!("CARGO_BIN_EXE_placer"))
+        .arg("solve")
+        .arg(&model)
+        .args(["--ctx", "4096", "--json", "--host"])
+        .arg(dir.path().join("host.toml"))
+        .arg("--calibration")
+        .arg(dir.path().join("off.toml"))
+        .arg("--llama")
+        .arg(&bin)
+        .args(["--oracle-args", &rpc])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let conf = &v["oracle"][0];
+    eprintln!("{}", conf["summary"]);
+    let corrected: u64 = conf["corrected_mib"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .sum();
+    assert!(corrected > 0, "the loop corrected nothing: {conf}");
+    let rows = conf["devices"].as_array().unwrap();
+    assert!(
+        !rows.is_empty(),
+        "the corrected profile was not confirmed: {conf}"
+    );
+    let sol = &v["profiles"][0]["solution"];
+    for (i, row) in rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r["device"] != "host")
+    {
+        let p: Vec<u64> = row["placer"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        let l: Vec<u64> = row["llama"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        assert_eq!(p[0], l[0], "weights, device {i}: {row}");
+        assert_eq!(p[1], l[1], "KV, device {i}: {row}");
+        let d = &sol["devices"][i];
+        let room = d["cap"].as_u64().unwrap() - d["margin"].as_u64().unwrap();
+        let llama_total = l.iter().sum::<u64>() * 1048576 + d["overhead"].as_u64().unwrap();
+        assert!(
+            llama_total <= room,
+            "device {i}: llama.cpp {llama_total} B > room {room} B"
+        );
+    }
+}
