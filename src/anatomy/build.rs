@@ -15,8 +15,17 @@ pub fn from_gguf(model: &GgufModel) -> Result<Anatomy> {
     let known_arch = hparams::is_known(&arch);
     if !known_arch {
         warnings.push(format!(
-            "architecture '{arch}' is not one placer knows: roles come from tensor names only, \
-             sliding-window and recurrent layers are not detected"
+            "architecture '{}' is not one placer knows: roles come from tensor names only, \
+             sliding-window and recurrent layers are not detected",
+            crate::units::shown(&arch, 40)
+        ));
+    }
+    for (i, have, need) in model.incomplete_shards() {
+        warnings.push(format!(
+            "file {} of the model is {have} bytes but its header declares {need}: header only, \
+             size unknown (a truncated download, or a header snapshot without placer.file_size); \
+             llama.cpp refuses it (\"tensor data is not within the file bounds\")",
+            i + 1
         ));
     }
     let mut hp = hparams::from_metadata(model, &arch, &mut warnings)?;

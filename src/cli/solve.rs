@@ -12,14 +12,14 @@ pub struct Args {
     /// Catalog id (models/<id>.toml, e.g. glm-q8) or a path to a .gguf / header snapshot.
     pub model: String,
     /// Context size (`-c`); 0 = the model's training context.
-    #[arg(long = "ctx", short = 'c', default_value_t = 0)]
+    #[arg(long = "ctx", short = 'c', default_value_t = 0, value_parser = ctx_arg)]
     pub ctx: u32,
     /// Micro-batch (`-ub`); sizes the compute buffers. Default: placer chooses among
     /// 512/1024/2048/4096 when CPU weights stream to the GPU during prefill, else 512.
-    #[arg(long = "ub", alias = "ubatch-size")]
+    #[arg(long = "ub", alias = "ubatch-size", value_parser = ubatch_arg)]
     pub ubatch: Option<u32>,
     /// Logical batch (`-b`).
-    #[arg(long = "batch-size", short = 'b', default_value_t = 2048)]
+    #[arg(long = "batch-size", short = 'b', default_value_t = 2048, value_parser = batch_arg)]
     pub batch: u32,
     /// K cache type (`-ctk`): f16, q8_0, q4_0, …
     #[arg(long = "ctk", alias = "cache-type-k", default_value = "f16")]
@@ -27,9 +27,11 @@ pub struct Args {
     /// V cache type (`-ctv`).
     #[arg(long = "ctv", alias = "cache-type-v", default_value = "f16")]
     pub type_v: String,
-    /// Parallel sequences (`-np`).
-    #[arg(long = "parallel", alias = "np", default_value_t = 1)]
-    pub parallel: u32,
+    /// Parallel sequences (`-np`): the same rule as `check` (`launch::n_parallel`): for
+    /// llama-server 0 is refused, at most 256.
+    #[arg(long = "parallel", alias = "np", default_value_t = 1, value_parser = int_arg,
+          allow_negative_numbers = true)]
+    pub parallel: i32,
     /// Workload: prompt tokens per request (default: half the context).
     #[arg(long)]
     pub prompt: Option<u32>,
@@ -78,6 +80,45 @@ pub fn normalize_argv<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// `--ctx`, `--ub`, `-b`, `--parallel` are read like llama.cpp's `-c -ub -b -np` (`std::stoi`
+/// into int32, then llama.cpp's range rule: `launch::stoi`, `launch::ctx_size`, …), so `solve`
+/// and `check` accept and refuse the same values.
+fn int_arg(v: &str) -> Result<i32, String> {
+    crate::launch::stoi("-np", v)
+        .and_then(|(n, rest)| {
+            anyhow::ensure!(rest.is_empty(), "{v:?} is not a whole number");
+            Ok(n)
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn ctx_arg(v: &str) -> Result<u32, String> {
+    crate::launch::stoi("-c", v)
+        .and_then(|(n, rest)| {
+            anyhow::ensure!(rest.is_empty(), "{v:?} is not a whole number");
+            crate::launch::ctx_size(n)
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn ubatch_arg(v: &str) -> Result<u32, String> {
+    crate::launch::stoi("-ub", v)
+        .and_then(|(n, rest)| {
+            anyhow::ensure!(rest.is_empty(), "{v:?} is not a whole number");
+            crate::launch::ubatch_size("-ub", n)
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn batch_arg(v: &str) -> Result<u32, String> {
+    crate::launch::stoi("-b", v)
+        .and_then(|(n, rest)| {
+            anyhow::ensure!(rest.is_empty(), "{v:?} is not a whole number");
+            crate::launch::batch_size("-b", n)
+        })
+        .map_err(|e| e.to_string())
 }
 
 fn kv_type(s: &str) -> anyhow::Result<GgmlType> {
@@ -180,6 +221,11 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         tool != crate::launch::Tool::Bench,
         "--tool bench: solve plans for llama-server (server) or llama-cli / llama-completion (cli)"
     );
+    let n_parallel = crate::launch::n_parallel(tool, a.parallel)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "--parallel -1 (auto): solve plans a fixed number of sequences; give --parallel N ≥ 1"
+        )
+    })?;
     let request = SolveRequest {
         model_path: a.model_path.clone().unwrap_or(path),
         ctx: a.ctx,
@@ -188,7 +234,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         ubatch_fixed: a.ubatch.is_some(),
         type_k,
         type_v,
-        n_parallel: a.parallel.max(1),
+        n_parallel,
         decode_depth: a.depth,
         prompt,
         gen,
