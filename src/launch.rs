@@ -567,7 +567,7 @@ pub fn n_parallel(tool: Tool, v: i32) -> anyhow::Result<Option<u32>> {
     match (tool, v) {
         (Tool::Server, -1) => Ok(None),
         (Tool::Server, 0) => anyhow::bail!(
-            "-np 0: error: invalid value for n_parallel (llama-server refuses 0 slots; use -1 \
+            "-np 0: error: invalid value for n_parallel (llama-server rejects 0 slots; use -1 \
              for auto, or N ≥ 1)"
         ),
         (_, 0) => Ok(Some(1)),

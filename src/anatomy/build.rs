@@ -30,6 +30,7 @@ pub fn from_gguf(model: &GgufModel) -> Result<Anatomy> {
     }
     let mut hp = hparams::from_metadata(model, &arch, &mut warnings)?;
     let tensors = tensors(model, &hp, &mut warnings)?;
+    hparams::validate(model, &arch, &hp)?;
     dense_ffn_widths(&mut hp, &tensors);
     shared_experts(&mut hp, &tensors);
     let groups = groups(&tensors);

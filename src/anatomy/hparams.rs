@@ -281,7 +281,6 @@ pub fn from_metadata(model: &GgufModel, arch: &str, warnings: &mut Vec<String>) 
             .unwrap_or(0),
         n_ff_shexp: k.u32("expert_shared_feed_forward_length")?.unwrap_or(0),
     };
-    validate(&k, model, &hp)?;
     Ok(hp)
 }
 
@@ -297,8 +296,15 @@ pub fn from_metadata(model: &GgufModel, arch: &str, warnings: &mut Vec<String>) 
 /// - MLA: the cached row `kv_lora_rank + n_rot` must match the `attn_kv_a_mqa` tensor's second
 ///   dimension (the shape `src/models/deepseek2.cpp:load_arch_tensors` creates it with;
 ///   `llama_model_loader::create_tensor` refuses any other), computed without wrapping.
-fn validate(k: &Keys, model: &GgufModel, hp: &Hparams) -> Result<()> {
-    let arch = k.arch;
+///
+/// Called by `anatomy::from_gguf` once the tensors are classified (a tensor outside
+/// `block_count` is reported first).
+pub fn validate(model: &GgufModel, arch: &str, hp: &Hparams) -> Result<()> {
+    let k = Keys {
+        md: &model.metadata,
+        arch,
+    };
+    let known = is_known(arch);
     if hp.n_embd == 0 {
         bail!(
             "{arch}.embedding_length is {} : llama.cpp requires it (load_hparams) and every \
@@ -331,8 +337,11 @@ fn validate(k: &Keys, model: &GgufModel, hp: &Hparams) -> Result<()> {
             hp.n_expert
         );
     }
+    // An architecture placer does not know may be attention-free: only a head count that is
+    // there and 0 is refused for it.
     let has_attention = hp.recurrent_layers.iter().all(|&r| !r);
-    if has_attention && hp.n_layer > 0 && hp.n_head.iter().all(|&h| h == 0) {
+    let head_key = k.get("attention.head_count").is_some();
+    if has_attention && (head_key || known) && hp.n_layer > 0 && hp.n_head.iter().all(|&h| h == 0) {
         bail!(
             "{arch}.attention.head_count is {} on every layer of a model with attention: the \
              head size (n_embd / n_head, load_hparams) and the KV cache are undefined",

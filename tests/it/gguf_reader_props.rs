@@ -36,10 +36,16 @@ static GLOBAL: Counting = Counting;
 
 /// Read `bytes` and return the result and the peak heap growth during the read.
 fn measured(bytes: &[u8]) -> (Result<placer::gguf::GgufModel, GgufError>, usize) {
+    measure(|| read_header(bytes))
+}
+
+/// Run `f` and return its result and the peak heap growth while it ran (the global allocator
+/// of this test binary counts; calls are serialised). Used by the fuzz_* harnesses too.
+pub fn measure<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let _g = MEASURE.lock().unwrap_or_else(|e| e.into_inner());
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
-    let r = read_header(bytes);
+    let r = f();
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
     (r, peak)
 }
