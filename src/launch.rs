@@ -278,13 +278,13 @@ impl ArgParser<'_> {
             }
             "-cmoe" | "--cpu-moe" => self.cfg.overrides.push(cpu_moe_override()),
             "-ncmoe" | "--n-cpu-moe" => {
-                let n = self.non_negative(flag, inline)?;
+                let n = self.layer_count(flag, inline)?;
                 self.cfg
                     .overrides
                     .extend(n_cpu_overrides(n, crate::llama::FFN_EXPS_REGEX));
             }
             "-ncffn" | "--n-cpu-ffn" => {
-                let n = self.non_negative(flag, inline)?;
+                let n = self.layer_count(flag, inline)?;
                 self.cfg
                     .overrides
                     .extend(n_cpu_overrides(n, crate::llama::FFN_DENSE_REGEX));
@@ -390,6 +390,21 @@ impl ArgParser<'_> {
             "{flag} {v}: llama.cpp rejects a negative layer count"
         );
         Ok(v as u32)
+    }
+
+    /// `-ncmoe N` / `-ncffn N`: one `-ot` rule per layer 0..N (`common/common.h:
+    /// llm_add_n_cpu_ffn_overrides`). No model has more than `LLAMA_MAX_LAYERS` (512) blocks
+    /// (`load_hparams` asserts it), so rules past 512 match nothing: they are not generated
+    /// (`-ncmoe 2147483647` would otherwise be 2^31 rules, ~100 GB).
+    fn layer_count(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<u32> {
+        let n = self.non_negative(flag, inline)?;
+        let max = crate::anatomy::MAX_LAYERS;
+        if n > max {
+            self.warnings.push(format!(
+                "{flag} {n}: no model has more than {max} layers (LLAMA_MAX_LAYERS); read as {max}"
+            ));
+        }
+        Ok(n.min(max))
     }
 
     fn old_flag(&mut self, flag: &str, now: &str) {

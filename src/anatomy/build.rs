@@ -12,6 +12,15 @@ pub fn from_gguf(model: &GgufModel) -> Result<Anatomy> {
         Some(a) => a.to_string(),
         None => bail!("the GGUF has no general.architecture key; is it a model file (not a vocab or LoRA file)?"),
     };
+    // Every key placer reads is `<arch>.<name>`, and messages name them: an architecture that is
+    // not a printable name is no architecture llama.cpp knows ("unknown model architecture",
+    // `src/llama-model.cpp:llama_model_create`), and must not put control bytes on the terminal.
+    if arch.is_empty() || arch.len() > 64 || arch.chars().any(|c| c.is_control()) {
+        bail!(
+            "general.architecture {:?} is not an architecture name; the header is corrupt",
+            crate::units::shown(&arch, 40)
+        );
+    }
     let known_arch = hparams::is_known(&arch);
     if !known_arch {
         warnings.push(format!(

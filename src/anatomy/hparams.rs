@@ -212,7 +212,10 @@ fn to_u32(v: &MetaValue, key: &str) -> Result<u32> {
     v.as_int()
         .and_then(|i| u32::try_from(i).ok())
         .with_context(|| {
-            format!("metadata key {key} should be a non-negative integer below 2^32, found {v:?}")
+            format!(
+                "metadata key {key} should be a non-negative integer below 2^32, found {}",
+                crate::units::shown(&format!("{v:?}"), 80)
+            )
         })
 }
 
@@ -286,6 +289,7 @@ pub fn from_metadata(model: &GgufModel, arch: &str, warnings: &mut Vec<String>) 
 
 /// Values llama.cpp refuses, or that leave nothing to place, refused before any sizing
 /// (a corrupt header must not "fit" with believable speeds):
+/// - `context_length` above int32 (it would wrap when padded to 256 cells);
 /// - `embedding_length` absent or 0 (`llama_model_base::load_hparams` reads it as a required
 ///   key; every weight and cache row is `n_embd` wide);
 /// - `expert_count` above `LLAMA_MAX_EXPERTS`, `expert_used_count` above `expert_count`, an
@@ -314,6 +318,17 @@ pub fn validate(model: &GgufModel, arch: &str, hp: &Hparams) -> Result<()> {
             } else {
                 "missing"
             }
+        );
+    }
+    // `-c 0` takes n_ctx_train, which llama_context pads to 256 cells in a uint32
+    // (`src/llama-context.cpp:llama_context`, `GGML_PAD(cparams.n_ctx, 256)`): keep it within
+    // the int32 range `-c` itself has (`common/arg.cpp`, std::stoi) so it cannot wrap to 0.
+    if hp.n_ctx_train > i32::MAX as u32 {
+        bail!(
+            "{arch}.context_length = {} is beyond any context llama.cpp can be given with -c \
+             (at most {}); the header is corrupt",
+            hp.n_ctx_train,
+            i32::MAX
         );
     }
     if hp.n_expert > MAX_EXPERTS {

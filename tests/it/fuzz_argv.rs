@@ -1,23 +1,29 @@
 //! Fuzz harness: the llama.cpp argv parser (`launch::parse_args_full`) and the EXTRA_ARGS word
 //! splitter on mutated launch commands: words dropped, repeated, swapped, values replaced by
-//! numbers at and past int32 limits, random text. Bounds: no panic, `TIME_BOUND`, and every
+//! numbers at and past int32 limits, random text. Bounds: no panic, `TIME_BOUND`, 64 MiB of
+//! heap per parse (`--n-cpu-moe 2147483647` once asked for 103 GB), and every
 //! accepted config has the ranges llama.cpp would give it (`-c` within int32, `-np` ≤ 256).
 use crate::fuzz_support::*;
 use placer::launch::{parse_args_full, split_words, Tool};
 use proptest::prelude::*;
 
+/// Every command line of every file in tests/fixtures/fuzz/argv/ (seeds and crashers).
 fn seed_lines() -> Vec<String> {
-    let (_, bytes) = corpus("argv")
+    corpus("argv")
         .into_iter()
-        .find(|(n, _)| n == "seeds.txt")
-        .expect("tests/fixtures/fuzz/argv/seeds.txt");
-    String::from_utf8(bytes)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
+        .flat_map(|(_, bytes)| {
+            String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
+
+/// Heap one parse of a command line may use.
+const HEAP_BOUND: usize = 64 << 20;
 
 /// Numbers around the limits llama.cpp's parser has (`std::stoi` into int32).
 const NUMBERS: &[&str] = &[
@@ -100,7 +106,10 @@ fn apply_words(words: &mut Vec<String>, ops: &[WordOp]) {
 
 fn exercise(words: &[String]) {
     for tool in [Tool::Server, Tool::Cli] {
-        let r = timed("argv", || parse_args_full(tool, words));
+        let (r, peak) = timed("argv", || {
+            crate::gguf_reader_props::measure(|| parse_args_full(tool, words))
+        });
+        assert!(peak <= HEAP_BOUND, "{words:?}: peak heap {peak} B");
         if let Ok(p) = r {
             let c = &p.config;
             assert!(

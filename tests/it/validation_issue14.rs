@@ -121,6 +121,7 @@ fn finding_7_shipped_hosts_are_valid() {
 #[test]
 fn finding_8_ctx_above_int32_is_an_error_not_zero() {
     for v in [
+        "4294967041", // padded to 256 cells, this wrapped to n_ctx 0
         "4294967296",
         "4294967040",
         "2147483648",
@@ -215,6 +216,11 @@ fn finding_10_zero_heads_embedding_experts_are_refused() {
             "qwen3moe.expert_count",
             MetaValue::U32(5000),
             "LLAMA_MAX_EXPERTS",
+        ),
+        (
+            "qwen3moe.context_length",
+            MetaValue::U32(u32::MAX),
+            "context_length",
         ),
     ];
     for (key, v, want) in cases {
@@ -393,4 +399,13 @@ fn finding_13_usable_memory_zero_names_the_host_file() {
         "{e}"
     );
     assert!(!e.contains("-ub"), "{e}");
+}
+
+/// Found by fuzz_argv (tests/fixtures/fuzz/argv/crash-ncmoe-int32-max.txt): `-ncmoe` near
+/// i32::MAX built one `-ot` rule per layer up to 2^31 (an abort on a 103 GB allocation).
+#[test]
+fn fuzz_found_ncmoe_int32_max_is_capped_at_llama_max_layers() {
+    let p = parse_args_full(Tool::Server, &args("-m m --n-cpu-moe 2147483647")).unwrap();
+    assert_eq!(p.config.overrides.len(), 512);
+    assert!(p.warnings.iter().any(|w| w.contains("LLAMA_MAX_LAYERS")));
 }
