@@ -32,8 +32,7 @@ pub fn tps_text(t: Option<f64>) -> String {
 /// binary on the terminal.
 pub fn shown(s: &str, max: usize) -> String {
     let mut out = String::new();
-    let mut n = 0usize;
-    for (i, c) in s.char_indices() {
+    for (n, (i, c)) in s.char_indices().enumerate() {
         if n == max {
             out.push_str(&format!("…(+{} bytes)", s.len() - i));
             return out;
@@ -43,7 +42,6 @@ pub fn shown(s: &str, max: usize) -> String {
         } else {
             out.push(c);
         }
-        n += 1;
     }
     out
 }
