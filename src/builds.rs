@@ -795,12 +795,6 @@ mod tests {
             reference().defaults.server_auto_parallel,
             Some(crate::llama::SERVER_AUTO_PARALLEL)
         );
-        let kv: Vec<&str> = reference()
-            .kv_cache_types
-            .iter()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(kv, crate::launch::KV_CACHE_TYPES);
     }
 
     #[test]

@@ -177,3 +177,53 @@ pub fn load_model(model: &str, models_dir: Option<&Path>) -> Result<GgufModel> {
     gguf::open_with(&snap, READ)
         .with_context(|| format!("reading header snapshot {}", snap.display()))
 }
+
+/// What a `-m` / `MODEL=` value names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelRef {
+    /// A GGUF file (or a header snapshot) on disk.
+    File(PathBuf),
+    /// A catalog id (models/<id>.toml), read from its header snapshot.
+    CatalogId(String),
+}
+
+/// Resolve a models.conf `MODEL=` (or a `-m`) the way the users' start.sh does: relative to the
+/// models folder (`--models-dir`, `$PLACER_MODELS`, the config file's `models_dir`), then to the
+/// models.conf's own folder and its `models/` subfolder, then as given; a word that names no file
+/// but a catalog entry is a catalog id. `None` when nothing matches (the caller says what was
+/// tried).
+pub fn resolve_model(
+    model: &str,
+    conf_dir: Option<&Path>,
+    models_dir: Option<&Path>,
+) -> Option<ModelRef> {
+    let p = Path::new(model);
+    let mut cands: Vec<PathBuf> = Vec::new();
+    if p.is_absolute() {
+        cands.push(p.to_path_buf());
+    } else {
+        if let Some(d) = models_dir {
+            cands.push(d.join(p));
+        }
+        if let Some(d) = conf_dir {
+            cands.push(d.join(p));
+            cands.push(d.join("models").join(p));
+        }
+        cands.push(p.to_path_buf());
+    }
+    if let Some(f) = cands.into_iter().find(|c| c.is_file()) {
+        return Some(ModelRef::File(f));
+    }
+    let dir = models_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(models_dir_default);
+    let is_id = !model.contains('/') && !model.ends_with(".gguf");
+    if is_id && (entry(model, &dir).is_ok() || entry(model, &self::models_dir()).is_ok()) {
+        return Some(ModelRef::CatalogId(model.to_string()));
+    }
+    None
+}
+
+fn models_dir_default() -> PathBuf {
+    self::models_dir()
+}

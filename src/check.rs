@@ -58,10 +58,14 @@ pub struct SpeedEstimate {
 /// Tokens of the request the speed estimate prices (as `placer solve`'s workload).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Workload {
-    /// Prompt tokens (None: half the context).
+    /// The preset whose numbers the others override (default: agent, as `solve`).
+    pub preset: crate::solver::WorkloadPreset,
+    /// Prompt tokens (None: the preset's).
     pub prompt: Option<u32>,
-    /// Generated tokens (None: 128).
+    /// Generated tokens (None: the preset's).
     pub gen: Option<u32>,
+    /// Tokens cached before the prompt (None: the preset's).
+    pub prefix: Option<u32>,
 }
 
 /// Predict and collect warnings (`extra` = warnings from parsing the command line).
@@ -173,17 +177,26 @@ fn speed_estimate(
         type_v: cfg.type_v,
     };
     let n_ctx = p.shape.n_ctx_seq.max(1);
-    let gen = workload
-        .gen
-        .unwrap_or(crate::solver::DEFAULT_GEN)
-        .min(n_ctx) as u64;
-    let prompt = (workload.prompt.unwrap_or(n_ctx / 2) as u64).min(n_ctx as u64 - gen);
-    let depth = prompt + gen / 2;
+    let (prefix, prompt, gen) = crate::solver::workload_tokens(
+        workload.preset,
+        n_ctx,
+        workload.prefix,
+        workload.prompt,
+        workload.gen,
+    );
+    let (prefix, prompt, gen) = (prefix as u64, prompt as u64, gen as u64);
+    let depth = prefix + prompt + gen / 2;
     let rates = speed::rates(cal, host);
     let mut load = speed::decode_load(&w, depth);
     load.splits = speed::estimate_splits(&w);
     load.nodes = speed::graph_nodes(anatomy);
-    let pre = speed::prefill_load(&w, prompt, p.shape.n_ubatch, cfg.op_offload);
+    let pre = speed::prefill_load(
+        &w,
+        prompt,
+        prefix + prompt / 2,
+        p.shape.n_ubatch,
+        cfg.op_offload,
+    );
     let pre_s = speed::prefill_s_per_token(&rates, &pre);
     SpeedEstimate {
         decode_tps: 1.0 / speed::decode_s(&rates, &load),

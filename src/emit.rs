@@ -6,15 +6,93 @@
 //! Every option is written in the spelling of `common/arg.cpp` of the reference tree
 //! (llama-cpp-python 0.3.36 sdist), and only when it differs from llama.cpp's default.
 
+use crate::builds::{BuildFacts, Tool as BuildTool};
 use crate::launch::{FlashAttn, GpuLayers, LaunchConfig, LoadMode, SplitMode};
 
-/// The llama-server arguments (without the program name) of a launch configuration.
+/// The llama-server arguments (without the program name) of a launch configuration, in the
+/// reference tree's spelling (`builds::reference`). Commands shown to a user go through
+/// [`argv_for`] with their build.
 pub fn argv(cfg: &LaunchConfig) -> Vec<String> {
-    let d = LaunchConfig::default();
+    argv_for(cfg, crate::builds::reference()).argv
+}
+
+/// A launch rendered for one llama.cpp build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The arguments, every option one that build's parser accepts for the launch's program.
+    pub argv: Vec<String>,
+    /// What had to change for that build and what it costs (empty when nothing did).
+    pub notes: Vec<String>,
+}
+
+/// The arguments of `cfg` for the build whose option table is `facts`: each option in a spelling
+/// that build accepts (`-lm none` becomes `--no-mmap` where `--load-mode` does not exist yet,
+/// `builds::load_mode_flags`), an option the build lacks dropped with a note saying what that
+/// costs. The user's own arguments (`passthrough`) are kept verbatim.
+pub fn argv_for(cfg: &LaunchConfig, facts: &BuildFacts) -> Rendered {
+    let mut notes = Vec::new();
+    let tool = build_tool(cfg.tool);
     let mut a: Vec<String> = Vec::new();
-    fn pair(a: &mut Vec<String>, k: &str, v: String) {
-        a.push(k.to_string());
-        a.push(v);
+    for group in groups(cfg) {
+        let flag = group[0].as_str();
+        if flag == "-lm" {
+            if group[1] == "none" {
+                let lm = crate::builds::load_mode_flags(facts);
+                if let Some(n) = lm.note {
+                    notes.push(n);
+                }
+                a.extend(lm.flags);
+                continue;
+            }
+            if group[1] == "mlock" && !facts.has("-lm") && facts.has("--mlock") {
+                a.push("--mlock".into());
+                continue;
+            }
+        }
+        let known = match tool {
+            Some(t) => facts.option_for(flag, t).is_some(),
+            None => true,
+        };
+        if known {
+            a.extend(group);
+        } else {
+            notes.push(format!(
+                "llama.cpp b{} has no {flag}: `{}` dropped{}",
+                facts.build,
+                group.join(" "),
+                drop_cost(flag)
+            ));
+        }
+    }
+    a.extend(cfg.passthrough.iter().cloned());
+    Rendered { argv: a, notes }
+}
+
+/// The option table's name for the program a launch is for (None: llama-bench, whose parser is
+/// not `common/arg.cpp`).
+pub fn build_tool(t: crate::launch::Tool) -> Option<BuildTool> {
+    match t {
+        crate::launch::Tool::Server => Some(BuildTool::Server),
+        crate::launch::Tool::Cli => Some(BuildTool::Completion),
+        crate::launch::Tool::Bench => None,
+    }
+}
+
+fn drop_cost(flag: &str) -> &'static str {
+    match flag {
+        "-kvu" => " (one KV buffer per slot instead of a unified one: the memory model's KV split no longer matches)",
+        "-sm" => " (layer split, the default, is used)",
+        "--fit" => " (that build does not auto-fit; the placement flags are explicit anyway)",
+        _ => "",
+    }
+}
+
+/// The options of `cfg` as (flag, values…) groups, reference spelling, defaults left out.
+fn groups(cfg: &LaunchConfig) -> Vec<Vec<String>> {
+    let d = LaunchConfig::default();
+    let mut a: Vec<Vec<String>> = Vec::new();
+    fn pair(a: &mut Vec<Vec<String>>, k: &str, v: String) {
+        a.push(vec![k.to_string(), v]);
     }
     if !cfg.model.is_empty() {
         pair(&mut a, "-m", cfg.model.clone());
@@ -71,7 +149,7 @@ pub fn argv(cfg: &LaunchConfig) -> Vec<String> {
         pair(&mut a, "-np", np.to_string());
     }
     if cfg.kv_unified == Some(true) {
-        a.push("-kvu".into());
+        a.push(vec!["-kvu".into()]);
     }
     if cfg.load_mode != d.load_mode {
         let lm = match cfg.load_mode {
@@ -83,17 +161,16 @@ pub fn argv(cfg: &LaunchConfig) -> Vec<String> {
         pair(&mut a, "-lm", lm.into());
     }
     if !cfg.kv_offload {
-        a.push("-nkvo".into());
+        a.push(vec!["-nkvo".into()]);
     }
     if !cfg.op_offload {
-        a.push("--no-op-offload".into());
+        a.push(vec!["--no-op-offload".into()]);
     }
     pair(
         &mut a,
         "--fit",
         if cfg.fit { "on".into() } else { "off".into() },
     );
-    a.extend(cfg.passthrough.iter().cloned());
     a
 }
 
@@ -108,17 +185,23 @@ fn fmt_num(x: f64) -> String {
 /// A shell command line (`llama-server …`), each argument single-quoted where the shell would
 /// otherwise interpret it.
 pub fn command_line(cfg: &LaunchConfig) -> String {
+    command_line_for(cfg, crate::builds::reference())
+}
+
+/// [`command_line`] for the build whose option table is `facts` ([`argv_for`]).
+pub fn command_line_for(cfg: &LaunchConfig, facts: &BuildFacts) -> String {
     let program = match cfg.tool {
         crate::launch::Tool::Server => "llama-server",
         crate::launch::Tool::Cli => "llama-completion",
         crate::launch::Tool::Bench => "llama-bench",
     };
     std::iter::once(program.to_string())
-        .chain(argv(cfg).iter().map(|s| shell_quote(s)))
+        .chain(argv_for(cfg, facts).argv.iter().map(|s| shell_quote(s)))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
+/// `s` quoted for a POSIX shell where it would otherwise be split or interpreted.
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
         && s.chars()
@@ -133,7 +216,12 @@ pub fn shell_quote(s: &str) -> String {
 /// The arguments models.conf carries in EXTRA_ARGS: everything but -m, -c, -ngl and --fit (which
 /// have their own keys).
 pub fn extra_args(cfg: &LaunchConfig) -> Vec<String> {
-    let a = argv(cfg);
+    extra_args_for(cfg, crate::builds::reference())
+}
+
+/// [`extra_args`] for the build whose option table is `facts` ([`argv_for`]).
+pub fn extra_args_for(cfg: &LaunchConfig, facts: &BuildFacts) -> Vec<String> {
+    let a = argv_for(cfg, facts).argv;
     let mut out = Vec::new();
     let mut i = 0;
     while i < a.len() {

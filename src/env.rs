@@ -8,6 +8,8 @@
 //! | `PLACER_HIGHS_OPTS` | extra HiGHS options, `name=value;…` (experiments) |
 //! | `PLACER_HIGHS_VERBOSE` | print HiGHS's log |
 //! | `PLACER_DEBUG_SOLVER` | print the solver's rounds (linear vs exact memory, times) |
+//! | `PLACER_CONFIG` | the configuration file (default `~/.config/placer/config.toml`, src/config.rs) |
+//! | `PLACER_LLAMA` | the llama-server (or its folder) placer writes for and runs (src/target.rs) |
 
 /// The catalog folder.
 pub const MODELS: &str = "PLACER_MODELS";
@@ -21,6 +23,11 @@ pub const HIGHS_OPTS: &str = "PLACER_HIGHS_OPTS";
 pub const HIGHS_VERBOSE: &str = "PLACER_HIGHS_VERBOSE";
 /// Print the solver's rounds.
 pub const DEBUG_SOLVER: &str = "PLACER_DEBUG_SOLVER";
+
+/// The configuration file.
+pub const CONFIG: &str = "PLACER_CONFIG";
+/// The llama-server binary or its folder.
+pub const LLAMA: &str = "PLACER_LLAMA";
 
 /// Whether a switch variable is set (to anything).
 pub fn flag(name: &str) -> bool {

@@ -238,6 +238,20 @@ impl ArgParser<'_> {
     }
 
     fn one(&mut self, raw: &str) -> anyhow::Result<()> {
+        // `common/arg.cpp: common_params_parse_ex` turns `_` into `-` in `--long_names`
+        // (`--ctx_size` is `--ctx-size`).
+        let normalized;
+        let raw = match raw.split_once('=') {
+            _ if !raw.starts_with("--") || !raw.contains('_') => raw,
+            Some((f, v)) => {
+                normalized = format!("{}={v}", f.replace('_', "-"));
+                normalized.as_str()
+            }
+            None => {
+                normalized = raw.replace('_', "-");
+                normalized.as_str()
+            }
+        };
         // `--flag=value` is split for long flags only; `-ot a=b` keeps its `=`.
         let (flag, inline) = match raw.split_once('=') {
             Some((f, v)) if f.starts_with("--") && takes_value(f) => (f, Some(v)),
@@ -703,6 +717,14 @@ pub fn split_words(s: &str) -> anyhow::Result<Vec<String>> {
 /// A models.conf section as the users' start.sh launches it: `llama-server -m MODEL
 /// -c CTX_SIZE -ngl N_GPU_LAYERS --fit FIT EXTRA_ARGS` (missing keys = llama.cpp defaults).
 pub fn from_section(section: &crate::modelsconf::read::Section) -> anyhow::Result<Parsed> {
+    let argv = section_argv(section)?;
+    parse_args_full(Tool::Server, &argv)
+        .map_err(|e| anyhow::anyhow!("models.conf section [{}]: {e}", section.name))
+}
+
+/// The llama-server argv a models.conf section stands for, as the users' start.sh builds it:
+/// `-m MODEL -c CTX_SIZE -ngl N_GPU_LAYERS --fit FIT` then EXTRA_ARGS word-split.
+pub fn section_argv(section: &crate::modelsconf::read::Section) -> anyhow::Result<Vec<String>> {
     let mut argv = Vec::new();
     let pairs = [
         ("MODEL", "-m"),
@@ -722,6 +744,5 @@ pub fn from_section(section: &crate::modelsconf::read::Section) -> anyhow::Resul
                 .map_err(|e| anyhow::anyhow!("[{}] EXTRA_ARGS: {e}", section.name))?,
         );
     }
-    parse_args_full(Tool::Server, &argv)
-        .map_err(|e| anyhow::anyhow!("models.conf section [{}]: {e}", section.name))
+    Ok(argv)
 }

@@ -431,9 +431,16 @@ pub fn decode_load(w: &Where, depth: u64) -> DecodeLoad {
 /// with op offload (llama.cpp's default) and a ubatch of ≥ 32 tokens, every CPU-resident matmul
 /// weight (≥ 2 dims; whole tensors, a ubatch touches every expert) is copied to GPU 0 once per
 /// ubatch (`ggml-cuda.cu:ggml_backend_cuda_device_offload_op`, `get_op_batch_size` ≥
-/// `op_offload_min_batch_size` = 32); attention at the prompt's average depth (half its length)
-/// runs where each layer's KV is (the KV buffer is not a weight, it is never offloaded).
-pub fn prefill_load(w: &Where, prompt_tokens: u64, ubatch: u32, op_offload: bool) -> PrefillLoad {
+/// `op_offload_min_batch_size` = 32); attention at the prompt's average depth `avg_depth` (the
+/// cached prefix plus half the prompt) runs where each layer's KV is (the KV buffer is not a
+/// weight, it is never offloaded).
+pub fn prefill_load(
+    w: &Where,
+    prompt_tokens: u64,
+    avg_depth: u64,
+    ubatch: u32,
+    op_offload: bool,
+) -> PrefillLoad {
     let ub = ubatch.max(1);
     let (mut pcie, mut experts) = (0.0, 0.0);
     if op_offload && ub >= OP_OFFLOAD_MIN_BATCH {
@@ -455,14 +462,14 @@ pub fn prefill_load(w: &Where, prompt_tokens: u64, ubatch: u32, op_offload: bool
     }
     // Tokens per ubatch: a prompt shorter than the ubatch streams the weights once for all.
     let per_ub = (prompt_tokens.max(1) as f64).min(ub as f64);
-    let (gpu_attn_flops, gpu_wide_attn_flops, cpu_attn_flops) = w.attn_split(prompt_tokens / 2);
+    let (gpu_attn_flops, gpu_wide_attn_flops, cpu_attn_flops) = w.attn_split(avg_depth);
     PrefillLoad {
         pcie_bytes_per_token: pcie / per_ub,
         pcie_expert_bytes_per_token: experts / per_ub,
         gpu_attn_flops,
         gpu_wide_attn_flops,
         cpu_attn_flops,
-        cpu_attn_head_cells: w.cpu_head_cells(prompt_tokens / 2),
+        cpu_attn_head_cells: w.cpu_head_cells(avg_depth),
     }
 }
 

@@ -774,7 +774,8 @@ pub fn speed_features(
     decode.splits = log.graph_splits.map(|(_, tg)| tg as f64).unwrap_or(0.0);
     decode.nodes = log.graph_nodes.map(|(_, tg)| tg as f64).unwrap_or(0.0);
     let ub = log.n_ubatch.unwrap_or(cfg.ubatch.min(cfg.batch));
-    let prefill = crate::speed::prefill_load(&w, prompt, ub, cfg.op_offload);
+    // The runs in data/runs are fresh prompts (no cached prefix): average depth half the prompt.
+    let prefill = crate::speed::prefill_load(&w, prompt, prompt / 2, ub, cfg.op_offload);
     SpeedFeatures {
         host: host.clone(),
         host_gpu: host

@@ -1,7 +1,7 @@
 //! `placer check [--host H] [--json] -- <llama.cpp argv>` or `placer check models.conf:SECTION`.
 
 use super::common::CommonArgs;
-use crate::check::{check_with, render, Workload};
+use crate::check::{check_with, render};
 use crate::launch::{self, Tool};
 use std::path::Path;
 
@@ -9,12 +9,8 @@ use std::path::Path;
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Workload of the speed estimate: prompt tokens (default: half the context).
-    #[arg(long)]
-    pub prompt: Option<u32>,
-    /// Workload of the speed estimate: generated tokens (default: 128).
-    #[arg(long)]
-    pub gen: Option<u32>,
+    #[command(flatten)]
+    pub workload: super::common::WorkloadArgs,
     /// `models.conf:SECTION`, or the llama.cpp command after `--`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -37,6 +33,7 @@ fn program_tool(word: &str) -> Option<Tool> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let host = args.common.host()?;
+    let target = args.common.target()?;
     let (cal, _) = args.common.calibration()?;
     anyhow::ensure!(
         !args.command.is_empty(),
@@ -49,6 +46,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (parsed, conf_dir) =
         if words.len() == 1 && !words[0].starts_with('-') && words[0].contains(':') {
             let (path, section) = crate::modelsconf::read::load_spec(&words[0])?;
+            validate(&target, &launch::section_argv(&section)?, Tool::Server)
+                .map_err(|e| e.context(format!("models.conf section [{}]", section.name)))?;
             let parsed = launch::from_section(&section)?;
             (parsed, path.parent().map(Path::to_path_buf))
         } else {
@@ -57,10 +56,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 tool = tool.or(Some(t));
                 words.remove(0);
             }
-            (
-                launch::parse_args_full(tool.unwrap_or(Tool::Server), &words)?,
-                None,
-            )
+            let tool = tool.unwrap_or(Tool::Server);
+            validate(&target, &words, tool)?;
+            (launch::parse_args_full(tool, &words)?, None)
         };
     let cfg = parsed.config;
     anyhow::ensure!(
@@ -73,10 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.common.models_dir.as_deref(),
     )?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
-    let workload = Workload {
-        prompt: args.prompt,
-        gen: args.gen,
-    };
+    let workload = args.workload.check_workload();
     let report = check_with(&anatomy, &cfg, &host, &cal, parsed.warnings, workload)?;
     if args.common.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -89,6 +84,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// llama.cpp refuses to start on an option it does not know (`common/arg.cpp:
+/// common_params_parse_ex` throws "error: invalid argument"), so check refuses it too, with the
+/// target build's own option table, instead of predicting a command that never runs.
+fn validate(target: &crate::target::Target, argv: &[String], tool: Tool) -> anyhow::Result<()> {
+    let Some(t) = crate::emit::build_tool(tool) else {
+        return Ok(()); // llama-bench: its own parser, no table
+    };
+    target.facts().validate_argv(argv, t).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; llama.cpp would refuse to start (option table: {})",
+            target.describe()
+        )
+    })
+}
+
 /// MODEL as given, else relative to the models.conf's folder (and its models/ subfolder, where
 /// the users keep them), else a catalog id.
 fn load_model(
@@ -96,12 +106,10 @@ fn load_model(
     conf_dir: Option<&Path>,
     models_dir: Option<&Path>,
 ) -> anyhow::Result<crate::gguf::GgufModel> {
-    if let Some(dir) = conf_dir {
-        for cand in [dir.join(model), dir.join("models").join(model)] {
-            if cand.is_file() {
-                return crate::catalog::load_model(&cand.to_string_lossy(), models_dir);
-            }
-        }
+    if let Some(crate::catalog::ModelRef::File(f)) =
+        crate::catalog::resolve_model(model, conf_dir, models_dir)
+    {
+        return crate::catalog::load_model(&f.to_string_lossy(), models_dir);
     }
     // The hint is for a MODEL that is neither a file nor a catalog id; a file that was found but
     // does not read has its own message (bad magic, truncated, …).

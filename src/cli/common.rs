@@ -29,6 +29,15 @@ pub struct CommonArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// The llama-server the flags are for (the binary or its folder; also $PLACER_LLAMA, the
+    /// config file's `llama`, or llama-server on PATH): its `--version` says which build's
+    /// options to use.
+    #[arg(long, value_name = "PATH")]
+    pub llama: Option<PathBuf>,
+    /// The llama.cpp build number to write flags for when no binary is at hand (e.g. planning
+    /// for another machine); see docs/llama-builds.md for the supported builds.
+    #[arg(long, value_name = "N")]
+    pub llama_build: Option<u32>,
 }
 
 /// Which calibration a command used, for its output.
@@ -75,12 +84,62 @@ impl CommonArgs {
         Ok((cal, CalibrationSource { from, n_runs }))
     }
 
-    /// `--models-dir`, else the catalog's rule (`catalog::models_dir`).
+    /// `--models-dir`, else the config file's `models_dir`, else the catalog's rule
+    /// (`catalog::models_dir`).
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir
             .clone()
+            .or_else(|| {
+                crate::config::Config::load()
+                    .ok()
+                    .and_then(|c| c.models_dir)
+            })
             .unwrap_or_else(crate::catalog::models_dir)
+    }
+
+    /// The llama.cpp build the commands are for (src/target.rs).
+    pub fn target(&self) -> anyhow::Result<crate::target::Target> {
+        let config = crate::config::Config::load()?;
+        crate::target::resolve(
+            crate::target::TargetArgs {
+                llama: self.llama.as_deref(),
+                llama_build: self.llama_build,
+            },
+            &config,
+        )
     }
 }
 
 const SHIPPED: &str = "shipped (data/calibration.toml)";
+
+/// The request a speed estimate prices: `--workload` and the numbers that override it (shared by
+/// `solve`, `check` and `trial`, so the profile, its check and its measurement agree).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WorkloadArgs {
+    /// agent (default: a cached prefix of half the context, 4096 new prompt tokens, 256
+    /// generated: the users' agentic coding, decode-first), chat (512 prompt, 512 generated) or
+    /// long-prompt (a fresh prompt of half the context, 128 generated). docs/solver.md §2.4.
+    #[arg(long, value_enum, default_value = "agent")]
+    pub workload: crate::solver::WorkloadPreset,
+    /// Prompt tokens per request (default: the workload's).
+    #[arg(long)]
+    pub prompt: Option<u32>,
+    /// Generated tokens per request (default: the workload's).
+    #[arg(long)]
+    pub gen: Option<u32>,
+    /// Tokens already in the KV cache before the prompt (default: the workload's).
+    #[arg(long)]
+    pub prefix: Option<u32>,
+}
+
+impl WorkloadArgs {
+    /// As `check::Workload`.
+    pub fn check_workload(&self) -> crate::check::Workload {
+        crate::check::Workload {
+            preset: self.workload,
+            prompt: self.prompt,
+            gen: self.gen,
+            prefix: self.prefix,
+        }
+    }
+}

@@ -4,41 +4,42 @@ use crate::anatomy::Anatomy;
 use crate::calibration::Calibration;
 use crate::gguf::GgmlType;
 use crate::host::Host;
+use crate::modelsconf::read::Section;
 use crate::solver::SolveRequest;
-use std::path::PathBuf;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Catalog id (models/<id>.toml, e.g. glm-q8) or a path to a .gguf / header snapshot.
+    /// Catalog id (models/<id>.toml, e.g. glm-q8), a path to a .gguf / header snapshot, or a
+    /// section of the user's models.conf (`models.conf:SECTION`: its MODEL, CTX_SIZE, KV types,
+    /// -b, -np are the request, its own flags like --jinja are kept; placer decides -ngl -ts -ot
+    /// -sm -mg -ub and the load mode).
     pub model: String,
-    /// Context size (`-c`); 0 = the model's training context.
-    #[arg(long = "ctx", short = 'c', default_value_t = 0, value_parser = ctx_arg)]
-    pub ctx: u32,
+    /// Context size (`-c`); 0 = the model's training context. Default: the section's CTX_SIZE,
+    /// else 0.
+    #[arg(long = "ctx", short = 'c', value_parser = ctx_arg)]
+    pub ctx: Option<u32>,
     /// Micro-batch (`-ub`); sizes the compute buffers. Default: placer chooses among
     /// 512/1024/2048/4096 when CPU weights stream to the GPU during prefill, else 512.
     #[arg(long = "ub", alias = "ubatch-size", value_parser = ubatch_arg)]
     pub ubatch: Option<u32>,
-    /// Logical batch (`-b`).
-    #[arg(long = "batch-size", short = 'b', default_value_t = 2048, value_parser = batch_arg)]
-    pub batch: u32,
-    /// K cache type (`-ctk`): f16, q8_0, q4_0, …
-    #[arg(long = "ctk", alias = "cache-type-k", default_value = "f16")]
-    pub type_k: String,
-    /// V cache type (`-ctv`).
-    #[arg(long = "ctv", alias = "cache-type-v", default_value = "f16")]
-    pub type_v: String,
-    /// Parallel sequences (`-np`): the same rule as `check` (`launch::n_parallel`): for
-    /// llama-server 0 is refused, at most 256.
-    #[arg(long = "parallel", alias = "np", default_value_t = 1, value_parser = int_arg,
-          allow_negative_numbers = true)]
-    pub parallel: i32,
-    /// Workload: prompt tokens per request (default: half the context).
-    #[arg(long)]
-    pub prompt: Option<u32>,
-    /// Workload: generated tokens per request (default: 128).
-    #[arg(long)]
-    pub gen: Option<u32>,
-    /// Context depth attention reads per generated token (default: prompt + gen / 2).
+    /// Logical batch (`-b`). Default: the section's, else 2048.
+    #[arg(long = "batch-size", short = 'b', value_parser = batch_arg)]
+    pub batch: Option<u32>,
+    /// K cache type (`-ctk`): f16, q8_0, q4_0, … Default: the section's, else f16.
+    #[arg(long = "ctk", alias = "cache-type-k")]
+    pub type_k: Option<String>,
+    /// V cache type (`-ctv`). Default: the section's, else f16.
+    #[arg(long = "ctv", alias = "cache-type-v")]
+    pub type_v: Option<String>,
+    /// Parallel sequences (`-np`), the same rule as `check` (`launch::n_parallel`): for
+    /// llama-server 0 is refused, at most 256. Default: the section's, else 1.
+    #[arg(long = "parallel", alias = "np", value_parser = int_arg, allow_negative_numbers = true)]
+    pub parallel: Option<i32>,
+    #[command(flatten)]
+    pub workload: super::common::WorkloadArgs,
+    /// Context depth attention reads per generated token (default: prefix + prompt + gen / 2).
     #[arg(long)]
     pub depth: Option<u32>,
     /// Older spelling of the workload: prompt tokens per generated token (sets --prompt to
@@ -57,9 +58,17 @@ pub struct Args {
     pub gpu_only: bool,
     #[command(flatten)]
     pub common: super::common::CommonArgs,
-    /// Add or replace [<id>-aggressive] / [<id>-moderate] in this models.conf.
+    /// Add or replace [<id>-aggressive] / [<id>-moderate] in this models.conf (with a section
+    /// as MODEL: [SECTION-aggressive] / [SECTION-moderate] in that file when no path is given).
+    #[arg(long, num_args = 0..=1, value_name = "MODELS_CONF")]
+    pub write: Option<Option<PathBuf>>,
+    /// With `models.conf:SECTION`: rewrite SECTION itself with the chosen profile (`--profile`),
+    /// the old version commented out above it, as the users do by hand.
     #[arg(long)]
-    pub write: Option<PathBuf>,
+    pub in_place: bool,
+    /// The profile `--in-place` writes.
+    #[arg(long, value_enum, default_value = "aggressive")]
+    pub profile: crate::profile::ProfileKind,
 }
 
 /// `-ub`, `-ctk`, `-ctv`, `-np` as llama.cpp spells them → the long options clap knows.
@@ -134,6 +143,8 @@ fn kv_type(s: &str) -> anyhow::Result<GgmlType> {
 
 /// Everything `solve` needs, resolved from the arguments.
 pub struct Inputs {
+    /// The user's models.conf section the request came from, and its file.
+    pub section: Option<(PathBuf, Section)>,
     pub id: String,
     pub name: String,
     pub arch_source: String,
@@ -143,22 +154,86 @@ pub struct Inputs {
     /// Which calibration it is (shown in the report).
     pub calibration_source: super::common::CalibrationSource,
     pub request: SolveRequest,
+    /// The llama.cpp build the flags are written for.
+    pub target: crate::target::Target,
+}
+
+/// `models.conf:SECTION` given as MODEL: the file and the section.
+pub fn section_spec(model: &str) -> anyhow::Result<Option<(PathBuf, Section)>> {
+    let Some((file, _)) = model.rsplit_once(':') else {
+        return Ok(None);
+    };
+    if file.is_empty() || Path::new(model).is_file() || !Path::new(file).is_file() {
+        return Ok(None);
+    }
+    crate::modelsconf::read::load_spec(model).map(Some)
 }
 
 pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
     let dir = a.common.models_dir();
-    let is_id = !a.model.ends_with(".gguf") && !std::path::Path::new(&a.model).is_file();
-    let gguf = crate::catalog::load_model(&a.model, Some(&dir))?;
+    let target = a.common.target()?;
+    let section = section_spec(&a.model)?;
+    // The user's command, when MODEL is a models.conf section: validated against the target
+    // build's options (llama.cpp would refuse an unknown one) and read like any launch.
+    let from_conf = match &section {
+        None => None,
+        Some((file, s)) => {
+            let argv = crate::launch::section_argv(s)?;
+            if let Some(t) = crate::emit::build_tool(crate::launch::Tool::Server) {
+                target.facts().validate_argv(&argv, t).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}:[{}]: {e}; llama.cpp would refuse to start (option table: {})",
+                        file.display(),
+                        s.name,
+                        target.describe()
+                    )
+                })?;
+            }
+            let cfg = crate::launch::from_section(s)?.config;
+            anyhow::ensure!(
+                !cfg.model.is_empty(),
+                "{}:[{}] has no MODEL=; add the model's path (relative to your models folder)",
+                file.display(),
+                s.name
+            );
+            Some(cfg)
+        }
+    };
+    let model_word = from_conf
+        .as_ref()
+        .map_or(a.model.as_str(), |c| c.model.as_str());
+    let conf_dir = section
+        .as_ref()
+        .and_then(|(f, _)| f.parent().map(Path::to_path_buf));
+    let resolved = crate::catalog::resolve_model(model_word, conf_dir.as_deref(), Some(&dir));
+    let is_id = matches!(resolved, Some(crate::catalog::ModelRef::CatalogId(_)))
+        || (resolved.is_none() && !model_word.ends_with(".gguf"));
+    let load_word = match &resolved {
+        Some(crate::catalog::ModelRef::File(f)) => f.to_string_lossy().to_string(),
+        _ => model_word.to_string(),
+    };
+    let gguf = crate::catalog::load_model(&load_word, Some(&dir)).with_context(|| {
+        if section.is_some() {
+            format!(
+                "MODEL={model_word}: not found relative to the models folder ({}), the \
+                 models.conf folder or as given; pass --models-dir DIR (or set models_dir in \
+                 the config file)",
+                dir.display()
+            )
+        } else {
+            format!("cannot read model {model_word:?}")
+        }
+    })?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
-    let (id, name, path, arch_source) = if is_id {
-        let e = crate::catalog::entry(&a.model, &dir)?;
+    let (mut id, mut name, mut path, arch_source) = if is_id {
+        let e = crate::catalog::entry(model_word, &dir)?;
         let file = e
             .source
             .files
             .first()
             .cloned()
             .unwrap_or_else(|| format!("{}.gguf", e.id));
-        let snap = crate::catalog::snapshot_path(&a.model, &dir);
+        let snap = crate::catalog::snapshot_path(model_word, &dir);
         (
             e.id.clone(),
             e.name.clone(),
@@ -166,7 +241,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
             format!("GGUF header snapshot {}", snap.display()),
         )
     } else {
-        let stem = std::path::Path::new(&a.model)
+        let stem = Path::new(&load_word)
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or("model")
@@ -175,23 +250,39 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         (
             stem,
             name,
-            a.model.clone(),
-            format!("GGUF header of {}", a.model),
+            load_word.clone(),
+            format!("GGUF header of {load_word}"),
         )
     };
+    if let Some((_, s)) = &section {
+        id = s.name.clone();
+        path = model_word.to_string();
+        if let Some(n) = s.get("NAME") {
+            name = n.to_string();
+        }
+    }
     let host = a.common.host()?;
     let (calibration, calibration_source) = a.common.calibration()?;
-    let type_k = kv_type(&a.type_k)?;
-    let type_v = kv_type(&a.type_v)?;
-    if a.ubatch == Some(0) || a.batch == 0 {
+    let conf = from_conf.as_ref();
+    let type_k = match &a.type_k {
+        Some(t) => kv_type(t)?,
+        None => conf.map_or(GgmlType::F16, |c| c.type_k),
+    };
+    let type_v = match &a.type_v {
+        Some(t) => kv_type(t)?,
+        None => conf.map_or(GgmlType::F16, |c| c.type_v),
+    };
+    let ctx = a.ctx.or(conf.map(|c| c.ctx)).unwrap_or(0);
+    let batch = a.batch.or(conf.map(|c| c.batch)).unwrap_or(2048);
+    if a.ubatch == Some(0) || batch == 0 {
         anyhow::bail!("-b and -ub must be at least 1");
     }
-    let gen = a.gen;
-    let prompt = a.prompt.or_else(|| {
+    let gen = a.workload.gen;
+    let prompt = a.workload.prompt.or_else(|| {
         a.prefill_weight
             .map(|w| (w.max(0.0) * gen.unwrap_or(crate::solver::DEFAULT_GEN) as f64).round() as u32)
     });
-    check_workload_fits(a.ctx, prompt, gen)?;
+    check_workload_fits(ctx, a.workload.prefix, prompt, gen)?;
     let devices = match &a.devices {
         None => None,
         Some(list) => Some(
@@ -221,23 +312,33 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         tool != crate::launch::Tool::Bench,
         "--tool bench: solve plans for llama-server (server) or llama-cli / llama-completion (cli)"
     );
-    let n_parallel = crate::launch::n_parallel(tool, a.parallel)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "--parallel -1 (auto): solve plans a fixed number of sequences; give --parallel N ≥ 1"
-        )
-    })?;
+    // A section's -np was checked by `launch::from_section` under the same rule.
+    let parallel = match a.parallel {
+        Some(v) => crate::launch::n_parallel(tool, v)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "--parallel -1 (auto): solve plans a fixed number of sequences; give --parallel N ≥ 1"
+            )
+        })?,
+        None => conf.and_then(|c| c.n_parallel).unwrap_or(1),
+    };
     let request = SolveRequest {
         model_path: a.model_path.clone().unwrap_or(path),
-        ctx: a.ctx,
-        batch: a.batch,
+        ctx,
+        batch,
         ubatch: a.ubatch.unwrap_or(SolveRequest::default().ubatch),
         ubatch_fixed: a.ubatch.is_some(),
         type_k,
         type_v,
-        n_parallel,
+        n_parallel: parallel,
+        kv_unified: conf.is_some_and(|c| c.kv_unified == Some(true)),
+        flash_attn: conf.map_or(crate::launch::FlashAttn::Auto, |c| c.flash_attn),
+        op_offload: conf.is_none_or(|c| c.op_offload),
+        extra_args: conf.map(|c| c.passthrough.clone()).unwrap_or_default(),
         decode_depth: a.depth,
         prompt,
         gen,
+        workload: a.workload.workload,
+        prefix: a.workload.prefix,
         devices,
         gpu_only: a.gpu_only,
         tool,
@@ -245,6 +346,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         ..SolveRequest::default()
     };
     Ok(Inputs {
+        section,
         id,
         name,
         arch_source,
@@ -253,6 +355,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         calibration,
         calibration_source,
         request,
+        target,
     })
 }
 
@@ -270,17 +373,30 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         profiles: &profiles,
         fit: fit.as_ref(),
         calibration: inp.calibration_source.to_string(),
+        target: &inp.target,
     };
     if a.common.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
         print!("{}", report.render());
     }
-    if let Some(path) = &a.write {
+    let conf_file = inp.section.as_ref().map(|(f, _)| f.clone());
+    let write_to = match (&a.write, a.in_place) {
+        (Some(Some(p)), _) => Some(p.clone()),
+        (Some(_), _) | (None, true) => Some(conf_file.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--write without a file and --in-place need MODEL as models.conf:SECTION; \
+                 give the file: --write models.conf"
+            )
+        })?),
+        (None, false) => None,
+    };
+    if let Some(path) = &write_to {
         let fit_flags = fit
             .as_ref()
             .and_then(|b| b.fit_choice.as_deref())
             .map(|c| c.split(':').next().unwrap_or(c).trim().to_string());
+        let in_place = a.in_place.then_some(inp.id.as_str());
         let src = crate::profile::ConfSource {
             id: &inp.id,
             name: &inp.name,
@@ -291,9 +407,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 (Some(f), Some(sp)) => Some((f.as_str(), sp.decode_tps, sp.prefill_tps)),
                 _ => None,
             },
+            build: inp.target.facts(),
+            from_section: inp.section.as_ref().map(|(_, s)| s),
+            section_name: in_place,
         };
         let sections: Vec<_> = profiles
             .iter()
+            .filter(|p| !a.in_place || p.kind == a.profile)
             .filter_map(|p| crate::profile::conf_section(&src, &inp.anatomy, p))
             .collect();
         if sections.is_empty() {
@@ -318,28 +438,42 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
 /// A request holds its prompt and its generated tokens in one sequence's context; a workload
 /// that cannot fit would be priced at depths llama.cpp never reaches.
-fn check_workload_fits(ctx: u32, prompt: Option<u32>, gen: Option<u32>) -> anyhow::Result<()> {
+fn check_workload_fits(
+    ctx: u32,
+    prefix: Option<u32>,
+    prompt: Option<u32>,
+    gen: Option<u32>,
+) -> anyhow::Result<()> {
     if ctx == 0 {
-        return Ok(()); // training context: checked against the model later (prompt is clamped)
+        return Ok(()); // training context: checked against the model later (tokens are clamped)
     }
-    let g = gen.unwrap_or(crate::solver::DEFAULT_GEN);
-    if g >= ctx {
-        anyhow::bail!(
-            "--gen {g} does not fit in --ctx {ctx}: a request's generated tokens share the context \
-             with its prompt; use --gen {} or less, or a larger --ctx",
-            ctx / 2
-        );
-    }
-    if let Some(p) = prompt {
-        if p as u64 + g as u64 > ctx as u64 {
+    if let Some(g) = gen {
+        if g >= ctx {
             anyhow::bail!(
-                "--prompt {p} + --gen {g} = {} tokens do not fit in --ctx {ctx}; use --prompt {} \
-                 or less, or --ctx {} or more",
-                p as u64 + g as u64,
-                ctx - g,
-                (p as u64 + g as u64).next_multiple_of(1024)
+                "--gen {g} does not fit in --ctx {ctx}: a request's generated tokens share the \
+                 context with its prompt; use --gen {} or less, or a larger --ctx",
+                ctx / 2
             );
         }
+    }
+    let g = gen.unwrap_or(0) as u64;
+    let p = prefix.unwrap_or(0) as u64;
+    if let Some(q) = prompt {
+        if p + q as u64 + g > ctx as u64 {
+            anyhow::bail!(
+                "--prompt {q} + --gen {g}{} = {} tokens do not fit in --ctx {ctx}; use --prompt {} \
+                 or less, or --ctx {} or more",
+                prefix.map(|p| format!(" + --prefix {p}")).unwrap_or_default(),
+                p + q as u64 + g,
+                (ctx as u64).saturating_sub(p + g),
+                (p + q as u64 + g).next_multiple_of(1024)
+            );
+        }
+    } else if p + g > ctx as u64 {
+        anyhow::bail!(
+            "--prefix {p} + --gen {g} = {} tokens do not fit in --ctx {ctx}",
+            p + g
+        );
     }
     Ok(())
 }

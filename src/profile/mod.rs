@@ -17,7 +17,7 @@ use crate::placement::Placement;
 use crate::solver::{self, Infeasible, Margins, Solution, SolveRequest};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ProfileKind {
     /// Small margin: fills the GPUs (the users' "most layers on GPU, little headroom").

@@ -28,6 +28,8 @@ pub struct SolveReport<'a> {
     pub fit: Option<&'a CheckReport>,
     /// Which calibration priced it ("shipped (data/calibration.toml) (112 runs)").
     pub calibration: String,
+    /// The llama.cpp build the commands are written for.
+    pub target: &'a crate::target::Target,
 }
 
 impl SolveReport<'_> {
@@ -70,6 +72,7 @@ impl SolveReport<'_> {
             r.n_parallel
         ));
         o.push_str(&format!("calibration: {}\n", self.calibration));
+        o.push_str(&format!("flags for: {}\n", self.target.describe()));
         for p in profiles {
             o.push('\n');
             o.push_str(&format!(
@@ -147,7 +150,14 @@ impl SolveReport<'_> {
                 for w in &s.warnings {
                     o.push_str(&format!("  warning: {w}\n"));
                 }
-                o.push_str(&format!("  {}\n", crate::emit::command_line(&s.launch)));
+                let facts = self.target.facts();
+                for n in crate::emit::argv_for(&s.launch, facts).notes {
+                    o.push_str(&format!("  note: {n}\n"));
+                }
+                o.push_str(&format!(
+                    "  {}\n",
+                    crate::emit::command_line_for(&s.launch, facts)
+                ));
             }
             if let Some(inf) = &p.infeasible {
                 o.push_str(&format!("  {}", inf.reason));
@@ -205,21 +215,26 @@ impl SolveReport<'_> {
             "host": self.host.name,
             "calibration": self.calibration,
             "request": self.request,
-            "profiles": self.profiles.iter().map(profile_json).collect::<Vec<_>>(),
+            "llama_build": self.target.facts().build,
+            "flags_for": self.target.describe(),
+            "profiles": self.profiles.iter().map(|p| profile_json(p, self.target.facts())).collect::<Vec<_>>(),
             "fit_baseline": self.fit.map(|b| serde_json::json!({
                 "choice": b.fit_choice,
                 "verdict": b.verdict_text,
                 "speed": b.speed,
+                "gpu_free_mib": b.prediction.gpus.iter().map(|g| g.free() / crate::units::MIB as i64).collect::<Vec<_>>(),
             })),
         })
     }
 }
 
-fn profile_json(p: &Profile) -> serde_json::Value {
+fn profile_json(p: &Profile, facts: &crate::builds::BuildFacts) -> serde_json::Value {
     let mut v = serde_json::to_value(p).unwrap_or_default();
     if let Some(s) = &p.solution {
-        v["argv"] = serde_json::json!(crate::emit::argv(&s.launch));
-        v["command"] = serde_json::json!(crate::emit::command_line(&s.launch));
+        let r = crate::emit::argv_for(&s.launch, facts);
+        v["argv"] = serde_json::json!(r.argv);
+        v["notes"] = serde_json::json!(r.notes);
+        v["command"] = serde_json::json!(crate::emit::command_line_for(&s.launch, facts));
     }
     v
 }
@@ -246,7 +261,9 @@ pub fn fit_baseline(
     };
     let workload = crate::check::Workload {
         prompt: Some(r.prompt_tokens(anatomy)),
-        gen: Some(r.gen_tokens()),
+        gen: Some(r.gen_tokens(anatomy)),
+        prefix: Some(r.prefix_tokens(anatomy)),
+        ..Default::default()
     };
     crate::check::check_with(anatomy, &base, host, calibration, Vec::new(), workload).ok()
 }

@@ -18,7 +18,26 @@ pub struct ConfSource<'a> {
     /// llama.cpp's `--fit` on the same request (replayed, src/fitsim.rs): its flags and predicted
     /// decode / prefill t/s, for a comparison line. None: not compared.
     pub fit_baseline: Option<(&'a str, f64, Option<f64>)>,
+    /// The llama.cpp build the section's flags are written for.
+    pub build: &'a crate::builds::BuildFacts,
+    /// The user's section this profile was solved from (`placer solve models.conf:SECTION`): its
+    /// NAME, DESCRIPTION and keys placer does not write are carried over.
+    pub from_section: Option<&'a crate::modelsconf::read::Section>,
+    /// Write the profile under this name instead of `<id>-<kind>` (`--in-place`).
+    pub section_name: Option<&'a str>,
 }
+
+/// The keys placer writes; any other key of the user's section is carried over verbatim.
+pub const OWN_KEYS: [&str; 8] = [
+    "NAME",
+    "DESCRIPTION",
+    "SPEED",
+    "MODEL",
+    "CTX_SIZE",
+    "N_GPU_LAYERS",
+    "FIT",
+    "EXTRA_ARGS",
+];
 
 fn mib_str(b: u64) -> String {
     format!("{:.0}", crate::units::mib(b))
@@ -34,7 +53,11 @@ pub fn conf_section(
 ) -> Option<crate::modelsconf::write::NewSection> {
     let sol = profile.solution.as_ref()?;
     let kind = profile.kind.name();
-    let name = format!("{}-{kind}", src.id);
+    let name = src
+        .section_name
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}-{kind}", src.id));
+    let user = src.from_section;
     let hp = &anatomy.hp;
     let mut t = String::new();
     let mut c = |s: String| {
@@ -148,13 +171,27 @@ pub fn conf_section(
         ));
     }
     c(sol.speed_source.clone());
+    c(format!(
+        "flags for llama.cpp b{} ({})",
+        src.build.build, src.build.source
+    ));
+    for n in crate::emit::argv_for(&sol.launch, src.build).notes {
+        c(format!("note: {n}"));
+    }
     c("NOT YET TESTED: run it, then `placer calibrate` the log".into());
     t.push_str(&format!("[{name}]\n"));
-    t.push_str(&format!("NAME={} ({kind})\n", src.name));
-    t.push_str(&format!(
-        "DESCRIPTION=placer {kind}: {}\n",
-        super::describe(anatomy, &sol.placement).join("; ")
-    ));
+    match user.and_then(|u| u.get("NAME")) {
+        Some(n) if src.section_name.is_some() => t.push_str(&format!("NAME={n}\n")),
+        Some(n) => t.push_str(&format!("NAME={n} ({kind})\n")),
+        None => t.push_str(&format!("NAME={} ({kind})\n", src.name)),
+    }
+    match user.and_then(|u| u.get("DESCRIPTION")) {
+        Some(d) => t.push_str(&format!("DESCRIPTION={d}\n")),
+        None => t.push_str(&format!(
+            "DESCRIPTION=placer {kind}: {}\n",
+            super::describe(anatomy, &sol.placement).join("; ")
+        )),
+    }
     t.push_str(&format!("SPEED=~{:.0} t/s (predicted)\n", sol.decode_tps));
     t.push_str(&format!("MODEL={}\n", sol.launch.model));
     t.push_str(&format!("CTX_SIZE={}\n", sol.launch.ctx));
@@ -165,9 +202,16 @@ pub fn conf_section(
     };
     t.push_str(&format!("N_GPU_LAYERS={ngl}\n"));
     t.push_str("FIT=off\n");
+    if let Some(u) = user {
+        for (k, v) in &u.entries {
+            if !OWN_KEYS.contains(&k.as_str()) {
+                t.push_str(&format!("{k}={v}\n"));
+            }
+        }
+    }
     t.push_str(&format!(
         "EXTRA_ARGS={}\n",
-        crate::emit::extra_args(&sol.launch).join(" ")
+        crate::emit::extra_args_for(&sol.launch, src.build).join(" ")
     ));
     Some(crate::modelsconf::write::NewSection { name, text: t })
 }

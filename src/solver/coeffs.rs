@@ -293,7 +293,7 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
         slot_pre: vec![Vec::new(); n_slots],
         dec_const: 0.0,
         pre_const: 0.0,
-        gen_tokens: req.gen_tokens() as f64,
+        gen_tokens: req.gen_tokens(anatomy) as f64,
         prompt_tokens: req.prompt_tokens(anatomy) as f64,
         gpu_only: req.gpu_only,
         rates: crate::speed::rates(cal, host),
@@ -438,7 +438,7 @@ fn speed_costs(m: &mut LinearModel, anatomy: &Anatomy, req: &SolveRequest, slot_
         }
     };
     let dec_depth = req.depth(anatomy) as u64;
-    let pre_depth = m.prompt_tokens as u64 / 2;
+    let pre_depth = req.prefill_depth(anatomy) as u64;
     let wide = wide_attention(hp);
     // Attention of layer `il` on device `d` per generated token at `depth`: the speed model's
     // terms (src/speed.rs `decode_s`): GPU flops × that GPU's rate (the wide/MMA rate and the

@@ -24,10 +24,97 @@ use crate::units::{from_mib, mib, MIB};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// Generated tokens per request when `--gen` is not given: the users and the testbed measure
-/// decode over 128 tokens after a long prompt (docs/users.md "The process
-/// placer replaces" step 5; issue 5's workload "≥ 128 generated").
+/// Generated tokens per request of the `long-prompt` workload: the users and the testbed measure
+/// decode over 128 tokens after a long prompt (docs/users.md, "The loop placer automates" step 4;
+/// docs/testbed.md).
 pub const DEFAULT_GEN: u32 = 128;
+
+/// New prompt tokens per turn of the `agent` workload: an agentic-coding turn appends a tool
+/// result or a file of a few thousand tokens to a conversation whose prefix the KV cache keeps
+/// (docs/users.md, "The loop placer automates": their workload).
+pub const AGENT_CHUNK: u32 = 4096;
+/// Generated tokens per turn of the `agent` workload: a few hundred (docs/users.md).
+pub const AGENT_GEN: u32 = 256;
+/// Prompt tokens of the `chat` workload: the users' short-prompt check, a fresh request
+/// (docs/users.md, step 4).
+pub const CHAT_PROMPT: u32 = 512;
+/// Generated tokens of the `chat` workload.
+pub const CHAT_GEN: u32 = 512;
+
+/// The request a profile is optimised for (`--workload`); `--prompt/--gen/--prefix/--depth`
+/// override its numbers. docs/solver.md §2.4 gives the numbers and their sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadPreset {
+    /// The users' agentic coding through llama-server: the KV cache holds a prefix of half the
+    /// context, each turn prefills [`AGENT_CHUNK`] new tokens after it and generates
+    /// [`AGENT_GEN`]; decode at that depth dominates what they record (SPEED = decode t/s).
+    #[default]
+    Agent,
+    /// A fresh short request: [`CHAT_PROMPT`] prompt tokens, [`CHAT_GEN`] generated.
+    Chat,
+    /// A fresh prompt of half the context, then [`DEFAULT_GEN`] generated tokens: the testbed's
+    /// protocol and the users' long-prompt stability check.
+    LongPrompt,
+}
+
+impl WorkloadPreset {
+    /// `(prefix, prompt, gen)` tokens for a context of `n_ctx`: cached tokens before the
+    /// request, prompt tokens processed, tokens generated. Always fits: prefix + prompt + gen ≤
+    /// n_ctx.
+    pub fn tokens(self, n_ctx: u32) -> (u32, u32, u32) {
+        let (prefix, prompt, gen) = match self {
+            WorkloadPreset::Agent => (n_ctx / 2, AGENT_CHUNK.min(n_ctx / 4), AGENT_GEN),
+            WorkloadPreset::Chat => (0, CHAT_PROMPT.min(n_ctx / 2), CHAT_GEN),
+            WorkloadPreset::LongPrompt => (0, n_ctx / 2, DEFAULT_GEN),
+        };
+        let gen = gen.min(n_ctx / 4);
+        (prefix, prompt, gen)
+    }
+
+    /// The preset's name as `--workload` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadPreset::Agent => "agent",
+            WorkloadPreset::Chat => "chat",
+            WorkloadPreset::LongPrompt => "long-prompt",
+        }
+    }
+}
+
+/// The tokens of a request: the preset's, overridden by what was given, clamped so that
+/// prefix + prompt + gen fits in `n_ctx`: a number given wins over the preset's, which gives
+/// way (the prefix before the prompt).
+pub fn workload_tokens(
+    preset: WorkloadPreset,
+    n_ctx: u32,
+    prefix: Option<u32>,
+    prompt: Option<u32>,
+    gen: Option<u32>,
+) -> (u32, u32, u32) {
+    let (p0, q0, g0) = preset.tokens(n_ctx);
+    let gen = gen.unwrap_or(g0).min(n_ctx);
+    let room = n_ctx - gen;
+    let (prefix, prompt) = match (prefix, prompt) {
+        (Some(p), Some(q)) => {
+            let p = p.min(room);
+            (p, q.min(room - p))
+        }
+        (None, Some(q)) => {
+            let q = q.min(room);
+            (p0.min(room - q), q)
+        }
+        (Some(p), None) => {
+            let p = p.min(room);
+            (p, q0.min(room - p))
+        }
+        (None, None) => {
+            let p = p0.min(room);
+            (p, q0.min(room - p))
+        }
+    };
+    (prefix, prompt, gen)
+}
 
 /// `-ub` values the solver tries when the user did not fix one and CPU weights stream to GPU 0
 /// during prefill (llama.cpp's default is 512, `common/common.h`; larger ones cost compute
@@ -84,6 +171,17 @@ pub struct SolveRequest {
     pub tool: Tool,
     /// GPUs llama.cpp will see (the host's); decides whether `-ts` is needed. 0 = unknown.
     pub host_gpus: usize,
+    /// The workload preset; `prompt`, `gen`, `prefix`, `decode_depth` override its numbers.
+    #[serde(default)]
+    pub workload: WorkloadPreset,
+    /// Workload: tokens already in the KV cache before the request's prompt (a conversation's
+    /// kept prefix); None = the preset's.
+    #[serde(default)]
+    pub prefix: Option<u32>,
+    /// Arguments the user's command carries that placer does not decide (`--jinja`, sampler
+    /// flags, `--no-context-shift`, anything unknown): kept verbatim, after placer's flags.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
 }
 
 impl Default for SolveRequest {
@@ -108,6 +206,9 @@ impl Default for SolveRequest {
             gpu_only: false,
             tool: Tool::Server,
             host_gpus: 0,
+            workload: WorkloadPreset::Agent,
+            prefix: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -121,25 +222,40 @@ impl SolveRequest {
             self.ctx
         }
     }
+    /// `(prefix, prompt, gen)` of the request ([`workload_tokens`]).
+    pub fn tokens(&self, anatomy: &Anatomy) -> (u32, u32, u32) {
+        workload_tokens(
+            self.workload,
+            self.n_ctx(anatomy),
+            self.prefix,
+            self.prompt,
+            self.gen,
+        )
+    }
     /// Tokens generated per request (workload).
-    pub fn gen_tokens(&self) -> u32 {
-        self.gen.unwrap_or(DEFAULT_GEN)
+    pub fn gen_tokens(&self, anatomy: &Anatomy) -> u32 {
+        self.tokens(anatomy).2
     }
-    /// Prompt tokens per request (workload): the given number, else half the context; never
-    /// more than the context leaves room for after the generated tokens.
+    /// Prompt tokens per request (workload): the given number, else the preset's; never more
+    /// than the context leaves room for after the prefix and the generated tokens.
     pub fn prompt_tokens(&self, anatomy: &Anatomy) -> u32 {
-        let n_ctx = self.n_ctx(anatomy);
-        self.prompt
-            .unwrap_or(n_ctx / 2)
-            .min(n_ctx.saturating_sub(self.gen_tokens().min(n_ctx)))
+        self.tokens(anatomy).1
     }
-    /// Tokens of context attention reads per generated token (speed model): the prompt plus
+    /// Tokens in the KV cache before the prompt (workload).
+    pub fn prefix_tokens(&self, anatomy: &Anatomy) -> u32 {
+        self.tokens(anatomy).0
+    }
+    /// Average depth of a prompt token (prefill attention): the prefix plus half the prompt.
+    pub fn prefill_depth(&self, anatomy: &Anatomy) -> u32 {
+        let (prefix, prompt, _) = self.tokens(anatomy);
+        prefix + prompt / 2
+    }
+    /// Tokens of context attention reads per generated token (speed model): prefix, prompt and
     /// half the generated tokens (the average over the generation), unless given.
     pub fn depth(&self, anatomy: &Anatomy) -> u32 {
-        self.decode_depth.unwrap_or_else(|| {
-            self.prompt_tokens(anatomy)
-                .saturating_add(self.gen_tokens() / 2)
-        })
+        let (prefix, prompt, gen) = self.tokens(anatomy);
+        self.decode_depth
+            .unwrap_or(prefix.saturating_add(prompt).saturating_add(gen / 2))
     }
 }
 
@@ -161,6 +277,7 @@ pub fn request_launch(req: &SolveRequest) -> LaunchConfig {
         flash_attn: req.flash_attn,
         op_offload: req.op_offload,
         fit: false,
+        passthrough: req.extra_args.clone(),
         ..LaunchConfig::for_tool(req.tool)
     }
 }

@@ -8,6 +8,7 @@ mod gguf_support;
 mod known_gaps;
 
 mod anatomy_archs;
+mod builds_tables;
 mod calibrate_fit;
 mod calibrate_heldout;
 mod calibrate_oom;
@@ -33,7 +34,9 @@ mod memory_qwen3moe;
 mod memory_reference_runs;
 mod memory_rules;
 mod memory_speed;
+mod oracle_rpc;
 mod solve_load_mode;
+mod solve_section;
 mod solve_vs_fit;
 mod solver_corpus;
 mod solver_scale;

@@ -102,3 +102,52 @@ fn pinned_weights_stay_within_host_ram() {
     }
     assert!(checked > 0, "no profile fits 8 GiB of RAM: {v}");
 }
+
+/// `--llama-build N`: the profiles are written in that build's options (b8022 and b9093 have no
+/// `--load-mode`, so pinned host weights are asked for with `--no-mmap`), and the report says
+/// which build's table was used.
+#[test]
+fn solve_speaks_the_target_builds_language() {
+    for (build, pinned) in [
+        (8022, "--no-mmap"),
+        (9093, "--no-mmap"),
+        (11434, "-lm none"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_placer"))
+            .args(["solve", "qwen3-30b-a3b-q8", "--ctx", "32768"])
+            .args(["--llama-build", &build.to_string()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains(&format!("flags for: llama.cpp b{build} option table")),
+            "{text}"
+        );
+        let facts = placer::builds::for_build(build).unwrap().facts;
+        for line in text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("llama-server "))
+        {
+            let words = placer::launch::split_words(line.trim()).unwrap();
+            facts
+                .validate_argv(&words[1..], placer::builds::Tool::Server)
+                .unwrap_or_else(|e| panic!("b{build}: {e}: {line}"));
+            if line.contains("CPU") {
+                assert!(line.contains(pinned), "b{build}: {line}");
+            }
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_placer"))
+        .args(["solve", "glm-q8", "--ctx", "8192", "--llama-build", "7000"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("older than every supported build table"),
+        "{err}"
+    );
+}

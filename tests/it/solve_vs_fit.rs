@@ -41,11 +41,12 @@ fn aggressive_is_never_predicted_slower_than_fit() {
                 eprintln!("{model} {ctx}: --fit's choice does not fit; nothing to compare");
                 continue;
             };
+            let agg = &v["profiles"][0]["solution"];
             let prompt = sp["prompt_tokens"].as_f64().unwrap();
-            let gen = 128.0;
+            assert_eq!(prompt, agg["workload"]["prompt_tokens"].as_f64().unwrap());
+            let gen = agg["workload"]["gen_tokens"].as_f64().unwrap();
             let fit_s = prompt / sp["prefill_tps"].as_f64().unwrap()
                 + gen / sp["decode_tps"].as_f64().unwrap();
-            let agg = &v["profiles"][0]["solution"];
             let placer_s = agg["request_s"].as_f64().unwrap();
             eprintln!(
                 "{model} {ctx}: request --fit {fit_s:.1} s, placer aggressive {placer_s:.1} s"
@@ -55,6 +56,35 @@ fn aggressive_is_never_predicted_slower_than_fit() {
                 "{model} -c {ctx}: placer {placer_s:.2} s > --fit {fit_s:.2} s"
             );
             compared += 1;
+            // Moderate keeps a larger margin; where --fit's own choice leaves at least that
+            // much free on every GPU, moderate could have chosen it and must not be slower.
+            let moderate = &v["profiles"][1]["solution"];
+            let fit_free: Vec<i64> = v["fit_baseline"]["gpu_free_mib"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect();
+            let meets = moderate["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| {
+                    d["device"]
+                        .as_object()
+                        .is_some_and(|o| o.contains_key("Gpu"))
+                })
+                .zip(&fit_free)
+                .all(|(d, free)| *free as f64 >= d["margin"].as_f64().unwrap() / 1048576.0);
+            if meets {
+                let mod_s = moderate["request_s"].as_f64().unwrap();
+                eprintln!("{model} {ctx}: --fit meets moderate's margins: moderate {mod_s:.1} s");
+                assert!(
+                    mod_s <= fit_s * 1.005,
+                    "{model} -c {ctx}: moderate {mod_s:.2} s > --fit {fit_s:.2} s although \
+                     --fit's choice leaves moderate's margins free"
+                );
+            }
         }
     }
     assert!(compared >= 8, "only {compared} requests compared");

@@ -234,6 +234,7 @@ fn corpus() {
             }
             text.push_str(&format!("## {}\n", p.kind.name()));
             if let Some(sol) = &p.solution {
+                every_build_accepts(s, &a, &host, &cal, p, &name);
                 text.push_str(&placer::emit::command_line(&sol.launch));
                 text.push('\n');
                 let src = placer::profile::ConfSource {
@@ -243,6 +244,9 @@ fn corpus() {
                     host: &host,
                     calibration: &cal,
                     fit_baseline: None,
+                    build: placer::builds::reference(),
+                    from_section: None,
+                    section_name: None,
                 };
                 text.push_str(&placer::profile::conf_section(&src, &a, p).unwrap().text);
             }
@@ -253,6 +257,57 @@ fn corpus() {
         insta::with_settings!({snapshot_path => "../../solver-tests/snapshots", prepend_module_to_snapshot => false}, {
             insta::assert_snapshot!(s.name.clone(), text);
         });
+    }
+}
+
+/// Every emitted command and models.conf section, rendered for each supported llama.cpp build,
+/// passes that build's own option table (data/llama-builds/, `builds::validate_argv`).
+fn every_build_accepts(
+    s: &Scenario,
+    a: &Anatomy,
+    host: &Host,
+    cal: &Calibration,
+    p: &Profile,
+    name: &str,
+) {
+    let sol = p.solution.as_ref().unwrap();
+    for facts in placer::builds::all() {
+        let r = placer::emit::argv_for(&sol.launch, facts);
+        facts
+            .validate_argv(&r.argv, placer::builds::Tool::Server)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} {}: b{}: {e}: {:?}",
+                    s.name,
+                    p.kind.name(),
+                    facts.build,
+                    r.argv
+                )
+            });
+        let src = placer::profile::ConfSource {
+            id: &s.model,
+            name,
+            arch_source: "",
+            host,
+            calibration: cal,
+            fit_baseline: None,
+            build: facts,
+            from_section: None,
+            section_name: None,
+        };
+        let sec = placer::profile::conf_section(&src, a, p).unwrap();
+        let parsed = placer::modelsconf::read::parse(&sec.text);
+        let argv = placer::launch::section_argv(&parsed[0]).unwrap();
+        facts
+            .validate_argv(&argv, placer::builds::Tool::Server)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} {} section: b{}: {e}",
+                    s.name,
+                    p.kind.name(),
+                    facts.build
+                )
+            });
     }
 }
 
