@@ -35,8 +35,11 @@ pub struct Gpu {
     /// Memory llama.cpp will find free at load time (total minus display, other processes).
     pub usable_mib: u64,
     /// Spec memory bandwidth, GB/s (the speed model scales it by a calibrated efficiency).
+    /// Missing reads as 0, which [`Host::validate`] refuses with a message saying what to write.
+    #[serde(default)]
     pub bandwidth_gbs: f64,
     /// Host↔device link, GB/s per direction (PCIe gen × width).
+    #[serde(default)]
     pub pcie_gbs: f64,
     /// Where the numbers came from (datasheet, NVML, emulation).
     #[serde(default)]
@@ -47,6 +50,8 @@ pub struct Gpu {
 pub struct Ram {
     pub total_mib: u64,
     pub usable_mib: u64,
+    /// Read bandwidth, GB/s. Missing reads as 0, which [`Host::validate`] refuses.
+    #[serde(default)]
     pub bandwidth_gbs: f64,
     #[serde(default)]
     pub source: String,
@@ -62,7 +67,16 @@ pub struct Host {
 }
 
 impl Host {
+    /// A host file a user gave (`--host`): parsed and validated ([`Host::validate`]).
     pub fn load(path: &Path) -> anyhow::Result<Host> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read host file {}: {e}", path.display()))?;
+        Host::from_toml(&text, &path.display().to_string())
+    }
+
+    /// A host file kept with run records (data/runs/…): parsed only. There 0 GB/s means "not
+    /// measured" and the readers check `> 0` before using a bandwidth.
+    pub fn load_record(path: &Path) -> anyhow::Result<Host> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read host file {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad host file {}: {e}", path.display()))
@@ -77,6 +91,51 @@ impl Host {
             .chain([DeviceId::Cpu])
             .collect()
     }
+}
+
+/// Largest memory size a host file may give, in MiB (2^30 MiB = 2^50 bytes = 1 PiB): far above
+/// any GPU or RAM, and small enough that byte counts (`mib × 2^20`) and sums over devices never
+/// overflow 64 bits.
+pub const MAX_MEMORY_MIB: u64 = 1 << 30;
+/// Largest bandwidth a host file may give, GB/s (HBM3e is ~5,000; 10^6 catches unit mistakes).
+pub const MAX_BANDWIDTH_GBS: f64 = 1e6;
+
+const GPU_BW_HINT: &str = "the GPU's memory bandwidth from its datasheet (RTX 4090: 1008.0), or \
+run `placer host detect` on that machine";
+const PCIE_HINT: &str = "the host link per direction (PCIe 4.0 x16: 31.5, PCIe 5.0 x16: 63.0)";
+const RAM_BW_HINT: &str = "the RAM read bandwidth, measured by `placer host detect` (without \
+--no-measure-ram) or from the memory's spec (DDR4-3200 dual channel: 51.2, DDR5-6000 dual \
+channel: 96.0)";
+
+fn sizes(origin: &str, at: &str, total: u64, usable: u64, what: &str) -> anyhow::Result<()> {
+    for (key, v) in [("total_mib", total), ("usable_mib", usable)] {
+        anyhow::ensure!(
+            v > 0,
+            "host file {origin}: {at} {key} = 0: {what} memory must be a positive number of MiB; \
+             write what llama.cpp will find free (for a GPU: nvidia-smi's free memory, minus what \
+             the display and other programs keep)"
+        );
+        anyhow::ensure!(
+            v <= MAX_MEMORY_MIB,
+            "host file {origin}: {at} {key} = {v} MiB is beyond any real {what} (at most \
+             {MAX_MEMORY_MIB} MiB = 1 PiB); the value is in MiB, not bytes"
+        );
+    }
+    anyhow::ensure!(
+        usable <= total,
+        "host file {origin}: {at} usable_mib {usable} > total_mib {total}: usable memory is part \
+         of the total; lower usable_mib or correct total_mib"
+    );
+    Ok(())
+}
+
+fn rate(origin: &str, at: &str, key: &str, v: f64, hint: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        v.is_finite() && v > 0.0 && v <= MAX_BANDWIDTH_GBS,
+        "host file {origin}: {at} {key} = {v} (or missing): it must be a positive, finite number \
+         of GB/s at most {MAX_BANDWIDTH_GBS}; write {hint}"
+    );
+    Ok(())
 }
 
 /// Host files shipped in hardware/, embedded so that they work from any directory.
@@ -108,16 +167,39 @@ impl Host {
     pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Host> {
         let h: Host =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("bad host file {origin}: {e}"))?;
-        for (i, g) in h.gpus.iter().enumerate() {
-            anyhow::ensure!(
-                g.usable_mib <= g.total_mib,
-                "host {origin}: GPU {i} ({}) has usable_mib {} > total_mib {}",
-                g.model,
-                g.usable_mib,
-                g.total_mib
-            );
-        }
+        h.validate(origin)?;
         Ok(h)
+    }
+
+    /// Every number the memory and speed models divide by or add up: sizes positive and at most
+    /// [`MAX_MEMORY_MIB`], usable ≤ total, bandwidths positive and finite (0, NaN or inf would
+    /// make a device's reads free and any placement look fast). The error names the file, the
+    /// key and what to write instead.
+    pub fn validate(&self, origin: &str) -> anyhow::Result<()> {
+        for (i, g) in self.gpus.iter().enumerate() {
+            let at = format!(
+                "[[gpus]] #{} ({})",
+                i + 1,
+                crate::units::shown(&g.model, 60)
+            );
+            sizes(origin, &at, g.total_mib, g.usable_mib, "GPU")?;
+            rate(origin, &at, "bandwidth_gbs", g.bandwidth_gbs, GPU_BW_HINT)?;
+            rate(origin, &at, "pcie_gbs", g.pcie_gbs, PCIE_HINT)?;
+        }
+        sizes(
+            origin,
+            "[ram]",
+            self.ram.total_mib,
+            self.ram.usable_mib,
+            "host RAM",
+        )?;
+        rate(
+            origin,
+            "[ram]",
+            "bandwidth_gbs",
+            self.ram.bandwidth_gbs,
+            RAM_BW_HINT,
+        )
     }
 
     /// A shipped host by name (`users-4090-5070ti`, …) or a path to a host TOML file.

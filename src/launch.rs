@@ -222,14 +222,19 @@ impl ArgParser<'_> {
         }
     }
 
-    fn int<T: std::str::FromStr>(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<T> {
+    /// An integer option as llama.cpp reads it: `std::stoi` into a signed 32-bit int
+    /// (`common/arg.cpp:common_params_parse_ex`, `opt.handler_int(params, std::stoi(value))`).
+    fn int(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<i32> {
         let v = self.value(flag, inline)?;
-        v.trim().parse::<T>().map_err(|_| {
-            anyhow::anyhow!(
-                "{flag} {v:?}: not a number (llama.cpp expects {})",
-                expects(flag)
-            )
-        })
+        let (n, rest) = stoi(flag, &v)?;
+        if !rest.is_empty() {
+            self.warnings.push(format!(
+                "{flag} {:?}: llama.cpp reads this as {n} (std::stoi stops at {:?})",
+                crate::units::shown(&v, 40),
+                crate::units::shown(rest, 20)
+            ));
+        }
+        Ok(n)
     }
 
     fn one(&mut self, raw: &str) -> anyhow::Result<()> {
@@ -255,14 +260,8 @@ impl ArgParser<'_> {
         match flag {
             "-m" | "--model" => self.cfg.model = self.value(flag, inline)?,
             "-c" | "--ctx-size" => {
-                let v: i64 = self.int(flag, inline)?;
-                anyhow::ensure!(
-                    v >= 0,
-                    "-c {v}: the context size must be 0 (model default) or positive"
-                );
-                self.cfg.ctx = u32::try_from(v).map_err(|_| {
-                    anyhow::anyhow!("-c {v}: larger than llama.cpp's 32-bit context")
-                })?;
+                let v = self.int(flag, inline)?;
+                self.cfg.ctx = ctx_size(v)?;
             }
             "-ngl" | "--gpu-layers" | "--n-gpu-layers" => {
                 let v = self.value(flag, inline)?;
@@ -279,7 +278,7 @@ impl ArgParser<'_> {
                 };
             }
             "-mg" | "--main-gpu" => {
-                let v: i64 = self.int(flag, inline)?;
+                let v = self.int(flag, inline)?;
                 anyhow::ensure!(v >= 0, "-mg {v}: placer models a main GPU index ≥ 0 (a negative index means no GPU in llama.cpp; use -dev none)");
                 self.cfg.main_gpu = v as usize;
             }
@@ -293,34 +292,28 @@ impl ArgParser<'_> {
             }
             "-cmoe" | "--cpu-moe" => self.cfg.overrides.push(cpu_moe_override()),
             "-ncmoe" | "--n-cpu-moe" => {
-                let n = self.non_negative(flag, inline)?;
+                let n = self.layer_count(flag, inline)?;
                 self.cfg
                     .overrides
                     .extend(n_cpu_overrides(n, crate::llama::FFN_EXPS_REGEX));
             }
             "-ncffn" | "--n-cpu-ffn" => {
-                let n = self.non_negative(flag, inline)?;
+                let n = self.layer_count(flag, inline)?;
                 self.cfg
                     .overrides
                     .extend(n_cpu_overrides(n, crate::llama::FFN_DENSE_REGEX));
             }
-            "-b" | "--batch-size" => self.cfg.batch = self.positive(flag, inline)?,
+            "-b" | "--batch-size" => {
+                let v = self.int(flag, inline)?;
+                self.cfg.batch = batch_size(flag, v)?;
+            }
             "-ub" | "--ubatch-size" => {
-                let v: i64 = self.int(flag, inline)?;
-                anyhow::ensure!(v >= 0, "-ub {v}: must be ≥ 0 (0 = same as -b)");
-                self.cfg.ubatch = v as u32;
+                let v = self.int(flag, inline)?;
+                self.cfg.ubatch = ubatch_size(flag, v)?;
             }
             "-np" | "--parallel" => {
-                let v: i64 = self.int(flag, inline)?;
-                self.cfg.n_parallel = match (self.cfg.tool, v) {
-                    (Tool::Server, -1) => None,
-                    (Tool::Server, 0) => anyhow::bail!(
-                        "-np 0: llama-server rejects 0 slots (use -1 for auto, or N ≥ 1)"
-                    ),
-                    (_, v) if v >= 1 => Some(v as u32),
-                    (_, v) if v <= 0 => Some(1), // llama_context: n_seq_max = max(1, n)
-                    _ => unreachable!(),
-                };
+                let v = self.int(flag, inline)?;
+                self.cfg.n_parallel = n_parallel(self.cfg.tool, v)?;
             }
             "-kvu" | "--kv-unified" => self.cfg.kv_unified = Some(true),
             "-no-kvu" | "--no-kv-unified" => self.cfg.kv_unified = Some(false),
@@ -405,7 +398,7 @@ impl ArgParser<'_> {
     }
 
     fn non_negative(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<u32> {
-        let v: i64 = self.int(flag, inline)?;
+        let v = self.int(flag, inline)?;
         anyhow::ensure!(
             v >= 0,
             "{flag} {v}: llama.cpp rejects a negative layer count"
@@ -413,10 +406,19 @@ impl ArgParser<'_> {
         Ok(v as u32)
     }
 
-    fn positive(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<u32> {
-        let v: i64 = self.int(flag, inline)?;
-        anyhow::ensure!(v >= 1, "{flag} {v}: must be ≥ 1");
-        Ok(v as u32)
+    /// `-ncmoe N` / `-ncffn N`: one `-ot` rule per layer 0..N (`common/common.h:
+    /// llm_add_n_cpu_ffn_overrides`). No model has more than `LLAMA_MAX_LAYERS` (512) blocks
+    /// (`load_hparams` asserts it), so rules past 512 match nothing: they are not generated
+    /// (`-ncmoe 2147483647` would otherwise be 2^31 rules, ~100 GB).
+    fn layer_count(&mut self, flag: &str, inline: Option<&str>) -> anyhow::Result<u32> {
+        let n = self.non_negative(flag, inline)?;
+        let max = crate::anatomy::MAX_LAYERS;
+        if n > max {
+            self.warnings.push(format!(
+                "{flag} {n}: no model has more than {max} layers (LLAMA_MAX_LAYERS); read as {max}"
+            ));
+        }
+        Ok(n.min(max))
     }
 
     fn old_flag(&mut self, flag: &str, now: &str) {
@@ -508,15 +510,104 @@ pub fn parse_gpu_layers(v: &str) -> anyhow::Result<GpuLayers> {
         "auto" => Ok(GpuLayers::Auto),
         "all" => Ok(GpuLayers::All),
         _ => {
-            let n: i64 = v.trim().parse().map_err(|_| {
-                anyhow::anyhow!("-ngl {v:?}: llama.cpp accepts a number of layers, auto or all")
+            // common/arg.cpp (-ngl handler): `params.n_gpu_layers = std::stoi(value)`.
+            let (n, _) = stoi("-ngl", v).map_err(|e| {
+                anyhow::anyhow!("{e}; llama.cpp accepts a number of layers, auto or all")
             })?;
             Ok(match n {
                 -1 => GpuLayers::Auto,
                 n if n < 0 => GpuLayers::All,
-                n => GpuLayers::Count(u32::try_from(n).unwrap_or(u32::MAX)),
+                n => GpuLayers::Count(n as u32),
             })
         }
+    }
+}
+
+/// `std::stoi` as libstdc++ implements it (`strtol` base 10, then an `int` range check): leading
+/// whitespace skipped, an optional sign, at least one digit; what follows the digits is ignored
+/// (returned as the rest). No digits → `std::invalid_argument`; outside int32 →
+/// `std::out_of_range`; either way llama.cpp stops with "error while handling argument"
+/// (`common/arg.cpp:common_params_parse_ex`). Never wraps: `-c 4294967296` is an error, not 0.
+pub fn stoi<'a>(flag: &str, v: &'a str) -> anyhow::Result<(i32, &'a str)> {
+    let t = v.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let digits_at = usize::from(t.starts_with(['+', '-']));
+    let n_digits = t[digits_at..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    let shown = crate::units::shown(v, 40);
+    anyhow::ensure!(
+        n_digits > 0,
+        "error while handling argument \"{flag}\": stoi: {shown:?} is not a number \
+         (llama.cpp expects {})",
+        expects(flag)
+    );
+    let end = digits_at + n_digits;
+    let n = t[..end].parse::<i128>().unwrap_or(i128::MAX);
+    let n = i32::try_from(n).map_err(|_| {
+        anyhow::anyhow!(
+            "error while handling argument \"{flag}\": stoi: {shown} is out of range: llama.cpp \
+             reads {flag} with std::stoi into a signed 32-bit int ({} to {})",
+            i32::MIN,
+            i32::MAX
+        )
+    })?;
+    Ok((n, &t[end..]))
+}
+
+/// `-c N`: 0 = the model's training context (`src/llama-context.cpp:llama_context`: `n_ctx ==
+/// 0 ? n_ctx_train`). A negative N becomes a 4-billion-cell context when common converts it to
+/// `llama_context_params::n_ctx` (uint32; `common/common.cpp:common_context_params_to_llama`),
+/// which no machine allocates: refused here.
+pub fn ctx_size(v: i32) -> anyhow::Result<u32> {
+    u32::try_from(v).map_err(|_| {
+        anyhow::anyhow!(
+            "-c {v}: the context size must be 0 (the model's training context) or positive \
+             (llama.cpp would read {v} as {} cells)",
+            v as u32
+        )
+    })
+}
+
+/// `-b N`: at least 1. llama.cpp takes `n_batch = min(n_ctx, n_batch)` and splits batches into
+/// ubatches of at most n_batch (`src/llama-context.cpp:llama_context`); 0 leaves no room for a
+/// token (`llama_context::decode` asserts `n_tokens_all <= cparams.n_batch`), and a negative N
+/// wraps to a uint32 in `common_context_params_to_llama`.
+pub fn batch_size(flag: &str, v: i32) -> anyhow::Result<u32> {
+    anyhow::ensure!(v >= 1, "{flag} {v}: the logical batch must be at least 1");
+    Ok(v as u32)
+}
+
+/// `-ub N`: 0 = the same as `-b` (`src/llama-context.cpp:llama_context`: `n_ubatch == 0 ?
+/// n_batch`); negative wraps to a uint32 (`common_context_params_to_llama`), refused.
+pub fn ubatch_size(flag: &str, v: i32) -> anyhow::Result<u32> {
+    anyhow::ensure!(v >= 0, "{flag} {v}: must be ≥ 0 (0 = same as -b)");
+    Ok(v as u32)
+}
+
+/// `-np N` → sequences (None = llama-server's auto). One rule for `check` and `solve`:
+/// - llama-server: 0 is refused ("invalid value for n_parallel", `common/arg.cpp`, the
+///   server's `-np` handler); -1 = auto.
+/// - other tools: `n_seq_max = max(1, n)` (`src/llama-context.cpp:llama_context`), so 0 → 1.
+/// - any other negative N wraps to a uint32 above `LLAMA_MAX_SEQ` and every N above it fails
+///   "n_seq_max must be <= 256" (`src/llama-context.cpp:llama_context`; `src/llama-cparams.h`).
+pub fn n_parallel(tool: Tool, v: i32) -> anyhow::Result<Option<u32>> {
+    let max = crate::llama::MAX_SEQ;
+    match (tool, v) {
+        (Tool::Server, -1) => Ok(None),
+        (Tool::Server, 0) => anyhow::bail!(
+            "-np 0: error: invalid value for n_parallel (llama-server rejects 0 slots; use -1 \
+             for auto, or N ≥ 1)"
+        ),
+        (_, 0) => Ok(Some(1)),
+        (_, v) if v < 0 => anyhow::bail!(
+            "-np {v}: llama.cpp reads it as {} sequences: n_seq_max must be <= {max}",
+            v as u32
+        ),
+        (_, v) if v as u32 > max => {
+            anyhow::bail!("-np {v}: llama.cpp refuses it: n_seq_max must be <= {max}")
+        }
+        (_, v) => Ok(Some(v as u32)),
     }
 }
 

@@ -22,6 +22,9 @@ pub const FFN_EXPS_REGEX: &str = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps";
 pub const FIT_TARGET_MIB: u64 = 1024;
 /// `common/common.h: LLM_FFN_DENSE_REGEX` (--n-cpu-ffn).
 pub const FFN_DENSE_REGEX: &str = r"\.ffn_(up|down|gate)\.";
+/// `LLAMA_MAX_SEQ` (`src/llama-cparams.h`): `llama_context` refuses `n_seq_max` above it.
+pub const MAX_SEQ: u32 = 256;
+
 /// `llama_max_devices()` (`src/llama.cpp`, `LLAMA_MAX_DEVICES` = 16): `-ts` must have fewer entries.
 pub const MAX_DEVICES: usize = 16;
 /// Build of the reference tree. The sdist has no git metadata, so its CMake leaves

@@ -65,7 +65,7 @@ pub fn attn_flops_per_token(hp: &Hparams, il: u32, cells_read: u64) -> f64 {
     }
     let n_head = hp.n_head.get(il as usize).copied().unwrap_or(0) as f64;
     let width = match hp.mla {
-        Some(m) => (m.kv_lora_rank + m.rope_dim + m.kv_lora_rank) as f64,
+        Some(m) => (m.k_width() + m.kv_lora_rank as u64) as f64,
         None => (hp.head_dim_k + hp.head_dim_v) as f64,
     };
     2.0 * n_head * width * cells_read as f64
@@ -92,8 +92,8 @@ pub fn attn_head_cells(hp: &Hparams, il: u32, cells_read: u64) -> f64 {
 /// two kernels cost differently per flop, so the model keeps them apart ("wide" attention).
 pub fn wide_attention(hp: &Hparams) -> bool {
     let head_k = match hp.mla {
-        Some(m) => m.kv_lora_rank + m.rope_dim,
-        None => hp.head_dim_k,
+        Some(m) => m.k_width(),
+        None => hp.head_dim_k as u64,
     };
     head_k > 256
 }

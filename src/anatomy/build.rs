@@ -12,15 +12,34 @@ pub fn from_gguf(model: &GgufModel) -> Result<Anatomy> {
         Some(a) => a.to_string(),
         None => bail!("the GGUF has no general.architecture key; is it a model file (not a vocab or LoRA file)?"),
     };
+    // Every key placer reads is `<arch>.<name>`, and messages name them: an architecture that is
+    // not a printable name is no architecture llama.cpp knows ("unknown model architecture",
+    // `src/llama-model.cpp:llama_model_create`), and must not put control bytes on the terminal.
+    if arch.is_empty() || arch.len() > 64 || arch.chars().any(|c| c.is_control()) {
+        bail!(
+            "general.architecture {:?} is not an architecture name; the header is corrupt",
+            crate::units::shown(&arch, 40)
+        );
+    }
     let known_arch = hparams::is_known(&arch);
     if !known_arch {
         warnings.push(format!(
-            "architecture '{arch}' is not one placer knows: roles come from tensor names only, \
-             sliding-window and recurrent layers are not detected"
+            "architecture '{}' is not one placer knows: roles come from tensor names only, \
+             sliding-window and recurrent layers are not detected",
+            crate::units::shown(&arch, 40)
+        ));
+    }
+    for (i, have, need) in model.incomplete_shards() {
+        warnings.push(format!(
+            "file {} of the model is {have} bytes but its header declares {need}: header only, \
+             size unknown (a truncated download, or a header snapshot without placer.file_size); \
+             llama.cpp refuses it (\"tensor data is not within the file bounds\")",
+            i + 1
         ));
     }
     let mut hp = hparams::from_metadata(model, &arch, &mut warnings)?;
     let tensors = tensors(model, &hp, &mut warnings)?;
+    hparams::validate(model, &arch, &hp)?;
     dense_ffn_widths(&mut hp, &tensors);
     shared_experts(&mut hp, &tensors);
     let groups = groups(&tensors);

@@ -11,6 +11,9 @@ use anyhow::{bail, Context, Result};
 /// `LLAMA_MAX_LAYERS` (`src/llama-hparams.h`): llama.cpp asserts `n_layer_all <= 512`.
 pub const MAX_LAYERS: u32 = 512;
 
+/// `LLAMA_MAX_EXPERTS` (`src/llama-hparams.h`): `load_hparams` asserts `n_expert <= 1024`.
+pub const MAX_EXPERTS: u32 = 1024;
+
 /// Which layers use the sliding window (`load_swa_pattern(ml, n_pattern, dense_first)`).
 #[derive(Clone, Copy)]
 struct SwaRule {
@@ -209,7 +212,10 @@ fn to_u32(v: &MetaValue, key: &str) -> Result<u32> {
     v.as_int()
         .and_then(|i| u32::try_from(i).ok())
         .with_context(|| {
-            format!("metadata key {key} should be a non-negative integer below 2^32, found {v:?}")
+            format!(
+                "metadata key {key} should be a non-negative integer below 2^32, found {}",
+                crate::units::shown(&format!("{v:?}"), 80)
+            )
         })
 }
 
@@ -253,7 +259,7 @@ pub fn from_metadata(model: &GgufModel, arch: &str, warnings: &mut Vec<String>) 
     let (n_swa, swa_layers) = swa_layers(&k, rule, n_layer, n_main, warnings)?;
     let recurrent_layers =
         recurrent_layers(&k, rule, n_layer, n_main, &n_head_kv, &n_ff_raw, warnings)?;
-    Ok(Hparams {
+    let hp = Hparams {
         n_layer,
         n_nextn,
         n_embd,
@@ -277,7 +283,110 @@ pub fn from_metadata(model: &GgufModel, arch: &str, warnings: &mut Vec<String>) 
             .max_of("expert_feed_forward_length", n_layer)?
             .unwrap_or(0),
         n_ff_shexp: k.u32("expert_shared_feed_forward_length")?.unwrap_or(0),
-    })
+    };
+    Ok(hp)
+}
+
+/// Values llama.cpp refuses, or that leave nothing to place, refused before any sizing
+/// (a corrupt header must not "fit" with believable speeds):
+/// - `context_length` above int32 (it would wrap when padded to 256 cells);
+/// - `embedding_length` absent or 0 (`llama_model_base::load_hparams` reads it as a required
+///   key; every weight and cache row is `n_embd` wide);
+/// - `expert_count` above `LLAMA_MAX_EXPERTS`, `expert_used_count` above `expert_count`, an
+///   expert count with no expert used, experts used without any (the asserts of
+///   `llama_model_base::load_hparams`);
+/// - `head_count` 0 on every layer of a model with attention (no recurrent layers): then the
+///   head size `n_embd / n_head` of `load_hparams` is undefined and no KV is sized;
+/// - MLA: the cached row `kv_lora_rank + n_rot` must match the `attn_kv_a_mqa` tensor's second
+///   dimension (the shape `src/models/deepseek2.cpp:load_arch_tensors` creates it with;
+///   `llama_model_loader::create_tensor` refuses any other), computed without wrapping.
+///
+/// Called by `anatomy::from_gguf` once the tensors are classified (a tensor outside
+/// `block_count` is reported first).
+pub fn validate(model: &GgufModel, arch: &str, hp: &Hparams) -> Result<()> {
+    let k = Keys {
+        md: &model.metadata,
+        arch,
+    };
+    let known = is_known(arch);
+    if hp.n_embd == 0 {
+        bail!(
+            "{arch}.embedding_length is {} : llama.cpp requires it (load_hparams) and every \
+             weight row is that wide; the header is corrupt or not a model",
+            if k.get("embedding_length").is_some() {
+                "0"
+            } else {
+                "missing"
+            }
+        );
+    }
+    // `-c 0` takes n_ctx_train, which llama_context pads to 256 cells in a uint32
+    // (`src/llama-context.cpp:llama_context`, `GGML_PAD(cparams.n_ctx, 256)`): keep it within
+    // the int32 range `-c` itself has (`common/arg.cpp`, std::stoi) so it cannot wrap to 0.
+    if hp.n_ctx_train > i32::MAX as u32 {
+        bail!(
+            "{arch}.context_length = {} is beyond any context llama.cpp can be given with -c \
+             (at most {}); the header is corrupt",
+            hp.n_ctx_train,
+            i32::MAX
+        );
+    }
+    if hp.n_expert > MAX_EXPERTS {
+        bail!(
+            "{arch}.expert_count = {} exceeds llama.cpp's LLAMA_MAX_EXPERTS ({MAX_EXPERTS})",
+            hp.n_expert
+        );
+    }
+    if hp.n_expert_used > hp.n_expert {
+        bail!(
+            "{arch}.expert_used_count = {} exceeds expert_count = {}: llama.cpp refuses the file \
+             (load_hparams: n_expert_used_max <= n_expert)",
+            hp.n_expert_used,
+            hp.n_expert
+        );
+    }
+    if hp.n_expert > 0 && hp.n_expert_used == 0 {
+        bail!(
+            "{arch}.expert_count = {} but expert_used_count is 0 or missing: llama.cpp refuses \
+             the file (load_hparams: n_expert_used_max > 0 when n_expert > 0)",
+            hp.n_expert
+        );
+    }
+    // An architecture placer does not know may be attention-free: only a head count that is
+    // there and 0 is refused for it.
+    let has_attention = hp.recurrent_layers.iter().all(|&r| !r);
+    let head_key = k.get("attention.head_count").is_some();
+    if has_attention && (head_key || known) && hp.n_layer > 0 && hp.n_head.iter().all(|&h| h == 0) {
+        bail!(
+            "{arch}.attention.head_count is {} on every layer of a model with attention: the \
+             head size (n_embd / n_head, load_hparams) and the KV cache are undefined",
+            if k.get("attention.head_count").is_some() {
+                "0"
+            } else {
+                "missing"
+            }
+        );
+    }
+    if let Some(m) = &hp.mla {
+        let width = m.k_width();
+        let mqa = model
+            .tensors
+            .iter()
+            .find(|t| t.name.ends_with(".attn_kv_a_mqa.weight"))
+            .and_then(|t| t.dims.get(1).copied());
+        if let Some(ne1) = mqa {
+            if ne1 != width {
+                bail!(
+                    "{arch}.attention.kv_lora_rank = {} with rope dimension {} gives a cached row of \
+                     {width}, but attn_kv_a_mqa is {ne1} wide: llama.cpp refuses the file \
+                     (deepseek2.cpp:load_arch_tensors creates it as {{n_embd, kv_lora_rank + n_rot}})",
+                    m.kv_lora_rank,
+                    m.rope_dim
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `<arch>.block_count` (1..=LLAMA_MAX_LAYERS); without it, the highest `blk.N` + 1, warned.

@@ -106,6 +106,14 @@ pub struct Mla {
     pub rope_dim: u32,
 }
 
+impl Mla {
+    /// The cached K row, `kv_lora_rank + n_rot`, in 64 bits: two u32 keys near 2^32 must not
+    /// wrap into a small cache.
+    pub fn k_width(&self) -> u64 {
+        self.kv_lora_rank as u64 + self.rope_dim as u64
+    }
+}
+
 /// Recurrent-state dimensions (Mamba-2, Gated DeltaNet): see `src/llama-hparams.cpp`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Ssm {

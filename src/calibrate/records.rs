@@ -382,7 +382,7 @@ fn hardware_files(dir: &Path) -> Vec<Host> {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     v.sort();
-    v.iter().filter_map(|p| Host::load(p).ok()).collect()
+    v.iter().filter_map(|p| Host::load_record(p).ok()).collect()
 }
 
 fn known_gpus(dir: &Path) -> Vec<Gpu> {
@@ -414,7 +414,7 @@ fn detected_ram_gbs(input: &RunInput) -> Option<f64> {
         .filter(|p| p.is_file())
         .collect();
     dirs.sort();
-    let h = Host::load(dirs.first()?).ok()?;
+    let h = Host::load_record(dirs.first()?).ok()?;
     (h.ram.bandwidth_gbs > 0.0).then_some(h.ram.bandwidth_gbs)
 }
 

@@ -111,9 +111,16 @@ fn load_model(
     {
         return crate::catalog::load_model(&f.to_string_lossy(), models_dir);
     }
+    // The hint is for a MODEL that is neither a file nor a catalog id; a file that was found but
+    // does not read has its own message (bad magic, truncated, …).
+    let given_a_path = Path::new(model).exists() || model.ends_with(".gguf");
     crate::catalog::load_model(model, models_dir).map_err(|e| {
-        e.context(format!(
-            "cannot read model {model:?}: give a .gguf path, a header snapshot, or a catalog id (see models/)"
-        ))
+        if given_a_path {
+            e
+        } else {
+            e.context(format!(
+                "cannot read model {model:?}: give a .gguf path, a header snapshot, or a catalog id (see models/)"
+            ))
+        }
     })
 }

@@ -41,7 +41,8 @@ pub struct DetectArgs {
     /// testbed's ballast holds the rest (more entries than GPUs: virtual devices, GGML_CUDA_DEVICES).
     #[arg(long, value_delimiter = ',')]
     pub emulate: Option<Vec<u64>>,
-    /// Do not measure RAM bandwidth (the file then says 0 GB/s: fill it in by hand).
+    /// Do not measure RAM bandwidth (the file then leaves `bandwidth_gbs` under [ram] as a
+    /// commented line to fill in by hand; placer refuses the file until it is).
     #[arg(long)]
     pub no_measure_ram: bool,
 }
@@ -103,7 +104,7 @@ fn detect_cmd(a: DetectArgs) -> Result<()> {
         "# Written by `placer host detect` (NVML + /proc/meminfo).\n\
          # GPU order is NVML's (PCI bus id); llama.cpp's CUDA0, CUDA1… follow CUDA_DEVICE_ORDER\n\
          # (default FASTEST_FIRST): set CUDA_DEVICE_ORDER=PCI_BUS_ID when the GPUs differ.\n{}",
-        host.to_toml()
+        unmeasured_as_comments(&host.to_toml())
     );
     match &a.output {
         Some(p) => {
@@ -113,6 +114,27 @@ fn detect_cmd(a: DetectArgs) -> Result<()> {
         None => print!("{text}"),
     }
     Ok(())
+}
+
+/// A bandwidth placer could not measure (`--no-measure-ram`, or NVML without clocks) is written
+/// as a commented line to fill in, never as `0.0`: 0 GB/s would make that device's reads free,
+/// and the host reader (`Host::validate`) refuses it, saying what to write.
+pub fn unmeasured_as_comments(toml_text: &str) -> String {
+    toml_text
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            let zero = ["bandwidth_gbs = 0.0", "pcie_gbs = 0.0"].contains(&t);
+            if zero {
+                let key = t.split(' ').next().unwrap_or(t);
+                format!("# {key} = ?   # not measured: fill in (GB/s), placer refuses the file until then")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 /// One physical GPU as NVML reports it.

@@ -51,6 +51,10 @@ pub struct Report {
     /// Σ bytes over the rows of `layers` (= Σ over `roles`).
     pub total_bytes: u64,
     /// Σ ggml_nbytes of the file's tensor infos (what llama.cpp prints as "file size").
+    /// A file shorter than the tensor data its header declares, with no recorded real size
+    /// (`GgufModel::incomplete_shards`): `file_tensor_bytes` is what the header declares.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub header_only: bool,
     pub file_tensor_bytes: u64,
     /// Σ over layers of KV bytes per 1024 tokens at f16 K and V (one sequence).
     pub kv_f16_per_1k_tokens: u64,
@@ -137,6 +141,7 @@ pub fn report(model: &GgufModel) -> Result<Report> {
         roles,
         total_bytes,
         file_tensor_bytes: model.tensor_bytes(),
+        header_only: !model.incomplete_shards().is_empty(),
         warnings: a.warnings.clone(),
     })
 }
@@ -301,10 +306,15 @@ fn summary(s: &mut String, r: &Report) {
         s,
         "tensors",
         format!(
-            "{} in {} file(s), {} MiB of tensor data",
+            "{} in {} file(s), {} MiB of tensor data{}",
             r.n_tensors,
             r.shards.len(),
-            m(r.file_tensor_bytes)
+            m(r.file_tensor_bytes),
+            if r.header_only {
+                " declared (header only: size unknown; the file holds less)"
+            } else {
+                ""
+            }
         ),
     );
     if let Some(real) = r.shards.first().and_then(|s| s.real_file_size) {

@@ -18,14 +18,14 @@ pub struct Args {
     pub model: String,
     /// Context size (`-c`); 0 = the model's training context. Default: the section's CTX_SIZE,
     /// else 0.
-    #[arg(long = "ctx", short = 'c')]
+    #[arg(long = "ctx", short = 'c', value_parser = ctx_arg)]
     pub ctx: Option<u32>,
     /// Micro-batch (`-ub`); sizes the compute buffers. Default: placer chooses among
     /// 512/1024/2048/4096 when CPU weights stream to the GPU during prefill, else 512.
-    #[arg(long = "ub", alias = "ubatch-size")]
+    #[arg(long = "ub", alias = "ubatch-size", value_parser = ubatch_arg)]
     pub ubatch: Option<u32>,
     /// Logical batch (`-b`). Default: the section's, else 2048.
-    #[arg(long = "batch-size", short = 'b')]
+    #[arg(long = "batch-size", short = 'b', value_parser = batch_arg)]
     pub batch: Option<u32>,
     /// K cache type (`-ctk`): f16, q8_0, q4_0, … Default: the section's, else f16.
     #[arg(long = "ctk", alias = "cache-type-k")]
@@ -33,9 +33,10 @@ pub struct Args {
     /// V cache type (`-ctv`). Default: the section's, else f16.
     #[arg(long = "ctv", alias = "cache-type-v")]
     pub type_v: Option<String>,
-    /// Parallel sequences (`-np`), at least 1. Default: the section's, else 1.
-    #[arg(long = "parallel", alias = "np")]
-    pub parallel: Option<u32>,
+    /// Parallel sequences (`-np`), the same rule as `check` (`launch::n_parallel`): for
+    /// llama-server 0 is refused, at most 256. Default: the section's, else 1.
+    #[arg(long = "parallel", alias = "np", value_parser = int_arg, allow_negative_numbers = true)]
+    pub parallel: Option<i32>,
     #[command(flatten)]
     pub workload: super::common::WorkloadArgs,
     /// Context depth attention reads per generated token (default: prefix + prompt + gen / 2).
@@ -101,6 +102,45 @@ pub fn normalize_argv<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// `--ctx`, `--ub`, `-b`, `--parallel` are read like llama.cpp's `-c -ub -b -np` (`std::stoi`
+/// into int32, then llama.cpp's range rule: `launch::stoi`, `launch::ctx_size`, …), so `solve`
+/// and `check` accept and refuse the same values.
+fn int_arg(v: &str) -> Result<i32, String> {
+    crate::launch::stoi("-np", v)
+        .and_then(|(n, rest)| {
+            anyhow::ensure!(rest.is_empty(), "{v:?} is not a whole number");
+            Ok(n)
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn ctx_arg(v: &str) -> Result<u32, String> {
+    crate::launch::stoi("-c", v)
+        .and_then(|(n, rest)| {
+            anyhow::ensure!(rest.is_empty(), "{v:?} is not a whole number");
+            crate::launch::ctx_size(n)
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn ubatch_arg(v: &str) -> Result<u32, String> {
+    crate::launch::stoi("-ub", v)
+        .and_then(|(n, rest)| {
+            anyhow::ensure!(rest.is_empty(), "{v:?} is not a whole number");
+            crate::launch::ubatch_size("-ub", n)
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn batch_arg(v: &str) -> Result<u32, String> {
+    crate::launch::stoi("-b", v)
+        .and_then(|(n, rest)| {
+            anyhow::ensure!(rest.is_empty(), "{v:?} is not a whole number");
+            crate::launch::batch_size("-b", n)
+        })
+        .map_err(|e| e.to_string())
 }
 
 fn kv_type(s: &str) -> anyhow::Result<GgmlType> {
@@ -256,14 +296,9 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
     };
     let ctx = a.ctx.or(conf.map(|c| c.ctx)).unwrap_or(0);
     let batch = a.batch.or(conf.map(|c| c.batch)).unwrap_or(2048);
-    let parallel = a.parallel.or(conf.and_then(|c| c.n_parallel)).unwrap_or(1);
     if a.ubatch == Some(0) || batch == 0 {
         anyhow::bail!("-b and -ub must be at least 1");
     }
-    anyhow::ensure!(
-        parallel >= 1,
-        "--parallel {parallel}: llama-server needs at least one slot (-np 1 or more)"
-    );
     let gen = a.workload.gen;
     let prompt = a.workload.prompt.or_else(|| {
         a.prefill_weight
@@ -299,6 +334,15 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         tool != crate::launch::Tool::Bench,
         "--tool bench: solve plans for llama-server (server) or llama-cli / llama-completion (cli)"
     );
+    // A section's -np was checked by `launch::from_section` under the same rule.
+    let parallel = match a.parallel {
+        Some(v) => crate::launch::n_parallel(tool, v)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "--parallel -1 (auto): solve plans a fixed number of sequences; give --parallel N ≥ 1"
+            )
+        })?,
+        None => conf.and_then(|c| c.n_parallel).unwrap_or(1),
+    };
     let request = SolveRequest {
         model_path: a.model_path.clone().unwrap_or(path),
         ctx,

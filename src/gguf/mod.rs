@@ -204,12 +204,38 @@ impl GgufModel {
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
     }
+
+    /// Shards whose file ends before the tensor data its header declares, and that do not record
+    /// the real file's size (`placer.file_size`, header snapshots): a truncated download, or a
+    /// header cut off by hand. llama.cpp refuses such a file ("tensor '…' data is not within the file
+    /// bounds, model is corrupted or incomplete", `src/llama-model-loader.h:llama_tensor_weight`); placer still places the declared tensors but must not present
+    /// the size as the file's. (index, bytes on disk, bytes the header needs).
+    pub fn incomplete_shards(&self) -> Vec<(usize, u64, u64)> {
+        let recorded = self.metadata.get_u64(FILE_SIZE_KEY).is_some();
+        self.shards
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !(*i == 0 && recorded))
+            .filter_map(|(i, s)| {
+                let have = s.file_size?;
+                let end = self
+                    .tensors
+                    .iter()
+                    .filter(|t| t.shard == i)
+                    .map(|t| t.offset.saturating_add(t.nbytes))
+                    .max()
+                    .unwrap_or(0);
+                let need = s.data_offset.saturating_add(end);
+                (have < need).then_some((i, have, need))
+            })
+            .collect()
+    }
 }
 
 /// Typed reader errors: the reader never panics on bad input.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("not a GGUF file (magic {0:?}, expected \"GGUF\")")]
+    #[error("not a GGUF file: it starts with {}, a GGUF file starts with \"GGUF\"", crate::units::shown_bytes(.0))]
     BadMagic([u8; 4]),
     #[error("GGUF version {0} is not supported (placer reads versions 2 and 3)")]
     UnsupportedVersion(u32),
@@ -225,10 +251,11 @@ pub enum GgufError {
     Invalid(String),
     #[error("split model: shard {0} is missing (looked for {1})")]
     MissingShard(u32, PathBuf),
-    #[error("I/O error on {path}: {source}")]
+    /// The OS error is part of the message, not a `source`: printed with `{:#}` it would
+    /// otherwise appear twice ("Is a directory (os error 21): Is a directory (os error 21)").
+    #[error("I/O error on {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }

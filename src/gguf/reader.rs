@@ -15,6 +15,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use crate::units::shown;
+
 /// `GGUF_MAX_STRING_LENGTH` (`ggml/src/gguf.cpp`).
 pub const MAX_STRING_LENGTH: u64 = 1024 * 1024 * 1024;
 /// `GGUF_MAX_ARRAY_ELEMENTS` (`ggml/src/gguf.cpp`).
@@ -29,6 +31,8 @@ const DEFAULT_ALIGNMENT: u64 = 32;
 const FILE_SIZE_KEY: &str = "placer.file_size";
 
 const MAGIC: &[u8; 4] = b"GGUF";
+/// Characters of a file-derived key or name kept in an error message (`units::shown`).
+const SHOWN_KEY: usize = 80;
 const ARRAY_TYPE: u32 = 9;
 /// Smallest possible tensor info: name length (8) + n_dims (4) + type (4) + offset (8).
 const MIN_TENSOR_INFO_BYTES: u64 = 24;
@@ -169,8 +173,9 @@ fn split_count(md: &Metadata, path: &Path) -> Result<u32, GgufError> {
 
 fn invalid_key(path: &Path, key: &str, v: &MetaValue) -> GgufError {
     GgufError::Invalid(format!(
-        "{}: key {key} has an invalid value {v:?}",
-        path.display()
+        "{}: key {key} has an invalid value {}",
+        path.display(),
+        shown(&format!("{v:?}"), SHOWN_KEY)
     ))
 }
 
@@ -202,7 +207,7 @@ fn merge_shards(
     if let Some(t) = model.tensors.iter().find(|t| !seen.insert(t.name.as_str())) {
         return Err(GgufError::Invalid(format!(
             "tensor '{}' appears in more than one shard",
-            t.name
+            shown(&t.name, SHOWN_KEY)
         )));
     }
     if let Some(v) = model.metadata.get("split.tensors.count") {
@@ -239,12 +244,19 @@ fn check_split_no(md: &Metadata, idx: usize, path: &Path) -> Result<(), GgufErro
 
 /// Read one file's header with a buffered reader; the file's size bounds every allocation.
 fn read_file(path: &Path, opts: ReadOptions) -> Result<GgufModel, GgufError> {
-    let io = |source| GgufError::Io {
+    let io = |error| GgufError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let file = File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_dir() {
+        return Err(GgufError::Invalid(format!(
+            "{} is a directory: give the .gguf file (for a split model, any of its shards)",
+            path.display()
+        )));
+    }
+    let size = meta.len();
     read_shard(file, Some(size), Some(path), opts)
 }
 
@@ -315,25 +327,26 @@ fn read_metadata<R: Read>(
     let mut skipped_arrays = Vec::new();
     let mut seen = HashSet::new();
     for i in 0..n_kv {
-        let key = c.string("metadata key", MAX_STRING_LENGTH)?;
+        let key = c.string(&format!("key of metadata pair {i}"), MAX_STRING_LENGTH)?;
         if key.is_empty() {
             return Err(GgufError::Invalid(format!("key {i} is empty")));
         }
+        // Errors name the key as read from the file: escaped and capped (a flipped byte in a
+        // key length makes the "key" megabytes of tensor data).
+        let name = format!("'{}' (metadata pair {i})", shown(&key, SHOWN_KEY));
         if !seen.insert(key.clone()) {
-            return Err(GgufError::Invalid(format!(
-                "duplicate key '{key}' for KV pair {i}"
-            )));
+            return Err(GgufError::Invalid(format!("duplicate key {name}")));
         }
-        let ty = c.u32("value type")?;
+        let ty = c.u32(&format!("value type of {name}"))?;
         let value = if ty == ARRAY_TYPE {
-            let (value, skipped) = read_array(c, &key, opts)?;
+            let (value, skipped) = read_array(c, &name, opts)?;
             if let Some(n) = skipped {
                 skipped_arrays.push((key.clone(), n));
             }
             value
         } else {
-            check_type(ty, &key)?;
-            read_value(c, ty, &key)?
+            check_type(ty, &name)?;
+            read_value(c, ty, &name)?
         };
         entries.push((key, value));
     }
@@ -347,7 +360,7 @@ fn read_metadata<R: Read>(
 fn check_type(ty: u32, key: &str) -> Result<(), GgufError> {
     if ty > 12 || ty == ARRAY_TYPE {
         return Err(GgufError::Invalid(format!(
-            "key '{key}' has invalid GGUF type {ty}"
+            "key {key} has invalid GGUF type {ty}"
         )));
     }
     Ok(())
@@ -374,12 +387,12 @@ fn read_array<R: Read>(
     check_type(ty, key)?;
     let n = c.u64("array length")?;
     if n > MAX_ARRAY_ELEMENTS {
-        return Err(overflow(&format!("array '{key}' length {n}")));
+        return Err(overflow(&format!("array {key} length {n}")));
     }
     let need = n
         .checked_mul(min_value_bytes(ty))
         .ok_or_else(|| overflow(key))?;
-    c.need(need, &format!("array '{key}'"))?;
+    c.need(need, &format!("array {key}"))?;
     if !opts.keep_large_arrays && n > LARGE_ARRAY {
         skip_elements(c, ty, n, key)?;
         return Ok((MetaValue::Array(ty, Vec::new()), Some(n)));
@@ -439,7 +452,7 @@ fn read_value<R: Read>(c: &mut Cursor<'_, R>, ty: u32, key: &str) -> Result<Meta
         12 => MetaValue::F64(f64::from_le_bytes(c.array(key)?)),
         _ => {
             return Err(GgufError::Invalid(format!(
-                "key '{key}' has invalid GGUF type {ty}"
+                "key {key} has invalid GGUF type {ty}"
             )))
         }
     })
@@ -481,7 +494,7 @@ fn read_tensor_infos<R: Read>(c: &mut Cursor<'_, R>, n: u64) -> Result<Vec<RawTe
         if !seen.insert(t.name.clone()) {
             return Err(GgufError::Invalid(format!(
                 "duplicate tensor name '{}' for tensor {i}",
-                t.name
+                shown(&t.name, SHOWN_KEY)
             )));
         }
         out.push(t);
@@ -498,10 +511,12 @@ fn read_tensor_info<R: Read>(c: &mut Cursor<'_, R>, i: u64) -> Result<RawTensor,
             )),
             other => other,
         })?;
+    // Names are at most 63 bytes; control characters are escaped in messages.
+    let shown_name = shown(&name, SHOWN_KEY);
     let n_dims = c.u32("n_dims")?;
     if n_dims > MAX_DIMS {
         return Err(GgufError::Invalid(format!(
-            "tensor '{name}' has invalid number of dimensions: {n_dims} > {MAX_DIMS}"
+            "tensor '{shown_name}' has invalid number of dimensions: {n_dims} > {MAX_DIMS}"
         )));
     }
     let mut dims = Vec::with_capacity(n_dims as usize);
@@ -509,7 +524,7 @@ fn read_tensor_info<R: Read>(c: &mut Cursor<'_, R>, i: u64) -> Result<RawTensor,
         let ne = c.i64("tensor dimension")?;
         let ne = u64::try_from(ne).map_err(|_| {
             GgufError::Invalid(format!(
-                "tensor '{name}' dimension {j} has invalid number of elements: {ne} < 0"
+                "tensor '{shown_name}' dimension {j} has invalid number of elements: {ne} < 0"
             ))
         })?;
         dims.push(ne);
@@ -517,7 +532,7 @@ fn read_tensor_info<R: Read>(c: &mut Cursor<'_, R>, i: u64) -> Result<RawTensor,
     // ggml_nelements must fit an int64_t.
     dims.iter()
         .try_fold(1i64, |acc, &d| acc.checked_mul(i64::try_from(d).ok()?))
-        .ok_or_else(|| overflow(&format!("element count of tensor '{name}' {dims:?}")))?;
+        .ok_or_else(|| overflow(&format!("element count of tensor '{shown_name}' {dims:?}")))?;
     let ggml_type = GgmlType(c.u32("tensor type")?);
     let offset = c.u64("tensor offset")?;
     Ok(RawTensor {
@@ -548,7 +563,8 @@ fn size_tensors(
         if t.offset != expected {
             return Err(GgufError::Invalid(format!(
                 "tensor '{}' has offset {}, expected {expected}",
-                t.name, t.offset
+                shown(&t.name, SHOWN_KEY),
+                t.offset
             )));
         }
         let (nbytes, from_offsets) = match known_nbytes(&t)? {
@@ -562,7 +578,12 @@ fn size_tensors(
         };
         expected = padded
             .and_then(|p| expected.checked_add(p))
-            .ok_or_else(|| overflow(&format!("data section size at tensor '{}'", t.name)))?;
+            .ok_or_else(|| {
+                overflow(&format!(
+                    "data section size at tensor '{}'",
+                    shown(&t.name, SHOWN_KEY)
+                ))
+            })?;
         out.push(TensorInfo {
             name: t.name,
             dims: t.dims,
@@ -585,13 +606,15 @@ fn known_nbytes(t: &RawTensor) -> Result<Option<u64>, GgufError> {
     if !ne0.is_multiple_of(block) {
         return Err(GgufError::Invalid(format!(
             "tensor '{}' of type {} has {ne0} elements per row, not a multiple of block size ({block})",
-            t.name, t.ggml_type
+            shown(&t.name, SHOWN_KEY),
+            t.ggml_type
         )));
     }
     t.ggml_type.nbytes(&t.dims).map(Some).ok_or_else(|| {
         overflow(&format!(
             "size in bytes of tensor '{}' {:?}",
-            t.name, t.dims
+            shown(&t.name, SHOWN_KEY),
+            t.dims
         ))
     })
 }
@@ -605,13 +628,15 @@ fn span_from_offsets(
         GgufError::Invalid(format!(
             "tensor '{}' has type id {} which placer does not know, and it is the last tensor of a \
              stream of unknown size: open the file by path so its size can be taken from the offsets",
-            t.name, t.ggml_type.0
+            shown(&t.name, SHOWN_KEY), t.ggml_type.0
         ))
     })?;
     end.checked_sub(t.offset).ok_or_else(|| {
         GgufError::Invalid(format!(
             "tensor '{}' (unknown type id {}) starts at data offset {} past the end {end}",
-            t.name, t.ggml_type.0, t.offset
+            shown(&t.name, SHOWN_KEY),
+            t.ggml_type.0,
+            t.offset
         ))
     })
 }
@@ -672,7 +697,7 @@ impl<R: Read> Cursor<'_, R> {
         }
         GgufError::Io {
             path: self.path.map(Path::to_path_buf).unwrap_or_default(),
-            source: e,
+            error: e,
         }
     }
 

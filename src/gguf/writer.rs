@@ -72,9 +72,9 @@ pub fn write_gguf_with_progress(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), GgufError> {
     let layout = Layout::new(metadata, tensors, opts)?;
-    let io = |source| GgufError::Io {
+    let io = |error| GgufError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
     out.write_all(&layout.header).map_err(io)?;

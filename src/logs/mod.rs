@@ -174,10 +174,14 @@ pub enum LogError {
     NotALlamaLog(String),
     #[error("{0}: empty file")]
     Empty(String),
+    #[error("{0}: not a text log ({1}); skipped")]
+    NotText(String, decode::NotText),
 }
 
 mod bench;
+mod decode;
 mod read;
 mod text;
 
+pub use decode::{decode_text, NotText};
 pub use read::{decode_bytes, parse_bytes, parse_path, parse_paths, ParsedFile};

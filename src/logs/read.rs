@@ -37,7 +37,8 @@ pub fn parse_bytes(source: &str, raw: &[u8]) -> Result<LogRun, LogError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(LogError::Empty(source.to_string()));
     }
-    let content = String::from_utf8_lossy(&bytes);
+    let content = super::decode::decode_text(&bytes)
+        .map_err(|why| LogError::NotText(source.to_string(), why))?;
     let mut run = if let Some(run) = bench::parse_structured(source, &content) {
         run
     } else {

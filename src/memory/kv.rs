@@ -104,7 +104,7 @@ pub struct CacheSizes {
 /// K width per layer (`n_embd_k_gqa`; MLA caches the latent + rope part only).
 pub fn k_width(hp: &Hparams, il: usize) -> u64 {
     match hp.mla {
-        Some(m) => (m.kv_lora_rank + m.rope_dim) as u64,
+        Some(m) => m.k_width(),
         None => hp.head_dim_k as u64 * hp.n_head_kv.get(il).copied().unwrap_or(0) as u64,
     }
 }

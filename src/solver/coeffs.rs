@@ -235,7 +235,7 @@ pub fn layer_kv(anatomy: &Anatomy, req: &SolveRequest, c: &Cells, il: u32) -> (u
     };
     let row = |t: crate::gguf::GgmlType, n: u64| t.row_size(n).unwrap_or(2 * n);
     let per_cell = if let Some(m) = hp.mla {
-        row(req.type_k, (m.kv_lora_rank + m.rope_dim) as u64)
+        row(req.type_k, m.k_width())
     } else {
         let kv_heads = *hp.n_head_kv.get(i).unwrap_or(&1) as u64;
         row(req.type_k, hp.head_dim_k as u64 * kv_heads)
@@ -519,7 +519,7 @@ fn compute_terms(anatomy: &Anatomy, req: &SolveRequest, c: &Cells) -> (u64, u64,
     let quant_kv = req.type_k.is_quantized() || req.type_v.is_quantized();
     let fa_copy = if quant_kv {
         let kv_dims = match hp.mla {
-            Some(m) => (m.kv_lora_rank + m.rope_dim) as u64,
+            Some(m) => m.k_width(),
             None => {
                 (hp.head_dim_k as u64 + hp.head_dim_v as u64)
                     * hp.n_head_kv.iter().copied().max().unwrap_or(1) as u64

@@ -87,7 +87,7 @@ fn qwen3moe_layers_roles_groups_kv() {
 }
 
 /// GLM-4.7-Flash-shaped deepseek2: MLA, 1 dense lead layer, a shared expert, 1 NextN block.
-fn deepseek2() -> placer::gguf::GgufModel {
+pub(crate) fn deepseek2() -> placer::gguf::GgufModel {
     let (e, h, x, ffe, ff) = (64u64, 4u64, 8u64, 32u64, 96u64);
     let (rank, rope, q_rank, nope, vmla) = (32u64, 8u64, 64u64, 32u64, 16u64);
     let mut b = Builder::new("deepseek2")

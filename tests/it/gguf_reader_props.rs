@@ -7,27 +7,48 @@ use gguf_support::*;
 use placer::gguf::{read_header, GgufError};
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::cell::Cell;
 
 struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-/// Serialises the measured sections (the test harness runs tests on several threads).
-static MEASURE: Mutex<()> = Mutex::new(());
+
+// Counting is per thread: only the thread inside `measure` counts, so tests that run at the
+// same time on other threads do not move its numbers.
+thread_local! {
+    static ON: Cell<bool> = const { Cell::new(false) };
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn count(delta: isize) {
+    let _ = ON.try_with(|on| {
+        if on.get() {
+            let now = LIVE.with(|l| {
+                l.set(l.get() + delta);
+                l.get()
+            });
+            PEAK.with(|p| p.set(p.get().max(now)));
+        }
+    });
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         let p = System.alloc(l);
         if !p.is_null() {
-            let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
+            count(l.size() as isize);
         }
         p
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        count(-(l.size() as isize));
         System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let q = System.realloc(p, l, new);
+        if !q.is_null() {
+            count(new as isize - l.size() as isize);
+        }
+        q
     }
 }
 
@@ -36,12 +57,18 @@ static GLOBAL: Counting = Counting;
 
 /// Read `bytes` and return the result and the peak heap growth during the read.
 fn measured(bytes: &[u8]) -> (Result<placer::gguf::GgufModel, GgufError>, usize) {
-    let _g = MEASURE.lock().unwrap_or_else(|e| e.into_inner());
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let r = read_header(bytes);
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
-    (r, peak)
+    measure(|| read_header(bytes))
+}
+
+/// Run `f` and return its result and the peak heap growth while it ran (the global allocator
+/// of this test binary counts; calls are serialised). Used by the fuzz_* harnesses too.
+pub fn measure<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LIVE.with(|l| l.set(0));
+    PEAK.with(|p| p.set(0));
+    ON.with(|on| on.set(true));
+    let r = f();
+    ON.with(|on| on.set(false));
+    (r, PEAK.with(Cell::get).max(0) as usize)
 }
 
 /// Allowed heap for an input of n bytes: every stored byte may become a 32-byte MetaValue plus

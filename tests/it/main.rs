@@ -3,6 +3,7 @@
 
 mod anatomy_support;
 mod fixture;
+mod fuzz_support;
 mod gguf_support;
 mod known_gaps;
 
@@ -15,6 +16,10 @@ mod catalog_sizes;
 mod check_cli;
 mod emit_roundtrip;
 mod fitsim_runs;
+mod fuzz_argv;
+mod fuzz_gguf;
+mod fuzz_logs;
+mod fuzz_modelsconf;
 mod gguf_python_crosscheck;
 mod gguf_reader_errors;
 mod gguf_reader_props;
@@ -39,3 +44,4 @@ mod speed_splits;
 mod synth_roundtrip;
 mod synth_tables;
 mod testbed_solve;
+mod validation_issue14;
