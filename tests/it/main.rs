@@ -38,3 +38,4 @@ mod synth_roundtrip;
 mod synth_tables;
 mod testbed_solve;
 mod oracle_rpc;
+mod trial_e2e;
