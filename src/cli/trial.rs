@@ -218,9 +218,9 @@ fn prepare(
                 target.describe()
             )
         })?;
-    let model = section.get("MODEL").ok_or_else(|| {
-        anyhow::anyhow!("models.conf section [{}] has no MODEL=", section.name)
-    })?;
+    let model = section
+        .get("MODEL")
+        .ok_or_else(|| anyhow::anyhow!("models.conf section [{}] has no MODEL=", section.name))?;
     let conf_dir = path.parent().map(Path::to_path_buf);
     let file = match crate::catalog::resolve_model(model, conf_dir.as_deref(), Some(models_dir)) {
         Some(crate::catalog::ModelRef::File(f)) if f.is_file() => f,

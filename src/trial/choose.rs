@@ -148,8 +148,8 @@ mod tests {
 
     #[test]
     fn fastest_wins_tie_goes_to_aggressive() {
-        let a = r("x-aggressive", &[1.00, 1.01], Outcome::Ok);
-        let m = r("x-moderate", &[0.99, 0.99], Outcome::Ok);
+        let a = r("x-aggressive", &[1.00, 1.00], Outcome::Ok);
+        let m = r("x-moderate", &[0.995, 0.995], Outcome::Ok);
         let c = choose(&[a.clone(), m.clone()], Some("m.conf"));
         assert_eq!(c.winner, Some(0), "{}", c.reason);
         assert!(c.reason.contains("tie"));

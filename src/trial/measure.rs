@@ -28,7 +28,10 @@ impl Workload {
     /// and generates `gen_tokens`; when the request sets a decode depth beyond the prompt (a
     /// conversation whose earlier turns the KV cache keeps), the difference is the cached
     /// prefix.
-    pub fn from_request(req: &crate::solver::SolveRequest, anatomy: &crate::anatomy::Anatomy) -> Workload {
+    pub fn from_request(
+        req: &crate::solver::SolveRequest,
+        anatomy: &crate::anatomy::Anatomy,
+    ) -> Workload {
         let chunk = req.prompt_tokens(anatomy);
         let gen = req.gen_tokens();
         let prefix = match req.decode_depth {
@@ -85,18 +88,73 @@ pub struct Client {
 /// Words of the synthetic prompt text: ordinary English and code words, so the tokenizer sees
 /// the kind of text the users send (a deterministic stream, not a real document).
 const WORDS: &[&str] = &[
-    "the", "function", "returns", "a", "value", "when", "called", "with", "arguments", "let",
-    "mut", "buffer", "size", "model", "layer", "device", "memory", "fn", "struct", "impl",
-    "for", "in", "if", "else", "match", "Some", "None", "error", "result", "vector", "index",
-    "cache", "token", "prompt", "context", "expert", "tensor", "weights", "split", "offload",
-    "kernel", "thread", "batch", "queue", "server", "request", "response", "parse", "write",
-    "read", "file", "path", "config", "test", "assert", "equal", "length", "count", "sum",
+    "the",
+    "function",
+    "returns",
+    "a",
+    "value",
+    "when",
+    "called",
+    "with",
+    "arguments",
+    "let",
+    "mut",
+    "buffer",
+    "size",
+    "model",
+    "layer",
+    "device",
+    "memory",
+    "fn",
+    "struct",
+    "impl",
+    "for",
+    "in",
+    "if",
+    "else",
+    "match",
+    "Some",
+    "None",
+    "error",
+    "result",
+    "vector",
+    "index",
+    "cache",
+    "token",
+    "prompt",
+    "context",
+    "expert",
+    "tensor",
+    "weights",
+    "split",
+    "offload",
+    "kernel",
+    "thread",
+    "batch",
+    "queue",
+    "server",
+    "request",
+    "response",
+    "parse",
+    "write",
+    "read",
+    "file",
+    "path",
+    "config",
+    "test",
+    "assert",
+    "equal",
+    "length",
+    "count",
+    "sum",
 ];
 
 /// `n_words` words from a linear congruential stream seeded by `seed`, with punctuation and
 /// line breaks.
 pub fn synthetic_text(seed: u64, n_words: usize) -> String {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut s = String::with_capacity(n_words * 7);
     for i in 0..n_words {
         x = x
@@ -179,9 +237,7 @@ impl Client {
             .call()
             .ok()?;
         let v: serde_json::Value = serde_json::from_str(&r.into_string().ok()?).ok()?;
-        v.pointer("/data/0/meta/n_ctx")?
-            .as_u64()
-            .map(|n| n as u32)
+        v.pointer("/data/0/meta/n_ctx")?.as_u64().map(|n| n as u32)
     }
 
     /// One completion of `prompt` generating exactly `n_predict` tokens.

@@ -316,8 +316,8 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
             exit = s.stop().map(|st| format!("{st}"));
             if let Some((phase, why)) = err {
                 let text = read_text(&log_path);
-                let oom = text_says_oom(&text)
-                    || parse_log(&text).is_some_and(|l| !l.oom.is_empty());
+                let oom =
+                    text_says_oom(&text) || parse_log(&text).is_some_and(|l| !l.oom.is_empty());
                 res.failure_lines = failure_excerpt(&text);
                 let why = if alive {
                     why
@@ -538,38 +538,6 @@ pub fn civil_date(days: u64) -> String {
     format!("{:04}-{:02}-{:02}", if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(20819), "2027-01-01");
-        assert_eq!(civil_date(19782), "2024-02-29");
-    }
-
-    #[test]
-    fn kinds_and_buffers() {
-        assert_eq!(Kind::of_name("glm-q8-aggressive"), Kind::Aggressive);
-        assert_eq!(Kind::of_name("tiny-moderate"), Kind::Moderate);
-        assert_eq!(Kind::of_name("mine"), Kind::Other);
-        assert_eq!(device_of_buffer("CUDA1"), "CUDA1");
-        assert_eq!(device_of_buffer("CUDA_Host"), "Host");
-        assert_eq!(device_of_buffer("CPU_Mapped"), "Host");
-    }
-
-    #[test]
-    fn excerpt_prefers_error_lines() {
-        let t = "a\nb\nllama_model_load: error loading model: boom\nc\n";
-        assert_eq!(
-            failure_excerpt(t),
-            vec!["llama_model_load: error loading model: boom"]
-        );
-        assert_eq!(failure_excerpt("x\ny\n"), vec!["x", "y"]);
-    }
-}
-
 /// placer's prediction for a profile (`check::check_with` on the same argv and workload).
 pub fn predict(
     anatomy: &crate::anatomy::Anatomy,
@@ -630,7 +598,9 @@ pub fn learn(
     };
     let out = crate::calibrate::run::calibrate(&[data_dir.to_path_buf()], base, &opts, |_| {});
     let path = crate::calibration::Calibration::user_path().ok_or_else(|| {
-        anyhow::anyhow!("no home folder for ~/.config/placer/calibration.toml: set PLACER_CALIBRATION")
+        anyhow::anyhow!(
+            "no home folder for ~/.config/placer/calibration.toml: set PLACER_CALIBRATION"
+        )
     })?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
@@ -655,4 +625,36 @@ pub fn learn(
 // fsio: switch to crate::fsio's locked atomic writer when it lands.
 fn write_calibration(path: &Path, text: &str) -> anyhow::Result<()> {
     crate::modelsconf::write::write_atomic(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(20819), "2027-01-01");
+        assert_eq!(civil_date(19782), "2024-02-29");
+    }
+
+    #[test]
+    fn kinds_and_buffers() {
+        assert_eq!(Kind::of_name("glm-q8-aggressive"), Kind::Aggressive);
+        assert_eq!(Kind::of_name("tiny-moderate"), Kind::Moderate);
+        assert_eq!(Kind::of_name("mine"), Kind::Other);
+        assert_eq!(device_of_buffer("CUDA1"), "CUDA1");
+        assert_eq!(device_of_buffer("CUDA_Host"), "Host");
+        assert_eq!(device_of_buffer("CPU_Mapped"), "Host");
+    }
+
+    #[test]
+    fn excerpt_prefers_error_lines() {
+        let t = "a\nb\nllama_model_load: error loading model: boom\nc\n";
+        assert_eq!(
+            failure_excerpt(t),
+            vec!["llama_model_load: error loading model: boom"]
+        );
+        assert_eq!(failure_excerpt("x\ny\n"), vec!["x", "y"]);
+    }
 }

@@ -18,9 +18,15 @@ pub fn data_dir() -> anyhow::Result<PathBuf> {
         return Ok(x.join("placer").join("runs"));
     }
     let home = crate::env::path("HOME").ok_or_else(|| {
-        anyhow::anyhow!("no $PLACER_DATA, $XDG_DATA_HOME or $HOME: set PLACER_DATA to a folder for the runs")
+        anyhow::anyhow!(
+            "no $PLACER_DATA, $XDG_DATA_HOME or $HOME: set PLACER_DATA to a folder for the runs"
+        )
     })?;
-    Ok(home.join(".local").join("share").join("placer").join("runs"))
+    Ok(home
+        .join(".local")
+        .join("share")
+        .join("placer")
+        .join("runs"))
 }
 
 /// Check that the runs folder can be created and written, before anything runs.

@@ -39,3 +39,4 @@ mod synth_tables;
 mod testbed_solve;
 mod oracle_rpc;
 mod trial_e2e;
+mod trial_e2e;

@@ -16,7 +16,11 @@ fn repo() -> PathBuf {
 /// llama-server from `PLACER_LLAMA_BIN` (its folder or a binary in it).
 fn llama_server() -> Option<PathBuf> {
     let p = PathBuf::from(std::env::var_os("PLACER_LLAMA_BIN")?);
-    let dir = if p.is_dir() { p } else { p.parent()?.to_path_buf() };
+    let dir = if p.is_dir() {
+        p
+    } else {
+        p.parent()?.to_path_buf()
+    };
     let s = dir.join("llama-server");
     s.is_file().then_some(s)
 }
@@ -135,7 +139,11 @@ fn manifests(dir: &Path) -> Vec<serde_json::Value> {
         return v;
     };
     for scen in rd.flatten() {
-        for run in std::fs::read_dir(scen.path()).into_iter().flatten().flatten() {
+        for run in std::fs::read_dir(scen.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let m = run.path().join("manifest.json");
             assert!(run.path().join("log.txt.gz").is_file(), "{:?}", run.path());
             let text = std::fs::read_to_string(&m).expect("manifest.json");
@@ -244,7 +252,10 @@ fn trial_a_profile_that_cannot_load_is_recorded_and_the_other_wins() {
         .iter()
         .find(|m| m["placement"] == "trial:broken-aggressive")
         .expect("the failed run is stored");
-    assert!(failed["trial"]["outcome"]["LoadFailed"].is_object(), "{failed}");
+    assert!(
+        failed["trial"]["outcome"]["LoadFailed"].is_object(),
+        "{failed}"
+    );
     let lines = failed["trial"]["failure_lines"].as_array().unwrap();
     assert!(!lines.is_empty(), "the log lines that say why");
     // Without --write the file is untouched.
@@ -271,7 +282,11 @@ fn trial_bad_input_is_refused_with_nothing_written() {
     };
     // Server binary missing.
     refuse(
-        &["--llama", "/nonexistent/llama-server", &format!("{c}:tiny-moderate")],
+        &[
+            "--llama",
+            "/nonexistent/llama-server",
+            &format!("{c}:tiny-moderate"),
+        ],
         "does not exist",
     );
     // Not llama.cpp.
@@ -279,7 +294,11 @@ fn trial_bad_input_is_refused_with_nothing_written() {
     std::fs::write(&fake, "#!/bin/sh\necho hello\n").unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     refuse(
-        &["--llama", &fake.display().to_string(), &format!("{c}:tiny-moderate")],
+        &[
+            "--llama",
+            &fake.display().to_string(),
+            &format!("{c}:tiny-moderate"),
+        ],
         "is not llama.cpp's llama-server",
     );
     // A llama-server that hangs at load (answers --version, then sleeps).
@@ -299,14 +318,27 @@ fn trial_bad_input_is_refused_with_nothing_written() {
     );
     // Model file missing.
     refuse(
-        &["--llama", &hang_s, "--host", &host, &format!("{c}:tiny-moderate")],
+        &[
+            "--llama",
+            &hang_s,
+            "--host",
+            &host,
+            &format!("{c}:tiny-moderate"),
+        ],
         "MODEL=tiny-moe.gguf is not a model file",
     );
     // models.conf read-only with --write (the model exists now: every other check passes).
     let model = tiny_moe(env.dir.path());
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o444)).unwrap();
     refuse(
-        &["--llama", &hang_s, "--host", &host, "--write", &format!("{c}:tiny-moderate")],
+        &[
+            "--llama",
+            &hang_s,
+            "--host",
+            &host,
+            "--write",
+            &format!("{c}:tiny-moderate"),
+        ],
         "is read-only",
     );
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
