@@ -39,4 +39,3 @@ mod synth_tables;
 mod testbed_solve;
 mod oracle_rpc;
 mod trial_e2e;
-mod trial_e2e;
