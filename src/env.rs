@@ -10,6 +10,7 @@
 //! | `PLACER_DEBUG_SOLVER` | print the solver's rounds (linear vs exact memory, times) |
 //! | `PLACER_CONFIG` | the configuration file (default `~/.config/placer/config.toml`, src/config.rs) |
 //! | `PLACER_LLAMA` | the llama-server (or its folder) placer writes for and runs (src/target.rs) |
+//! | `PLACER_DATA` | the folder `placer trial` stores its runs in (default `$XDG_DATA_HOME/placer/runs` or `~/.local/share/placer/runs`, src/trial/store.rs) |
 
 /// The catalog folder.
 pub const MODELS: &str = "PLACER_MODELS";
@@ -28,6 +29,8 @@ pub const DEBUG_SOLVER: &str = "PLACER_DEBUG_SOLVER";
 pub const CONFIG: &str = "PLACER_CONFIG";
 /// The llama-server binary or its folder.
 pub const LLAMA: &str = "PLACER_LLAMA";
+/// The folder `placer trial` stores its runs in.
+pub const DATA: &str = "PLACER_DATA";
 
 /// Whether a switch variable is set (to anything).
 pub fn flag(name: &str) -> bool {

@@ -65,4 +65,5 @@ pub mod solver;
 pub mod speed;
 pub mod synth;
 pub mod target;
+pub mod trial;
 pub mod units;

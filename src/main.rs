@@ -21,6 +21,8 @@ enum Cmd {
     Solve(cli::solve::Args),
     /// Learn from measured llama.cpp runs.
     Calibrate(cli::calibrate::Args),
+    /// Start each models.conf profile in llama-server, measure it, learn, choose one.
+    Trial(cli::trial::Args),
     /// Host descriptions: detect this machine's GPUs (NVML).
     Host(cli::host::Args),
     /// Regenerate the reports in docs/ from data/runs.
@@ -35,6 +37,7 @@ fn main() {
         Cmd::Check(a) => cli::check::run(a),
         Cmd::Solve(a) => cli::solve::run(a),
         Cmd::Calibrate(a) => cli::calibrate::run(a),
+        Cmd::Trial(a) => cli::trial::run(a),
         Cmd::Host(a) => cli::host::run(a),
         Cmd::Report(a) => cli::report::run(a),
     };

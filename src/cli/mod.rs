@@ -18,6 +18,7 @@ pub mod inspect;
 pub mod report;
 pub mod solve;
 pub mod synth;
+pub mod trial;
 
 /// Exit code: done (and it fits).
 pub const EXIT_OK: i32 = 0;

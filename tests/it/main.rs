@@ -44,4 +44,5 @@ mod speed_splits;
 mod synth_roundtrip;
 mod synth_tables;
 mod testbed_solve;
+mod trial_e2e;
 mod validation_issue14;

@@ -1,0 +1,183 @@
+//! The users' decision rules (docs/users.md, "The loop placer automates", step 5): a profile
+//! must load and survive the long prompt; among those the fastest for the workload; equally
+//! fast → aggressive; an aggressive profile that fails → moderate, and a re-solve with the
+//! margin learned from the failure.
+
+use super::{Kind, TrialResult};
+use serde::Serialize;
+
+/// Smallest relative difference of request time that is not a tie, when the two measured
+/// turns of the workload agree more closely than this.
+pub const MIN_TIE: f64 = 0.01;
+
+/// What was chosen and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Choice {
+    /// Index into the results.
+    pub winner: Option<usize>,
+    /// One line: why this one.
+    pub reason: String,
+    /// The exact command to re-solve with the learned margin (after an aggressive failure).
+    pub resolve: Option<String>,
+}
+
+/// Apply the rules. `conf` is the models.conf path the sections came from (for the re-solve
+/// command).
+pub fn choose(results: &[TrialResult], conf: Option<&str>) -> Choice {
+    let ok: Vec<usize> = (0..results.len())
+        .filter(|&i| results[i].outcome.ok() && results[i].request_s().is_some())
+        .collect();
+    let failed_aggr: Vec<&TrialResult> = results
+        .iter()
+        .filter(|r| r.kind == Kind::Aggressive && !r.outcome.ok())
+        .collect();
+    let resolve = failed_aggr.first().map(|r| {
+        let base = r
+            .name
+            .strip_suffix("-aggressive")
+            .unwrap_or(r.name.as_str());
+        match conf {
+            Some(c) => format!("placer solve {c}:{base} --write"),
+            None => format!("placer solve {base} --write"),
+        }
+    });
+    let Some(&fastest) = ok.iter().min_by(|&&a, &&b| {
+        results[a]
+            .request_s()
+            .unwrap_or(f64::INFINITY)
+            .total_cmp(&results[b].request_s().unwrap_or(f64::INFINITY))
+    }) else {
+        return Choice {
+            winner: None,
+            reason: "no profile loaded and survived the long prompt".into(),
+            resolve,
+        };
+    };
+    let best = results[fastest].request_s().unwrap_or(f64::INFINITY);
+    let tol = |i: usize| {
+        results[i]
+            .spread()
+            .unwrap_or(0.0)
+            .max(results[fastest].spread().unwrap_or(0.0))
+            .max(MIN_TIE)
+    };
+    let ties: Vec<usize> = ok
+        .iter()
+        .copied()
+        .filter(|&i| results[i].request_s().unwrap_or(f64::INFINITY) <= best * (1.0 + tol(i)))
+        .collect();
+    let winner = ties
+        .iter()
+        .copied()
+        .find(|&i| results[i].kind == Kind::Aggressive)
+        .unwrap_or(fastest);
+    let w = &results[winner];
+    let mut reason = if ties.len() > 1 && winner != fastest {
+        format!(
+            "[{}] ties with the fastest [{}] within the measurement spread ({:.1}%): aggressive wins a tie",
+            w.name,
+            results[fastest].name,
+            100.0 * tol(winner)
+        )
+    } else if ok.len() == 1 {
+        format!(
+            "[{}] is the only profile that loaded and survived the long prompt",
+            w.name
+        )
+    } else {
+        format!(
+            "[{}] is the fastest for the workload ({:.2} s per turn)",
+            w.name,
+            w.request_s().unwrap_or(0.0)
+        )
+    };
+    if let Some(a) = failed_aggr.first() {
+        reason.push_str(&format!(
+            "; aggressive [{}] failed ({}): the margin learned from it is in the calibration, re-solve with `{}`",
+            a.name,
+            a.outcome.label(),
+            resolve.as_deref().unwrap_or("placer solve")
+        ));
+    }
+    Choice {
+        winner: Some(winner),
+        reason,
+        resolve,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{measure::Measurement, measure::Workload, Outcome};
+    use super::*;
+
+    fn r(name: &str, t: &[f64], outcome: Outcome) -> TrialResult {
+        TrialResult {
+            name: name.into(),
+            kind: Kind::of_name(name),
+            outcome,
+            failure_lines: vec![],
+            measurements: t
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Measurement {
+                    what: if i == 0 { "workload" } else { "workload-2" }.into(),
+                    cache_n: 0,
+                    prompt_n: 100,
+                    prompt_ms: s * 500.0,
+                    predicted_n: 10,
+                    predicted_ms: s * 500.0,
+                })
+                .collect(),
+            memory: vec![],
+            load_s: None,
+            port: None,
+            argv: vec![],
+            predicted: None,
+            workload: Workload {
+                prefix: 0,
+                chunk: 100,
+                gen: 10,
+            },
+            long_tokens: 0,
+            run_dir: None,
+            build: None,
+            ports_skipped: vec![],
+        }
+    }
+
+    #[test]
+    fn fastest_wins_tie_goes_to_aggressive() {
+        let a = r("x-aggressive", &[1.00, 1.00], Outcome::Ok);
+        let m = r("x-moderate", &[0.995, 0.995], Outcome::Ok);
+        let c = choose(&[a.clone(), m.clone()], Some("m.conf"));
+        assert_eq!(c.winner, Some(0), "{}", c.reason);
+        assert!(c.reason.contains("tie"));
+        let m = r("x-moderate", &[0.5, 0.5], Outcome::Ok);
+        let c = choose(&[a, m], Some("m.conf"));
+        assert_eq!(c.winner, Some(1));
+        assert!(c.resolve.is_none());
+    }
+
+    #[test]
+    fn aggressive_failure_falls_back_with_a_resolve_command() {
+        let a = r(
+            "x-aggressive",
+            &[],
+            Outcome::LoadFailed {
+                why: "exit".into(),
+                oom: true,
+            },
+        );
+        let m = r("x-moderate", &[1.0, 1.0], Outcome::Ok);
+        let c = choose(&[a, m], Some("models.conf"));
+        assert_eq!(c.winner, Some(1));
+        assert_eq!(
+            c.resolve.as_deref(),
+            Some("placer solve models.conf:x --write")
+        );
+        assert!(c.reason.contains("re-solve"));
+        let none = choose(&[], None);
+        assert!(none.winner.is_none());
+    }
+}

@@ -1,0 +1,384 @@
+//! The requests a trial sends and the speeds read from the server's own answer.
+//!
+//! `POST /completion` (`tools/server/server.cpp: main` routes it to
+//! `server-context.cpp: server_routes::handle_completions_impl`) answers with a `timings` object
+//! (`tools/server/server-common.cpp: server_slot_stats::to_json`): `cache_n` (prompt tokens
+//! reused from the slot's cache), `prompt_n` / `prompt_ms` (tokens processed and their time),
+//! `predicted_n` / `predicted_ms` (tokens generated and their time). Prompts are token arrays
+//! cut from `POST /tokenize` of a deterministic text (`server-context.cpp: post_tokenize`), so
+//! every count is exact; `n_predict` with `ignore_eos` and a fixed seed makes the generated
+//! count exact too. The per-slot context comes from `GET /v1/models` (`meta.n_ctx`,
+//! `server-context.cpp: server_routes` model list).
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The solve's workload as requests: a cached prefix (a long-lived conversation's context,
+/// sent first with `cache_prompt`), then the measured turn that appends `chunk` new tokens and
+/// generates `gen`. `prefix` = 0 is a fresh prompt of `chunk` tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    pub prefix: u32,
+    pub chunk: u32,
+    pub gen: u32,
+}
+
+impl Workload {
+    /// From the solve's request (`solver::SolveRequest::tokens`: the workload preset and its
+    /// overrides): the cached prefix, the turn's new prompt tokens and its generated tokens,
+    /// exactly what the solve priced; a decode depth set beyond them (`--depth`) grows the
+    /// prefix.
+    pub fn from_request(
+        req: &crate::solver::SolveRequest,
+        anatomy: &crate::anatomy::Anatomy,
+    ) -> Workload {
+        let (prefix, chunk, gen) = req.tokens(anatomy);
+        let prefix = match req.decode_depth {
+            Some(d) => prefix.max(d.saturating_sub(chunk).saturating_sub(gen / 2)),
+            None => prefix,
+        };
+        Workload { prefix, chunk, gen }
+    }
+
+    /// Capped so that prefix + chunk + gen fits a slot of `n_ctx` tokens (the prefix gives way
+    /// first).
+    pub fn fit_into(self, n_ctx: u32) -> Workload {
+        let room = n_ctx.saturating_sub(8);
+        let gen = self.gen.min(room / 2);
+        let chunk = self.chunk.min(room - gen);
+        let prefix = self.prefix.min(room - gen - chunk);
+        Workload { prefix, chunk, gen }
+    }
+}
+
+/// One request's measurement, from the response's `timings`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// `short`, `workload`, `workload-2`, `long`, `prefix`.
+    pub what: String,
+    pub cache_n: u32,
+    pub prompt_n: u32,
+    pub prompt_ms: f64,
+    pub predicted_n: u32,
+    pub predicted_ms: f64,
+}
+
+impl Measurement {
+    pub fn prefill_tps(&self) -> Option<f64> {
+        (self.prompt_ms > 0.0 && self.prompt_n > 0)
+            .then(|| self.prompt_n as f64 * 1000.0 / self.prompt_ms)
+    }
+    pub fn decode_tps(&self) -> Option<f64> {
+        (self.predicted_ms > 0.0 && self.predicted_n > 0)
+            .then(|| self.predicted_n as f64 * 1000.0 / self.predicted_ms)
+    }
+    /// Server-side time of the request, seconds.
+    pub fn request_s(&self) -> f64 {
+        (self.prompt_ms + self.predicted_ms) / 1000.0
+    }
+}
+
+/// A llama-server's HTTP API.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+/// Words of the synthetic prompt text: ordinary English and code words, so the tokenizer sees
+/// the kind of text the users send (a deterministic stream, not a real document).
+const WORDS: &[&str] = &[
+    "the",
+    "function",
+    "returns",
+    "a",
+    "value",
+    "when",
+    "called",
+    "with",
+    "arguments",
+    "let",
+    "mut",
+    "buffer",
+    "size",
+    "model",
+    "layer",
+    "device",
+    "memory",
+    "fn",
+    "struct",
+    "impl",
+    "for",
+    "in",
+    "if",
+    "else",
+    "match",
+    "Some",
+    "None",
+    "error",
+    "result",
+    "vector",
+    "index",
+    "cache",
+    "token",
+    "prompt",
+    "context",
+    "expert",
+    "tensor",
+    "weights",
+    "split",
+    "offload",
+    "kernel",
+    "thread",
+    "batch",
+    "queue",
+    "server",
+    "request",
+    "response",
+    "parse",
+    "write",
+    "read",
+    "file",
+    "path",
+    "config",
+    "test",
+    "assert",
+    "equal",
+    "length",
+    "count",
+    "sum",
+];
+
+/// `n_words` words from a linear congruential stream seeded by `seed`, with punctuation and
+/// line breaks.
+pub fn synthetic_text(seed: u64, n_words: usize) -> String {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut s = String::with_capacity(n_words * 7);
+    for i in 0..n_words {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let w = WORDS[((x >> 33) as usize) % WORDS.len()];
+        s.push_str(w);
+        s.push(match (x >> 20) % 23 {
+            0 => '\n',
+            1 | 2 => '.',
+            3 => ',',
+            _ => ' ',
+        });
+        if i % 97 == 96 {
+            s.push('\n');
+        }
+    }
+    s
+}
+
+impl Client {
+    pub fn new(base: String, request_timeout: Duration) -> Client {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(request_timeout)
+            .build();
+        Client { base, agent }
+    }
+
+    fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let resp = match self
+            .agent
+            .post(&url)
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string())
+        {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                anyhow::bail!(
+                    "POST {path}: HTTP {code}: {}",
+                    text.chars().take(300).collect::<String>()
+                )
+            }
+            Err(e) => anyhow::bail!("POST {path}: {e}"),
+        };
+        let text = resp.into_string()?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// Tokens of `text` as this server's model tokenizes it (no special tokens added).
+    pub fn tokenize(&self, text: &str) -> anyhow::Result<Vec<i64>> {
+        let v = self.post("/tokenize", &serde_json::json!({ "content": text }))?;
+        let toks = v
+            .get("tokens")
+            .and_then(|t| t.as_array())
+            .ok_or_else(|| anyhow::anyhow!("/tokenize answered without `tokens`"))?;
+        Ok(toks.iter().filter_map(|t| t.as_i64()).collect())
+    }
+
+    /// Exactly `n` tokens of synthetic text for stream `seed`.
+    pub fn tokens(&self, seed: u64, n: u32) -> anyhow::Result<Vec<i64>> {
+        let mut words = (n as usize).max(16);
+        loop {
+            let t = self.tokenize(&synthetic_text(seed, words))?;
+            if t.len() >= n as usize {
+                return Ok(t[..n as usize].to_vec());
+            }
+            anyhow::ensure!(words < 1 << 24, "/tokenize returns too few tokens");
+            words *= 2;
+        }
+    }
+
+    /// Context of one slot (`GET /v1/models` → `data[0].meta.n_ctx`), when the server says.
+    pub fn slot_ctx(&self) -> Option<u32> {
+        let r = self
+            .agent
+            .get(&format!("{}/v1/models", self.base))
+            .call()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&r.into_string().ok()?).ok()?;
+        v.pointer("/data/0/meta/n_ctx")?.as_u64().map(|n| n as u32)
+    }
+
+    /// One completion of `prompt` generating exactly `n_predict` tokens.
+    pub fn complete(
+        &self,
+        what: &str,
+        prompt: &[i64],
+        n_predict: u32,
+        cache_prompt: bool,
+    ) -> anyhow::Result<Measurement> {
+        let body = serde_json::json!({
+            "prompt": prompt,
+            "n_predict": n_predict,
+            "ignore_eos": true,
+            "cache_prompt": cache_prompt,
+            "seed": 1,
+            "temperature": 0.0,
+            "id_slot": 0,
+            "stream": false,
+        });
+        let v = self.post("/completion", &body)?;
+        let t = v
+            .get("timings")
+            .ok_or_else(|| anyhow::anyhow!("/completion answered without `timings`"))?;
+        let u = |k: &str| t.get(k).and_then(|x| x.as_u64()).unwrap_or(0) as u32;
+        let f = |k: &str| t.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+        Ok(Measurement {
+            what: what.to_string(),
+            cache_n: u("cache_n"),
+            prompt_n: u("prompt_n"),
+            prompt_ms: f("prompt_ms"),
+            predicted_n: u("predicted_n"),
+            predicted_ms: f("predicted_ms"),
+        })
+    }
+}
+
+/// What to send, in order.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub workload: Workload,
+    /// The long prompt (fresh, not cached), tokens.
+    pub long: u32,
+    /// Generated tokens after the short and the long prompt.
+    pub gen_short: u32,
+}
+
+/// The users' short prompt: a question of a few dozen tokens.
+pub const SHORT_PROMPT: u32 = 32;
+
+/// The phases of [`run_plan`], for progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Short,
+    Prefix,
+    Workload,
+    Long,
+}
+
+/// Send the short prompt, the workload twice (prefix cached once, then two turns with
+/// different new chunks: their difference is the measurement spread), and the long prompt last
+/// (fresh, so the server log's last timing lines are a plain prompt + generation, what
+/// `placer calibrate` reads). Stops at the first failure, returning what was measured so far.
+pub fn run_plan(
+    c: &Client,
+    plan: &Plan,
+    mut phase: impl FnMut(Phase),
+) -> (Vec<Measurement>, Option<(Phase, String)>) {
+    let mut out = Vec::new();
+    let w = plan.workload;
+    let mut step = |p: Phase, out: &mut Vec<Measurement>| -> anyhow::Result<()> {
+        phase(p);
+        match p {
+            Phase::Short => {
+                let t = c.tokens(11, SHORT_PROMPT)?;
+                out.push(c.complete("short", &t, plan.gen_short, false)?);
+            }
+            Phase::Prefix => {
+                if w.prefix > 0 {
+                    let t = c.tokens(21, w.prefix)?;
+                    out.push(c.complete("prefix", &t, 1, true)?);
+                }
+            }
+            Phase::Workload => {
+                let prefix = if w.prefix > 0 {
+                    c.tokens(21, w.prefix)?
+                } else {
+                    Vec::new()
+                };
+                for (i, seed) in [31u64, 41].iter().enumerate() {
+                    let mut t = prefix.clone();
+                    t.extend(c.tokens(*seed, w.chunk)?);
+                    let name = if i == 0 { "workload" } else { "workload-2" };
+                    out.push(c.complete(name, &t, w.gen, w.prefix > 0)?);
+                }
+            }
+            Phase::Long => {
+                let t = c.tokens(51, plan.long)?;
+                out.push(c.complete("long", &t, plan.gen_short, false)?);
+            }
+        }
+        Ok(())
+    };
+    for p in [Phase::Short, Phase::Prefix, Phase::Workload, Phase::Long] {
+        if let Err(e) = step(p, &mut out) {
+            return (out, Some((p, format!("{e:#}"))));
+        }
+    }
+    (out, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_text_is_deterministic_and_seeded() {
+        assert_eq!(synthetic_text(1, 50), synthetic_text(1, 50));
+        assert_ne!(synthetic_text(1, 50), synthetic_text(2, 50));
+        assert!(synthetic_text(3, 200).split_whitespace().count() >= 150);
+    }
+
+    #[test]
+    fn workload_fits_a_slot() {
+        let w = Workload {
+            prefix: 60000,
+            chunk: 4000,
+            gen: 300,
+        }
+        .fit_into(4096);
+        assert!(w.prefix + w.chunk + w.gen <= 4096);
+        assert_eq!(w.gen, 300);
+        let m = Measurement {
+            what: "x".into(),
+            cache_n: 0,
+            prompt_n: 100,
+            prompt_ms: 50.0,
+            predicted_n: 10,
+            predicted_ms: 100.0,
+        };
+        assert_eq!(m.prefill_tps(), Some(2000.0));
+        assert_eq!(m.decode_tps(), Some(100.0));
+        assert!((m.request_s() - 0.15).abs() < 1e-9);
+    }
+}

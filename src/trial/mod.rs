@@ -1,0 +1,662 @@
+//! `placer trial`: start each profile in the user's own llama-server, measure it with the
+//! solve's workload, store the run where `placer calibrate` reads it, learn from it, and choose
+//! by the users' rules (docs/trial.md, docs/users.md "The loop placer automates").
+//!
+//! * [`server`]: one llama-server on a free loopback port; never left running.
+//! * [`measure`]: the requests (short prompt, the workload, a long prompt) and their timings.
+//! * [`store`]: the run folder (manifest.json + log.txt.gz) under the user's data folder.
+//! * [`choose`]: the users' decision rules.
+//! * [`conf`]: the measured numbers into the section comments of models.conf.
+
+pub mod choose;
+pub mod conf;
+pub mod measure;
+pub mod server;
+pub mod store;
+
+use crate::logs::LogRun;
+use measure::{Measurement, Phase, Plan};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Whether a profile is the aggressive or the moderate one (from its section name), which the
+/// decision rules use for ties and fallbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    Aggressive,
+    Moderate,
+    Other,
+}
+
+impl Kind {
+    /// `…-aggressive` / `…-moderate` (as `placer solve --write` names them), else a word of the
+    /// name.
+    pub fn of_name(name: &str) -> Kind {
+        let n = name.to_ascii_lowercase();
+        if n.contains("aggressive") {
+            Kind::Aggressive
+        } else if n.contains("moderate") {
+            Kind::Moderate
+        } else {
+            Kind::Other
+        }
+    }
+}
+
+/// One profile to try.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The models.conf section name.
+    pub name: String,
+    pub kind: Kind,
+    /// llama-server's argv (no program name), `-m` resolved to the model file.
+    pub argv: Vec<String>,
+    /// The model file.
+    pub model: PathBuf,
+    /// `-c`.
+    pub ctx: u32,
+    /// placer's prediction for the same argv, when it could make one.
+    pub predicted: Option<Predicted>,
+}
+
+/// What `check` predicts for a profile, next to what was measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Predicted {
+    /// Per GPU (CUDA0…) then `Host`: total MiB.
+    pub devices: Vec<(String, f64)>,
+    pub fits: bool,
+    pub verdict: String,
+    pub decode_tps: Option<f64>,
+    pub prefill_tps: Option<f64>,
+}
+
+/// Memory a loaded server used, per device (MiB).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceUse {
+    /// `CUDA0`, …, or `Host`.
+    pub name: String,
+    /// llama.cpp's own buffers: the exit breakdown's `self` when printed, else the sum of the
+    /// log's buffer lines for the device.
+    pub mib: f64,
+    /// The device's total memory (breakdown, else the host file), for a percentage.
+    pub total_mib: Option<f64>,
+    /// NVML: memory used on the GPU while the server was loaded (None without NVML).
+    pub nvml_used_mib: Option<f64>,
+}
+
+impl DeviceUse {
+    pub fn percent(&self) -> Option<f64> {
+        let used = self.nvml_used_mib.unwrap_or(self.mib);
+        self.total_mib
+            .filter(|t| *t > 0.0)
+            .map(|t| 100.0 * used / t)
+    }
+}
+
+/// How a trial ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Loaded and answered every request.
+    Ok,
+    /// Did not become ready.
+    LoadFailed { why: String, oom: bool },
+    /// Loaded, then failed a request (crashed, or answered with an error).
+    RequestFailed {
+        phase: String,
+        why: String,
+        oom: bool,
+    },
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        matches!(self, Outcome::Ok)
+    }
+    pub fn oom(&self) -> bool {
+        matches!(
+            self,
+            Outcome::LoadFailed { oom: true, .. } | Outcome::RequestFailed { oom: true, .. }
+        )
+    }
+    /// One short word for tables.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::LoadFailed { oom: true, .. } => "OOM at load",
+            Outcome::LoadFailed { .. } => "failed to load",
+            Outcome::RequestFailed { oom: true, .. } => "OOM under load",
+            Outcome::RequestFailed { .. } => "crashed",
+        }
+    }
+}
+
+/// The result of trying one profile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrialResult {
+    pub name: String,
+    pub kind: Kind,
+    pub outcome: Outcome,
+    /// The log lines that say why it failed (a short excerpt); empty when it did not fail.
+    pub failure_lines: Vec<String>,
+    pub measurements: Vec<Measurement>,
+    pub memory: Vec<DeviceUse>,
+    pub load_s: Option<f64>,
+    pub port: Option<u16>,
+    /// Full argv (program first), as started.
+    pub argv: Vec<String>,
+    pub predicted: Option<Predicted>,
+    /// The workload as measured (after fitting it into the slot).
+    pub workload: measure::Workload,
+    pub long_tokens: u32,
+    /// The run folder (manifest.json + log.txt.gz).
+    pub run_dir: Option<PathBuf>,
+    /// The server's build (`build: N (commit)` of its log).
+    pub build: Option<String>,
+    /// Ports that were taken and skipped.
+    pub ports_skipped: Vec<u16>,
+}
+
+impl TrialResult {
+    fn by(&self, what: &str) -> Option<&Measurement> {
+        self.measurements.iter().find(|m| m.what == what)
+    }
+    /// The workload's turns (one or two).
+    pub fn workload_turns(&self) -> Vec<&Measurement> {
+        self.measurements
+            .iter()
+            .filter(|m| m.what.starts_with("workload"))
+            .collect()
+    }
+    /// Mean server time of the workload's turn, seconds.
+    pub fn request_s(&self) -> Option<f64> {
+        let t = self.workload_turns();
+        (!t.is_empty()).then(|| t.iter().map(|m| m.request_s()).sum::<f64>() / t.len() as f64)
+    }
+    /// Relative difference of the two workload turns (the measurement spread).
+    pub fn spread(&self) -> Option<f64> {
+        let t = self.workload_turns();
+        if t.len() < 2 {
+            return None;
+        }
+        let (a, b) = (t[0].request_s(), t[1].request_s());
+        ((a + b) > 0.0).then(|| 2.0 * (a - b).abs() / (a + b))
+    }
+    /// Decode t/s of the workload's turn (mean over its turns).
+    pub fn decode_tps(&self) -> Option<f64> {
+        mean(self.workload_turns().iter().filter_map(|m| m.decode_tps()))
+    }
+    /// Prefill t/s of the workload's new chunk (mean over its turns).
+    pub fn prefill_tps(&self) -> Option<f64> {
+        mean(self.workload_turns().iter().filter_map(|m| m.prefill_tps()))
+    }
+    /// Prefill t/s of the long prompt.
+    pub fn long_prefill_tps(&self) -> Option<f64> {
+        self.by("long").and_then(|m| m.prefill_tps())
+    }
+}
+
+fn mean(it: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = it.collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// How to run the trials.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The llama-server binary.
+    pub server: PathBuf,
+    /// `llama-server --version`'s build, for the records.
+    pub version: String,
+    pub load_timeout: Duration,
+    /// Limit for one request.
+    pub request_timeout: Duration,
+    pub port_base: u16,
+    /// The solve's workload.
+    pub workload: measure::Workload,
+    /// The long prompt as a share of the context.
+    pub long_share: f64,
+    /// Where runs are stored (`store::data_dir`).
+    pub data_dir: PathBuf,
+    /// Scenario folder name under `data_dir` (`<date>-trial-<conf>`).
+    pub scenario: String,
+    pub host: crate::host::Host,
+}
+
+/// The users' long prompt is 2K+ tokens (docs/users.md, step 4).
+pub const LONG_MIN_TOKENS: u32 = 2048;
+
+/// Generated tokens after the short and the long prompt.
+pub const GEN_SHORT: u32 = 32;
+
+/// Try one profile: start, measure, stop, store. Never returns with a server running.
+/// `progress` gets a line per phase.
+pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> TrialResult {
+    let run_dir = store::new_run_dir(&o.data_dir, &o.scenario, &p.name);
+    let log_path = run_dir
+        .as_ref()
+        .map(|d| d.join("log.txt"))
+        .unwrap_or_else(|_| std::env::temp_dir().join(format!("placer-trial-{}.log", p.name)));
+    let launch = server::Launch {
+        binary: o.server.clone(),
+        argv: p.argv.clone(),
+        log_path: log_path.clone(),
+        port_base: o.port_base,
+        load_timeout: o.load_timeout,
+    };
+    let mut res = TrialResult {
+        name: p.name.clone(),
+        kind: p.kind,
+        outcome: Outcome::Ok,
+        failure_lines: Vec::new(),
+        measurements: Vec::new(),
+        memory: Vec::new(),
+        load_s: None,
+        port: None,
+        argv: Vec::new(),
+        predicted: p.predicted.clone(),
+        workload: o.workload,
+        long_tokens: 0,
+        run_dir: run_dir.as_ref().ok().cloned(),
+        build: None,
+        ports_skipped: Vec::new(),
+    };
+    progress("loading");
+    let t0 = Instant::now();
+    let started = server::start(&launch, || {});
+    let wall0 = t0;
+    let mut nvml_used = None;
+    let exit;
+    match started {
+        Err(f) => {
+            res.argv = f.argv.clone();
+            if let server::LoadFailure::PortTaken(p) = &f.why {
+                res.ports_skipped = p.clone();
+            }
+            exit = f.exit.clone();
+            let text = read_text(&log_path);
+            let log = parse_log(&text);
+            let oom = log.as_ref().is_some_and(|l| !l.oom.is_empty()) || text_says_oom(&text);
+            res.failure_lines = failure_excerpt(&text);
+            res.outcome = Outcome::LoadFailed {
+                why: f.why.to_string(),
+                oom,
+            };
+        }
+        Ok(mut s) => {
+            res.argv = s.argv.clone();
+            res.port = Some(s.port);
+            res.ports_skipped = (o.port_base..s.port).collect();
+            res.load_s = Some(s.load_s);
+            nvml_used = nvml_used_mib();
+            let client = measure::Client::new(s.url(), o.request_timeout);
+            let slot = client.slot_ctx().unwrap_or(p.ctx).max(1);
+            let workload = o.workload.fit_into(slot);
+            let long = ((o.long_share * p.ctx as f64) as u32)
+                .max(LONG_MIN_TOKENS)
+                .min(slot.saturating_sub(GEN_SHORT + 8));
+            res.workload = workload;
+            res.long_tokens = long;
+            let plan = Plan {
+                workload,
+                long,
+                gen_short: GEN_SHORT,
+            };
+            let (ms, err) = measure::run_plan(&client, &plan, |ph| {
+                progress(match ph {
+                    Phase::Short => "short prompt",
+                    Phase::Prefix => "cached prefix",
+                    Phase::Workload => "workload (prompt + generation)",
+                    Phase::Long => "long prompt",
+                })
+            });
+            res.measurements = ms;
+            let alive = s.alive();
+            progress("stopping");
+            exit = s.stop().map(|st| format!("{st}"));
+            if let Some((phase, why)) = err {
+                let text = read_text(&log_path);
+                let oom =
+                    text_says_oom(&text) || parse_log(&text).is_some_and(|l| !l.oom.is_empty());
+                res.failure_lines = failure_excerpt(&text);
+                let why = if alive {
+                    why
+                } else {
+                    format!("llama-server died ({why})")
+                };
+                res.outcome = Outcome::RequestFailed {
+                    phase: format!("{phase:?}").to_lowercase(),
+                    why,
+                    oom,
+                };
+            }
+        }
+    }
+    let text = read_text(&log_path);
+    let log = parse_log(&text);
+    if let Some(l) = &log {
+        res.build = l.build.clone();
+        res.memory = memory_of(l, &o.host, nvml_used.as_deref());
+    }
+    if let Ok(dir) = &run_dir {
+        if let Err(e) = store::finish(dir, &log_path, p, o, &res, exit, wall0.elapsed()) {
+            progress(&format!("warning: run not stored: {e:#}"));
+            res.run_dir = None;
+        }
+    }
+    res
+}
+
+fn read_text(log: &Path) -> String {
+    let mut s = std::fs::read(log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    // The console holds what was printed before the log file opened (option errors).
+    if let Ok(b) = std::fs::read(server::console_path(log)) {
+        if s.trim().is_empty() {
+            s = String::from_utf8_lossy(&b).into_owned();
+        } else {
+            let c = String::from_utf8_lossy(&b);
+            for l in c.lines().filter(|l| is_failure_line(l)) {
+                if !s.contains(l) {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+            }
+        }
+    }
+    s
+}
+
+fn parse_log(text: &str) -> Option<LogRun> {
+    crate::logs::parse_bytes("llama-server log", text.as_bytes()).ok()
+}
+
+fn text_says_oom(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("out of memory")
+        || t.contains("failed to allocate")
+        || t.contains("unable to allocate")
+        || t.contains("bad_alloc")
+}
+
+fn is_failure_line(l: &str) -> bool {
+    let t = l.to_ascii_lowercase();
+    [
+        "error",
+        "failed",
+        "out of memory",
+        "unable to",
+        "exception",
+        "abort",
+        "ggml_assert",
+        "couldn't",
+        "invalid",
+        "terminate",
+        "segmentation",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
+}
+
+/// The lines of a log that say why a server failed: up to 8 lines with an error word, else its
+/// last 5 lines.
+pub fn failure_excerpt(text: &str) -> Vec<String> {
+    let hits: Vec<String> = text
+        .lines()
+        .filter(|l| is_failure_line(l))
+        .map(|l| l.trim_end().chars().take(240).collect())
+        .collect();
+    let mut v: Vec<String> = if hits.is_empty() {
+        let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        all[all.len().saturating_sub(5)..]
+            .iter()
+            .map(|l| l.chars().take(240).collect())
+            .collect()
+    } else {
+        hits
+    };
+    v.dedup();
+    if v.len() > 8 {
+        v.drain(8..);
+    }
+    v
+}
+
+/// Device of a buffer name: `CUDA0` → `CUDA0`; `CUDA_Host`, `CPU`, `CPU_Mapped`, `CPU_REPACK` → `Host`.
+fn device_of_buffer(name: &str) -> String {
+    let gpu = |p: &str| {
+        name.strip_prefix(p)
+            .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))
+    };
+    if ["CUDA", "ROCm", "Vulkan", "Metal", "SYCL"]
+        .iter()
+        .any(|p| gpu(p))
+    {
+        name.to_string()
+    } else {
+        "Host".to_string()
+    }
+}
+
+/// Memory per device from the log: the exit breakdown's `self` where printed
+/// (`common/log` breakdown at exit, `src/llama-context.cpp: llama_memory_breakdown_print`), else
+/// the buffer lines summed per device.
+pub fn memory_of(
+    log: &LogRun,
+    host: &crate::host::Host,
+    nvml_used: Option<&[f64]>,
+) -> Vec<DeviceUse> {
+    let mut by: std::collections::BTreeMap<String, f64> = Default::default();
+    let b = &log.buffers;
+    for m in [&b.model, &b.kv, &b.rs, &b.compute] {
+        for (k, v) in m {
+            *by.entry(device_of_buffer(k)).or_insert(0.0) += v;
+        }
+    }
+    let mut out: Vec<DeviceUse> = Vec::new();
+    let mut names: Vec<String> = by.keys().filter(|k| *k != "Host").cloned().collect();
+    for r in &log.breakdown {
+        let n = device_of_buffer(r.name.split_whitespace().next().unwrap_or(""));
+        if n != "Host" && !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names.sort();
+    names.push("Host".into());
+    for (i, n) in names.iter().enumerate() {
+        let row = log.breakdown.iter().find(|r| {
+            let first = r.name.split_whitespace().next().unwrap_or("");
+            if n == "Host" {
+                first.eq_ignore_ascii_case("host")
+            } else {
+                first == n
+            }
+        });
+        let mib = row
+            .map(|r| r.self_)
+            .or_else(|| by.get(n).copied())
+            .unwrap_or(0.0);
+        let gpu_total = if n == "Host" {
+            None
+        } else {
+            row.and_then(|r| r.total)
+                .or_else(|| host.gpus.get(i).map(|g| g.total_mib as f64))
+        };
+        let total_mib = if n == "Host" {
+            (host.ram.total_mib > 0).then_some(host.ram.total_mib as f64)
+        } else {
+            gpu_total
+        };
+        out.push(DeviceUse {
+            name: n.clone(),
+            mib,
+            total_mib,
+            nvml_used_mib: if n == "Host" {
+                None
+            } else {
+                nvml_used.and_then(|u| u.get(i).copied())
+            },
+        });
+    }
+    out
+}
+
+/// Memory used per GPU now, by NVML (None where NVML is absent: a CPU-only machine).
+pub fn nvml_used_mib() -> Option<Vec<f64>> {
+    let nvml = nvml_wrapper::Nvml::init().ok()?;
+    let n = nvml.device_count().ok()?;
+    let mut v = Vec::new();
+    for i in 0..n {
+        let d = nvml.device_by_index(i).ok()?;
+        let m = d.memory_info().ok()?;
+        v.push(m.used as f64 / (1u64 << 20) as f64);
+    }
+    Some(v)
+}
+
+/// The date as `YYYY-MM-DD` (UTC) and seconds since the epoch.
+pub fn today() -> (String, u64) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    (civil_date(secs / 86400), secs)
+}
+
+/// Days since 1970-01-01 → `YYYY-MM-DD` (H. Hinnant's civil_from_days).
+pub fn civil_date(days: u64) -> String {
+    let z = days as i64 + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!("{:04}-{:02}-{:02}", if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// placer's prediction for a profile (`check::check_with` on the same argv and workload).
+pub fn predict(
+    anatomy: &crate::anatomy::Anatomy,
+    cfg: &crate::launch::LaunchConfig,
+    host: &crate::host::Host,
+    cal: &crate::calibration::Calibration,
+    workload: &measure::Workload,
+) -> Option<Predicted> {
+    let w = crate::check::Workload {
+        preset: crate::solver::WorkloadPreset::Agent,
+        prompt: Some(workload.chunk),
+        gen: Some(workload.gen),
+        prefix: Some(workload.prefix),
+    };
+    let r = crate::check::check_with(anatomy, cfg, host, cal, Vec::new(), w).ok()?;
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let mut devices: Vec<(String, f64)> = r
+        .prediction
+        .gpus
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("CUDA{i}"), mib(d.total())))
+        .collect();
+    let h = &r.prediction.host;
+    devices.push((
+        "Host".into(),
+        mib(h.cpu_mapped + h.cpu_model + h.kv + h.rs + h.compute),
+    ));
+    Some(Predicted {
+        devices,
+        fits: r.fits(),
+        verdict: r.verdict_text.clone(),
+        decode_tps: r.speed.as_ref().map(|s| s.decode_tps),
+        prefill_tps: r.speed.as_ref().and_then(|s| s.prefill_tps),
+    })
+}
+
+/// What learning from the runs produced.
+pub struct Learned {
+    pub path: PathBuf,
+    pub calibration: crate::calibration::Calibration,
+    pub lines: Vec<String>,
+    pub n_records: usize,
+}
+
+/// `placer calibrate` on every run in the data folder (this trial's and earlier ones), starting
+/// from `base`, written to the user's calibration (`Calibration::user_path`), which the next
+/// `solve` / `check` read. An OOM raises that device's margin; speeds fit this host's constants
+/// where there are enough runs (src/calibrate/fit.rs).
+pub fn learn(
+    data_dir: &Path,
+    base: &crate::calibration::Calibration,
+    host: &crate::host::Host,
+    models_dir: Option<&Path>,
+) -> anyhow::Result<Learned> {
+    let opts = crate::calibrate::run::Options {
+        host: Some(host.clone()),
+        models_dir: models_dir.map(Path::to_path_buf),
+        ..crate::calibrate::run::Options::default()
+    };
+    let out = crate::calibrate::run::calibrate(&[data_dir.to_path_buf()], base, &opts, |_| {});
+    let path = crate::calibration::Calibration::user_path().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no home folder for ~/.config/placer/calibration.toml: set PLACER_CALIBRATION"
+        )
+    })?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    let header = format!(
+        "# Written by `placer trial` (calibrate on {}) from {} runs (llama.cpp {}, host {}). Provenance of each value below.\n",
+        data_dir.display(),
+        out.calibration.n_runs,
+        out.calibration.llama_build,
+        out.calibration.host
+    );
+    write_calibration(&path, &(header + &out.calibration.to_toml()))?;
+    Ok(Learned {
+        path,
+        n_records: out.records.len(),
+        calibration: out.calibration,
+        lines: out.fit.lines,
+    })
+}
+
+// fsio: switch to crate::fsio's locked atomic writer when it lands.
+fn write_calibration(path: &Path, text: &str) -> anyhow::Result<()> {
+    crate::modelsconf::write::write_atomic(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(20819), "2027-01-01");
+        assert_eq!(civil_date(19782), "2024-02-29");
+    }
+
+    #[test]
+    fn kinds_and_buffers() {
+        assert_eq!(Kind::of_name("glm-q8-aggressive"), Kind::Aggressive);
+        assert_eq!(Kind::of_name("tiny-moderate"), Kind::Moderate);
+        assert_eq!(Kind::of_name("mine"), Kind::Other);
+        assert_eq!(device_of_buffer("CUDA1"), "CUDA1");
+        assert_eq!(device_of_buffer("CUDA_Host"), "Host");
+        assert_eq!(device_of_buffer("CPU_Mapped"), "Host");
+    }
+
+    #[test]
+    fn excerpt_prefers_error_lines() {
+        let t = "a\nb\nllama_model_load: error loading model: boom\nc\n";
+        assert_eq!(
+            failure_excerpt(t),
+            vec!["llama_model_load: error loading model: boom"]
+        );
+        assert_eq!(failure_excerpt("x\ny\n"), vec!["x", "y"]);
+    }
+}
