@@ -63,8 +63,7 @@ pub struct Host {
 
 impl Host {
     pub fn load(path: &Path) -> anyhow::Result<Host> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read host file {}: {e}", path.display()))?;
+        let text = crate::fsio::read_text(path, crate::fsio::HOST)?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad host file {}: {e}", path.display()))
     }
     pub fn to_toml(&self) -> String {
@@ -127,8 +126,7 @@ impl Host {
         }
         let path = Path::new(spec);
         if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read host file {}: {e}", path.display()))?;
+            let text = crate::fsio::read_text(path, crate::fsio::HOST)?;
             return Host::from_toml(&text, &path.display().to_string());
         }
         let names: Vec<&str> = BUILTIN_HOSTS.iter().map(|(n, _)| *n).collect();

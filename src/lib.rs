@@ -49,6 +49,7 @@ pub mod cli;
 pub mod emit;
 pub mod env;
 pub mod fitsim;
+pub mod fsio;
 pub mod gguf;
 pub mod host;
 pub mod launch;
