@@ -154,7 +154,12 @@ fn too_big(path: &Path, len: u64, limit: Limit) -> anyhow::Result<()> {
 }
 
 /// Read at most `limit.max_bytes` from `r`; an error when there is more.
-fn read_capped(mut r: impl Read, path: &Path, limit: Limit, hint: usize) -> anyhow::Result<Vec<u8>> {
+fn read_capped(
+    mut r: impl Read,
+    path: &Path,
+    limit: Limit,
+    hint: usize,
+) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(hint.min(limit.max_bytes as usize) + 1);
     (&mut r)
         .take(limit.max_bytes + 1)
@@ -181,8 +186,13 @@ pub fn read_bytes(path: &Path, limit: Limit) -> anyhow::Result<Vec<u8>> {
 /// The UTF-8 text of a regular file of at most `limit.max_bytes`.
 pub fn read_text(path: &Path, limit: Limit) -> anyhow::Result<String> {
     let bytes = read_bytes(path, limit)?;
-    String::from_utf8(bytes)
-        .map_err(|e| anyhow!("{} is not UTF-8 text ({e}); give the path of {}", path.display(), limit.what))
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "{} is not UTF-8 text ({e}); give the path of {}",
+            path.display(),
+            limit.what
+        )
+    })
 }
 
 /// [`read_text`], `None` when the file does not exist.
@@ -512,8 +522,10 @@ fn commit(
         fill(&mut f).map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
         f.flush()?;
         if let Some(m) = &p.old {
-            f.set_permissions(std::fs::Permissions::from_mode(m.permissions().mode() & 0o7777))
-                .with_context(|| format!("setting the mode of {}", tmp.display()))?;
+            f.set_permissions(std::fs::Permissions::from_mode(
+                m.permissions().mode() & 0o7777,
+            ))
+            .with_context(|| format!("setting the mode of {}", tmp.display()))?;
             let (uid, gid) = (m.uid(), m.gid());
             let fm = f.metadata()?;
             if fm.uid() != uid || fm.gid() != gid {
@@ -619,7 +631,8 @@ mod cleanup {
     use std::sync::Once;
 
     const SLOTS: usize = 64;
-    static TEMPS: [AtomicPtr<libc::c_char>; SLOTS] = [const { AtomicPtr::new(std::ptr::null_mut()) }; SLOTS];
+    static TEMPS: [AtomicPtr<libc::c_char>; SLOTS] =
+        [const { AtomicPtr::new(std::ptr::null_mut()) }; SLOTS];
     static INSTALL: Once = Once::new();
 
     pub struct Guard(Option<usize>);
@@ -684,7 +697,12 @@ mod cleanup {
         let raw = c.into_raw();
         for (i, slot) in TEMPS.iter().enumerate() {
             if slot
-                .compare_exchange(std::ptr::null_mut(), raw, Ordering::SeqCst, Ordering::SeqCst)
+                .compare_exchange(
+                    std::ptr::null_mut(),
+                    raw,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
                 .is_ok()
             {
                 return Guard(Some(i));
@@ -744,7 +762,9 @@ mod tests {
         std::fs::write(&p, vec![b'x'; 2 * MIB as usize]).unwrap();
         let e = read_text(&p, HOST).unwrap_err().to_string();
         assert!(e.contains("a host file is at most 1 MiB"), "{e}");
-        let e = read_text(Path::new("/dev/zero"), HOST).unwrap_err().to_string();
+        let e = read_text(Path::new("/dev/zero"), HOST)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("character device"), "{e}");
         let e = read_text(d.path(), HOST).unwrap_err().to_string();
         assert!(e.contains("a directory"), "{e}");

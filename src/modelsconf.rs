@@ -157,12 +157,13 @@ pub mod write {
         };
         let eol = line_ending(body);
         let mut notes = Vec::new();
-        let mut out = body.to_string();
+        // Borrowed until the first change: a large file is not copied more than needed.
+        let mut out = std::borrow::Cow::Borrowed(body);
         for s in new {
-            out = upsert_one(&out, s, eol, &mut notes);
+            out = std::borrow::Cow::Owned(upsert_one(&out, s, eol, &mut notes));
         }
         if bom.is_empty() {
-            (out, notes)
+            (out.into_owned(), notes)
         } else {
             (format!("{bom}{out}"), notes)
         }
@@ -303,8 +304,7 @@ pub mod write {
             if !out.is_empty() && !out.ends_with('\n') {
                 out.push_str(eol);
             }
-            if !out.is_empty() && !out.ends_with(&format!("{eol}{eol}")) && !out.ends_with("\n\n")
-            {
+            if !out.is_empty() && !out.ends_with(&format!("{eol}{eol}")) && !out.ends_with("\n\n") {
                 out.push_str(eol);
             }
             out.push_str(&new_text);
@@ -328,6 +328,15 @@ pub mod write {
             }
             if n == 0 {
                 let (mut hist, own) = split_history(&lines[b.start..b.header], &new.name);
+                let current: String = own
+                    .iter()
+                    .chain(&lines[b.header..b.end])
+                    .map(|l| format!("{}{eol}", body(l)))
+                    .collect();
+                if same.len() == 1 && current == new_text {
+                    // The same section again: no history entry for an unchanged section.
+                    return text.to_string();
+                }
                 let mut entry: Vec<String> = own.iter().map(|l| commented(l)).collect();
                 entry.extend(lines[b.header..b.end].iter().map(|l| commented(l)));
                 let mut owned: Vec<Vec<String>> = hist
@@ -439,7 +448,9 @@ pub mod write {
                 text: "[other]\nNAME=y\n".into(),
             };
             upsert_file(&p, &[new]).unwrap();
-            assert!(std::fs::read_to_string(&p).unwrap().contains("[other]\nNAME=y\n"));
+            assert!(std::fs::read_to_string(&p)
+                .unwrap()
+                .contains("[other]\nNAME=y\n"));
             let tmp = std::fs::read_dir(dir.path())
                 .unwrap()
                 .flatten()
