@@ -195,8 +195,7 @@ impl Calibration {
     }
 
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<Calibration> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read calibration {}: {e}", path.display()))?;
+        let text = crate::fsio::read_text(path, crate::fsio::CALIBRATION)?;
         toml::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
                 "calibration {} does not parse ({e}); rerun `placer calibrate LOGS --out {}`",

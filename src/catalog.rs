@@ -133,8 +133,7 @@ pub fn entry(id: &str, models_dir: &Path) -> Result<Entry> {
 
 /// Parse a catalog file at any path.
 pub fn entry_from_file(path: &Path) -> Result<Entry> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = crate::fsio::read_text(path, crate::fsio::SMALL_TOML)?;
     let e: Entry = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     if e.published_size.bytes.is_none() && e.published_size.missing.is_none() {
         bail!(

@@ -69,16 +69,14 @@ pub struct Host {
 impl Host {
     /// A host file a user gave (`--host`): parsed and validated ([`Host::validate`]).
     pub fn load(path: &Path) -> anyhow::Result<Host> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read host file {}: {e}", path.display()))?;
+        let text = crate::fsio::read_text(path, crate::fsio::HOST)?;
         Host::from_toml(&text, &path.display().to_string())
     }
 
     /// A host file kept with run records (data/runs/…): parsed only. There 0 GB/s means "not
     /// measured" and the readers check `> 0` before using a bandwidth.
     pub fn load_record(path: &Path) -> anyhow::Result<Host> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read host file {}: {e}", path.display()))?;
+        let text = crate::fsio::read_text(path, crate::fsio::HOST)?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad host file {}: {e}", path.display()))
     }
     pub fn to_toml(&self) -> String {
@@ -209,8 +207,7 @@ impl Host {
         }
         let path = Path::new(spec);
         if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read host file {}: {e}", path.display()))?;
+            let text = crate::fsio::read_text(path, crate::fsio::HOST)?;
             return Host::from_toml(&text, &path.display().to_string());
         }
         let names: Vec<&str> = BUILTIN_HOSTS.iter().map(|(n, _)| *n).collect();

@@ -50,6 +50,7 @@ pub mod config;
 pub mod emit;
 pub mod env;
 pub mod fitsim;
+pub mod fsio;
 pub mod gguf;
 pub mod host;
 pub mod launch;

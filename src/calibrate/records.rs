@@ -72,10 +72,8 @@ pub fn is_runner_log(name: &str) -> bool {
 /// Log files under `paths` (files or folders, recursively), each with its manifest if its
 /// folder has one. Sorted for stable output.
 pub fn discover(paths: &[PathBuf]) -> Vec<(PathBuf, Option<PathBuf>)> {
-    let mut files = Vec::new();
-    for p in paths {
-        walk(p, &mut files);
-    }
+    // Each real folder once, each file once: symlink loops end, a log counts once.
+    let mut files = crate::fsio::walk_files(paths);
     files.sort();
     files
         .into_iter()
@@ -100,18 +98,6 @@ pub fn discover(paths: &[PathBuf]) -> Vec<(PathBuf, Option<PathBuf>)> {
         .collect()
 }
 
-fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-    if p.is_dir() {
-        if let Ok(rd) = std::fs::read_dir(p) {
-            for e in rd.flatten() {
-                walk(&e.path(), out);
-            }
-        }
-    } else if p.is_file() {
-        out.push(p.to_path_buf());
-    }
-}
-
 /// Parse the discovered files in parallel; files that are not llama.cpp logs come back as errors.
 pub fn load_runs<F>(paths: &[PathBuf], on_done: F) -> (Vec<RunInput>, Vec<String>)
 where
@@ -126,7 +112,7 @@ where
         match pf.result {
             Ok(log) => {
                 let manifest = manifest_path.and_then(|m| {
-                    let text = std::fs::read_to_string(&m).ok()?;
+                    let text = crate::fsio::read_text(&m, crate::fsio::SMALL_TOML).ok()?;
                     serde_json::from_str::<Manifest>(&text).ok()
                 });
                 let dir = pf.path.parent().unwrap_or(Path::new(""));
@@ -894,8 +880,7 @@ pub fn write_csv(path: &Path, rows: &[Vec<(String, String)>]) -> anyhow::Result<
         let n = header.remove(i);
         header.push(n);
     }
-    let mut w = csv::Writer::from_path(path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(&header)?;
     for row in rows {
         let map: BTreeMap<&str, &str> = row.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -905,6 +890,9 @@ pub fn write_csv(path: &Path, rows: &[Vec<(String, String)>]) -> anyhow::Result<
                 .map(|h| map.get(h.as_str()).copied().unwrap_or("")),
         )?;
     }
-    w.flush()?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    crate::fsio::replace(path, &bytes)?;
     Ok(())
 }

@@ -77,6 +77,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.dry_run {
         return Ok(());
     }
+    // A run that read no usable log has nothing to say: it must not replace a calibration fitted
+    // on real runs (its n_runs would drop to 0).
+    if out.records.is_empty() {
+        anyhow::bail!(
+            "no usable llama.cpp log among the {n_files} files under {:?} ({} skipped; --report \
+             lists why): nothing written, the calibration stays as it was",
+            args.logs,
+            out.skipped.len()
+        );
+    }
     if let Some(csv) = &args.csv {
         crate::calibrate::records::write_csv(csv, &run::csv_rows(&out.records, &out.calibration))?;
         println!("wrote {} rows to {}", out.records.len(), csv.display());
@@ -94,8 +104,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "# Written by `placer calibrate` from {} runs (llama.cpp {}, host {}). Provenance of each value below.\n",
         out.calibration.n_runs, out.calibration.llama_build, out.calibration.host
     );
-    std::fs::write(&path, header + &out.calibration.to_toml())
-        .with_context(|| format!("writing {}", path.display()))?;
+    // Through the one file-writing path (src/fsio.rs): a failed write leaves the old file whole.
+    crate::fsio::replace(&path, (header + &out.calibration.to_toml()).as_bytes())?;
     println!("wrote {}", path.display());
     Ok(())
 }

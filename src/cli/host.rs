@@ -108,7 +108,7 @@ fn detect_cmd(a: DetectArgs) -> Result<()> {
     );
     match &a.output {
         Some(p) => {
-            std::fs::write(p, &text).with_context(|| format!("cannot write {}", p.display()))?;
+            crate::fsio::replace(p, text.as_bytes())?;
             eprintln!("wrote {} ({} GPU(s))", p.display(), host.gpus.len());
         }
         None => print!("{text}"),

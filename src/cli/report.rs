@@ -67,8 +67,7 @@ fn memory(a: MemoryArgs) -> anyhow::Result<()> {
     if a.out.as_os_str() == "-" {
         print!("{text}");
     } else {
-        std::fs::write(&a.out, text)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", a.out.display()))?;
+        crate::fsio::replace(&a.out, text.as_bytes())?;
         eprintln!("wrote {} ({} runs)", a.out.display(), recs.len());
     }
     Ok(())

@@ -460,7 +460,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             ))
             .into());
         }
-        crate::modelsconf::write::upsert_file(path, &sections)?;
+        for note in crate::modelsconf::write::upsert_file(path, &sections)? {
+            eprintln!("note: {note}");
+        }
         let names: Vec<String> = sections.iter().map(|s| format!("[{}]", s.name)).collect();
         eprintln!("wrote {} to {}", names.join(" and "), path.display());
     }

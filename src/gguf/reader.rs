@@ -248,6 +248,14 @@ fn read_file(path: &Path, opts: ReadOptions) -> Result<GgufModel, GgufError> {
         path: path.to_path_buf(),
         error,
     };
+    // A FIFO or a device would block or never end: refuse it before opening (stat only).
+    if let Ok(m) = std::fs::metadata(path) {
+        if !m.is_file() && !m.is_dir() {
+            return Err(io(std::io::Error::other(
+                "not a regular file (a FIFO, device or socket); give the path of a .gguf file",
+            )));
+        }
+    }
     let file = File::open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
     if meta.is_dir() {

@@ -13,7 +13,6 @@
 
 use super::{GgmlType, GgufError, MetaValue, Metadata, TensorInfo};
 use rayon::prelude::*;
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
@@ -72,12 +71,37 @@ pub fn write_gguf_with_progress(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), GgufError> {
     let layout = Layout::new(metadata, tensors, opts)?;
-    let io = |error| GgufError::Io {
-        path: path.to_path_buf(),
-        error,
-    };
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
-    out.write_all(&layout.header).map_err(io)?;
+    // Through the one file-writing path (src/fsio.rs, docs/files.md): a temporary file renamed
+    // over the target once complete, so a failed or killed write never leaves a cut GGUF.
+    let mut failed: Option<GgufError> = None;
+    let res = crate::fsio::write_stream(path, |file| {
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        match write_body(&mut out, &layout, opts, progress) {
+            Ok(()) => out.flush(),
+            Err(WriteError::Io(e)) => Err(e),
+            Err(WriteError::Gguf(g)) => {
+                failed = Some(g);
+                Err(std::io::Error::other("invalid tensor"))
+            }
+        }
+    });
+    match (res, failed) {
+        (Ok(_), _) => Ok(()),
+        (Err(_), Some(g)) => Err(g),
+        (Err(e), None) => Err(GgufError::Io {
+            path: path.to_path_buf(),
+            error: std::io::Error::other(format!("{e:#}")),
+        }),
+    }
+}
+
+fn write_body(
+    out: &mut (impl Write + Send),
+    layout: &Layout,
+    opts: &WriteOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(), WriteError> {
+    out.write_all(&layout.header)?;
     let total = match opts.data {
         TensorData::None => layout.header.len() as u64,
         TensorData::Random { .. } => layout.file_size,
@@ -86,20 +110,15 @@ pub fn write_gguf_with_progress(
     if let TensorData::Random { seed } = opts.data {
         let mut written = layout.header.len() as u64;
         for (i, t) in layout.tensors.iter().enumerate() {
-            write_random_tensor(&mut out, t, seed, i as u64, &mut |n| {
+            write_random_tensor(out, t, seed, i as u64, &mut |n| {
                 written += n;
                 progress(written, total);
-            })
-            .map_err(|e| match e {
-                WriteError::Io(source) => io(source),
-                WriteError::Gguf(g) => g,
             })?;
             let pad = padding(t.nbytes, layout.alignment);
-            out.write_all(&vec![0u8; pad as usize]).map_err(io)?;
+            out.write_all(&vec![0u8; pad as usize])?;
             written += pad;
         }
     }
-    out.flush().map_err(io)?;
     Ok(())
 }
 
@@ -275,6 +294,12 @@ fn put_value(b: &mut Vec<u8>, v: &MetaValue) -> Result<(), GgufError> {
 enum WriteError {
     Io(std::io::Error),
     Gguf(GgufError),
+}
+
+impl From<std::io::Error> for WriteError {
+    fn from(e: std::io::Error) -> Self {
+        WriteError::Io(e)
+    }
 }
 
 /// Bytes filled per chunk (then written while the next one is filled).

@@ -3,7 +3,6 @@
 
 use super::{bench, text, LogError, LogRun};
 use rayon::prelude::*;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Result of reading one file: the run, or why it was skipped.
@@ -13,27 +12,25 @@ pub struct ParsedFile {
     pub result: Result<LogRun, LogError>,
 }
 
-/// Bytes of a file, gunzipped when it starts with the gzip magic. A gzip stream that ends early
-/// (a log copied while still being written) yields what could be read, and `true`.
-pub fn decode_bytes(raw: &[u8]) -> (Vec<u8>, bool) {
+/// Bytes of a file, gunzipped (streaming, decompressed size capped at `fsio::LOG`) when it
+/// starts with the gzip magic. A gzip stream that ends early (a log copied while still being
+/// written) yields what could be read, and `true`.
+pub fn decode_bytes(raw: &[u8]) -> Result<(Vec<u8>, bool), String> {
     if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::new();
-        let mut dec = flate2::read::MultiGzDecoder::new(raw);
-        let mut buf = [0u8; 64 * 1024];
-        loop {
-            match dec.read(&mut buf) {
-                Ok(0) => return (out, false),
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(_) => return (out, true),
-            }
-        }
+        return crate::fsio::gunzip_capped(raw, Path::new("(gzip data)"), crate::fsio::LOG)
+            .map_err(|e| format!("{e:#}"));
     }
-    (raw.to_vec(), false)
+    Ok((raw.to_vec(), false))
 }
 
 /// Parse the bytes of one file (plain or gzip; invalid UTF-8 replaced, never fatal).
 pub fn parse_bytes(source: &str, raw: &[u8]) -> Result<LogRun, LogError> {
-    let (bytes, cut_short) = decode_bytes(raw);
+    let (bytes, cut_short) = decode_bytes(raw)
+        .map_err(|e| LogError::Io(source.to_string(), std::io::Error::other(e)))?;
+    parse_decoded(source, bytes, cut_short)
+}
+
+fn parse_decoded(source: &str, bytes: Vec<u8>, cut_short: bool) -> Result<LogRun, LogError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(LogError::Empty(source.to_string()));
     }
@@ -54,8 +51,10 @@ pub fn parse_bytes(source: &str, raw: &[u8]) -> Result<LogRun, LogError> {
 
 pub fn parse_path(path: &Path) -> Result<LogRun, LogError> {
     let source = path.display().to_string();
-    let raw = std::fs::read(path).map_err(|e| LogError::Io(source.clone(), e))?;
-    parse_bytes(&source, &raw)
+    // Bounded, never blocking (a FIFO is refused), gunzipped as a stream: src/fsio.rs.
+    let (bytes, cut_short) = crate::fsio::read_maybe_gzip(path, crate::fsio::LOG)
+        .map_err(|e| LogError::Io(source.clone(), std::io::Error::other(format!("{e:#}"))))?;
+    parse_decoded(&source, bytes, cut_short)
 }
 
 /// Parse many files in parallel (rayon); the order of the input is kept. `on_done` is called

@@ -130,15 +130,12 @@ pub fn write_results(
     choice: &Choice,
     date: &str,
 ) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let out = annotate(&text, results, choice, date);
-    write_file(path, &out)
-}
-
-// fsio: switch to crate::fsio's locked atomic writer when it lands.
-fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    crate::modelsconf::write::write_atomic(path, text)
+    // Read-modify-write under the file's lock, atomically (src/fsio.rs, docs/files.md).
+    crate::fsio::update(path, crate::fsio::MODELS_CONF, |old| {
+        let text = old.ok_or_else(|| anyhow::anyhow!("{} disappeared", path.display()))?;
+        Ok(annotate(text, results, choice, date))
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

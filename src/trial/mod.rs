@@ -624,9 +624,10 @@ pub fn learn(
     })
 }
 
-// fsio: switch to crate::fsio's locked atomic writer when it lands.
+/// Through the one file writer (src/fsio.rs): locked, atomic, mode-keeping.
 fn write_calibration(path: &Path, text: &str) -> anyhow::Result<()> {
-    crate::modelsconf::write::write_atomic(path, text)
+    crate::fsio::replace(path, text.as_bytes())?;
+    Ok(())
 }
 
 #[cfg(test)]

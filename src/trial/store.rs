@@ -111,13 +111,9 @@ pub fn finish(
     Ok(())
 }
 
-// fsio: switch to crate::fsio's locked atomic writer when it lands.
+/// Through the one file writer (src/fsio.rs): locked, atomic, mode-keeping.
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    crate::fsio::replace(path, bytes)?;
     Ok(())
 }
 

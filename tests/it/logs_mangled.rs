@@ -15,7 +15,7 @@ fn reference(name: &str) -> Option<Vec<u8>> {
     ];
     let dir = dirs.into_iter().find(|p| p.is_dir())?;
     let raw = std::fs::read(dir.join(name)).ok()?;
-    Some(decode_bytes(&raw).0)
+    Some(decode_bytes(&raw).ok()?.0)
 }
 
 fn fixture(name: &str) -> Vec<u8> {

@@ -2,6 +2,7 @@
 //! topic. Shared helpers live in the `*_support` and `known_gaps` modules.
 
 mod anatomy_support;
+mod files_support;
 mod fixture;
 mod fuzz_support;
 mod gguf_support;
@@ -15,6 +16,13 @@ mod calibrate_oom;
 mod catalog_sizes;
 mod check_cli;
 mod emit_roundtrip;
+mod files_bounded;
+mod files_calibrate;
+mod files_concurrent;
+mod files_kill;
+mod files_modelsconf;
+mod files_targets;
+mod files_walk;
 mod fitsim_runs;
 mod fuzz_argv;
 mod fuzz_gguf;

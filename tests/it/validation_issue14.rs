@@ -258,7 +258,7 @@ fn finding_10_truncated_download_is_header_only_size_unknown() {
             .join("tests/fixtures/gguf/gemma-3-270m-q4_k_m.header.gguf.gz"),
     )
     .unwrap();
-    let (bytes, _) = placer::logs::decode_bytes(&gz);
+    let (bytes, _) = placer::logs::decode_bytes(&gz).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gemma-3-270m-Q4_K_M.gguf");
     std::fs::write(&path, &bytes).unwrap();
