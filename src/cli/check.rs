@@ -11,6 +11,18 @@ pub struct Args {
     pub common: CommonArgs,
     #[command(flatten)]
     pub workload: super::common::WorkloadArgs,
+    /// Do not run llama.cpp's `llama-fit-params` dry run beside the prediction (run by default
+    /// when the target llama-server has it and MODEL is a full GGUF file).
+    #[arg(long)]
+    pub no_oracle: bool,
+    /// Arguments put in front of the command for the dry run (e.g. `--rpc host:port,…`).
+    #[arg(
+        long,
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        value_delimiter = ' '
+    )]
+    pub oracle_args: Vec<String>,
     /// `models.conf:SECTION`, or the llama.cpp command after `--`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -43,10 +55,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if words.first().is_some_and(|w| w == "--") {
         words.remove(0);
     }
+    let argv_used: Vec<String>;
     let (parsed, conf_dir) =
         if words.len() == 1 && !words[0].starts_with('-') && words[0].contains(':') {
             let (path, section) = crate::modelsconf::read::load_spec(&words[0])?;
-            validate(&target, &launch::section_argv(&section)?, Tool::Server)
+            argv_used = launch::section_argv(&section)?;
+            validate(&target, &argv_used, Tool::Server)
                 .map_err(|e| e.context(format!("models.conf section [{}]", section.name)))?;
             let parsed = launch::from_section(&section)?;
             (parsed, path.parent().map(Path::to_path_buf))
@@ -58,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             let tool = tool.unwrap_or(Tool::Server);
             validate(&target, &words, tool)?;
+            argv_used = words.clone();
             (launch::parse_args_full(tool, &words)?, None)
         };
     let cfg = parsed.config;
@@ -73,15 +88,116 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
     let workload = args.workload.check_workload();
     let report = check_with(&anatomy, &cfg, &host, &cal, parsed.warnings, workload)?;
+    let oracle = dry_run(
+        &args,
+        &target,
+        &cfg.model,
+        conf_dir.as_deref(),
+        &gguf,
+        &argv_used,
+    );
     if args.common.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        v["oracle"] = match &oracle {
+            Ok(d) => serde_json::to_value(d)?,
+            Err(why) => serde_json::json!({ "not_run": why }),
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", render(&report));
+        match &oracle {
+            Ok(d) => print!("{}", side_by_side(&report, d)),
+            Err(why) => println!("llama.cpp dry run: {why}"),
+        }
     }
     if !report.fits() {
         return Err(super::DoesNotFit(format!("placer check: {}", report.verdict_text)).into());
     }
     Ok(())
+}
+
+/// llama.cpp's own projection of the command (`llama-fit-params`, src/oracle.rs), or why it was
+/// not run (one line).
+fn dry_run(
+    args: &Args,
+    target: &crate::target::Target,
+    model: &str,
+    conf_dir: Option<&Path>,
+    gguf: &crate::gguf::GgufModel,
+    argv: &[String],
+) -> Result<crate::oracle::DryRun, String> {
+    let only = "placer's memory model only";
+    if args.no_oracle {
+        return Err(format!("not run (--no-oracle); {only}"));
+    }
+    let Some(server) = &target.server else {
+        return Err(format!(
+            "not run (no llama-server given: --llama PATH); {only}"
+        ));
+    };
+    let on_disk: Option<u64> = gguf
+        .shards
+        .iter()
+        .map(|s| s.file_size.map(|f| f.saturating_sub(s.data_offset)))
+        .sum();
+    let file =
+        match crate::catalog::resolve_model(model, conf_dir, args.common.models_dir.as_deref()) {
+            Some(crate::catalog::ModelRef::File(f)) if on_disk >= Some(gguf.tensor_bytes()) => f,
+            _ => {
+                return Err(format!(
+                    "not run (MODEL is a header snapshot or catalog id, not a full GGUF); {only}"
+                ))
+            }
+        };
+    let oracle =
+        crate::oracle::Oracle::beside(server).map_err(|e| format!("not run ({e}); {only}"))?;
+    // The model as the dry run must open it (MODEL= may be relative to the models folder).
+    let mut argv: Vec<String> = argv.to_vec();
+    if let Some(i) = argv.iter().position(|a| a == "-m" || a == "--model") {
+        if let Some(v) = argv.get_mut(i + 1) {
+            *v = file.to_string_lossy().to_string();
+        }
+    }
+    let mut full = args.oracle_args.clone();
+    full.extend(argv);
+    oracle
+        .dry_run(&full)
+        .map_err(|e| format!("failed ({e}); {only}"))
+}
+
+/// placer's prediction beside llama.cpp's dry run, per device (MiB).
+fn side_by_side(r: &crate::check::CheckReport, d: &crate::oracle::DryRun) -> String {
+    let mib = |b: u64| b / crate::units::MIB;
+    let mut o = format!(
+        "llama.cpp's own dry run (llama-fit-params, {:.1} s), MiB placer / llama.cpp:\n",
+        d.elapsed.as_secs_f64()
+    );
+    o.push_str("  device      weights            KV                 compute\n");
+    for (i, g) in r.prediction.gpus.iter().enumerate() {
+        let Some(l) = d.devices.get(i) else { break };
+        o.push_str(&format!(
+            "  {:<10} {:>7} / {:<8} {:>7} / {:<8} {:>7} / {:<8}\n",
+            format!("CUDA{i}"),
+            mib(g.model),
+            l.model_mib,
+            mib(g.kv + g.rs),
+            l.context_mib,
+            mib(g.compute),
+            l.compute_mib
+        ));
+    }
+    let h = &r.prediction.host;
+    o.push_str(&format!(
+        "  {:<10} {:>7} / {:<8} {:>7} / {:<8} {:>7} / {:<8}\n",
+        "host",
+        mib(h.cpu_model + h.cpu_weights),
+        d.host.model_mib,
+        mib(h.kv + h.rs),
+        d.host.context_mib,
+        mib(h.compute),
+        d.host.compute_mib
+    ));
+    o
 }
 
 /// llama.cpp refuses to start on an option it does not know (`common/arg.cpp:
