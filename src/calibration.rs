@@ -2,6 +2,8 @@
 //! runs by `calibrate`. A leaf below `memory`: the models read these values, `calibrate` writes
 //! them. `Calibration::shipped()` loads data/calibration.toml (embedded).
 
+#![warn(missing_docs)]
+
 use serde::{Deserialize, Serialize};
 
 /// Per-GPU constants learned from runs ("unaccounted" overhead, OOM margins, bandwidth).
@@ -9,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct GpuCalibration {
     /// Matches `Gpu::model` (or "*" for any).
     pub model: String,
+    /// CUDA context, cuBLAS, pool: llama.cpp's "unaccounted" memory on this GPU model, MiB.
     pub overhead_mib: f64,
     /// Effective fraction of spec bandwidth reached by decode.
     pub bandwidth_efficiency: f64,
@@ -30,6 +33,7 @@ pub struct GpuCalibration {
     /// flash-attention kernel), bytes-equivalent per flop; 0 = not fitted.
     #[serde(default)]
     pub wide_attn_bytes_per_flop: f64,
+    /// The same for prefill; 0 = not fitted.
     #[serde(default)]
     pub prefill_wide_attn_bytes_per_flop: f64,
     /// Decode: fixed seconds per wide-attention (MLA) layer on this GPU model; 0 = not fitted.
@@ -41,9 +45,13 @@ pub struct GpuCalibration {
 /// per graph node (kernel launches), per graph split, and the CPU's fraction of its RAM bandwidth.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostSpeed {
+    /// Fixed decode cost per token, seconds.
     pub per_token_s: f64,
+    /// Decode cost per graph node (kernel launches), seconds.
     pub per_node_s: f64,
+    /// Decode cost per graph split (cross-device hand-off), seconds.
     pub per_split_s: f64,
+    /// Fraction of the RAM bandwidth the CPU reaches reading weights.
     pub cpu_bandwidth_efficiency: f64,
     /// Runs the values were fitted from.
     pub n_runs: usize,
@@ -51,6 +59,7 @@ pub struct HostSpeed {
     /// when CPU-resident weights stream to the GPU (fit.rs `fit_prefill`); 0 = not fitted.
     #[serde(default)]
     pub prefill_per_token_s: f64,
+    /// Fraction of the PCIe spec reached when CPU weights stream to the GPU; 0 = not fitted.
     #[serde(default)]
     pub pcie_efficiency: f64,
     /// Decode attention on the CPU (layers with KV in RAM), bytes-equivalent per attention flop
@@ -64,6 +73,7 @@ pub struct HostSpeed {
     /// prefill, bytes-equivalent of the RAM bandwidth; 0 = not fitted (use the `[speed]` prior).
     #[serde(default)]
     pub cpu_attn_bytes_per_head_cell: f64,
+    /// The same for prefill; 0 = not fitted.
     #[serde(default)]
     pub prefill_cpu_attn_bytes_per_head_cell: f64,
     /// Prefill: effective fraction of PCIe spec on CPU routed-expert bytes counted whole (only
@@ -73,6 +83,8 @@ pub struct HostSpeed {
     pub pcie_expert_efficiency: f64,
 }
 
+/// The speed model's global constants (`[speed]`): the priors for hosts and GPUs without fitted
+/// values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpeedConstants {
     /// Effective fraction of RAM bandwidth reached when the CPU reads weights.
@@ -94,15 +106,19 @@ pub struct SpeedConstants {
     /// decode on the CPU, prefill on a GPU, prefill on the CPU. 0 = no prior.
     #[serde(default)]
     pub gpu_attn_bytes_per_flop: f64,
+    /// Prior: decode attention on the CPU.
     #[serde(default)]
     pub cpu_attn_bytes_per_flop: f64,
+    /// Prior: prefill attention on a GPU.
     #[serde(default)]
     pub prefill_gpu_attn_bytes_per_flop: f64,
+    /// Prior: prefill attention on the CPU.
     #[serde(default)]
     pub prefill_cpu_attn_bytes_per_flop: f64,
     /// Priors for wide (MLA) attention on a GPU, decode and prefill. 0 = no prior.
     #[serde(default)]
     pub gpu_wide_attn_bytes_per_flop: f64,
+    /// Prior: prefill wide (MLA) attention on a GPU.
     #[serde(default)]
     pub prefill_gpu_wide_attn_bytes_per_flop: f64,
     /// Prior: decode seconds per wide-attention (MLA) layer on a GPU. 0 = no prior.
@@ -112,6 +128,7 @@ pub struct SpeedConstants {
     /// bandwidth, decode and prefill. 0 = no prior.
     #[serde(default)]
     pub cpu_attn_bytes_per_head_cell: f64,
+    /// Prior: the same for prefill.
     #[serde(default)]
     pub prefill_cpu_attn_bytes_per_head_cell: f64,
 }
@@ -125,21 +142,32 @@ pub struct ComputeConstants {
     pub fixed_mib: f64,
 }
 
+/// Memory each profile keeps free on every device, MiB (learned from memory-prediction errors).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Margins {
+    /// Margin of the aggressive profile, MiB.
     pub aggressive_mib: f64,
+    /// Margin of the moderate profile, MiB.
     pub moderate_mib: f64,
 }
 
+/// Every fitted constant of the memory and speed models (data/calibration.toml, or the user's
+/// file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     /// llama.cpp build and host the constants came from.
     pub llama_build: String,
+    /// Host the constants came from (a host name or a testbed label such as `gpu:24000`).
     pub host: String,
+    /// Runs the constants were fitted from.
     pub n_runs: usize,
+    /// Per-GPU-model constants (`*` matches any model).
     pub gpus: Vec<GpuCalibration>,
+    /// Speed-model priors (`[speed]`).
     pub speed: SpeedConstants,
+    /// Compute-buffer coefficients.
     pub compute: ComputeConstants,
+    /// Profile margins.
     pub margins: Margins,
     /// Extra margin on one device of one host after an OOM there (learned from OOM logs), so
     /// that the profile that failed is not proposed again.
@@ -153,8 +181,11 @@ pub struct Calibration {
 /// An OOM-learned margin for one device of one host (`host` = `Host::name`, `device` = CUDA1…).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceMargin {
+    /// The host's name (`Host::name`) or testbed label.
     pub host: String,
+    /// llama.cpp device name (`CUDA0`, `CUDA1`…).
     pub device: String,
+    /// Extra memory kept free on that device, MiB.
     pub extra_mib: f64,
     /// The run (log) that raised it.
     #[serde(default)]
@@ -194,6 +225,7 @@ impl Calibration {
         Some(base.join("placer").join("calibration.toml"))
     }
 
+    /// Read a calibration file; the error says how to regenerate it.
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<Calibration> {
         let text = crate::fsio::read_text(path, crate::fsio::CALIBRATION)?;
         toml::from_str(&text).map_err(|e| {
@@ -205,6 +237,7 @@ impl Calibration {
         })
     }
 
+    /// The calibration as TOML text (the data/calibration.toml format).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("calibration serializes")
     }
@@ -236,6 +269,8 @@ impl Calibration {
             .fold(0.0, f64::max)
     }
 
+    /// Constants of a GPU model: its entry, else the `*` entry, else neutral values (no overhead,
+    /// full bandwidth).
     pub fn gpu(&self, model: &str) -> GpuCalibration {
         self.gpus
             .iter()

@@ -1,13 +1,17 @@
 //! Host descriptions (hardware/*.toml): GPUs with total and usable memory, bandwidths, PCIe,
 //! host RAM.
 
+#![warn(missing_docs)]
+
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// A device as llama.cpp names it. GPUs are numbered in llama.cpp's device order (CUDA0, CUDA1…).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DeviceId {
+    /// A GPU, by its index in llama.cpp's device order (`CUDA<i>`).
     Gpu(usize),
+    /// The CPU and host RAM (buffer type `CPU`).
     Cpu,
 }
 
@@ -27,10 +31,12 @@ impl std::fmt::Display for DeviceId {
     }
 }
 
+/// One GPU of a host file (`[[gpus]]`), in llama.cpp's device order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gpu {
     /// Marketing name, e.g. "NVIDIA GeForce RTX 4090".
     pub model: String,
+    /// Total device memory, MiB.
     pub total_mib: u64,
     /// Memory llama.cpp will find free at load time (total minus display, other processes).
     pub usable_mib: u64,
@@ -46,23 +52,32 @@ pub struct Gpu {
     pub source: String,
 }
 
+/// The host's RAM (`[ram]`): where CPU weights, CPU-side KV and host buffers live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ram {
+    /// Installed RAM, MiB.
     pub total_mib: u64,
+    /// RAM llama.cpp may fill (the memory model's host cap), MiB; at most `total_mib`.
     pub usable_mib: u64,
     /// Read bandwidth, GB/s. Missing reads as 0, which [`Host::validate`] refuses.
     #[serde(default)]
     pub bandwidth_gbs: f64,
+    /// Where the numbers came from (spec, measurement).
     #[serde(default)]
     pub source: String,
 }
 
+/// A machine as a host file (hardware/*.toml) describes it: its GPUs and its RAM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Host {
+    /// Short name (`users-4090-5070ti`); OOM-learned margins are recorded under it.
     pub name: String,
+    /// Free-text description of the machine.
     #[serde(default)]
     pub description: String,
+    /// GPUs in llama.cpp's device order (CUDA0, CUDA1…).
     pub gpus: Vec<Gpu>,
+    /// Host RAM.
     pub ram: Ram,
 }
 
@@ -79,6 +94,7 @@ impl Host {
         let text = crate::fsio::read_text(path, crate::fsio::HOST)?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad host file {}: {e}", path.display()))
     }
+    /// The host as TOML text, in the format [`Host::from_toml`] reads.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("host serializes")
     }

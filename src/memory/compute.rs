@@ -31,22 +31,34 @@ use crate::units::MIB;
 
 /// What the compute model needs to know beyond the anatomy.
 pub struct ComputeInput<'a> {
+    /// The model.
     pub anatomy: &'a Anatomy,
+    /// Where layers, tensors and KV land.
     pub resolved: &'a Resolved,
+    /// The context shape (micro-batch, outputs, flash attention).
     pub shape: &'a ContextShape,
+    /// KV and recurrent cache sizes.
     pub caches: &'a CacheSizes,
+    /// K cache type.
     pub type_k: GgmlType,
+    /// V cache type.
     pub type_v: GgmlType,
+    /// `--op-offload`.
     pub op_offload: bool,
+    /// Pipeline parallelism (compute buffers kept in several copies).
     pub pipeline_parallel: bool,
+    /// Calibrated compute-buffer coefficients.
     pub calibration: &'a Calibration,
+    /// GPUs of the host.
     pub n_gpus: usize,
 }
 
 /// Compute buffer bytes per host GPU and for the host (`CUDA_Host` / `CPU`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComputeBuffers {
+    /// Per host GPU, bytes.
     pub gpus: Vec<u64>,
+    /// The host's compute buffer, bytes.
     pub host: u64,
 }
 

@@ -82,7 +82,9 @@ pub fn alloc_size(ty: GgmlType, ne0: u64, nbytes: u64, on_gpu: bool) -> u64 {
 /// Cache bytes of one layer: K + V (attention) or R + S (recurrent), as allocated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LayerCache {
+    /// K + V bytes (attention layer).
     pub kv: u64,
+    /// R + S bytes (recurrent layer).
     pub rs: u64,
     /// The same without per-buffer padding (what `llama_kv_cache: size = …` prints).
     pub kv_raw: u64,
@@ -93,9 +95,13 @@ pub struct LayerCache {
 pub struct CacheSizes {
     /// Cells per stream of the full-attention cache and of the SWA cache.
     pub n_kv: u32,
+    /// Cells per stream of the SWA cache.
     pub n_kv_swa: u32,
+    /// Some layer uses sliding-window attention.
     pub any_swa: bool,
+    /// Some layer uses full attention.
     pub any_full: bool,
+    /// KV streams (1 with a unified cache).
     pub n_stream: u32,
     /// (on GPU, on CPU) sizes per layer.
     pub layers: Vec<(LayerCache, LayerCache)>,

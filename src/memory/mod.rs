@@ -2,6 +2,8 @@
 //! `resolve` reproduces llama.cpp's placement rules (which device every
 //! tensor and every layer's KV lands on); `predict` sizes model / KV / compute / overhead.
 
+#![warn(missing_docs)]
+
 use crate::host::DeviceId;
 use serde::{Deserialize, Serialize};
 
@@ -16,19 +18,26 @@ pub use resolve::resolve;
 /// Stage of start-up at which an allocation fails (llama.cpp's order: weights, KV, compute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
+    /// Loading the weights.
     Load,
+    /// Allocating the KV cache and recurrent state.
     Kv,
+    /// Reserving the compute buffers (or the first decode).
     Compute,
 }
 
+/// Predicted bytes on one GPU, by kind, and its cap.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceMemory {
+    /// The GPU.
     pub device: DeviceId,
+    /// Weight bytes.
     pub model: u64,
     /// KV cache bytes (attention layers).
     pub kv: u64,
     /// Recurrent state bytes.
     pub rs: u64,
+    /// Compute-buffer bytes.
     pub compute: u64,
     /// CUDA context, cuBLAS, pool: llama.cpp's "unaccounted" column (calibrated).
     pub overhead: u64,
@@ -37,6 +46,7 @@ pub struct DeviceMemory {
 }
 
 impl DeviceMemory {
+    /// Bytes allocated: weights + KV + recurrent state + compute + overhead.
     pub fn total(&self) -> u64 {
         self.model + self.kv + self.rs + self.compute + self.overhead
     }
@@ -59,19 +69,28 @@ pub struct HostMemory {
     pub cpu_weights: u64,
     /// Non-mmap CPU weights (`CPU`, `CUDA_Host` with -lm none, `CPU_REPACK`).
     pub cpu_model: u64,
+    /// KV cache bytes in host RAM (layers on the CPU, or `-nkvo`).
     pub kv: u64,
+    /// Recurrent state bytes in host RAM.
     pub rs: u64,
     /// CUDA_Host / CPU compute buffer.
     pub compute: u64,
+    /// Usable host RAM (the host file's `usable_mib`), bytes.
     pub cap: u64,
 }
 
+/// Whether a launch fits, or where it first runs out of memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Verdict {
+    /// Every device stays within its cap.
     Fits,
+    /// An allocation fails.
     Oom {
+        /// The device that runs out.
         device: DeviceId,
+        /// The start-up stage at which it runs out.
         stage: Stage,
+        /// Bytes missing on that device.
         short_by: u64,
     },
 }
@@ -132,23 +151,40 @@ pub struct Resolved {
 /// Context bookkeeping as `llama_context` computes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContextShape {
+    /// Context size in cells after padding (`-c`; 0 = the model's training context).
     pub n_ctx: u32,
+    /// Cells per KV stream (n_ctx, or n_ctx / n_seq padded when the cache is not unified).
     pub n_ctx_seq: u32,
+    /// Sequences (`n_seq_max`: the `-np` slots).
     pub n_seq: u32,
+    /// KV streams: 1 with a unified cache, else one per sequence.
     pub n_stream: u32,
+    /// Logical batch: min(n_ctx, `-b`).
     pub n_batch: u32,
+    /// Micro-batch: min(n_batch, `-ub`), `-ub 0` meaning n_batch.
     pub n_ubatch: u32,
+    /// Output rows the graph reserve assumes (llama-server: `n_parallel`; other tools: n_batch).
     pub n_outputs_max: u32,
+    /// Flash attention counted as on (`-fa on` or `auto`).
     pub flash_attn: bool,
 }
 
+/// What a launch allocates on every device, and whether it fits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
+    /// Per host GPU, in device order.
     pub gpus: Vec<DeviceMemory>,
+    /// Host-side buffers.
     pub host: HostMemory,
+    /// Fits, or where it runs out first.
     pub verdict: Verdict,
+    /// Where llama.cpp puts each layer, tensor and layer's KV.
     pub resolved: Resolved,
+    /// The context bookkeeping the sizes follow.
     pub shape: ContextShape,
+    /// Whether llama.cpp enables pipeline parallelism (compute buffers are then kept in several
+    /// copies).
     pub pipeline_parallel: bool,
+    /// Notes on the launch (e.g. `-ot` rules that do nothing).
     pub warnings: Vec<String>,
 }

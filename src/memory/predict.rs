@@ -43,13 +43,18 @@ pub fn free_at_load_mib(host: &Host, cal: &Calibration) -> Vec<f64> {
 
 /// Predicts for one model on one host; reuses compiled `-ot` regexes across calls.
 pub struct Predictor<'a> {
+    /// The model.
     pub anatomy: &'a Anatomy,
+    /// The host.
     pub host: &'a Host,
+    /// The calibration.
     pub calibration: &'a Calibration,
     free_mib: Vec<f64>,
 }
 
 impl<'a> Predictor<'a> {
+    /// A predictor whose free memory at load is estimated from the host file
+    /// ([`free_at_load_mib`]).
     pub fn new(anatomy: &'a Anatomy, host: &'a Host, calibration: &'a Calibration) -> Self {
         Predictor {
             anatomy,
@@ -68,6 +73,7 @@ impl<'a> Predictor<'a> {
         self
     }
 
+    /// Predict a launch (compiles its `-ot` rules).
     pub fn predict(&self, cfg: &LaunchConfig) -> anyhow::Result<Prediction> {
         let overrides = OverrideSet::compile(&cfg.overrides, self.host)?;
         self.predict_with(cfg, &overrides)

@@ -66,6 +66,7 @@ pub fn parse_buft(name: &str, host: &Host) -> anyhow::Result<DeviceId> {
 }
 
 impl OverrideSet {
+    /// Compile `-ot` rules for `host`: the regexes, and the buffer types ([`parse_buft`]).
     pub fn compile(overrides: &[Override], host: &Host) -> anyhow::Result<OverrideSet> {
         let rules = overrides
             .iter()
@@ -84,10 +85,12 @@ impl OverrideSet {
             .map(|(i, (_, d))| (i, *d))
     }
 
+    /// No rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
+    /// Number of rules.
     pub fn len(&self) -> usize {
         self.rules.len()
     }

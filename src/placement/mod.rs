@@ -2,12 +2,16 @@
 //! groups live elsewhere. What the solver produces; [`to_launch`] turns it into the launch
 //! (`-ngl -ts -ot`) that realises it.
 
+#![warn(missing_docs)]
+
 mod ot;
 pub use ot::{consecutive_runs, layer_devices, layer_set_regex, overrides, resolve, to_launch};
 
 use crate::host::DeviceId;
 use serde::{Deserialize, Serialize};
 
+/// Where each layer and each moved tensor group lives: what the solver returns, expressible with
+/// `-ngl -ts -ot`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Placement {
     /// Device per repeating layer 0..n_layer, then the output layer at index n_layer.

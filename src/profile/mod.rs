@@ -5,6 +5,8 @@
 //! of memory-prediction errors by `placer calibrate`), plus the per-GPU margin an observed OOM
 //! added (`GpuCalibration::oom_margin_mib`). They are printed with every profile.
 
+#![warn(missing_docs)]
+
 mod confirm;
 mod report;
 mod section;
@@ -19,6 +21,7 @@ use crate::placement::Placement;
 use crate::solver::{self, Infeasible, Margins, Solution, SolveRequest};
 use serde::{Deserialize, Serialize};
 
+/// The two profiles placer solves; they differ only in their margins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ProfileKind {
@@ -29,12 +32,14 @@ pub enum ProfileKind {
 }
 
 impl ProfileKind {
+    /// The name as `--profile` and section ids spell it (`aggressive`, `moderate`).
     pub fn name(self) -> &'static str {
         match self {
             ProfileKind::Aggressive => "aggressive",
             ProfileKind::Moderate => "moderate",
         }
     }
+    /// Both kinds, aggressive first.
     pub fn all() -> [ProfileKind; 2] {
         [ProfileKind::Aggressive, ProfileKind::Moderate]
     }
@@ -43,11 +48,15 @@ impl ProfileKind {
 /// A solved profile (or why it does not fit).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Profile {
+    /// Which profile.
     pub kind: ProfileKind,
+    /// Memory kept free per device.
     pub margins: Margins,
     /// Where the margins came from, in words.
     pub margin_source: String,
+    /// The solved placement; None when it does not fit.
     pub solution: Option<Solution>,
+    /// Why it does not fit and the smallest changes that do; None when solved.
     pub infeasible: Option<Infeasible>,
 }
 

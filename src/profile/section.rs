@@ -13,7 +13,9 @@ pub struct ConfSource<'a> {
     pub name: &'a str,
     /// Where the architecture was read ("GGUF header snapshot models/headers/glm-q8.gguf").
     pub arch_source: &'a str,
+    /// The host it was solved for.
     pub host: &'a crate::host::Host,
+    /// The calibration it was solved with.
     pub calibration: &'a crate::calibration::Calibration,
     /// llama.cpp's `--fit` on the same request (replayed, src/fitsim.rs): its flags and predicted
     /// decode / prefill t/s, for a comparison line. None: not compared.

@@ -19,7 +19,9 @@ pub struct Movable {
     pub group: usize,
     /// Layer slot (0..n_layer, n_layer = output).
     pub slot: usize,
+    /// What the group holds (routed experts, shared experts, dense FFN…).
     pub kind: GroupKind,
+    /// Weight bytes.
     pub bytes: u64,
     /// Bytes read per generated token (routed experts: × n_expert_used / n_expert).
     pub read: f64,
@@ -28,22 +30,29 @@ pub struct Movable {
     /// Seconds per generated token / per prompt token with the group on each device (GPUs in
     /// order, then the CPU at index `n_gpus`).
     pub dec: Vec<f64>,
+    /// Seconds per prompt token with the group on each device (same order as `dec`).
     pub pre: Vec<f64>,
 }
 
+/// The solver's linear model of one request: bytes, and seconds per token, of every layer slot and
+/// movable group on every device.
 #[derive(Debug, Clone)]
 pub struct LinearModel {
+    /// GPUs of the host.
     pub n_gpus: usize,
     /// n_layer + 1 (the output layer is the last slot).
     pub n_slots: usize,
     /// Weights that always stay with the slot (attention, norms, router, recurrent weights).
     pub slot_fixed: Vec<u64>,
+    /// Bytes of those weights read per generated token.
     pub slot_fixed_read: Vec<f64>,
+    /// Largest of those tensors, bytes.
     pub slot_fixed_max_tensor: Vec<u64>,
     /// KV cache + recurrent state bytes of the slot (follows the layer's device, §4.5).
     pub slot_kv: Vec<u64>,
     /// KV bytes read per generated token at the request's decode depth.
     pub slot_kv_read: Vec<f64>,
+    /// Tensor groups that may sit on another device than their layer.
     pub movable: Vec<Movable>,
     /// token_embd & co. (always CPU) + NextN tensors that llama.cpp skips are not counted.
     pub input_bytes: u64,
@@ -59,31 +68,39 @@ pub struct LinearModel {
     pub overhead: Vec<u64>,
     /// Per GPU usable bytes; host usable bytes.
     pub gpu_cap: Vec<u64>,
+    /// Host usable bytes.
     pub ram_cap: u64,
     /// Effective bandwidths, bytes/s: GPUs then CPU.
     pub gpu_bw: Vec<f64>,
+    /// Effective CPU (RAM) bandwidth, bytes/s.
     pub cpu_bw: f64,
     /// Effective host→GPU0 bandwidth for op-offloaded prefill, bytes/s (None: no PCIe figure).
     pub pcie_bw: Option<f64>,
+    /// Fixed decode seconds per token.
     pub per_token_s: f64,
+    /// Decode seconds per graph split (cross-device hand-off).
     pub per_split_s: f64,
     /// Tokens per prompt micro-batch (`-ub`, capped by `-b` and the context).
     pub n_ubatch: u64,
     /// Seconds per generated token / per prompt token of each slot's fixed part (weights, KV
     /// read, attention) on each device (GPUs in order, then the CPU at index `n_gpus`).
     pub slot_dec: Vec<Vec<f64>>,
+    /// Seconds per prompt token of each slot's fixed part, per device (same order as `slot_dec`).
     pub slot_pre: Vec<Vec<f64>>,
     /// Seconds per generated token that do not depend on the placement (per-token and per-node
     /// costs), and per prompt token.
     pub dec_const: f64,
+    /// Seconds per prompt token that do not depend on the placement.
     pub pre_const: f64,
     /// Tokens generated / prompt tokens of the request the objective prices.
     pub gen_tokens: f64,
+    /// Prompt tokens of the request.
     pub prompt_tokens: f64,
     /// Nothing but the input (token embeddings) may stay on the CPU.
     pub gpu_only: bool,
     /// The rates the costs came from (`speed::rates`), and their origin in words.
     pub rates: Rates,
+    /// Where the rates came from, in words.
     pub rates_source: String,
 }
 
@@ -178,11 +195,15 @@ pub fn rates_source(cal: &Calibration, host: &Host) -> String {
 pub struct Cells {
     /// KV cells per stream.
     pub kv_size: u64,
+    /// KV streams (1 with a unified cache or one sequence).
     pub n_stream: u64,
+    /// Sequences (`-np`).
     pub n_seq: u64,
+    /// Tokens per micro-batch.
     pub n_ubatch: u64,
 }
 
+/// Cells of `req` on `anatomy`: context padded to 256, split per stream, and the micro-batch.
 pub fn cells(anatomy: &Anatomy, req: &SolveRequest) -> Cells {
     let c = if req.ctx == 0 {
         anatomy.hp.n_ctx_train

@@ -67,17 +67,23 @@ pub enum Goal {
 pub struct Budgets {
     /// Per GPU: bytes available to weights + KV + compute + overhead (cap − margin − correction).
     pub gpu: Vec<f64>,
+    /// Host RAM: bytes available to CPU weights, CPU KV and host buffers.
     pub ram: f64,
 }
 
 /// A solved program: the device of each slot, and for each movable group its device.
 #[derive(Debug, Clone)]
 pub struct IlpResult {
+    /// Device of each layer slot (the output layer last).
     pub slot_device: Vec<DeviceId>,
+    /// Device of each movable group (same order as `LinearModel::movable`).
     pub movable_device: Vec<DeviceId>,
+    /// Objective value: predicted seconds of the request for `Goal::Speed`, host bytes for
+    /// `Goal::MinHostBytes`.
     pub objective_s: f64,
 }
 
+/// Solve the program with HiGHS under `budgets`, for `goal`.
 pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult, IlpError> {
     let g = m.n_gpus;
     let s_n = m.n_slots;

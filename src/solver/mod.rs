@@ -10,6 +10,8 @@
 //! difference and the program is solved again (at most [`MAX_ROUNDS`] times). An infeasible
 //! request is answered with the smallest change that fits ([`Infeasible`]).
 
+#![warn(missing_docs)]
+
 pub mod coeffs;
 pub mod ilp;
 
@@ -131,15 +133,21 @@ pub struct SolveRequest {
     pub model_path: String,
     /// `-c`; 0 = the model's training context.
     pub ctx: u32,
+    /// `-b`.
     pub batch: u32,
+    /// `-ub`; the solver may choose another unless `ubatch_fixed`.
     pub ubatch: u32,
+    /// `-ctk`.
     pub type_k: GgmlType,
+    /// `-ctv`.
     pub type_v: GgmlType,
     /// `-np`.
     pub n_parallel: u32,
     /// `-kvu` with `-np > 1`.
     pub kv_unified: bool,
+    /// `-fa`.
     pub flash_attn: FlashAttn,
+    /// `--op-offload` / `--no-op-offload`.
     pub op_offload: bool,
     /// Context depth (tokens) attention reads per generated token in the speed model; None =
     /// the workload's: prompt + half the generated tokens.
@@ -291,24 +299,33 @@ pub fn launch_for(anatomy: &Anatomy, placement: &Placement, req: &SolveRequest) 
 /// Memory kept free per device (MiB), on top of everything the memory model predicts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Margins {
+    /// Per GPU, in host order, MiB.
     pub gpu_mib: Vec<f64>,
+    /// Host RAM, MiB.
     pub ram_mib: f64,
 }
 
 /// One row of the per-device table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceUse {
+    /// The device (a GPU, or the CPU for the host row).
     pub device: DeviceId,
+    /// Weight bytes (on the host: mapped and non-mapped CPU weights).
     pub weights: u64,
     /// KV cache + recurrent state.
     pub kv: u64,
+    /// Compute-buffer bytes.
     pub compute: u64,
+    /// CUDA context and other calibrated overhead, bytes (0 on the host).
     pub overhead: u64,
+    /// Usable bytes.
     pub cap: u64,
+    /// Bytes the profile keeps free.
     pub margin: u64,
 }
 
 impl DeviceUse {
+    /// Weights + KV + compute + overhead.
     pub fn total(&self) -> u64 {
         self.weights + self.kv + self.compute + self.overhead
     }
@@ -321,7 +338,9 @@ impl DeviceUse {
 /// A solved placement with its flags and predictions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Solution {
+    /// Where each layer and group lives.
     pub placement: Placement,
+    /// The llama.cpp launch that realises the placement.
     pub launch: LaunchConfig,
     /// GPUs in order, then the host (CPU) row. Bytes from `memory::predict`.
     pub devices: Vec<DeviceUse>,
@@ -346,8 +365,11 @@ pub struct Solution {
     pub gpu_only: Option<Infeasible>,
     /// Predicted backend hand-offs per generated token.
     pub splits: u32,
+    /// Solve-and-check rounds it took.
     pub rounds: usize,
+    /// Seconds the solve took.
     pub solve_s: f64,
+    /// The memory prediction's notes on the launch.
     pub warnings: Vec<String>,
     /// Per device (GPUs, then host): exact − linear bytes at this placement. Another profile of
     /// the same request starts from it (`solve_with_hint`) and usually needs one round less.
@@ -358,22 +380,29 @@ pub struct Solution {
 /// The request the objective prices (printed with every prediction).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Workload {
+    /// Prompt tokens per request.
     pub prompt_tokens: u32,
+    /// Tokens generated per request.
     pub gen_tokens: u32,
+    /// Context depth attention reads per generated token.
     pub decode_depth: u32,
 }
 
 /// A request that does not fit, with the smallest changes that do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Infeasible {
+    /// Why it does not fit, in words.
     pub reason: String,
+    /// The smallest changes that fit.
     pub suggestions: Vec<Suggestion>,
 }
 
+/// One change that makes the request fit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Suggestion {
     /// What to change, in words ("-c 65536 instead of 131072").
     pub change: String,
+    /// The changed request, when placer can solve it.
     pub request: Option<SolveRequest>,
     /// More host RAM needed (MiB), when that is the change.
     pub more_ram_mib: Option<u64>,
