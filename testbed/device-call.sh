@@ -7,7 +7,10 @@
 #   TAG       the call's tag (c8, …): run ids <scenario>--<placement>--TAG
 #   RUNS      make-matrix.py --runs list (SCENARIO:PLACEMENT,…) over testbed/matrix/scenarios.tsv
 #   FALLBACK  a matrix solved before the call (on the committed host files), used if solving here fails
-# env: OUT (files that come back), PLACER_TREE (the tree state make-matrix.py records), RAM_LIMIT_MIB
+# env: OUT (files that come back), PLACER_TREE (the tree state make-matrix.py records), RAM_LIMIT_MIB,
+#      TB_REPEATS / TB_FIRST_REPEAT (make-matrix.py --repeats / --first-repeat: the protocol's interleaved
+#      rounds), TB_HOST_EMUL=ddr4 (testbed/host-emul.sh: the solve hosts get the emulated RAM size and
+#      the bandwidth measured on llama.cpp's cores)
 # Writes to $OUT: host-detect.toml, the solve hosts, matrix.tsv(+.predictions.json), runs.tar, call.log.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +21,10 @@ PL=$REPO/.carry/placer
 if [ ! -x "$PL" ] && [ -f "$PL.xz" ]; then xz -dc "$PL.xz" > /tmp/placer && chmod +x /tmp/placer && PL=/tmp/placer; fi
 export TB_PLACER=$PL
 T0=$(date +%s)
+if [ "${TB_HOST_EMUL:-}" = ddr4 ]; then
+  . "$REPO/testbed/host-emul.sh"
+  RAM_LIMIT_MIB=${TB_RAM_LIMIT_MIB:-65536}
+fi
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=index,name,memory.total,memory.free,pcie.link.gen.max,pcie.link.width.max --format=csv
 nproc; grep -E 'MemTotal|MemAvailable' /proc/meminfo
@@ -40,6 +47,7 @@ detect_all() {
 }
 detect_all \
   && python3 "$REPO/testbed/make-matrix.py" -o "$OUT/matrix.tsv" --placer "$PL" --tag "$TAG" --runs "$RUNS" \
+       --repeats "${TB_REPEATS:-0}" --first-repeat "${TB_FIRST_REPEAT:-1}" \
   || { echo "solving on the device failed: using $FALLBACK"; cp "$FALLBACK" "$OUT/matrix.tsv"; cp "$FALLBACK.predictions.json" "$OUT/matrix.tsv.predictions.json"; }
 cat "$OUT/matrix.tsv"
 left=$(( DEADLINE_S - ($(date +%s) - T0) ))

@@ -15,7 +15,19 @@ llama-completion, which reserves n_batch logits in the compute buffer where llam
 
 --tag T makes run ids "<scenario>--<placement>--T" (one tag per device call: c4, c5, …), so a new call
 never overwrites a run of an earlier call in the same scenario directory. --placements keeps only
-those placements of each scenario (in the order given). The optional 9th column of scenarios.tsv is the
+those placements of each scenario (in the order given).
+
+The protocol (docs/testbed.md, "Protocol"): --repeats N interleaves the placements of each scenario in
+one device call — fit, aggressive, moderate, fit, aggressive, moderate, … — N rounds, the order rotated
+by one place each round (round 2 starts with the second placement), run ids "<scenario>--<placement>--T.rK".
+--first-repeat K numbers the rounds from K, for a call that goes on in a second command on the same warm
+machine. testbed/report.py pairs each run with the `--fit` run of its own round.
+
+Placement `neighbourhood` expands into placer's aggressive placement moved a little (the optimality gap,
+testbed/report.py): nb-ub<U> (the other -ub values), nb-cpu+1 / nb-cpu+2 (the experts of 1–2 more layers on
+the CPU), nb-cpu-1 (of one layer fewer), nb-ts+1 / nb-ts-1 (one layer from one GPU to the other),
+nb-cpufirst / nb-cpulast (the same number of CPU expert layers at the other position: the first or last
+layers). Each is placed with the aggressive profile's other flags unchanged. The optional 9th column of scenarios.tsv is the
 run's time box in seconds (the runner's TB_RUN_TIMEOUT otherwise).
 
 The workload goes into the solve: `--prompt P --gen G` when this placer's `solve --help` lists them,
@@ -25,6 +37,7 @@ else `--depth P + G/2` (attention reads per generated token, averaged over the g
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -144,6 +157,101 @@ def find_profile(j, name):
     raise KeyError(f"profile {name} not in placer solve --json output")
 
 
+EXPERT_RE = r"ffn_(down|gate|up)_exps"
+
+
+def n_layers(model):
+    txt = open(os.path.join(HERE, "..", "models", f"{model}.toml")).read()
+    return int(re.search(r"(?m)^n_layer\s*=\s*(\d+)", txt).group(1))
+
+
+def flag_value(flags, name):
+    return flags[flags.index(name) + 1] if name in flags and flags.index(name) + 1 < len(flags) else None
+
+
+def with_flag(flags, name, value):
+    out = list(flags)
+    if name in out:
+        out[out.index(name) + 1] = value
+    else:
+        out += [name, value]
+    return out
+
+
+def cpu_expert_layers(flags, nl):
+    """(layers whose three expert tensors an `-ot …=CPU` rule sends to the CPU, the other -ot rules)."""
+    rules = [r for r in (flag_value(flags, "-ot") or "").split(",") if r]
+    full, rest = set(), []
+    for r in rules:
+        pat, _, buft = r.rpartition("=")
+        hit = {i for i in range(nl) if buft == "CPU" and all(
+            re.search(pat, f"blk.{i}.ffn_{k}_exps.weight") for k in ("down", "gate", "up"))}
+        if hit:
+            full |= hit
+        else:
+            rest.append(r)
+    return full, rest
+
+
+def with_cpu_layers(flags, layers, rest):
+    rules = ([f"blk\\.({'|'.join(str(i) for i in sorted(layers))})\\.{EXPERT_RE}\\.=CPU"] if layers else []) + rest
+    out = [a for a in flags]
+    if "-ot" in out:
+        i = out.index("-ot")
+        del out[i:i + 2]
+    return out + (["-ot", ",".join(rules)] if rules else [])
+
+
+def neighbourhood(flags, model):
+    """[(name, flags)]: placer's aggressive flags moved a little (see the module's docstring)."""
+    nl = n_layers(model)
+    out = []
+    ub = int(flag_value(flags, "-ub") or 512)
+    for u in (512, 1024, 2048):
+        if u != ub:
+            f = with_flag(flags, "-ub", str(u))
+            if int(flag_value(f, "-b") or 2048) < u:
+                f = with_flag(f, "-b", str(u))
+            out.append((f"nb-ub{u}", f))
+    cpu, rest = cpu_expert_layers(flags, nl)
+    gpu = [i for i in range(nl) if i not in cpu]
+    if gpu:
+        # the GPU layers next to the CPU set first (the boundary the solver chose), else the last layers
+        near = sorted(gpu, key=lambda i: min((abs(i - c) for c in cpu), default=nl - i))
+        out.append(("nb-cpu+1", with_cpu_layers(flags, cpu | set(near[:1]), rest)))
+        if len(near) > 1:
+            out.append(("nb-cpu+2", with_cpu_layers(flags, cpu | set(near[:2]), rest)))
+    if cpu:
+        out.append(("nb-cpu-1", with_cpu_layers(flags, cpu - {max(cpu)}, rest)))
+        k = len(cpu)
+        for name, layers in (("nb-cpufirst", set(range(k))), ("nb-cpulast", set(range(nl - k, nl)))):
+            if layers != cpu:
+                out.append((name, with_cpu_layers(flags, layers, rest)))
+    ts = flag_value(flags, "-ts")
+    if ts and len(ts.split(",")) == 2:
+        a, b = (int(float(x)) for x in ts.split(","))
+        for name, (x, y) in (("nb-ts+1", (a + 1, b - 1)), ("nb-ts-1", (a - 1, b + 1))):
+            if x > 0 and y > 0:
+                out.append((name, with_flag(flags, "-ts", f"{x},{y}")))
+    return out
+
+
+def interleave(pairs, repeats, first):
+    """[(scenario, placement, round)]: per scenario, `repeats` rounds of its placements, the order
+    rotated by one place each round; scenarios one after the other (one model on disk at a time)."""
+    if not repeats:
+        return [(s, p, None) for s, p in pairs]
+    by = {}
+    for s, p in pairs:
+        by.setdefault(s, []).append(p)
+    out = []
+    for s, pls in by.items():
+        for r in range(repeats):
+            k = (first + r - 1) % len(pls)
+            out += [(s, p, first + r) for p in pls[k:] + pls[:k]]
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-o", "--output", required=True)
@@ -152,6 +260,8 @@ def main():
     ap.add_argument("--tag", help="suffix of every run id: <scenario>--<placement>--TAG")
     ap.add_argument("--placements", help="only these placements, in this order")
     ap.add_argument("--runs", help="SCENARIO:PLACEMENT,… in this order (the call's run order; overrides --scenarios)")
+    ap.add_argument("--repeats", type=int, default=0, help="interleave each scenario's placements in N rotated rounds")
+    ap.add_argument("--first-repeat", type=int, default=1, help="number the rounds from K (a call continued on a warm machine)")
     a = ap.parse_args()
     want = a.scenarios.split(",") if a.scenarios else None
     pairs = [tuple(r.split(":", 1)) for r in a.runs.split(",")] if a.runs else None
@@ -165,11 +275,28 @@ def main():
             if a.placements:
                 todo = [p for p in a.placements.split(",") if p in todo]
             pairs += [(name, pl) for pl in todo]
+    # `neighbourhood` stands for its variants, solved from the aggressive profile
+    expanded = []
     for name, pl in pairs:
+        if pl == "neighbourhood":
+            s, model, host, solve_host, ctx, prompt, gen = scen[name][:7]
+            try:
+                base, _, _ = placer_flags(a.placer, model, solve_host, ctx, "aggressive", int(prompt), int(gen))
+            except (RuntimeError, KeyError, ValueError, OSError, subprocess.TimeoutExpired) as e:
+                problems.append(f"{name}--neighbourhood: {e}")
+                continue
+            expanded += [(name, f"{v}\t{' '.join(f)}") for v, f in neighbourhood(base, model)]
+        else:
+            expanded.append((name, pl))
+    for name, pl, rnd in interleave(expanded, a.repeats, a.first_repeat):
         s, model, host, solve_host, ctx, prompt, gen, placements = scen[name][:8]
         tmo = scen[name][8] if len(scen[name]) > 8 else ""
+        nb_flags = None
+        if "\t" in pl:
+            pl, nb_flags = pl.split("\t", 1)
         if True:
-            run_id = f"{s}--{pl}" + (f"--{a.tag}" if a.tag else "")
+            tag = (a.tag or "") + (f".r{rnd}" if rnd is not None else "")
+            run_id = f"{s}--{pl}" + (f"--{tag}" if tag else "")
             # "<placement>-lmnone": the same placement with `-lm none` (no mmap: llama.cpp puts the
             # CPU-resident weights in the first GPU's pinned host buffer, src/llama-model.cpp:
             # make_cpu_buft_list; llama-model-loader.cpp warns "tensor overrides to CPU are used with
@@ -177,7 +304,9 @@ def main():
             extra = []
             if pl.endswith("-lmnone"):
                 pl, extra = pl[: -len("-lmnone")], ["-lm", "none"]
-            if pl == "fit":
+            if nb_flags is not None:
+                flags = nb_flags.split()
+            elif pl == "fit":
                 flags = ["--fit", "on"]
             elif pl == "cpu-moe":
                 flags = ["--cpu-moe"]
@@ -189,7 +318,7 @@ def main():
                 profile, sp, sg, sd = pl.split("-", 1)[1], int(prompt), int(gen), None
                 if pl == "placer-decode":
                     # the aggressive profile solved decode-weighted: the generation fills the rest of
-                    # the context and attention reads the prompt (what a long agentic session's turns
+                    # the context and attention reads the prompt (what a long agentic conversation's turns
                     # look like once llama-server has the prefix cached); the run itself is unchanged
                     profile, sg, sd = "aggressive", int(ctx) - sp - 1, sp
                 try:
@@ -205,7 +334,7 @@ def main():
                 problems.append(f"{run_id}: unknown placement")
                 continue
             if extra:
-                # placer emits -lm none itself since the fifth session where CPU weights stream
+                # placer emits -lm none itself where CPU weights stream (solver prefer_pinned)
                 flags = flags if "-lm" in flags else flags + extra
                 pl = pl + "-lmnone"
             out.append("\t".join([run_id, model, host, ctx, prompt, gen, pl, " ".join(flags)] + ([tmo] if tmo else [])))

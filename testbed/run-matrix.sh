@@ -11,6 +11,11 @@
 #                              and -fitt tells --fit each device's real budget (margin 1024 + max(T) − Ti).
 #   TB_DRYRUN   (env) models whose dry-run sweep to run (default: every model of the matrix; "none": no sweep)
 #   TB_CALL     (env) the device call's tag (c4, c5, …), recorded in every manifest
+#   TB_HOST_EMUL (env) "ddr4": the CPU side of the users' host (testbed/host-emul.sh): llama.cpp on as
+#               many cores as reach TB_DDR4_GBS of read bandwidth (`-t`/`-tb` and taskset), host RAM
+#               limited to TB_RAM_LIMIT_MIB by a cgroup where possible; recorded as `host_emulation`
+#   TB_MODELS   (env) where the synthesized GGUFs go (default /tmp/tb/models); docs/testbed.md has the
+#               disk and RAM plan for the 57-61 GB models
 #   DEADLINE_S  seconds (from the start) by which every run must have ended (default 560): each run's
 #               timeout is min(TB_RUN_TIMEOUT, what is left − 20 s); a run with < 45 s left is skipped.
 # Each finished run is appended at once to $TB_TAR (default OUTDIR/runs.tar), so a call killed at its
@@ -32,6 +37,12 @@ mkdir -p "$OUTDIR" "$MODELS" "$WORK"
 BIN=$WORK/llama.cpp/build/bin
 export LD_LIBRARY_PATH=$BIN
 PLACER=${TB_PLACER:-$REPO/.carry/placer}
+TB_HOST_EMUL_JSON=null
+if [ "${TB_HOST_EMUL:-}" = ddr4 ]; then
+  TB_PLACER=$PLACER . "$REPO/testbed/host-emul.sh"
+else
+  host_emul_exec() { "$@"; }
+fi
 BUILD_INFO=$("$BIN/llama-completion" --version 2>&1 | tr '\n' ' ' | sed 's/"/ /g')
 GPU_INFO=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tr '\n' ';')
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -143,6 +154,9 @@ while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags run
     max=0; for t in "${T[@]}"; do (( t > max )) && max=$t; done
     emul_flags="-fitt $(for t in "${T[@]}"; do echo $(( 1024 + max - t )); done | paste -sd,)"
   fi
+  if [ "${TB_HOST_EMUL:-}" = ddr4 ]; then
+    emul_flags="$emul_flags -t $TB_THREADS -tb $TB_THREADS"
+  fi
   d=$OUTDIR/$run_id; mkdir -p "$d"
   python3 "$REPO/testbed/prompt.py" "$prompt_n" "$WORK/prompt-$prompt_n.txt" 1
   argv=("$BIN/llama-completion" -m "$mpath" -c "$ctx" -n "$n_gen" --ignore-eos -no-cnv -f "$WORK/prompt-$prompt_n.txt" -lv 4 --temp 0 --seed 1)
@@ -151,7 +165,7 @@ while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags run
   nvidia-smi --query-gpu=index,memory.used,memory.free,utilization.gpu --format=csv,noheader,nounits -lms 250 > "$d/smi.csv" 2>/dev/null &
   smi=$!
   t=$(date +%s%N)
-  env "${envs[@]}" timeout "$tmo" "${argv[@]}" "${extra[@]}" > "$d/log.txt" 2>&1
+  host_emul_exec env "${envs[@]}" timeout "$tmo" "${argv[@]}" "${extra[@]}" > "$d/log.txt" 2>&1
   rc=$?
   wall_ns=$(( $(date +%s%N) - t ))
   kill $smi 2>/dev/null; wait $smi 2>/dev/null
@@ -160,7 +174,7 @@ while IFS=$'\t' read -r run_id model host ctx prompt_n n_gen placement flags run
   gzip -f "$d/log.txt" "$d/smi.csv"
   RUN_ID=$run_id MODEL=$model MPATH=$mpath PLACEMENT=$placement HOST=$host KIND=$kind ENVS="${envs[*]:-}" \
   TIME_BOX=$tmo CALL=${TB_CALL:-} BFREE=$BALLAST_FREE CTX=$ctx PROMPT_N=$prompt_n N_GEN=$n_gen FLAGS=$flags EMUL_FLAGS=$emul_flags \
-  ARGV="${argv[*]:1} ${extra[*]:-}" BIN=$BIN BUILD_INFO=$BUILD_INFO GPU_INFO=$GPU_INFO RC=$rc WALL_NS=$wall_ns PEAK=$peak \
+  HOST_EMUL=$TB_HOST_EMUL_JSON ARGV="${argv[*]:1} ${extra[*]:-}" BIN=$BIN BUILD_INFO=$BUILD_INFO GPU_INFO=$GPU_INFO RC=$rc WALL_NS=$wall_ns PEAK=$peak \
   python3 "$REPO/testbed/write_manifest.py" "$d"
   tar -rf "$TAR" -C "$OUTDIR" "$run_id"
 done < "$MATRIX"

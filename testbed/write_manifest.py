@@ -45,6 +45,9 @@ manifest = {
     "timed_out": rc in (124, 137),
     "wall_s": round(int(e["WALL_NS"]) / 1e9, 2),
     "peak_used_mib_physical": [int(x) for x in e["PEAK"].split(",") if x.strip().isdigit()],
+    # the CPU-side emulation (testbed/host-emul.sh) or null; the machine start the run belongs to
+    "host_emulation": json.loads(e.get("HOST_EMUL") or "null"),
+    "boot_id": open("/proc/sys/kernel/random/boot_id").read().strip() if os.path.exists("/proc/sys/kernel/random/boot_id") else None,
     "measured": m,
 }
 with open(os.path.join(d, "manifest.json"), "w") as fh:

@@ -234,7 +234,7 @@ fn verdict_matches_logged_outcome() {
     }
 }
 
-// MET (2026-11-23, third session: 47 testbed runs + 2 reference runs, 13 scenarios,
+// MET (2026-11-23 c2–c7: 47 testbed runs + 2 reference runs, 13 scenarios,
 // leave-one-scenario-out, speed model of src/speed.rs): held-out decode |error| p50 6.4 %, p90
 // 25.4 %, max 85.6 % over 49 runs. Per model (median / max): gpt-oss-20b 1.2 / 4.2 % (6 runs),
 // GLM-4.7-Flash 6.1 / 32.7 % (13), Qwen3-30B-A3B H100 6.5 / 17.8 % (21), Qwen3-32B dense

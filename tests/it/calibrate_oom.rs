@@ -84,7 +84,7 @@ fn oom_on_a_device_moves_memory_off_it() {
         "margin +{extra} MiB does not exclude the failed profile"
     );
     // Reading the same logs again (a re-fit from the learned calibration) changes nothing, also
-    // with two OOM runs on one device (the second session's shipped file compounded them).
+    // with two OOM runs on one device (a shipped file fitted after 2026-11-23 c4–c5 compounded them).
     let mut rec2 = rec.clone();
     rec2.input.run_id = "oom-again".into();
     let both = [rec.clone(), rec2];

@@ -65,7 +65,7 @@ fn simulated_fit_matches_the_logged_choices() {
     }
     eprintln!("{n} --fit runs: layers equal in {same_layers}, layers and partial layers within 1 in {close}");
     assert!(n >= 10, "only {n} --fit runs with a logged choice");
-    // Measured 2026-11-23 (third session): layers per GPU equal in 11 of 11, partial layers
+    // Measured 2026-11-23 (c2–c7): layers per GPU equal in 11 of 11, partial layers
     // within one in 11 (two runs off by one).
     assert_eq!(same_layers, n, "layers per GPU differ from --fit's");
     assert_eq!(close, n, "partial layers off by more than one");

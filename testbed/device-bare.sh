@@ -3,7 +3,7 @@
 # or unpacked from .carry/llama-bin.tar.xz.*), then testbed/device-call.sh, then what comes back bundled
 # so that it stays under the device tool's 8 files: runs.tar, meta.tar (host files, matrix, call log)
 # and, after a build, the binaries in 15 MiB parts (llama-bin.tar.xz.a?) to carry next time.
-# usage: testbed/device-session.sh TAG RUNS DEADLINE_S   (env as device-call.sh, FALLBACK: its fallback
+# usage: testbed/device-bare.sh TAG RUNS DEADLINE_S   (env as device-call.sh, FALLBACK: its fallback
 # matrix; OUT must be set)
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
