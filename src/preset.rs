@@ -377,14 +377,92 @@ pub fn long_form(argv: &[String], facts: &BuildFacts) -> anyhow::Result<Vec<Stri
     Ok(out)
 }
 
-/// `text` with each `(name, section text)` added at the end or replaced where it is, by the
-/// same rules as models.conf (`modelsconf::write::upsert_with_notes`: the old version kept as a
-/// commented-out history entry above the new one, the last three kept, duplicates commented
-/// out, every other byte unchanged, the file's line endings kept). Comment lines are comments to
-/// llama.cpp too, so the history does not change what it reads. Returns notes for the user,
-/// including one when llama.cpp would refuse the resulting file for lines placer did not write.
-pub fn upsert(text: &str, new: &[crate::modelsconf::write::NewSection]) -> (String, Vec<String>) {
-    let (out, notes) = crate::modelsconf::write::upsert_with_notes(text, new);
+/// Whether placer decides the option of `key` (the launch parser reads it into the launch
+/// rather than keeping it verbatim): such a key of an old section is replaced, any other
+/// (`jinja`, sampler settings, `alias`, preset-only keys, keys this build does not know) is the
+/// user's and carried over.
+pub fn placer_decides(key: &str, value: &str, facts: &BuildFacts) -> bool {
+    if key == RESERVED_KEY || PRESET_ONLY.contains(&key) {
+        return false;
+    }
+    let one = Section {
+        name: String::new(),
+        entries: vec![(key.to_string(), value.to_string())],
+        line: 0,
+    };
+    let Ok(argv) = section_argv(&one, facts) else {
+        return false;
+    };
+    match crate::launch::parse_args(crate::launch::Tool::Server, &argv) {
+        Ok(cfg) => cfg.passthrough.is_empty(),
+        // Read by the launch parser, and refused by it: one of placer's own options.
+        Err(_) => true,
+    }
+}
+
+/// The user's keys of `old` that `new_text` (a section [`section_text`] wrote) does not already
+/// set: `key = value` lines in file order, the last value of a repeated key.
+fn carried(old: &Section, new_text: &str, facts: &BuildFacts) -> String {
+    let new_opts: Vec<*const OptionSpec> = parse(new_text)
+        .ok()
+        .and_then(|v| v.into_iter().last())
+        .map(|s| {
+            s.entries
+                .iter()
+                .filter_map(|(k, _)| option_of_key(k, facts).map(|(o, _)| o as *const _))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = String::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, (k, _)) in old.entries.iter().enumerate() {
+        if seen.contains(&k.as_str()) {
+            continue;
+        }
+        seen.push(k);
+        let v = &old.entries[i..]
+            .iter()
+            .rev()
+            .find(|(k2, _)| k2 == k)
+            .unwrap()
+            .1;
+        if placer_decides(k, v, facts) {
+            continue;
+        }
+        if option_of_key(k, facts).is_some_and(|(o, _)| new_opts.contains(&(o as *const _))) {
+            continue;
+        }
+        out.push_str(&format!("{k} = {v}\n"));
+    }
+    out
+}
+
+/// `text` with each new section added at the end or replaced where it is, by the same rules as
+/// models.conf (`modelsconf::write::upsert_with_notes`: the old version kept as a commented-out
+/// history entry above the new one, the last three kept, duplicates commented out, every other
+/// byte unchanged, the file's line endings kept). Comment lines are comments to llama.cpp too,
+/// so the history does not change what it reads. The user's keys of a replaced section
+/// ([`placer_decides`] false) are carried into the new one. Returns notes for the user,
+/// including one when llama.cpp would refuse the resulting file.
+pub fn upsert(
+    text: &str,
+    new: &[crate::modelsconf::write::NewSection],
+    facts: &BuildFacts,
+) -> (String, Vec<String>) {
+    let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let old = parse(body).unwrap_or_default();
+    let new: Vec<crate::modelsconf::write::NewSection> = new
+        .iter()
+        .map(|n| {
+            let mut n = n.clone();
+            if let Some(o) = effective(&old, &n.name) {
+                let keep = carried(o, &n.text, facts);
+                n.text.push_str(&keep);
+            }
+            n
+        })
+        .collect();
+    let (out, notes) = crate::modelsconf::write::upsert_with_notes(text, &new);
     let mut notes: Vec<String> = notes
         .into_iter()
         .map(|n| n.replacen("models.conf had", "the preset file had", 1))
@@ -402,14 +480,16 @@ pub fn upsert(text: &str, new: &[crate::modelsconf::write::NewSection]) -> (Stri
     (out, notes)
 }
 
-/// Read `path` (missing = empty), [`upsert`], write it through `fsio::update`.
+/// Read `path` (missing = empty), [`upsert`], write it through `fsio::update` (lock, temporary
+/// file, fsync, rename; an unchanged file is left alone).
 pub fn upsert_file(
     path: &std::path::Path,
     new: &[crate::modelsconf::write::NewSection],
+    facts: &BuildFacts,
 ) -> anyhow::Result<Vec<String>> {
     let mut notes = Vec::new();
     crate::fsio::update(path, crate::fsio::MODELS_CONF, |old| {
-        let (text, n) = upsert(old.unwrap_or(""), new);
+        let (text, n) = upsert(old.unwrap_or(""), new, facts);
         notes = n;
         Ok(text)
     })?;

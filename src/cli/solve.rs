@@ -480,7 +480,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             eprintln!("wrote {} to {}", names.join(" and "), path.display());
         }
         if let (Some(path), Some(ps)) = (&a.write_preset, &preset_sections) {
-            for note in crate::preset::upsert_file(path, ps)? {
+            for note in crate::preset::upsert_file(path, ps, inp.target.facts())? {
                 eprintln!("note: {note}");
             }
             eprintln!(
