@@ -533,7 +533,12 @@ fn preset_sections(
             .text
             .lines()
             .take_while(|l| l.trim() != header)
-            .map(|l| l.strip_prefix('#').unwrap_or(l).trim_start().to_string())
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .or_else(|| l.strip_prefix('#'))
+                    .unwrap_or(l)
+                    .to_string()
+            })
             .collect();
         let argv = crate::emit::argv_for(&launch, facts).argv;
         let text = crate::preset::section_text(&sec.name, &comments, &argv, facts)
