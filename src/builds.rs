@@ -188,7 +188,7 @@ impl OptionSpec {
 
     /// `common_params_parser_init: add_opt`: the option is registered for example `ex` when it
     /// names `ex` or COMMON in `set_examples` and does not exclude `ex`.
-    fn applies_to(&self, ex: &str) -> bool {
+    pub fn applies_to(&self, ex: &str) -> bool {
         let in_examples = if self.examples.is_empty() {
             true
         } else {
@@ -270,7 +270,7 @@ pub enum Tool {
 }
 
 impl Tool {
-    fn key(self) -> &'static str {
+    pub fn key(self) -> &'static str {
         match self {
             Tool::Server => "server",
             Tool::FitParams => "fit-params",

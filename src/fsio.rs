@@ -176,6 +176,21 @@ fn read_capped(
     Ok(buf)
 }
 
+/// The first `n` bytes (fewer when the file is shorter) of a regular file of any size: enough to
+/// tell what a file is (its magic) when it is too large to read.
+pub fn read_head(path: &Path, what: &'static str, n: usize) -> anyhow::Result<Vec<u8>> {
+    let any = Limit {
+        what,
+        max_bytes: u64::MAX,
+    };
+    let f = open_regular(path, any)?;
+    let mut buf = Vec::with_capacity(n);
+    f.take(n as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    Ok(buf)
+}
+
 /// The bytes of a regular file of at most `limit.max_bytes`.
 pub fn read_bytes(path: &Path, limit: Limit) -> anyhow::Result<Vec<u8>> {
     let f = open_regular(path, limit)?;

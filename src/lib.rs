@@ -60,6 +60,7 @@ pub mod memory;
 pub mod modelsconf;
 pub mod oracle;
 pub mod placement;
+pub mod preset;
 pub mod process;
 pub mod profile;
 pub mod solver;

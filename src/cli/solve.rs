@@ -66,6 +66,11 @@ pub struct Args {
     /// the old version commented out above it, as the users do by hand.
     #[arg(long)]
     pub in_place: bool,
+    /// Also add or replace the same sections in llama-server's router preset file
+    /// (`llama-server --models-preset FILE`, INI; docs/presets.md), in llama.cpp's own key
+    /// spelling; every other byte of the file is kept.
+    #[arg(long, value_name = "PRESET_INI")]
+    pub write_preset: Option<PathBuf>,
     /// Do not confirm the profiles with llama.cpp's `llama-fit-params` dry run (run by default
     /// when the target build's llama-server has it beside it and MODEL is a full GGUF file).
     #[arg(long)]
@@ -428,7 +433,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         })?),
         (None, false) => None,
     };
-    if let Some(path) = &write_to {
+    if write_to.is_some() || a.write_preset.is_some() {
         let fit_flags = fit
             .as_ref()
             .and_then(|b| b.fit_choice.as_deref())
@@ -453,18 +458,37 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .filter(|p| !a.in_place || p.kind == a.profile)
             .filter_map(|p| crate::profile::conf_section(&src, &inp.anatomy, p))
             .collect();
+        let target = write_to.as_ref().or(a.write_preset.as_ref()).unwrap();
         if sections.is_empty() {
             return Err(super::DoesNotFit(format!(
                 "nothing written to {}: no profile fits (see the smallest changes above)",
-                path.display()
+                target.display()
             ))
             .into());
         }
-        for note in crate::modelsconf::write::upsert_file(path, &sections)? {
-            eprintln!("note: {note}");
-        }
+        // Both texts are built before either file is written: a profile the preset cannot
+        // carry leaves both files as they were.
+        let preset_sections = match &a.write_preset {
+            Some(_) => Some(preset_sections(&inp, &a, &profiles, &sections)?),
+            None => None,
+        };
         let names: Vec<String> = sections.iter().map(|s| format!("[{}]", s.name)).collect();
-        eprintln!("wrote {} to {}", names.join(" and "), path.display());
+        if let Some(path) = &write_to {
+            for note in crate::modelsconf::write::upsert_file(path, &sections)? {
+                eprintln!("note: {note}");
+            }
+            eprintln!("wrote {} to {}", names.join(" and "), path.display());
+        }
+        if let (Some(path), Some(ps)) = (&a.write_preset, &preset_sections) {
+            for note in crate::preset::upsert_file(path, ps, inp.target.facts())? {
+                eprintln!("note: {note}");
+            }
+            eprintln!(
+                "wrote {} to {} (llama-server --models-preset)",
+                names.join(" and "),
+                path.display()
+            );
+        }
     }
     if profiles.iter().all(|p| p.solution.is_none()) {
         return Err(super::DoesNotFit(
@@ -473,6 +497,58 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// The profiles of `sections` (models.conf text, same order) as llama-server preset sections:
+/// the same `#` notes and name, the launch as `key = value` lines for the target build. MODEL
+/// of a models.conf section is relative to the users' models folder; the router starts its
+/// children from its own folder, so the preset gets the file as found.
+fn preset_sections(
+    inp: &Inputs,
+    a: &Args,
+    profiles: &[crate::profile::Profile],
+    sections: &[crate::modelsconf::write::NewSection],
+) -> anyhow::Result<Vec<crate::modelsconf::write::NewSection>> {
+    let facts = inp.target.facts();
+    let chosen = profiles
+        .iter()
+        .filter(|p| !a.in_place || p.kind == a.profile)
+        .filter_map(|p| p.solution.as_ref());
+    let mut out = Vec::new();
+    for (sol, sec) in chosen.zip(sections) {
+        let mut launch = sol.launch.clone();
+        if let Some((file, _)) = &inp.section {
+            let dir = a.common.models_dir();
+            if let Some(crate::catalog::ModelRef::File(f)) =
+                crate::catalog::resolve_model(&launch.model, file.parent(), Some(&dir))
+            {
+                launch.model = std::path::absolute(&f)
+                    .unwrap_or(f)
+                    .to_string_lossy()
+                    .to_string();
+            }
+        }
+        let header = format!("[{}]", sec.name);
+        let comments: Vec<String> = sec
+            .text
+            .lines()
+            .take_while(|l| l.trim() != header)
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .or_else(|| l.strip_prefix('#'))
+                    .unwrap_or(l)
+                    .to_string()
+            })
+            .collect();
+        let argv = crate::emit::argv_for(&launch, facts).argv;
+        let text = crate::preset::section_text(&sec.name, &comments, &argv, facts)
+            .map_err(|e| anyhow::anyhow!("--write-preset: [{}]: {e}", sec.name))?;
+        out.push(crate::modelsconf::write::NewSection {
+            name: sec.name.clone(),
+            text,
+        });
+    }
+    Ok(out)
 }
 
 /// A request holds its prompt and its generated tokens in one sequence's context; a workload

@@ -52,8 +52,17 @@ fn parse_decoded(source: &str, bytes: Vec<u8>, cut_short: bool) -> Result<LogRun
 pub fn parse_path(path: &Path) -> Result<LogRun, LogError> {
     let source = path.display().to_string();
     // Bounded, never blocking (a FIFO is refused), gunzipped as a stream: src/fsio.rs.
-    let (bytes, cut_short) = crate::fsio::read_maybe_gzip(path, crate::fsio::LOG)
-        .map_err(|e| LogError::Io(source.clone(), std::io::Error::other(format!("{e:#}"))))?;
+    let (bytes, cut_short) = crate::fsio::read_maybe_gzip(path, crate::fsio::LOG).map_err(|e| {
+        // A file too large to read is still named for what it is (an executable, a model).
+        if let Ok(head) = crate::fsio::read_head(path, crate::fsio::LOG.what, 16) {
+            if let Err(why @ super::decode::NotText::Executable(_)) =
+                super::decode::decode_text(&head)
+            {
+                return LogError::NotText(source.clone(), why);
+            }
+        }
+        LogError::Io(source.clone(), std::io::Error::other(format!("{e:#}")))
+    })?;
     parse_decoded(&source, bytes, cut_short)
 }
 
