@@ -370,7 +370,6 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         gpu_only: a.gpu_only,
         tool,
         host_gpus: host.gpus.len(),
-        ..SolveRequest::default()
     };
     Ok(Inputs {
         section,
