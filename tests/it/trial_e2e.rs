@@ -207,6 +207,32 @@ fn trial_two_profiles_measures_stores_learns_chooses_and_writes() {
     let cal = std::fs::read_to_string(env.p("calibration.toml")).expect("calibration written");
     assert!(cal.starts_with("# Written by `placer trial`"), "{cal}");
     placer::calibration::Calibration::from_file(&env.p("calibration.toml")).expect("reads back");
+    // The next solve reads it (one calibration rule for every command, shown in the report).
+    let solve = Command::new(env!("CARGO_BIN_EXE_placer"))
+        .args([
+            "solve",
+            &format!("{c}:tiny-aggressive"),
+            "--no-oracle",
+            "--host",
+        ])
+        .arg(env.p("host.toml"))
+        .env("PLACER_CALIBRATION", env.p("calibration.toml"))
+        .env("PLACER_CONFIG", env.p("no-config.toml"))
+        .env("HOME", env.dir.path())
+        .env_remove("PLACER_LLAMA")
+        .env_remove("XDG_CONFIG_HOME")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&solve.stdout);
+    assert!(
+        text.contains(&format!(
+            "calibration: {}",
+            env.p("calibration.toml").display()
+        )),
+        "the next solve must read the trial's calibration:\n{text}{}",
+        String::from_utf8_lossy(&solve.stderr)
+    );
 
     // Written back: every non-comment byte kept, NOT YET TESTED replaced, one CHOSEN.
     let after = std::fs::read_to_string(&conf).unwrap();
