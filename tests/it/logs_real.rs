@@ -8,7 +8,8 @@ fn reference_dir() -> Option<PathBuf> {
     let candidates = [
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
-        PathBuf::from("/work/shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
     ];
     candidates.into_iter().find(|p| p.is_dir())
 }

@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use crate::known_gaps;
 use known_gaps::known_gap;
 
-const REFERENCE: &str = "/work/shared/reference-runs/2026-11-23-qwen3moe-h200x2";
+/// The reference runs beside the repository (the project's shared folder; CI has it too).
+const REFERENCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/reference-runs/2026-11-23-qwen3moe-h200x2"
+);
 
 fn records(paths: &[PathBuf], host: Option<&Host>) -> Vec<Record> {
     let cal = Calibration::shipped();
