@@ -54,7 +54,7 @@ fn percentiles() {
 
 fn reference() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference-runs/2026-11-23-qwen3moe-h200x2");
+        .join("tests/fixtures/reference-runs/2026-11-23-qwen3moe-h200x2");
     p.is_dir().then_some(p)
 }
 

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 fn reference(name: &str) -> Option<Vec<u8>> {
     let dirs = [
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
+            .join("tests/fixtures/reference-runs/2026-11-23-qwen3moe-h200x2"),
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
+            .join("tests/fixtures/reference-runs/2026-11-23-qwen3moe-h200x2"),
     ];
     let dir = dirs.into_iter().find(|p| p.is_dir())?;
     let raw = std::fs::read(dir.join(name)).ok()?;

@@ -1,4 +1,4 @@
-//! Log readers on the real llama.cpp logs in shared/reference-runs (and data/runs when present).
+//! Log readers on the real llama.cpp logs in tests/fixtures/reference-runs (and data/runs when present).
 //! Every asserted value was read off the log by hand (`zcat t2_fit.log.gz | grep …`).
 
 use placer::logs::{parse_path, parse_paths, LogFormat, LogRun};
@@ -7,16 +7,16 @@ use std::path::PathBuf;
 fn reference_dir() -> Option<PathBuf> {
     let candidates = [
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
+            .join("tests/fixtures/reference-runs/2026-11-23-qwen3moe-h200x2"),
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/reference-runs/2026-11-23-qwen3moe-h200x2"),
+            .join("tests/fixtures/reference-runs/2026-11-23-qwen3moe-h200x2"),
     ];
     candidates.into_iter().find(|p| p.is_dir())
 }
 
 fn load(name: &str) -> Option<LogRun> {
     let Some(dir) = reference_dir() else {
-        eprintln!("SKIPPED: shared/reference-runs not present on this machine");
+        eprintln!("SKIPPED: tests/fixtures/reference-runs not present on this machine");
         return None;
     };
     Some(parse_path(&dir.join(name)).expect("reference log parses"))

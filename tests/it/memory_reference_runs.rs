@@ -1,4 +1,4 @@
-//! The memory model against real llama.cpp logs: shared/reference-runs (qwen3moe on the
+//! The memory model against real llama.cpp logs: tests/fixtures/reference-runs (qwen3moe on the
 //! emulated 24,000 + 12,800 MiB host) and every run in data/runs/ that has a manifest.
 //! Model and KV bytes per device must EQUAL the logged values (printed to 0.01 MiB); compute
 //! and total within max(128 MiB, 1.5 %).
@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use crate::known_gaps;
 use known_gaps::known_gap;
 
-/// The reference runs beside the repository (the project's shared folder; CI has it too).
+/// The reference runs (tests/fixtures/reference-runs: logs, ballast and dry run as recorded).
 const REFERENCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/reference-runs/2026-11-23-qwen3moe-h200x2"
+    "/tests/fixtures/reference-runs/2026-11-23-qwen3moe-h200x2"
 );
 
 fn records(paths: &[PathBuf], host: Option<&Host>) -> Vec<Record> {
