@@ -7,7 +7,7 @@
 //! also runs MoE layers): logged − predicted = 137–143 MiB on glm-gpu24-c32k (one GPU, routed
 //! experts of the last 16 layers on the CPU), glm-h200x2-c128k CUDA1 (aggressive and moderate)
 //! and qwen3moe-h200x2-c128k CUDA1 (routed experts of CUDA1's first layers on the CPU); the same
-//! flags on two virtual devices of one H200 (fifth session, glm-h200emul-c128k and
+//! flags on two virtual devices of one H200 (2026-12-04 c12–c15, glm-h200emul-c128k and
 //! qwen3moe-h200emul-c128k CUDA1) log the very same buffers (1372.11 and 1350.14 MiB). The logged
 //! buffer is the same at 32K and 128K (GLM: 1372.11 MiB both), so it is not the mask; it matches
 //! three MoE intermediates of n_expert_used × n_ff_exp × n_ubatch F32 (both models: 6144 × 2048 ×
