@@ -135,14 +135,9 @@ fn dry_run(
             "not run (no llama-server given: --llama PATH); {only}"
         ));
     };
-    let on_disk: Option<u64> = gguf
-        .shards
-        .iter()
-        .map(|s| s.file_size.map(|f| f.saturating_sub(s.data_offset)))
-        .sum();
     let file =
         match crate::catalog::resolve_model(model, conf_dir, args.common.models_dir.as_deref()) {
-            Some(crate::catalog::ModelRef::File(f)) if on_disk >= Some(gguf.tensor_bytes()) => f,
+            Some(crate::catalog::ModelRef::File(f)) if gguf.has_tensor_data() => f,
             _ => {
                 return Err(format!(
                     "not run (MODEL is a header snapshot or catalog id, not a full GGUF); {only}"

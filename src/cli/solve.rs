@@ -246,12 +246,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
     })?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
     // A file holding every tensor's bytes (not a header snapshot): what llama-fit-params reads.
-    let on_disk: Option<u64> = gguf
-        .shards
-        .iter()
-        .map(|s| s.file_size.map(|f| f.saturating_sub(s.data_offset)))
-        .sum();
-    let full_model = !is_id && on_disk.is_some_and(|b| b >= gguf.tensor_bytes());
+    let full_model = !is_id && gguf.has_tensor_data();
     let (mut id, mut name, mut path, arch_source) = if is_id {
         let e = crate::catalog::entry(model_word, &dir)?;
         let file = e

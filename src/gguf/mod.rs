@@ -212,23 +212,37 @@ impl GgufModel {
     /// the size as the file's. (index, bytes on disk, bytes the header needs).
     pub fn incomplete_shards(&self) -> Vec<(usize, u64, u64)> {
         let recorded = self.metadata.get_u64(FILE_SIZE_KEY).is_some();
-        self.shards
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !(*i == 0 && recorded))
-            .filter_map(|(i, s)| {
-                let have = s.file_size?;
-                let end = self
-                    .tensors
-                    .iter()
-                    .filter(|t| t.shard == i)
-                    .map(|t| t.offset.saturating_add(t.nbytes))
-                    .max()
-                    .unwrap_or(0);
-                let need = s.data_offset.saturating_add(end);
+        (0..self.shards.len())
+            .filter(|i| !(*i == 0 && recorded))
+            .filter_map(|i| {
+                let (have, need) = self.shard_extent(i);
+                let have = have?;
                 (have < need).then_some((i, have, need))
             })
             .collect()
+    }
+
+    /// Whether every shard's file on disk holds all the tensor bytes its header declares: a real
+    /// model file that llama.cpp (and its `llama-fit-params` dry run) can open, not a header
+    /// snapshot.
+    pub fn has_tensor_data(&self) -> bool {
+        (0..self.shards.len()).all(|i| {
+            let (have, need) = self.shard_extent(i);
+            have.is_some_and(|h| h >= need)
+        })
+    }
+
+    /// (bytes on disk when known, bytes the header needs) of shard `i`.
+    fn shard_extent(&self, i: usize) -> (Option<u64>, u64) {
+        let s = &self.shards[i];
+        let end = self
+            .tensors
+            .iter()
+            .filter(|t| t.shard == i)
+            .map(|t| t.offset.saturating_add(t.nbytes))
+            .max()
+            .unwrap_or(0);
+        (s.file_size, s.data_offset.saturating_add(end))
     }
 }
 

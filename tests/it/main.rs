@@ -7,6 +7,7 @@ mod fixture;
 mod fuzz_support;
 mod gguf_support;
 mod known_gaps;
+mod llama_support;
 
 mod anatomy_archs;
 mod builds_tables;

@@ -26,7 +26,7 @@
 
 use placer::anatomy::{self, Anatomy};
 use placer::calibrate::Calibration;
-use placer::gguf::{self, TensorData, WriteOptions};
+use placer::gguf::{self, WriteOptions};
 use placer::host::{DeviceId, Host};
 use placer::launch::{self, Tool};
 use placer::memory::{self, Prediction};
@@ -105,24 +105,10 @@ impl Drop for RpcServer {
     }
 }
 
+use crate::llama_support::tiny_moe;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Synthesize tests/fixtures/models/tiny-moe.toml full-size (random weights) into `dir`.
-fn tiny_moe(dir: &Path) -> PathBuf {
-    let recipe = repo().join("tests/fixtures/models/tiny-moe.toml");
-    let entry = placer::catalog::entry_from_file(&recipe).expect("recipe parses");
-    let model = entry
-        .synthesize(None, &repo().join("models"))
-        .expect("synthesizes");
-    let path = dir.join("tiny-moe.gguf");
-    let opts = WriteOptions {
-        data: TensorData::Random { seed: 1 },
-        ..WriteOptions::default()
-    };
-    gguf::write_gguf(&path, &model.metadata, &model.tensors, &opts).expect("writes");
-    path
 }
 
 /// A catalog model as a sparse file: the real header, then a hole as long as the tensor data.

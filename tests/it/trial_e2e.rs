@@ -3,11 +3,12 @@
 //! models.conf with profiles for it, the runs stored, the calibration updated, a winner chosen
 //! and written back; an injected load failure; bad input; and never a server left running.
 
-use placer::gguf::{self, TensorData, WriteOptions};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use crate::llama_support::tiny_moe;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,21 +24,6 @@ fn llama_server() -> Option<PathBuf> {
     };
     let s = dir.join("llama-server");
     s.is_file().then_some(s)
-}
-
-fn tiny_moe(dir: &Path) -> PathBuf {
-    let recipe = repo().join("tests/fixtures/models/tiny-moe.toml");
-    let entry = placer::catalog::entry_from_file(&recipe).expect("recipe parses");
-    let model = entry
-        .synthesize(None, &repo().join("models"))
-        .expect("synthesizes");
-    let path = dir.join("tiny-moe.gguf");
-    let opts = WriteOptions {
-        data: TensorData::Random { seed: 1 },
-        ..WriteOptions::default()
-    };
-    gguf::write_gguf(&path, &model.metadata, &model.tensors, &opts).expect("writes");
-    path
 }
 
 /// A CPU-only host (this machine has no GPU): no GPUs, the RAM the tests may use.
