@@ -12,7 +12,7 @@ mod report;
 mod section;
 pub use confirm::{confirm_profiles, render_confirmation, Confirmation, SideBySide, MAX_DRY_RUNS};
 pub use report::{fit_baseline, SolveReport};
-pub use section::{conf_section, ConfSource};
+pub use section::{conf_section, ConfSource, OWN_KEYS};
 
 use crate::anatomy::{Anatomy, GroupKind, LayerRef};
 use crate::calibration::Calibration;

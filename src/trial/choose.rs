@@ -10,6 +10,20 @@ use serde::Serialize;
 /// turns of the workload agree more closely than this.
 pub const MIN_TIE: f64 = 0.01;
 
+/// Largest relative difference that still counts as a tie: a noisy measurement (a busy machine,
+/// turns 2× apart) makes the spread large, but the medians still rank the candidates, and a tie
+/// that wide would hand the choice to a profile twice as slow.
+pub const MAX_TIE: f64 = 0.05;
+
+/// The tolerance of comparing two results: the larger of their spreads, within
+/// [`MIN_TIE`]..=[`MAX_TIE`].
+pub fn tie_tolerance(a: &TrialResult, b: &TrialResult) -> f64 {
+    a.spread()
+        .unwrap_or(0.0)
+        .max(b.spread().unwrap_or(0.0))
+        .clamp(MIN_TIE, MAX_TIE)
+}
+
 /// What was chosen and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Choice {
@@ -54,25 +68,35 @@ pub fn choose(results: &[TrialResult], conf: Option<&str>) -> Choice {
         };
     };
     let best = results[fastest].request_s().unwrap_or(f64::INFINITY);
-    let tol = |i: usize| {
-        results[i]
-            .spread()
-            .unwrap_or(0.0)
-            .max(results[fastest].spread().unwrap_or(0.0))
-            .max(MIN_TIE)
-    };
+    let tol = |i: usize| tie_tolerance(&results[i], &results[fastest]);
     let ties: Vec<usize> = ok
         .iter()
         .copied()
         .filter(|&i| results[i].request_s().unwrap_or(f64::INFINITY) <= best * (1.0 + tol(i)))
         .collect();
+    // Never slower than llama.cpp's own choice measured in the same trial: a tie may go to the
+    // aggressive profile only when it is not slower than the best baseline.
+    let best_baseline = ok
+        .iter()
+        .filter(|&&i| results[i].kind == Kind::Baseline)
+        .filter_map(|&i| results[i].request_s())
+        .min_by(f64::total_cmp);
     let winner = ties
         .iter()
         .copied()
+        .filter(|&i| {
+            best_baseline.is_none_or(|b| results[i].request_s().unwrap_or(f64::INFINITY) <= b)
+        })
         .find(|&i| results[i].kind == Kind::Aggressive)
         .unwrap_or(fastest);
     let w = &results[winner];
-    let mut reason = if ties.len() > 1 && winner != fastest {
+    let mut reason = if w.kind == Kind::Baseline {
+        format!(
+            "llama.cpp's own --fit [{}] is the fastest for the workload ({:.2} s per turn): no placement of placer's beat it in this trial, so it is the profile",
+            w.name,
+            w.request_s().unwrap_or(0.0)
+        )
+    } else if ties.len() > 1 && winner != fastest {
         format!(
             "[{}] ties with the fastest [{}] within the measurement spread ({:.1}%): aggressive wins a tie",
             w.name,
@@ -85,8 +109,16 @@ pub fn choose(results: &[TrialResult], conf: Option<&str>) -> Choice {
             w.name
         )
     } else {
+        let vs = best_baseline
+            .map(|b| {
+                format!(
+                    ", {:.2}× the best --fit baseline's turn time",
+                    b / w.request_s().unwrap_or(f64::INFINITY)
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "[{}] is the fastest for the workload ({:.2} s per turn)",
+            "[{}] is the fastest for the workload ({:.2} s per turn{vs})",
             w.name,
             w.request_s().unwrap_or(0.0)
         )
@@ -157,6 +189,26 @@ mod tests {
         let c = choose(&[a, m], Some("m.conf"));
         assert_eq!(c.winner, Some(1));
         assert!(c.resolve.is_none());
+    }
+
+    #[test]
+    fn never_slower_than_the_best_baseline() {
+        let a = r("x-aggressive", &[1.00, 1.00], Outcome::Ok);
+        let mut b = r("x~fit-tuned", &[0.995, 0.995], Outcome::Ok);
+        b.kind = Kind::Baseline;
+        // Within the spread, but slower than the baseline: the baseline wins.
+        let c = choose(&[a.clone(), b.clone()], None);
+        assert_eq!(c.winner, Some(1), "{}", c.reason);
+        assert!(c.reason.contains("--fit"), "{}", c.reason);
+        // Faster than the baseline: aggressive, with the ratio.
+        let mut slow = b.clone();
+        slow.measurements.iter_mut().for_each(|m| {
+            m.prompt_ms *= 1.2;
+            m.predicted_ms *= 1.2;
+        });
+        let c = choose(&[a, slow], None);
+        assert_eq!(c.winner, Some(0));
+        assert!(c.reason.contains("1.19×"), "{}", c.reason);
     }
 
     #[test]

@@ -130,10 +130,28 @@ pub fn write_results(
     choice: &Choice,
     date: &str,
 ) -> anyhow::Result<()> {
+    write_results_with(path, results, choice, date, &[])
+}
+
+/// [`write_results`], first adding (or replacing) `new` sections: a winner that is no section
+/// of the file (a `--fit` baseline, a search step) is written as one, so it runs as written.
+/// One read-modify-write under the file's lock.
+pub fn write_results_with(
+    path: &Path,
+    results: &[TrialResult],
+    choice: &Choice,
+    date: &str,
+    new: &[crate::modelsconf::write::NewSection],
+) -> anyhow::Result<()> {
     // Read-modify-write under the file's lock, atomically (src/fsio.rs, docs/files.md).
     crate::fsio::update(path, crate::fsio::MODELS_CONF, |old| {
         let text = old.ok_or_else(|| anyhow::anyhow!("{} disappeared", path.display()))?;
-        Ok(annotate(text, results, choice, date))
+        let text = if new.is_empty() {
+            text.to_string()
+        } else {
+            crate::modelsconf::write::upsert(text, new)
+        };
+        Ok(annotate(&text, results, choice, date))
     })?;
     Ok(())
 }

@@ -282,6 +282,69 @@ pub struct Plan {
     pub long: u32,
     /// Generated tokens after the short and the long prompt.
     pub gen_short: u32,
+    /// Workload turns: at least `min_turns` (2: a spread needs two), more until their spread is
+    /// at most `spread_target`, at most `max_turns`.
+    pub turns: Turns,
+}
+
+/// How often the workload's turn is repeated: until the spread is known.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Turns {
+    pub min_turns: u32,
+    pub max_turns: u32,
+    /// Relative spread ((max − min) / median of the turns' times) that ends the repeats early.
+    pub spread_target: f64,
+}
+
+impl Default for Turns {
+    /// Two turns, up to four while they differ by more than 3 %.
+    fn default() -> Turns {
+        Turns {
+            min_turns: 2,
+            max_turns: 4,
+            spread_target: 0.03,
+        }
+    }
+}
+
+/// Seeds of the workload's new chunks, one per turn (a different chunk each time, so only the
+/// prefix is reused from the slot's cache).
+const TURN_SEEDS: [u64; 8] = [31, 41, 61, 71, 81, 91, 101, 111];
+
+/// Name of the k-th workload turn (0-based): `workload`, `workload-2`, …
+pub fn turn_name(k: usize) -> String {
+    if k == 0 {
+        "workload".into()
+    } else {
+        format!("workload-{}", k + 1)
+    }
+}
+
+/// The spread of a set of turn times: (max − min) / median; None for fewer than two.
+pub fn spread_of(times: &[f64]) -> Option<f64> {
+    if times.len() < 2 {
+        return None;
+    }
+    let med = median(times)?;
+    let (lo, hi) = times
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &t| (a.min(t), b.max(t)));
+    (med > 0.0).then(|| (hi - lo) / med)
+}
+
+/// The median of `v` (mean of the middle two for an even count); None when empty.
+pub fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
 }
 
 /// The users' short prompt: a question of a few dozen tokens.
@@ -296,8 +359,9 @@ pub enum Phase {
     Long,
 }
 
-/// Send the short prompt, the workload twice (prefix cached once, then two turns with
-/// different new chunks: their difference is the measurement spread), and the long prompt last
+/// Send the short prompt (the warm-up), the workload's turns (prefix cached once, then two to
+/// [`Turns::max_turns`] turns with different new chunks, repeated until their spread is known:
+/// [`Turns`]), and the long prompt last
 /// (fresh, so the server log's last timing lines are a plain prompt + generation, what
 /// `placer calibrate` reads). Stops at the first failure, returning what was measured so far.
 pub fn run_plan(
@@ -326,11 +390,19 @@ pub fn run_plan(
                 } else {
                     Vec::new()
                 };
-                for (i, seed) in [31u64, 41].iter().enumerate() {
-                    let mut t = prefix.clone();
-                    t.extend(c.tokens(*seed, w.chunk)?);
-                    let name = if i == 0 { "workload" } else { "workload-2" };
-                    out.push(c.complete(name, &t, w.gen, w.prefix > 0)?);
+                let t = plan.turns;
+                let max = t.max_turns.clamp(1, TURN_SEEDS.len() as u32) as usize;
+                let min = (t.min_turns.max(1) as usize).min(max);
+                let mut times = Vec::new();
+                for (i, seed) in TURN_SEEDS.iter().take(max).enumerate() {
+                    if i >= min && spread_of(&times).is_some_and(|s| s <= t.spread_target) {
+                        break;
+                    }
+                    let mut toks = prefix.clone();
+                    toks.extend(c.tokens(*seed, w.chunk)?);
+                    let m = c.complete(&turn_name(i), &toks, w.gen, w.prefix > 0)?;
+                    times.push(m.request_s());
+                    out.push(m);
                 }
             }
             Phase::Long => {

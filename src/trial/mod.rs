@@ -13,6 +13,7 @@ pub mod conf;
 pub mod measure;
 pub mod server;
 pub mod store;
+pub mod tune;
 
 use crate::logs::LogRun;
 use measure::{Measurement, Phase, Plan};
@@ -20,13 +21,18 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Whether a profile is the aggressive or the moderate one (from its section name), which the
-/// decision rules use for ties and fallbacks.
+/// Whether a candidate is the aggressive or the moderate profile (from its section name),
+/// llama.cpp's own `--fit` choice (a baseline), or a step of the search from a profile, which
+/// the decision rules use for ties and fallbacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     Aggressive,
     Moderate,
     Other,
+    /// `--fit on` for the same request: llama.cpp places the tensors itself (src/trial/tune.rs).
+    Baseline,
+    /// A profile moved a little (src/trial/tune.rs `neighbours`).
+    Tuned,
 }
 
 impl Kind {
@@ -63,8 +69,13 @@ pub struct Profile {
 /// What `check` predicts for a profile, next to what was measured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Predicted {
-    /// Per GPU (CUDA0…) then `Host`: total MiB.
+    /// Per GPU (CUDA0…) then `Host`: llama.cpp's own buffers in MiB (weights + KV + recurrent
+    /// state + compute: what the exit breakdown's `self` measures), without the overhead.
     pub devices: Vec<(String, f64)>,
+    /// Per GPU: the CUDA context / cuBLAS / pool overhead placer adds (the breakdown's
+    /// "unaccounted"), MiB.
+    #[serde(default)]
+    pub overhead: Vec<(String, f64)>,
     pub fits: bool,
     pub verdict: String,
     pub decode_tps: Option<f64>,
@@ -79,18 +90,25 @@ pub struct DeviceUse {
     /// llama.cpp's own buffers: the exit breakdown's `self` when printed, else the sum of the
     /// log's buffer lines for the device.
     pub mib: f64,
-    /// The device's total memory (breakdown, else the host file), for a percentage.
+    /// The device's total memory (breakdown, else the host file).
     pub total_mib: Option<f64>,
-    /// NVML: memory used on the GPU while the server was loaded (None without NVML).
+    /// The usable cap of the device in the host file (what placer plans with: 12,800 MiB on
+    /// the users' 5070 Ti), for the percentage.
+    #[serde(default)]
+    pub cap_mib: Option<f64>,
+    /// NVML: memory used on the whole GPU while the server was loaded, every process's (None
+    /// without NVML). Not comparable with `mib` on a shared or emulated GPU.
     pub nvml_used_mib: Option<f64>,
 }
 
 impl DeviceUse {
+    /// llama.cpp's own buffers as a percentage of the device's usable cap (like for like with
+    /// the prediction: `self` over the cap placer plans with, not NVML's whole-GPU use).
     pub fn percent(&self) -> Option<f64> {
-        let used = self.nvml_used_mib.unwrap_or(self.mib);
-        self.total_mib
+        self.cap_mib
+            .or(self.total_mib)
             .filter(|t| *t > 0.0)
-            .map(|t| 100.0 * used / t)
+            .map(|t| 100.0 * self.mib / t)
     }
 }
 
@@ -168,37 +186,30 @@ impl TrialResult {
             .filter(|m| m.what.starts_with("workload"))
             .collect()
     }
-    /// Mean server time of the workload's turn, seconds.
+    /// Median server time of the workload's turns, seconds.
     pub fn request_s(&self) -> Option<f64> {
-        let t = self.workload_turns();
-        (!t.is_empty()).then(|| t.iter().map(|m| m.request_s()).sum::<f64>() / t.len() as f64)
+        let t: Vec<f64> = self.workload_turns().iter().map(|m| m.request_s()).collect();
+        measure::median(&t)
     }
-    /// Relative difference of the two workload turns (the measurement spread).
+    /// The measurement spread: (max − min) / median of the workload turns' times.
     pub fn spread(&self) -> Option<f64> {
-        let t = self.workload_turns();
-        if t.len() < 2 {
-            return None;
-        }
-        let (a, b) = (t[0].request_s(), t[1].request_s());
-        ((a + b) > 0.0).then(|| 2.0 * (a - b).abs() / (a + b))
+        let t: Vec<f64> = self.workload_turns().iter().map(|m| m.request_s()).collect();
+        measure::spread_of(&t)
     }
-    /// Decode t/s of the workload's turn (mean over its turns).
+    /// Decode t/s of the workload's turn (median over its turns).
     pub fn decode_tps(&self) -> Option<f64> {
-        mean(self.workload_turns().iter().filter_map(|m| m.decode_tps()))
+        let v: Vec<f64> = self.workload_turns().iter().filter_map(|m| m.decode_tps()).collect();
+        measure::median(&v)
     }
-    /// Prefill t/s of the workload's new chunk (mean over its turns).
+    /// Prefill t/s of the workload's new chunk (median over its turns).
     pub fn prefill_tps(&self) -> Option<f64> {
-        mean(self.workload_turns().iter().filter_map(|m| m.prefill_tps()))
+        let v: Vec<f64> = self.workload_turns().iter().filter_map(|m| m.prefill_tps()).collect();
+        measure::median(&v)
     }
     /// Prefill t/s of the long prompt.
     pub fn long_prefill_tps(&self) -> Option<f64> {
         self.by("long").and_then(|m| m.prefill_tps())
     }
-}
-
-fn mean(it: impl Iterator<Item = f64>) -> Option<f64> {
-    let v: Vec<f64> = it.collect();
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 /// How to run the trials.
@@ -221,6 +232,8 @@ pub struct Options {
     /// Scenario folder name under `data_dir` (`<date>-trial-<conf>`).
     pub scenario: String,
     pub host: crate::host::Host,
+    /// How often the workload's turn is repeated (until the spread is known).
+    pub turns: measure::Turns,
 }
 
 /// The users' long prompt is 2K+ tokens (docs/users.md, step 4).
@@ -301,6 +314,7 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
                 workload,
                 long,
                 gen_short: GEN_SHORT,
+                turns: o.turns,
             };
             let (ms, err) = measure::run_plan(&client, &plan, |ph| {
                 progress(match ph {
@@ -488,10 +502,19 @@ pub fn memory_of(
         } else {
             gpu_total
         };
+        let cap_mib = if n == "Host" {
+            (host.ram.usable_mib > 0).then_some(host.ram.usable_mib as f64)
+        } else {
+            host.gpus
+                .get(i)
+                .map(|g| g.usable_mib as f64)
+                .filter(|c| *c > 0.0)
+        };
         out.push(DeviceUse {
             name: n.clone(),
             mib,
             total_mib,
+            cap_mib,
             nvml_used_mib: if n == "Host" {
                 None
             } else {
@@ -559,7 +582,14 @@ pub fn predict(
         .gpus
         .iter()
         .enumerate()
-        .map(|(i, d)| (format!("CUDA{i}"), mib(d.total())))
+        .map(|(i, d)| (format!("CUDA{i}"), mib(d.total() - d.overhead)))
+        .collect();
+    let overhead = r
+        .prediction
+        .gpus
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("CUDA{i}"), mib(d.overhead)))
         .collect();
     let h = &r.prediction.host;
     devices.push((
@@ -568,6 +598,7 @@ pub fn predict(
     ));
     Some(Predicted {
         devices,
+        overhead,
         fits: r.fits(),
         verdict: r.verdict_text.clone(),
         decode_tps: r.speed.as_ref().map(|s| s.decode_tps),
