@@ -171,6 +171,12 @@ fn groups(cfg: &LaunchConfig) -> Vec<Vec<String>> {
         "--fit",
         if cfg.fit { "on".into() } else { "off".into() },
     );
+    // `-fitt`: the MiB `--fit` keeps free per device (`common/arg.cpp`, default 1024), only where
+    // --fit runs and the value is not the default.
+    if cfg.fit && !cfg.fit_target_mib.is_empty() && cfg.fit_target_mib != [1024] {
+        let v: Vec<String> = cfg.fit_target_mib.iter().map(|m| m.to_string()).collect();
+        pair(&mut a, "-fitt", v.join(","));
+    }
     a
 }
 

@@ -476,7 +476,7 @@ fn propose(
         ));
     };
     if let Some(o) = oracle {
-        if let Some(why) = oracle_rejects(o, &p, host) {
+        if let Some(why) = oracle_rejects(o, &p, anatomy, host, cal) {
             return Proposal::Rejected(
                 p.profile.argv.clone(),
                 format!("[{}] not run: {why}", p.profile.name),
@@ -500,19 +500,24 @@ fn step_name(centre: &Prepared, label: &str) -> String {
 fn oracle_rejects(
     o: &crate::oracle::Oracle,
     p: &Prepared,
+    anatomy: &crate::anatomy::Anatomy,
     host: &crate::host::Host,
+    cal: &crate::calibration::Calibration,
 ) -> Option<String> {
     let dry = o.dry_run(&p.profile.argv).ok()?;
+    // The dry run's graph carries n_batch outputs, a server's n_parallel (profile::confirm).
+    let gap = crate::profile::output_rows_gap(anatomy, host, cal, &p.cfg);
     let over = p.profile.predicted.as_ref().map(|x| &x.overhead);
     for (i, (g, d)) in host.gpus.iter().zip(&dry.devices).enumerate() {
         let oh = over
             .and_then(|v| v.get(i))
             .map(|x| x.1)
             .unwrap_or(0.0);
-        let need = d.self_mib() as f64 + oh;
+        let gap_mib = gap.get(i).copied().unwrap_or(0) as f64 / (1u64 << 20) as f64;
+        let need = d.self_mib() as f64 - gap_mib + oh;
         if need > g.usable_mib as f64 {
             return Some(format!(
-                "llama.cpp's dry run projects {need:.0} MiB on CUDA{i} ({} MiB self + {oh:.0} overhead), over its {} MiB",
+                "llama.cpp's dry run projects {need:.0} MiB on CUDA{i} ({} MiB self, {gap_mib:.0} of it outputs a server does not reserve, + {oh:.0} overhead), over its {} MiB",
                 d.self_mib(),
                 g.usable_mib
             ));
@@ -568,7 +573,7 @@ fn tuned_section(
     use crate::launch::GpuLayers;
     let mut t = String::new();
     t.push_str(&format!(
-        "# placer trial: the measured best of {n_candidates} candidates ({}): {:.2} s per turn, decode {} t/s\n",
+        "# the measured best of {n_candidates} candidates of `placer trial` ({}): {:.2} s per turn, decode {} t/s\n",
         p.what,
         r.request_s().unwrap_or(0.0),
         r.decode_tps().map(|d| format!("{d:.1}")).unwrap_or_else(|| "–".into())

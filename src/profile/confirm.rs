@@ -85,11 +85,16 @@ pub fn confirm_profiles(
             };
             seconds += dry.elapsed.as_secs_f64();
             let rows = side_by_side(sol, &dry);
+            let tool_gap = output_rows_gap(anatomy, host, cal, &sol.launch);
             // A GPU whose llama.cpp total leaves less than the margin: grow its margin.
             let mut bump = false;
             for (i, row) in rows.iter().enumerate().take(host.gpus.len()) {
                 let d = &sol.devices[i];
-                let llama_total = row.llama.iter().sum::<u64>() * MIB + d.overhead;
+                // llama-fit-params reserves the graph for n_batch outputs, llama-server for
+                // n_parallel: what placer knows of that difference is not a shortfall.
+                let gap = tool_gap.get(i).copied().unwrap_or(0);
+                let llama_total =
+                    (row.llama.iter().sum::<u64>() * MIB).saturating_sub(gap) + d.overhead;
                 let room = d.cap.saturating_sub(d.margin);
                 if llama_total > room {
                     let excess = (llama_total - room).div_ceil(MIB);
@@ -151,6 +156,46 @@ pub fn confirm_profiles(
         });
     }
     out
+}
+
+/// Per GPU, the compute bytes by which llama-fit-params' projection exceeds a llama-server load
+/// of the same flags because of the outputs the graph is reserved for: llama-fit-params is a
+/// common tool whose `n_outputs_max` stays 0 = n_batch (`common/common.h: n_outputs_max`,
+/// `src/llama-context.cpp: llama_context` → `cparams.n_outputs_max = … n_batch`), so its prompt
+/// graph (`llama_context::sched_reserve`, `graph_reserve(n_tokens, n_seqs, min(n_tokens,
+/// n_outputs_max))`) carries n_ubatch rows of logits on the output layer's GPU, where
+/// llama-server reserves n_parallel (`common/speculative.cpp: n_outputs_max = n_parallel`).
+/// placer predicts both; their difference is what the dry run shows beyond a real server load
+/// (2026-12-06 c1: CUDA1 306 MiB projected, 322 predicted for the dry run's outputs, 191
+/// predicted and measured for the server). Zero for a launch that is not llama-server's.
+pub fn output_rows_gap(
+    anatomy: &Anatomy,
+    host: &Host,
+    cal: &Calibration,
+    launch: &crate::launch::LaunchConfig,
+) -> Vec<u64> {
+    use crate::launch::Tool;
+    if launch.tool != Tool::Server {
+        return Vec::new();
+    }
+    let pr = crate::memory::Predictor::new(anatomy, host, cal);
+    // The same sequences and KV layout (so only the outputs differ).
+    let (n_seq, unified) = crate::memory::kv::sequences(launch);
+    let as_tool = crate::launch::LaunchConfig {
+        tool: Tool::Cli,
+        n_parallel: Some(n_seq),
+        kv_unified: Some(unified),
+        ..launch.clone()
+    };
+    match (pr.predict(launch), pr.predict(&as_tool)) {
+        (Ok(server), Ok(tool)) => server
+            .gpus
+            .iter()
+            .zip(&tool.gpus)
+            .map(|(s, t)| t.compute.saturating_sub(s.compute))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn side_by_side(sol: &crate::solver::Solution, dry: &DryRun) -> Vec<SideBySide> {

@@ -10,7 +10,9 @@
 mod confirm;
 mod report;
 mod section;
-pub use confirm::{confirm_profiles, render_confirmation, Confirmation, SideBySide, MAX_DRY_RUNS};
+pub use confirm::{
+    confirm_profiles, output_rows_gap, render_confirmation, Confirmation, SideBySide, MAX_DRY_RUNS,
+};
 pub use report::{fit_baseline, SolveReport};
 pub use section::{conf_section, ConfSource, OWN_KEYS};
 

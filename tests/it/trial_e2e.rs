@@ -160,6 +160,8 @@ fn trial_two_profiles_measures_stores_learns_chooses_and_writes() {
         &env.p("host.toml").display().to_string(),
         "--port-base",
         &port.to_string(),
+        "--no-baseline",
+        "--no-search",
         "--write",
         &format!("{c}:tiny-aggressive"),
         &format!("{c}:tiny-moderate"),
@@ -246,6 +248,8 @@ fn trial_a_profile_that_cannot_load_is_recorded_and_the_other_wins() {
         &server.display().to_string(),
         "--host",
         &env.p("host.toml").display().to_string(),
+        "--no-baseline",
+        "--no-search",
         &format!("{c}:broken-aggressive"),
         &format!("{c}:tiny-moderate"),
     ]);
@@ -374,4 +378,106 @@ fn trial_bad_input_is_refused_with_nothing_written() {
     env.assert_no_process_left();
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), CONF);
     let _ = model;
+}
+
+/// Median server time of a stored run's workload turns, seconds.
+fn turn_s(m: &serde_json::Value) -> Option<f64> {
+    let mut t: Vec<f64> = m["trial"]["measurements"]
+        .as_array()?
+        .iter()
+        .filter(|x| x["what"].as_str().unwrap_or("").starts_with("workload"))
+        .map(|x| (x["prompt_ms"].as_f64().unwrap() + x["predicted_ms"].as_f64().unwrap()) / 1000.0)
+        .collect();
+    if t.is_empty() {
+        return None;
+    }
+    t.sort_by(f64::total_cmp);
+    let n = t.len();
+    Some(if n % 2 == 1 { t[n / 2] } else { (t[n / 2 - 1] + t[n / 2]) / 2.0 })
+}
+
+#[test]
+fn trial_tunes_with_a_fit_baseline_and_a_search_and_keeps_the_measured_best() {
+    let Some(server) = llama_server() else {
+        println!("PLACER_LLAMA_BIN not set: skipping the tuner test");
+        return;
+    };
+    let env = Env::new();
+    tiny_moe(env.dir.path());
+    let conf = env.p("models.conf");
+    std::fs::write(&conf, CONF).unwrap();
+    let c = conf.display().to_string();
+    let out = env.placer(&[
+        "--llama",
+        &server.display().to_string(),
+        "--host",
+        &env.p("host.toml").display().to_string(),
+        "--prompt",
+        "256",
+        "--gen",
+        "16",
+        "--budget",
+        "4m",
+        "--patience",
+        "1",
+        "--max-turns",
+        "3",
+        "--write",
+        &format!("{c}:tiny-aggressive"),
+        &format!("{c}:tiny-moderate"),
+    ]);
+    let so = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    env.assert_no_process_left();
+    // llama.cpp's own --fit ran beside the profiles, and the search measured at least one step.
+    assert!(so.contains("[tiny~fit] ok"), "{so}");
+    assert!(so.contains("— from [tiny-"), "a search step ran: {so}");
+    assert!(so.contains("search stopped: "), "{so}");
+    // The table compares like with like.
+    assert!(so.contains("self MiB measured/predicted (+overhead) %cap"), "{so}");
+    assert!(so.contains("predicted vs measured, before → after learning"), "{so}");
+    let ms = manifests(&env.p("runs"));
+    assert!(ms.len() >= 4, "sections + baseline + a step: {}", ms.len());
+    let chosen = so
+        .lines()
+        .find_map(|l| l.strip_prefix("chosen: ["))
+        .and_then(|l| l.strip_suffix(']'))
+        .expect("a chosen line")
+        .to_string();
+    let turns: Vec<(String, f64)> = ms
+        .iter()
+        .filter(|m| m["trial"]["outcome"] == "Ok")
+        .filter_map(|m| {
+            Some((
+                m["trial"]["name"].as_str()?.to_string(),
+                turn_s(m)?,
+            ))
+        })
+        .collect();
+    let best = turns.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
+    let best_fit = turns
+        .iter()
+        .filter(|t| t.0.contains("~fit"))
+        .map(|t| t.1)
+        .fold(f64::INFINITY, f64::min);
+    let mine = turns
+        .iter()
+        .find(|t| t.0 == chosen)
+        .map(|t| t.1)
+        .unwrap_or_else(|| panic!("chosen [{chosen}] among {turns:?}"));
+    // The measured best, up to the decision rules' tie (at most 5 %), and never slower than --fit.
+    assert!(mine <= best * 1.05 + 1e-9, "{chosen} {mine} vs best {best}: {turns:?}");
+    assert!(mine <= best_fit + 1e-9, "{chosen} {mine} vs --fit {best_fit}");
+    // The winner runs as written: when it is no section, it is one now.
+    let after = std::fs::read_to_string(&conf).unwrap();
+    let secs = placer::modelsconf::read::parse(&after);
+    let section = if chosen.contains('~') {
+        "tiny-tuned".to_string()
+    } else {
+        chosen.clone()
+    };
+    assert!(secs.iter().any(|s| s.name == section), "[{section}] in {after}");
+    if chosen.contains('~') {
+        assert!(after.contains("candidates of `placer trial`"), "{after}");
+    }
 }
