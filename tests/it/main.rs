@@ -43,6 +43,7 @@ mod memory_qwen3moe;
 mod memory_reference_runs;
 mod memory_rules;
 mod memory_speed;
+mod oracle_gap;
 mod oracle_rpc;
 mod preset;
 mod solve_load_mode;
