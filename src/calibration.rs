@@ -176,6 +176,35 @@ pub struct Calibration {
     /// Where each value came from (fitted from N points, or a prior and its source).
     #[serde(default)]
     pub provenance: std::collections::BTreeMap<String, String>,
+    /// Per kind of host, scale factors on the speed model's terms learned from a few runs
+    /// (calibrate/learn.rs: a prior-plus-data fit, shrunk toward 1); empty = none learned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_factors: Vec<HostFactors>,
+}
+
+/// Multiplicative factors on the speed model's terms for one kind of host (keyed like
+/// `GpuCalibration::host_speed`: the model of its first GPU), learned by `calibrate::learn` from
+/// that host's runs where too few exist for the full fit. 1 = the constants as they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostFactors {
+    /// The host's first GPU model (`Gpu::model`).
+    pub host_gpu: String,
+    /// Decode: weights, KV and attention on the GPUs.
+    pub decode_gpu: f64,
+    /// Decode: weights, KV and attention on the CPU.
+    pub decode_cpu: f64,
+    /// Decode: fixed per-token costs (graph nodes, cross-device splits).
+    pub decode_handoff: f64,
+    /// Prefill: the per-token cost and attention on the GPUs.
+    pub prefill_gpu: f64,
+    /// Prefill: attention on the CPU.
+    pub prefill_cpu: f64,
+    /// Prefill: CPU weights streamed to the GPU (PCIe).
+    pub prefill_pcie: f64,
+    /// Decode runs the factors were learned from.
+    pub n_decode_runs: usize,
+    /// Prefill runs the factors were learned from.
+    pub n_prefill_runs: usize,
 }
 
 /// An OOM-learned margin for one device of one host (`host` = `Host::name`, `device` = CUDA1…).
@@ -289,6 +318,11 @@ impl Calibration {
                 prefill_wide_attn_bytes_per_flop: 0.0,
                 wide_attn_layer_s: 0.0,
             })
+    }
+
+    /// The learned speed factors of hosts whose first GPU is `first_gpu`, if any.
+    pub fn host_factors(&self, first_gpu: &str) -> Option<&HostFactors> {
+        self.host_factors.iter().find(|f| f.host_gpu == first_gpu)
     }
 
     /// Host constants for a host whose first GPU is `first_gpu`: those fitted on hosts with

@@ -30,7 +30,12 @@ enum Cmd {
 }
 
 fn main() {
-    let cli = Cli::parse_from(cli::solve::normalize_argv(std::env::args()));
+    let argv = cli::check::normalize_argv(cli::solve::normalize_argv(std::env::args()))
+        .unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            std::process::exit(cli::EXIT_BAD_INPUT);
+        });
+    let cli = Cli::parse_from(argv);
     let result = match cli.cmd {
         Cmd::Inspect(a) => cli::inspect::run(a),
         Cmd::Synth(a) => cli::synth::run(a),

@@ -240,7 +240,7 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
     } else {
         cal.speed.pcie_efficiency
     };
-    Rates {
+    let r = Rates {
         gpu_s_per_byte: per_gpu(&|g| inv(g.bandwidth_efficiency)),
         cpu_s_per_byte: inv(hs.cpu_bandwidth_efficiency) * inv(ram_bw),
         gpu_s_per_attn_flop: per_gpu(&|g| {
@@ -285,6 +285,69 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
         }),
         prefill_cpu_s_per_attn_flop: hs.prefill_cpu_attn_bytes_per_flop * inv(ram_bw),
         prefill_cpu_s_per_attn_head_cell: hs.prefill_cpu_attn_bytes_per_head_cell * inv(ram_bw),
+    };
+    match host.gpus.first().and_then(|g| cal.host_factors(&g.model)) {
+        Some(f) => r.scaled(f),
+        None => r,
+    }
+}
+
+/// Decode seconds per token split into the three terms `calibrate::learn` scales: GPU (weights,
+/// KV and attention on the GPUs), CPU (the same on the CPU), hand-off (per token, per graph node,
+/// per split). Their sum is [`decode_s`].
+pub fn decode_terms(r: &Rates, l: &DecodeLoad) -> [f64; 3] {
+    [
+        dot(&r.gpu_s_per_byte, &l.gpu_bytes)
+            + dot(&r.gpu_s_per_attn_flop, &l.gpu_attn_flops)
+            + dot(&r.gpu_s_per_wide_attn_flop, &l.gpu_wide_attn_flops)
+            + dot(&r.gpu_s_per_wide_attn_layer, &l.gpu_wide_attn_layers),
+        r.cpu_s_per_byte * l.cpu_bytes
+            + r.cpu_s_per_attn_flop * l.cpu_attn_flops
+            + r.cpu_s_per_attn_head_cell * l.cpu_attn_head_cells,
+        r.per_token_s + r.per_node_s * l.nodes + r.per_split_s * l.splits,
+    ]
+}
+
+/// Prefill seconds per prompt token split into GPU (per-token cost, GPU attention), CPU (CPU
+/// attention) and PCIe (CPU weights streamed to the GPU). Their sum is [`prefill_s_per_token`].
+pub fn prefill_terms(r: &Rates, l: &PrefillLoad) -> [f64; 3] {
+    [
+        r.prefill_per_token_s
+            + dot(&r.prefill_gpu_s_per_attn_flop, &l.gpu_attn_flops)
+            + dot(&r.prefill_gpu_s_per_wide_attn_flop, &l.gpu_wide_attn_flops),
+        r.prefill_cpu_s_per_attn_flop * l.cpu_attn_flops
+            + r.prefill_cpu_s_per_attn_head_cell * l.cpu_attn_head_cells,
+        r.pcie_s_per_byte.unwrap_or(0.0) * (l.pcie_bytes_per_token - l.pcie_expert_bytes_per_token)
+            + r.pcie_s_per_expert_byte
+                .or(r.pcie_s_per_byte)
+                .unwrap_or(0.0)
+                * l.pcie_expert_bytes_per_token,
+    ]
+}
+
+impl Rates {
+    /// The rates with each term group multiplied by its learned factor ([`decode_terms`],
+    /// [`prefill_terms`] name the groups).
+    pub fn scaled(mut self, f: &crate::calibration::HostFactors) -> Rates {
+        let mul = |v: &mut Vec<f64>, k: f64| v.iter_mut().for_each(|x| *x *= k);
+        mul(&mut self.gpu_s_per_byte, f.decode_gpu);
+        mul(&mut self.gpu_s_per_attn_flop, f.decode_gpu);
+        mul(&mut self.gpu_s_per_wide_attn_flop, f.decode_gpu);
+        mul(&mut self.gpu_s_per_wide_attn_layer, f.decode_gpu);
+        self.cpu_s_per_byte *= f.decode_cpu;
+        self.cpu_s_per_attn_flop *= f.decode_cpu;
+        self.cpu_s_per_attn_head_cell *= f.decode_cpu;
+        self.per_token_s *= f.decode_handoff;
+        self.per_node_s *= f.decode_handoff;
+        self.per_split_s *= f.decode_handoff;
+        self.prefill_per_token_s *= f.prefill_gpu;
+        mul(&mut self.prefill_gpu_s_per_attn_flop, f.prefill_gpu);
+        mul(&mut self.prefill_gpu_s_per_wide_attn_flop, f.prefill_gpu);
+        self.prefill_cpu_s_per_attn_flop *= f.prefill_cpu;
+        self.prefill_cpu_s_per_attn_head_cell *= f.prefill_cpu;
+        self.pcie_s_per_byte = self.pcie_s_per_byte.map(|x| x * f.prefill_pcie);
+        self.pcie_s_per_expert_byte = self.pcie_s_per_expert_byte.map(|x| x * f.prefill_pcie);
+        self
     }
 }
 
@@ -687,6 +750,7 @@ mod tests {
         };
         let t = prefill_s_per_token(&r, &l);
         assert!((t - (1e-4 + 1e-4 + 2e-5)).abs() < 1e-12, "{t}");
+        assert!((prefill_terms(&r, &l).iter().sum::<f64>() - t).abs() < 1e-15);
         // Without an expert rate, experts stream at the dense rate.
         let r2 = Rates {
             pcie_s_per_expert_byte: None,
@@ -727,5 +791,10 @@ mod tests {
         let t = decode_s(&r, &l);
         let want = 1e-3 + 1e-3 + 2e-5 + 1e-3 + 2e-3 + 1e-3 + 1e-6 + 1e-3;
         assert!((t - want).abs() < 1e-12, "{t} vs {want}");
+        let terms = decode_terms(&r, &l);
+        assert!(
+            (terms.iter().sum::<f64>() - t).abs() < 1e-15,
+            "{terms:?} vs {t}"
+        );
     }
 }

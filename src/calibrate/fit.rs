@@ -37,7 +37,7 @@ pub struct FitReport {
 }
 
 impl FitReport {
-    fn say(&mut self, s: impl Into<String>) {
+    pub(crate) fn say(&mut self, s: impl Into<String>) {
         self.lines.push(s.into());
     }
 }
@@ -171,9 +171,16 @@ pub fn fit(records: &[Record], base: &Calibration) -> (Calibration, FitReport) {
     ));
     fit_overhead(records, &mut cal, &mut rep);
     fit_compute(records, &mut cal, &mut rep);
-    fit_decode(records, &mut cal, &mut rep);
-    fit_prefill(records, &mut cal, &mut rep);
+    let decode_refused = fit_decode(records, &mut cal, &mut rep);
+    let prefill_refused = fit_prefill(records, &mut cal, &mut rep);
     transfer_priors(&mut cal, &mut rep);
+    super::learn::learn_speed_factors(
+        records,
+        &mut cal,
+        &decode_refused,
+        &prefill_refused,
+        &mut rep,
+    );
     fit_margins(records, &mut cal, &mut rep);
     learn_ooms(records, &mut cal, &mut rep);
     cal.n_runs = used;
@@ -222,6 +229,7 @@ fn gpu_entry<'a>(cal: &'a mut Calibration, model: &str) -> &'a mut GpuCalibratio
 
 fn fit_overhead(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     let mut by_model: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in records
         .iter()
         .filter(|r| r.input.log.oom.is_empty() && !r.input.log.truncated)
@@ -234,20 +242,38 @@ fn fit_overhead(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) 
                 .and_then(|h| h.gpus.get(i).map(|g| g.model.clone()))
                 .or_else(|| r.input.log.gpus.get(&d.name).map(|g| g.description.clone()))
                 .unwrap_or_else(|| "*".into());
+            let src = sources.entry(model.clone()).or_default();
+            if !src.contains(&d.total_from) {
+                src.push(d.total_from.clone());
+            }
             by_model.entry(model).or_default().push(o);
         }
     }
     if by_model.is_empty() {
         rep.say(format!(
-            "overhead: not fitted — no run with a known free-memory baseline (manifest ballast_free_mib under gpu: emulation); need {MIN_OVERHEAD_POINTS} per GPU model"
+            "overhead: not fitted — no run with a known free-memory baseline (manifest ballast_free_mib under gpu: emulation) or NVML memory (trial runs); need {MIN_OVERHEAD_POINTS} per GPU model"
         ));
     }
     for (model, v) in by_model {
         if v.len() < MIN_OVERHEAD_POINTS {
+            // Below the median's minimum: the incoming value moved toward the mean measured,
+            // a normal prior worth OVERHEAD_PRIOR_WEIGHT observations (learn.rs).
+            let prior = cal.gpu(&model).overhead_mib;
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let k = super::learn::OVERHEAD_PRIOR_WEIGHT;
+            let o = super::learn::shrink(prior, mean, v.len(), k).round();
+            gpu_entry(cal, &model).overhead_mib = o;
+            cal.provenance.insert(
+                format!("gpus.{model}.overhead_mib"),
+                format!(
+                    "prior {prior:.0} MiB shrunk toward the mean of {} measured ({mean:.0} MiB; {}) by n/(n + {k})",
+                    v.len(),
+                    sources.get(&model).map(|s| s.join(", ")).unwrap_or_default()
+                ),
+            );
             rep.say(format!(
-                "overhead {model}: {} points, need {MIN_OVERHEAD_POINTS}; kept {:.0} MiB",
-                v.len(),
-                cal.gpu(&model).overhead_mib
+                "overhead {model}: {o:.0} MiB ({} points, need {MIN_OVERHEAD_POINTS} for the median: prior {prior:.0} moved toward their mean {mean:.0})",
+                v.len()
             ));
             continue;
         }
@@ -459,14 +485,18 @@ fn by_host(
     m
 }
 
-fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
+/// Fits decode per kind of host; returns the kinds whose fit refused (too few runs), which
+/// learn.rs then moves by a prior-plus-data step.
+fn fit_decode(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) -> Vec<String> {
     let groups = by_host(records, Record::decode_s);
     if groups.is_empty() {
         rep.say("decode: no run with decode timings and a prediction; kept the incoming speed constants");
     }
-    for (host, pts) in &groups {
-        fit_decode_host(host, pts, cal, rep);
-    }
+    groups
+        .iter()
+        .filter(|(host, pts)| !fit_decode_host(host, pts, cal, rep))
+        .map(|(host, _)| host.clone())
+        .collect()
 }
 
 /// Decode on one kind of host (runs whose first GPU is `host`), src/speed.rs's model:
@@ -478,7 +508,7 @@ fn fit_decode_host(
     pts: &[(&SpeedFeatures, f64)],
     cal: &mut Calibration,
     rep: &mut FitReport,
-) {
+) -> bool {
     let models = gpu_models(pts);
     // No fixed per-token column: with one graph per model it is collinear with the node count
     // (the fit traded one for the other from fold to fold).
@@ -520,7 +550,7 @@ fn fit_decode_host(
             rep.say(format!(
                 "decode on {host} hosts: {why}; kept the incoming speed constants"
             ));
-            return;
+            return false;
         }
     };
     let mut hs = cal.host_speed(host);
@@ -588,6 +618,7 @@ fn fit_decode_host(
         ),
     );
     gpu_entry(cal, host).host_speed = Some(hs);
+    true
 }
 
 /// Prefill per kind of host (grouped as for decode), src/speed.rs's model: seconds per prompt
@@ -595,7 +626,8 @@ fn fit_decode_host(
 /// Σ_m k_m·Σ flops_g/BW_g + k_cpu·head-cells_cpu/BW_ram, NNLS. Stored in that GPU model's
 /// `host_speed` (a PCIe efficiency measured on one platform is not a prior for another) and
 /// each GPU model's entry.
-fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
+fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) -> Vec<String> {
+    let mut refused = Vec::new();
     for (host, pts) in &by_host(records, Record::prefill_s) {
         let models = gpu_models(pts);
         let mut cols = vec![
@@ -631,6 +663,7 @@ fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
                 rep.say(format!(
                     "prefill on {host} hosts: {why}; kept the incoming constants"
                 ));
+                refused.push(host.clone());
                 continue;
             }
         };
@@ -677,6 +710,7 @@ fn fit_prefill(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
         );
         gpu_entry(cal, host).host_speed = Some(hs);
     }
+    refused
 }
 /// Speed terms that have no published prior (per-node cost, attention costs, prefill fixed
 /// cost) become the `[speed]` priors for hosts without runs: the values fitted on the kind of
@@ -832,10 +866,9 @@ fn fit_margins(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
         .iter()
         .map(|(_, _, p, m)| m - p)
         .collect();
-    if errs.len() < MIN_MARGIN_POINTS {
+    if errs.is_empty() {
         rep.say(format!(
-            "margins: {} device totals measured, need {MIN_MARGIN_POINTS}; kept aggressive {} / moderate {} MiB",
-            errs.len(),
+            "margins: 0 device totals measured (need a free-memory baseline or NVML memory), {MIN_MARGIN_POINTS} for the full rule; kept aggressive {} / moderate {} MiB",
             cal.margins.aggressive_mib,
             cal.margins.moderate_mib
         ));
@@ -843,8 +876,31 @@ fn fit_margins(records: &[Record], cal: &mut Calibration, rep: &mut FitReport) {
     }
     let p90 = percentile(&errs, 0.9).max(0.0);
     let max = percentile(&errs, 1.0).max(0.0);
-    cal.margins.aggressive_mib = (p90 + MEMORY_TOLERANCE_MIB).ceil();
-    cal.margins.moderate_mib = (max + MEMORY_TOLERANCE_MIB).max(FIT_TARGET_MIB).ceil();
+    let aggressive = (p90 + MEMORY_TOLERANCE_MIB).ceil();
+    let moderate = (max + MEMORY_TOLERANCE_MIB).max(FIT_TARGET_MIB).ceil();
+    if errs.len() < MIN_MARGIN_POINTS {
+        // Below the percentile's minimum: each margin moved from the incoming one toward the
+        // rule's value on these totals, a prior worth MARGIN_PRIOR_WEIGHT totals (learn.rs).
+        let k = super::learn::MARGIN_PRIOR_WEIGHT;
+        let (pa, pm) = (cal.margins.aggressive_mib, cal.margins.moderate_mib);
+        cal.margins.aggressive_mib = super::learn::shrink(pa, aggressive, errs.len(), k).ceil();
+        cal.margins.moderate_mib = super::learn::shrink(pm, moderate, errs.len(), k)
+            .max(FIT_TARGET_MIB)
+            .ceil();
+        cal.provenance.insert(
+            "margins".into(),
+            format!("prior aggressive {pa} / moderate {pm} MiB shrunk by n/(n + {k}) toward the rule's values on {} device totals ({aggressive} / {moderate} MiB)", errs.len()),
+        );
+        rep.say(format!(
+            "margins: aggressive {} MiB, moderate {} MiB ({} device totals, need {MIN_MARGIN_POINTS} for the full rule: prior {pa} / {pm} moved toward {aggressive} / {moderate}; error max {max:.0} MiB)",
+            cal.margins.aggressive_mib,
+            cal.margins.moderate_mib,
+            errs.len()
+        ));
+        return;
+    }
+    cal.margins.aggressive_mib = aggressive;
+    cal.margins.moderate_mib = moderate;
     cal.provenance.insert(
         "margins".into(),
         format!("aggressive = p90 under-prediction + {MEMORY_TOLERANCE_MIB}; moderate = max(max under-prediction + {MEMORY_TOLERANCE_MIB}, {FIT_TARGET_MIB}); {} device totals", errs.len()),

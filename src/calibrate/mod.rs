@@ -4,6 +4,7 @@
 pub use crate::calibration::*;
 
 pub mod fit;
+pub mod learn;
 pub mod records;
 pub mod report;
 pub mod run;

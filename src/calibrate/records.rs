@@ -39,6 +39,30 @@ pub struct Manifest {
     pub llama_cpp: serde_json::Value,
     pub rc: Option<i32>,
     pub timed_out: Option<bool>,
+    /// `placer trial`'s own result (src/trial/store.rs): what is read here is the memory NVML
+    /// saw per device while the server was loaded.
+    pub trial: Option<TrialManifest>,
+}
+
+/// The part of a trial run's `trial` record the calibration reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrialManifest {
+    /// Per device (`CUDA0`…, `Host`).
+    pub memory: Vec<TrialDevice>,
+}
+
+/// Memory of one device in a trial run (MiB).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrialDevice {
+    /// `CUDA0`, …, or `Host`.
+    pub name: String,
+    /// NVML: memory the server process held on the GPU (per-process accounting), when read.
+    pub nvml_process_mib: Option<f64>,
+    /// NVML: memory used on the whole GPU while the server was loaded (other processes
+    /// included: an upper bound of the server's).
+    pub nvml_used_mib: Option<f64>,
 }
 
 /// One run as found on disk: its log, and its manifest when the testbed wrote one.
@@ -166,6 +190,10 @@ pub struct DeviceMeasured {
     pub overhead: Option<f64>,
     /// Everything the process took on the device: self + overhead.
     pub total: Option<f64>,
+    /// Where the total came from: `ballast baseline`, `NVML per-process`, `NVML device used`
+    /// (empty when there is none).
+    #[serde(default)]
+    pub total_from: String,
 }
 
 /// What the prediction said for one GPU (MiB), and what bytes a token reads there.
@@ -270,22 +298,65 @@ pub fn measure(input: &RunInput) -> Vec<DeviceMeasured> {
             } else {
                 None
             };
-            let overhead = match (baseline, row.and_then(|r| r.free)) {
+            let mut overhead = match (baseline, row.and_then(|r| r.free)) {
                 (Some(b), Some(free)) => row.map(|r| b - free - r.self_),
                 _ => None,
             };
+            let (model, kv, compute) = (
+                g(&log.buffers.model),
+                g(&log.buffers.kv) + g(&log.buffers.rs),
+                g(&log.buffers.compute),
+            );
             let self_ = row.map(|r| r.self_);
+            let mut total = self_.zip(overhead).map(|(s, o)| s + o);
+            let mut total_from = if total.is_some() {
+                "ballast baseline".to_string()
+            } else {
+                String::new()
+            };
+            // No baseline: what NVML saw the process (else the whole GPU) hold while loaded.
+            // llama.cpp's own buffers are the breakdown's `self`, else the log's buffer lines.
+            if total.is_none() && log.oom.is_empty() {
+                let nvml = nvml_total(input, name);
+                let own = self_.unwrap_or(model + kv + compute);
+                if let Some((t, from)) = nvml.filter(|(t, _)| own > 0.0 && *t > own) {
+                    total = Some(t);
+                    overhead = Some(t - own);
+                    total_from = from.to_string();
+                }
+            }
             DeviceMeasured {
                 name: name.clone(),
-                model: g(&log.buffers.model),
-                kv: g(&log.buffers.kv) + g(&log.buffers.rs),
-                compute: g(&log.buffers.compute),
+                model,
+                kv,
+                compute,
                 baseline_free: baseline,
                 overhead,
-                total: self_.zip(overhead).map(|(s, o)| s + o),
+                total,
+                total_from,
             }
         })
         .collect()
+}
+
+/// A trial run's NVML memory for device `name`: per-process when recorded, else the whole GPU's.
+fn nvml_total(input: &RunInput, name: &str) -> Option<(f64, &'static str)> {
+    let d = input
+        .manifest
+        .as_ref()?
+        .trial
+        .as_ref()?
+        .memory
+        .iter()
+        .find(|d| d.name == name)?;
+    d.nvml_process_mib
+        .filter(|v| *v > 0.0)
+        .map(|v| (v, "NVML per-process"))
+        .or_else(|| {
+            d.nvml_used_mib
+                .filter(|v| *v > 0.0)
+                .map(|v| (v, "NVML device used"))
+        })
 }
 
 /// The host a run ran on: the manifest's per-device targets (or what llama.cpp found free at

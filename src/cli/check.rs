@@ -28,6 +28,86 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
+/// `placer check models.conf:SECTION --llama-build N …`: clap's trailing command would take
+/// every word after the section as llama.cpp's argv. A section is a whole command, so what
+/// follows it can only be placer's own options: the section moves behind them (after `--`) and
+/// clap reads them. A word after the section that is not one of check's options is refused
+/// here, by name.
+pub fn normalize_argv(args: Vec<String>) -> Result<Vec<String>, String> {
+    if args.get(1).map(String::as_str) != Some("check") {
+        return Ok(args);
+    }
+    let cmd = <Args as clap::Args>::augment_args(clap::Command::new("check"));
+    // Some(takes a value) for one of check's options, None for any other word.
+    let option = |w: &str| -> Option<bool> {
+        if w == "--help" || w == "-h" {
+            return Some(false);
+        }
+        let long = w
+            .strip_prefix("--")
+            .map(|l| l.split_once('=').map_or(l, |(n, _)| n));
+        let short = w
+            .strip_prefix('-')
+            .filter(|s| s.len() == 1)
+            .and_then(|s| s.chars().next());
+        cmd.get_arguments()
+            .find(|a| {
+                long.is_some_and(|l| {
+                    a.get_long() == Some(l) || a.get_all_aliases().is_some_and(|al| al.contains(&l))
+                }) || short.is_some_and(|c| a.get_short() == Some(c))
+            })
+            .map(|a| a.get_action().takes_values() && !w.contains('='))
+    };
+    let mut i = 2;
+    while i < args.len() {
+        let w = &args[i];
+        if w == "--" {
+            return Ok(args);
+        }
+        if w.starts_with('-') {
+            i += if option(w) == Some(true) { 2 } else { 1 };
+            continue;
+        }
+        break;
+    }
+    let Some(spec) = args.get(i).filter(|w| is_section_spec(w)).cloned() else {
+        return Ok(args);
+    };
+    let rest = &args[i + 1..];
+    let mut j = 0;
+    while j < rest.len() {
+        let w = &rest[j];
+        match option(w) {
+            Some(takes) if w.starts_with('-') => j += if takes { 2 } else { 1 },
+            _ => {
+                return Err(format!(
+                    "{w:?} after {spec} is not an option of placer check: a models.conf section \
+                     is the whole llama.cpp command, so llama.cpp flags belong in the section \
+                     (EXTRA_ARGS=…) and only placer's options (--host, --llama-build, …, see \
+                     `placer check --help`) may follow it; or check a command: \
+                     `placer check -- -m MODEL …`"
+                ))
+            }
+        }
+    }
+    if rest.is_empty() {
+        return Ok(args);
+    }
+    let mut out: Vec<String> = args[..i].to_vec();
+    out.extend(rest.iter().cloned());
+    out.push("--".into());
+    out.push(spec);
+    Ok(out)
+}
+
+/// `FILE:SECTION` where FILE is a file and the whole word is not.
+fn is_section_spec(w: &str) -> bool {
+    !w.starts_with('-')
+        && !Path::new(w).exists()
+        && w.rsplit_once(':')
+            .is_some_and(|(f, s)| !f.is_empty() && !s.is_empty() && Path::new(f).is_file())
+}
+
 /// A program name at the front of argv (`llama-server`, `./build/bin/llama-cli`…).
 fn program_tool(word: &str) -> Option<Tool> {
     let base = Path::new(word).file_name()?.to_string_lossy().to_string();
@@ -56,6 +136,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         words.remove(0);
     }
     let argv_used: Vec<String>;
+    if words.len() > 1 && is_section_spec(&words[0]) {
+        // Not reached from the command line (normalize_argv moves the section); a caller that
+        // builds Args itself gets the same answer.
+        anyhow::bail!(
+            "{} after {}: a models.conf section is the whole llama.cpp command; placer's options \
+             go before it, llama.cpp flags in the section (EXTRA_ARGS=…)",
+            words[1],
+            words[0]
+        );
+    }
     let (parsed, conf_dir) =
         if words.len() == 1 && !words[0].starts_with('-') && words[0].contains(':') {
             let (path, section) = crate::modelsconf::read::load_spec(&words[0])?;

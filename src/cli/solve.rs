@@ -14,8 +14,8 @@ pub struct Args {
     /// Catalog id (models/<id>.toml, e.g. glm-q8), a path to a .gguf / header snapshot, or a
     /// section of the user's models.conf (`models.conf:SECTION`: its MODEL, CTX_SIZE, KV types,
     /// -b, -np are the request, its own flags like --jinja are kept; placer decides -ngl -ts -ot
-    /// -sm -mg -ub and the load mode).
-    pub model: String,
+    /// -sm -mg -ub and the load mode). `--write models.conf:SECTION` alone names it too.
+    pub model: Option<String>,
     /// Context size (`-c`); 0 = the model's training context. Default: the section's CTX_SIZE,
     /// else 0.
     #[arg(long = "ctx", short = 'c', value_parser = ctx_arg)]
@@ -189,10 +189,47 @@ pub fn section_spec(model: &str) -> anyhow::Result<Option<(PathBuf, Section)>> {
     crate::modelsconf::read::load_spec(model).map(Some)
 }
 
+/// `--write` given a `models.conf:SECTION` (clap takes the word after `--write` as its file):
+/// with no MODEL, or with the same section as MODEL, it is the section to plan and write next
+/// to (`solve models.conf:SECTION --write`); with another MODEL the word is named in the error.
+/// A `FILE:SECTION` whose FILE does not exist is refused rather than created as a file with a
+/// colon in its name.
+pub fn settle_write(mut a: Args) -> anyhow::Result<Args> {
+    if let Some(Some(w)) = &a.write {
+        let word = w.to_string_lossy().to_string();
+        if let Some((file, section)) = word
+            .rsplit_once(':')
+            .filter(|(f, s)| !f.is_empty() && !s.is_empty() && !w.exists())
+        {
+            anyhow::ensure!(
+                Path::new(file).is_file(),
+                "--write {word}: no file {file} (--write takes a models.conf file; to plan a \
+                 section give it as MODEL: `placer solve {word} --write`)"
+            );
+            match a.model.as_deref() {
+                None => a.model = Some(word),
+                Some(m) if m == word => {}
+                Some(m) => anyhow::bail!(
+                    "--write {word}: --write takes a file, not a section; {m:?} is the MODEL. \
+                     To add the profiles to {file}: `--write {file}`; to plan section [{section}]: \
+                     `placer solve {word} --write`"
+                ),
+            }
+            a.write = Some(None);
+        }
+    }
+    anyhow::ensure!(
+        a.model.is_some(),
+        "no MODEL: give a catalog id, a .gguf path or models.conf:SECTION (`placer solve MODEL`)"
+    );
+    Ok(a)
+}
+
 pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
     let dir = a.common.models_dir();
     let target = a.common.target()?;
-    let section = section_spec(&a.model)?;
+    let model = a.model.as_deref().unwrap_or_default();
+    let section = section_spec(model)?;
     // The user's command, when MODEL is a models.conf section: validated against the target
     // build's options (llama.cpp would refuse an unknown one) and read like any launch.
     let from_conf = match &section {
@@ -219,9 +256,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
             Some(cfg)
         }
     };
-    let model_word = from_conf
-        .as_ref()
-        .map_or(a.model.as_str(), |c| c.model.as_str());
+    let model_word = from_conf.as_ref().map_or(model, |c| c.model.as_str());
     let conf_dir = section
         .as_ref()
         .and_then(|(f, _)| f.parent().map(Path::to_path_buf));
@@ -382,6 +417,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    let a = settle_write(a)?;
     let inp = inputs(&a)?;
     let mut profiles =
         crate::profile::solve_profiles(&inp.anatomy, &inp.host, &inp.request, &inp.calibration);

@@ -629,7 +629,9 @@ pub fn learn(
         models_dir: models_dir.map(Path::to_path_buf),
         ..crate::calibrate::run::Options::default()
     };
-    let out = crate::calibrate::run::calibrate(&[data_dir.to_path_buf()], base, &opts, |_| {});
+    let (records, _) =
+        crate::calibrate::run::build_records(&[data_dir.to_path_buf()], base, &opts, |_| {});
+    let out = crate::calibrate::learn::update(&records, base);
     let path = crate::calibration::Calibration::user_path().ok_or_else(|| {
         anyhow::anyhow!(
             "no home folder for ~/.config/placer/calibration.toml: set PLACER_CALIBRATION"
@@ -649,9 +651,9 @@ pub fn learn(
     write_calibration(&path, &(header + &out.calibration.to_toml()))?;
     Ok(Learned {
         path,
-        n_records: out.records.len(),
+        n_records: records.len(),
+        lines: out.lines(),
         calibration: out.calibration,
-        lines: out.fit.lines,
     })
 }
 

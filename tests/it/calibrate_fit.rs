@@ -148,7 +148,15 @@ fn too_few_runs_are_refused_with_the_number_needed() {
         "{text}"
     );
     assert_eq!(fitted.speed, cal.speed);
-    assert_eq!(fitted.margins, cal.margins);
+    // One measured total is below the percentile rule's minimum: the margin moves from the
+    // prior toward the rule's value on it by n/(n + k) (learn.rs), and the report says so.
+    assert!(text.contains("need 5 for the full rule"), "{text}");
+    assert!(
+        fitted.margins.aggressive_mib < cal.margins.aggressive_mib,
+        "{:?}",
+        fitted.margins
+    );
+    assert_eq!(fitted.margins.moderate_mib, cal.margins.moderate_mib);
 }
 
 /// The dense Qwen3-32B runs at 15K depth on 24 GB: `--fit` (whole layers, KV included, on the

@@ -31,7 +31,7 @@ const NEED_SCENARIOS: usize = 4;
 /// The shipped calibration minus everything data/runs taught it (per-GPU entries, OOM margins):
 /// what a fold starts from, so that the held-out scenario cannot leak in through the base
 /// (a value a fold's fit refuses to change would otherwise be the one fitted on all runs).
-fn priors_only() -> Calibration {
+pub fn priors_only() -> Calibration {
     let mut c = Calibration::shipped();
     c.gpus.retain(|g| g.model == "*");
     c.device_margins.clear();
@@ -60,7 +60,7 @@ fn tolerance(measured: f64) -> f64 {
     128f64.max(0.015 * measured)
 }
 
-fn records() -> &'static Vec<Record> {
+pub fn records() -> &'static Vec<Record> {
     static R: OnceLock<Vec<Record>> = OnceLock::new();
     R.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/runs");

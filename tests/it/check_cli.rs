@@ -311,3 +311,21 @@ fn a_command_left_to_fit_shows_what_fit_would_choose() {
     );
     assert!(out.contains("verdict: fits"), "{out}");
 }
+
+/// `check models.conf:SECTION --llama-build N`: the words after a section are placer's options
+/// (a section is the whole llama.cpp command); a llama.cpp flag there is named as the culprit.
+#[test]
+fn options_after_a_section_are_placers_and_a_stray_flag_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("models.conf");
+    std::fs::write(&conf, "[s]\nMODEL=qwen3-30b-a3b-q8\nCTX_SIZE=8192\n").unwrap();
+    let spec = format!("{}:s", conf.display());
+    let (ok, out) = placer(&["check", &spec, "--llama-build", "11434", "--no-oracle"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("verdict"), "{out}");
+    let (ok, out) = placer(&["check", &spec, "-ngl", "99"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("\"-ngl\" after"), "{out}");
+    assert!(out.contains("EXTRA_ARGS"), "{out}");
+    assert!(!out.contains("not an option of server"), "{out}");
+}

@@ -13,6 +13,7 @@ mod anatomy_archs;
 mod builds_tables;
 mod calibrate_fit;
 mod calibrate_heldout;
+mod calibrate_learn;
 mod calibrate_oom;
 mod catalog_sizes;
 mod check_cli;

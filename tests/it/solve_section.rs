@@ -110,3 +110,54 @@ fn a_section_with_a_flag_llama_cpp_does_not_know_is_refused() {
         .unwrap()
         .contains("aggressive"));
 }
+
+fn placer_in(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_placer"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `solve --write models.conf:SECTION`: clap reads the section as `--write`'s file. Alone it is
+/// the section to plan (written next to it); with another MODEL the error names the word; a
+/// FILE:SECTION whose FILE is missing is not created as a file with a colon in its name.
+#[test]
+fn write_given_a_section_plans_that_section_or_names_the_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("models.conf");
+    std::fs::write(&conf, CONF).unwrap();
+    let spec = format!("{}:glm-flash", conf.display());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, out) = placer_in(root, &["solve", "--write", &spec, "--no-oracle"]);
+    assert_eq!(code, Some(0), "{out}");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.contains("[glm-flash-aggressive]"), "{text}");
+    assert!(text.contains("[glm-flash-moderate]"), "{text}");
+
+    let (code, out) = placer_in(root, &["solve", "glm-q8", "--write", &spec]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(&format!("--write {spec}")), "{out}");
+    assert!(out.contains("takes a file, not a section"), "{out}");
+
+    let missing = format!("{}:x", dir.path().join("nope.conf").display());
+    let (code, out) = placer_in(root, &["solve", "glm-q8", "--write", &missing]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("no file"), "{out}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.contains(':')),
+        "no file named after the section: {names:?}"
+    );
+}
