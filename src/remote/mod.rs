@@ -343,7 +343,11 @@ fn open_urls(
             let how = if s.from_cache {
                 "placer's header cache".to_string()
             } else {
-                format!("{} requests", s.requests)
+                format!(
+                    "{} request{}",
+                    s.requests,
+                    if s.requests == 1 { "" } else { "s" }
+                )
             };
             eprintln!(
                 "\rheader of {name}: {} ({how})",
