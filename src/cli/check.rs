@@ -141,7 +141,7 @@ fn dry_run(
             Some(crate::catalog::ModelRef::File(f)) if gguf.has_tensor_data() => f,
             _ => {
                 return Err(format!(
-                    "not run (MODEL is a header snapshot or catalog id, not a full GGUF); {only}"
+                    "not run (MODEL is a header snapshot, a catalog id or a remote header, not a full GGUF on disk); {only}"
                 ))
             }
         };

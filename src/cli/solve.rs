@@ -257,9 +257,8 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
     })?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
     // A file holding every tensor's bytes (not a header snapshot): what llama-fit-params reads.
-    let full_model = !is_id
-        && gguf.has_tensor_data()
-        && remote.as_ref().is_none_or(|r| r.local.is_some());
+    let full_model =
+        !is_id && gguf.has_tensor_data() && remote.as_ref().is_none_or(|r| r.local.is_some());
     let (mut id, mut name, mut path, arch_source) = if let Some(r) = &remote {
         let name = anatomy.name.clone().unwrap_or_else(|| r.file_stem.clone());
         let from = match &r.local {

@@ -243,12 +243,12 @@ fn merge_shards(shards: Vec<GgufModel>, paths: &[PathBuf]) -> Result<GgufModel, 
     let mut model = it.next().expect("at least one shard");
     for (idx, shard) in it.enumerate() {
         model.shards.extend(shard.shards);
-        model.tensors.extend(
-            shard
-                .tensors
-                .into_iter()
-                .map(|t| TensorInfo { shard: idx + 1, ..t }),
-        );
+        model
+            .tensors
+            .extend(shard.tensors.into_iter().map(|t| TensorInfo {
+                shard: idx + 1,
+                ..t
+            }));
     }
     let mut seen = HashSet::new();
     if let Some(t) = model.tensors.iter().find(|t| !seen.insert(t.name.as_str())) {

@@ -83,9 +83,6 @@ pub fn store_plan(cache: &Path, endpoint: &str, arg: &str, plan: &Plan) -> Resul
     ensure_dir(&dir)?;
     let id = format!("{endpoint}\n{arg}");
     let json = serde_json::to_string_pretty(&(id.as_str(), plan))?;
-    crate::fsio::replace(
-        &dir.join(format!("hf-{}.json", key(&id))),
-        json.as_bytes(),
-    )?;
+    crate::fsio::replace(&dir.join(format!("hf-{}.json", key(&id))), json.as_bytes())?;
     Ok(())
 }

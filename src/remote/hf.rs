@@ -51,7 +51,9 @@ impl Repo {
             );
         }
         if !tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            bail!("hf:{s}: the quant tag {tag:?} may hold only letters, digits and _ (e.g. Q4_K_M)");
+            bail!(
+                "hf:{s}: the quant tag {tag:?} may hold only letters, digits and _ (e.g. Q4_K_M)"
+            );
         }
         Ok(Repo {
             repo: repo.to_string(),
@@ -120,11 +122,7 @@ pub fn split_info(path: &str) -> Option<(String, String, u32, u32)> {
     let prefix = path.strip_suffix(".gguf")?;
     let re_split = regex::Regex::new(r"(?i)^(.+)-([0-9]{5})-of-([0-9]{5})$").expect("regex");
     let (prefix, index, count) = match re_split.captures(prefix) {
-        Some(m) => (
-            m[1].to_string(),
-            m[2].parse().ok()?,
-            m[3].parse().ok()?,
-        ),
+        Some(m) => (m[1].to_string(), m[2].parse().ok()?, m[3].parse().ok()?),
         None => (prefix.to_string(), 1, 1),
     };
     let re_tag = regex::Regex::new(r"(?i)[-.]([A-Z0-9_]+)$").expect("regex");

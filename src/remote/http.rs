@@ -79,7 +79,9 @@ pub fn get(
         Ok(r) => Ok(r),
         Err(ureq::Error::Status(code, r)) => {
             let hint = match code {
-                401 | 403 => "; the file may be gated or private: set HF_TOKEN to a token that may read it",
+                401 | 403 => {
+                    "; the file may be gated or private: set HF_TOKEN to a token that may read it"
+                }
                 404 => "; check the repository, the quant tag or the URL",
                 416 => "; the server says the file is shorter than the bytes asked for",
                 429 | 500..=599 => "; the server is busy or failing: try again later",
@@ -204,7 +206,10 @@ pub fn fetch_header(
                     );
                 }
                 let have = buf.len() as u64;
-                want = n.max(have.saturating_mul(2)).min(size).min(MAX_HEADER_BYTES);
+                want = n
+                    .max(have.saturating_mul(2))
+                    .min(size)
+                    .min(MAX_HEADER_BYTES);
             }
         }
     }

@@ -222,10 +222,7 @@ fn open_hf(repo: &hf::Repo, opts: &Options, read: ReadOptions) -> Result<Remote>
             }
         }
     }
-    let first = plan
-        .files
-        .first()
-        .context("the resolution lists no file")?;
+    let first = plan.files.first().context("the resolution lists no file")?;
     let url = plan.url(&opts.endpoint, &first.path);
     let (model, shards) = open_urls(&url, opts.token.as_deref(), opts, read)
         .with_context(|| format!("hf:{}: {}", repo.arg(), first.path))?;

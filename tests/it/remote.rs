@@ -37,7 +37,10 @@ enum Mode {
 enum Body {
     Bytes(Arc<Vec<u8>>),
     /// `head` then zeros up to `size` bytes: a file as large as a published model.
-    Virtual { head: Arc<Vec<u8>>, size: u64 },
+    Virtual {
+        head: Arc<Vec<u8>>,
+        size: u64,
+    },
 }
 
 impl Body {
@@ -94,8 +97,13 @@ impl Server {
             while !st.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(120) {
                 match listener.accept() {
                     Ok((s, _)) if conns.len() < MAX_CONNECTIONS => {
-                        let (st, lg, se, r, b) =
-                            (st.clone(), lg.clone(), se.clone(), routes.clone(), b.clone());
+                        let (st, lg, se, r, b) = (
+                            st.clone(),
+                            lg.clone(),
+                            se.clone(),
+                            routes.clone(),
+                            b.clone(),
+                        );
                         conns.push(std::thread::spawn(move || {
                             serve(s, mode, &r, &lg, &se, &st, &b)
                         }));
@@ -333,7 +341,10 @@ fn remote_anatomy_equals_local_for_every_header_snapshot_and_a_real_header() {
         assert_eq!(s.header_bytes, want.shards[0].data_offset);
         // Growing ranges: never more than twice the header (plus the first range).
         assert!(s.fetched <= 2 * s.header_bytes + 4096, "{name}: {s:?}");
-        assert_eq!(s.etag.as_deref(), Some(format!("\"len-{}\"", bytes.len()).as_str()));
+        assert_eq!(
+            s.etag.as_deref(),
+            Some(format!("\"len-{}\"", bytes.len()).as_str())
+        );
     }
 }
 
@@ -345,6 +356,20 @@ fn bytes_fetched_are_bounded_by_the_header_never_the_tensor_data() {
     let tmp = tempfile::tempdir().unwrap();
     let mut paths = headers();
     paths.push(gemma_header(tmp.path()));
+    // Headers with the whole tokenizer, as the published files have (`placer synth ID
+    // --header-only`), for two catalog models.
+    for id in ["glm-q8", "gpt-oss-20b"] {
+        let models = Path::new(ROOT).join("models");
+        let entry = placer::catalog::entry(id, &models).unwrap();
+        let m = entry.synthesize(None, &models).unwrap();
+        let p = tmp.path().join(format!("{id}.full-tokenizer.gguf"));
+        let o = gguf::WriteOptions {
+            data: gguf::TensorData::None,
+            ..gguf::WriteOptions::default()
+        };
+        gguf::write_gguf(&p, &m.metadata, &m.tensors, &o).unwrap();
+        paths.push(p);
+    }
     let mut routes = Routes::default();
     let mut sizes = Vec::new();
     for p in &paths {
@@ -419,7 +444,10 @@ fn a_split_model_is_found_and_read_shard_by_shard() {
     let srv = serve_files(Mode::Ranges, &files[..2]);
     let e = remote_url(&srv.url(&files[0].0), &opts(&srv.base)).unwrap_err();
     let msg = format!("{e:#}");
-    assert!(msg.contains("00003-of-00003") && msg.contains("404"), "{msg}");
+    assert!(
+        msg.contains("00003-of-00003") && msg.contains("404"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -430,7 +458,9 @@ fn redirects_are_followed() {
         .files
         .insert("cdn/blob".into(), Body::Bytes(Arc::new(read_file(p))));
     routes.redirects.insert("m.gguf".into(), "hop.gguf".into());
-    routes.redirects.insert("hop.gguf".into(), "cdn/blob".into());
+    routes
+        .redirects
+        .insert("hop.gguf".into(), "cdn/blob".into());
     let srv = Server::start(Mode::Ranges, routes);
     let got = remote_url(&srv.url("m.gguf"), &opts(&srv.base)).unwrap();
     assert_eq!(anatomy_json(&got.model), anatomy_json(&local(p)));
@@ -487,7 +517,10 @@ fn a_404_says_what_to_check() {
     let srv = serve_files(Mode::Ranges, &[]);
     let e = remote_url(&srv.url("nothing.gguf"), &opts(&srv.base)).unwrap_err();
     let msg = format!("{e:#}");
-    assert!(msg.contains("HTTP 404") && msg.contains("check the"), "{msg}");
+    assert!(
+        msg.contains("HTTP 404") && msg.contains("check the"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -587,7 +620,10 @@ fn hf_picks_the_file_llama_cpp_picks_and_sends_the_token() {
     // A tag that no file has: the message lists the files.
     let e = open_hf("hf:user/repo:Q5_K_M", &o).unwrap_err();
     let msg = format!("{e:#}");
-    assert!(msg.contains("Q5_K_M") && msg.contains("Model-Q8_0.gguf"), "{msg}");
+    assert!(
+        msg.contains("Q5_K_M") && msg.contains("Model-Q8_0.gguf"),
+        "{msg}"
+    );
     let reqs = srv.requests();
     assert!(reqs
         .iter()
@@ -648,8 +684,14 @@ fn llama_cpp_cache_holding_the_file_gives_its_local_path() {
     let mut o = opts(&srv.base);
     o.llama_cache = Some(lc.path().to_path_buf());
     let got = open_hf("hf:user/repo:Q8_0", &o).unwrap();
-    assert_eq!(got.local.as_deref(), Some(snap.join("Model-Q8_0.gguf").as_path()));
-    assert_eq!(got.launch_model, snap.join("Model-Q8_0.gguf").display().to_string());
+    assert_eq!(
+        got.local.as_deref(),
+        Some(snap.join("Model-Q8_0.gguf").as_path())
+    );
+    assert_eq!(
+        got.launch_model,
+        snap.join("Model-Q8_0.gguf").display().to_string()
+    );
     assert!(srv.requests().iter().all(|r| !r.path.contains("blobs/")));
     // Offline with no placer cache: llama.cpp's cache alone resolves it (get_cached_files).
     o.offline = true;
@@ -692,7 +734,14 @@ fn cli_solves_hf_and_writes_profiles_llama_server_loads_by_the_same_name() {
     let conf = tmp.path().join("models.conf");
     let conf_s = conf.to_str().unwrap();
     let (ok, out, err) = placer_cmd(
-        &["solve", "hf:user/repo:Q8_0", "--ctx", "8192", "--write", conf_s],
+        &[
+            "solve",
+            "hf:user/repo:Q8_0",
+            "--ctx",
+            "8192",
+            "--write",
+            conf_s,
+        ],
         &env,
         &srv.base,
     );
@@ -731,8 +780,7 @@ fn parse_growing(bytes: &[u8], first: usize) -> (GgufModel, usize) {
     let mut have = first.min(bytes.len());
     // Each round asks for strictly more bytes, so this ends.
     for _ in 0..=bytes.len() {
-        match gguf::parse_prefix(&bytes[..have], bytes.len() as u64, ReadOptions::SUMMARY)
-            .unwrap()
+        match gguf::parse_prefix(&bytes[..have], bytes.len() as u64, ReadOptions::SUMMARY).unwrap()
         {
             Prefix::Complete(m) => return (m, have),
             Prefix::NeedMore(n) => {
