@@ -622,7 +622,8 @@ fn oracle_for(inp: &Inputs, disabled: bool) -> Result<crate::oracle::Oracle, Str
     };
     if !inp.full_model {
         return Err(
-            "not run (MODEL is a header snapshot or catalog id, not a full GGUF); placer's \
+            "not run (MODEL is a header snapshot, a catalog id or a remote header, not a full \
+             GGUF on disk); placer's \
              memory model only"
                 .into(),
         );
