@@ -2,8 +2,8 @@
 //! file type for `synth`) plus a header snapshot (models/headers/<id>.gguf), so that planning
 //! works without the weights.
 //!
-//! Anywhere a MODEL is accepted it may be a path to a .gguf (any shard of a split model) or a
-//! catalog id.
+//! Anywhere a MODEL is accepted it may be a path to a .gguf (any shard of a split model), a
+//! catalog id, or a remote model: a URL or `hf:user/repo[:QUANT]` (src/remote, docs/remote.md).
 
 use crate::gguf::{self, GgufModel};
 use crate::synth::{self, Hparams, Quant, Synthesized};
@@ -156,6 +156,18 @@ const READ: gguf::ReadOptions = gguf::ReadOptions::SUMMARY;
 /// Resolve MODEL (a path to a .gguf — any shard of a split model —, a header snapshot, or a
 /// catalog id) to its header.
 pub fn load_model(model: &str, models_dir: Option<&Path>) -> Result<GgufModel> {
+    load_model_with(model, models_dir, &crate::remote::Options::from_env())
+}
+
+/// [`load_model`] where a remote MODEL (a URL, `hf:…`) is read with `remote`'s options.
+pub fn load_model_with(
+    model: &str,
+    models_dir: Option<&Path>,
+    remote: &crate::remote::Options,
+) -> Result<GgufModel> {
+    if let Some(source) = crate::remote::Source::parse(model) {
+        return Ok(load_remote(&source?, remote)?.model);
+    }
     let path = Path::new(model);
     if path.is_file() || model.ends_with(".gguf") {
         return gguf::open_with(path, READ)
@@ -177,6 +189,15 @@ pub fn load_model(model: &str, models_dir: Option<&Path>) -> Result<GgufModel> {
         .with_context(|| format!("reading header snapshot {}", snap.display()))
 }
 
+/// A remote model's header(s), read as placement needs them.
+pub fn load_remote(
+    source: &crate::remote::Source,
+    remote: &crate::remote::Options,
+) -> Result<crate::remote::Remote> {
+    crate::remote::open(source, remote, READ)
+        .with_context(|| format!("reading the GGUF header of {}", source.launch_word()))
+}
+
 /// What a `-m` / `MODEL=` value names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelRef {
@@ -184,6 +205,8 @@ pub enum ModelRef {
     File(PathBuf),
     /// A catalog id (models/<id>.toml), read from its header snapshot.
     CatalogId(String),
+    /// A URL or `hf:user/repo[:QUANT]`: only the header is fetched (src/remote).
+    Remote(crate::remote::Source),
 }
 
 /// Resolve a models.conf `MODEL=` (or a `-m`) the way the users' start.sh does: relative to the
@@ -196,6 +219,9 @@ pub fn resolve_model(
     conf_dir: Option<&Path>,
     models_dir: Option<&Path>,
 ) -> Option<ModelRef> {
+    if let Some(source) = crate::remote::Source::parse(model) {
+        return source.ok().map(ModelRef::Remote);
+    }
     let p = Path::new(model);
     let mut cands: Vec<PathBuf> = Vec::new();
     if p.is_absolute() {

@@ -95,7 +95,8 @@ fn groups(cfg: &LaunchConfig) -> Vec<Vec<String>> {
         a.push(vec![k.to_string(), v]);
     }
     if !cfg.model.is_empty() {
-        pair(&mut a, "-m", cfg.model.clone());
+        let (flag, value) = model_flag(&cfg.model);
+        pair(&mut a, flag, value.to_string());
     }
     pair(&mut a, "-c", cfg.ctx.to_string());
     if let Some(devs) = &cfg.devices {
@@ -178,6 +179,20 @@ fn groups(cfg: &LaunchConfig) -> Vec<Vec<String>> {
         pair(&mut a, "-fitt", v.join(","));
     }
     a
+}
+
+/// How llama.cpp is told the model (`common/arg.cpp`): `-hf user/repo[:QUANT]` for
+/// `hf:user/repo[:QUANT]` (llama-server resolves and downloads it by the rules src/remote/hf.rs
+/// follows), `-mu URL` for an http(s) URL, else `-m PATH`.
+pub fn model_flag(model: &str) -> (&'static str, &str) {
+    if let Some(repo) = model.strip_prefix("hf:") {
+        return ("-hf", repo);
+    }
+    let lower = model.get(..8).unwrap_or(model).to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return ("-mu", model);
+    }
+    ("-m", model)
 }
 
 fn fmt_num(x: f64) -> String {

@@ -84,7 +84,7 @@ pub struct Override {
 pub struct LaunchConfig {
     /// The program the flags are for; it changes defaults that size memory.
     pub tool: Tool,
-    /// `-m`: path of the model (GGUF) file.
+    /// `-m`: path of the model (GGUF) file; `hf:user/repo[:QUANT]` for `-hf`, the URL for `-mu`.
     pub model: String,
     /// `-c`; 0 = the model's training context.
     pub ctx: u32,
@@ -301,6 +301,12 @@ impl ArgParser<'_> {
         };
         match flag {
             "-m" | "--model" => self.cfg.model = self.value(flag, inline)?,
+            // `common/arg.cpp`: `-hf <user>/<model>[:quant]` and `-mu URL` name a remote model;
+            // the launch keeps them as the remote sources placer reads (src/remote).
+            "-hf" | "-hfr" | "--hf-repo" => {
+                self.cfg.model = format!("hf:{}", self.value(flag, inline)?)
+            }
+            "-mu" | "--model-url" => self.cfg.model = self.value(flag, inline)?,
             "-c" | "--ctx-size" => {
                 let v = self.int(flag, inline)?;
                 self.cfg.ctx = ctx_size(v)?;
@@ -495,6 +501,8 @@ fn takes_value(flag: &str) -> bool {
     matches!(
         flag,
         "--model"
+            | "--hf-repo"
+            | "--model-url"
             | "--ctx-size"
             | "--gpu-layers"
             | "--n-gpu-layers"

@@ -174,6 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &cfg.model,
         conf_dir.as_deref(),
         args.common.models_dir.as_deref(),
+        &args.common.remote(),
     )?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
     let workload = args.workload.check_workload();
@@ -230,7 +231,7 @@ fn dry_run(
             Some(crate::catalog::ModelRef::File(f)) if gguf.has_tensor_data() => f,
             _ => {
                 return Err(format!(
-                    "not run (MODEL is a header snapshot or catalog id, not a full GGUF); {only}"
+                    "not run (MODEL is a header snapshot, a catalog id or a remote header, not a full GGUF on disk); {only}"
                 ))
             }
         };
@@ -306,11 +307,19 @@ fn load_model(
     model: &str,
     conf_dir: Option<&Path>,
     models_dir: Option<&Path>,
+    remote: &crate::remote::Options,
 ) -> anyhow::Result<crate::gguf::GgufModel> {
-    if let Some(crate::catalog::ModelRef::File(f)) =
-        crate::catalog::resolve_model(model, conf_dir, models_dir)
-    {
-        return crate::catalog::load_model(&f.to_string_lossy(), models_dir);
+    match crate::catalog::resolve_model(model, conf_dir, models_dir) {
+        Some(crate::catalog::ModelRef::File(f)) => {
+            return crate::catalog::load_model(&f.to_string_lossy(), models_dir)
+        }
+        Some(crate::catalog::ModelRef::Remote(s)) => {
+            return Ok(crate::catalog::load_remote(&s, remote)?.model)
+        }
+        _ => {}
+    }
+    if let Some(Err(e)) = crate::remote::Source::parse(model) {
+        return Err(e);
     }
     // The hint is for a MODEL that is neither a file nor a catalog id; a file that was found but
     // does not read has its own message (bad magic, truncated, …).

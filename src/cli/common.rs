@@ -38,6 +38,10 @@ pub struct CommonArgs {
     /// for another machine); see docs/llama-builds.md for the supported builds.
     #[arg(long, value_name = "N")]
     pub llama_build: Option<u32>,
+    /// A remote MODEL (a URL, `hf:user/repo[:QUANT]`) is read from the header caches only
+    /// (placer's, llama.cpp's); nothing is fetched (also $PLACER_OFFLINE). docs/remote.md.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// Which calibration a command used, for its output.
@@ -97,6 +101,11 @@ impl CommonArgs {
             .unwrap_or_else(crate::catalog::models_dir)
     }
 
+    /// How a remote MODEL is read: the environment's rules, `--offline` on top.
+    pub fn remote(&self) -> crate::remote::Options {
+        remote_options(self.offline)
+    }
+
     /// The llama.cpp build the commands are for (src/target.rs).
     pub fn target(&self) -> anyhow::Result<crate::target::Target> {
         let config = crate::config::Config::load()?;
@@ -111,6 +120,13 @@ impl CommonArgs {
 }
 
 const SHIPPED: &str = "shipped (data/calibration.toml)";
+
+/// [`crate::remote::Options::from_env`], offline when `offline` is given.
+pub fn remote_options(offline: bool) -> crate::remote::Options {
+    let mut o = crate::remote::Options::from_env();
+    o.offline |= offline;
+    o
+}
 
 /// The request a speed estimate prices: `--workload` and the numbers that override it (shared by
 /// `solve`, `check` and `trial`, so the profile, its check and its measurement agree).

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A .gguf file (any shard of a split model), a header snapshot, or a catalog id.
+    /// A .gguf file (any shard of a split model), a header snapshot, a catalog id, a URL, or
+    /// `hf:user/repo[:QUANT]` (only the header is fetched).
     pub model: String,
     /// Print JSON instead of tables.
     #[arg(long)]
@@ -20,10 +21,17 @@ pub struct Args {
     /// Catalog directory (default: $PLACER_MODELS, else ./models).
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
+    /// A remote MODEL (URL, `hf:…`) from the header caches only (docs/remote.md).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let model = crate::catalog::load_model(&args.model, args.models_dir.as_deref())?;
+    let model = crate::catalog::load_model_with(
+        &args.model,
+        args.models_dir.as_deref(),
+        &super::common::remote_options(args.offline),
+    )?;
     let report = report(&model)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

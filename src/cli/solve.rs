@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Catalog id (models/<id>.toml, e.g. glm-q8), a path to a .gguf / header snapshot, or a
-    /// section of the user's models.conf (`models.conf:SECTION`: its MODEL, CTX_SIZE, KV types,
+    /// Catalog id (models/<id>.toml, e.g. glm-q8), a path to a .gguf / header snapshot, a
+    /// published GGUF (`hf:user/repo[:QUANT]` as llama.cpp's -hf names it, or an https URL: only
+    /// its header is fetched, docs/remote.md), or a section of the user's models.conf (`models.conf:SECTION`: its MODEL, CTX_SIZE, KV types,
     /// -b, -np are the request, its own flags like --jinja are kept; placer decides -ngl -ts -ot
     /// -sm -mg -ub and the load mode). `--write models.conf:SECTION` alone names it too.
     pub model: Option<String>,
@@ -267,7 +268,17 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         Some(crate::catalog::ModelRef::File(f)) => f.to_string_lossy().to_string(),
         _ => model_word.to_string(),
     };
-    let gguf = crate::catalog::load_model(&load_word, Some(&dir)).with_context(|| {
+    let remote = match &resolved {
+        Some(crate::catalog::ModelRef::Remote(src)) => {
+            Some(crate::catalog::load_remote(src, &a.common.remote())?)
+        }
+        _ => None,
+    };
+    let loaded = match &remote {
+        Some(r) => Ok(r.model.clone()),
+        None => crate::catalog::load_model_with(&load_word, Some(&dir), &a.common.remote()),
+    };
+    let gguf = loaded.with_context(|| {
         if section.is_some() {
             format!(
                 "MODEL={model_word}: not found relative to the models folder ({}), the \
@@ -281,8 +292,20 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
     })?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
     // A file holding every tensor's bytes (not a header snapshot): what llama-fit-params reads.
-    let full_model = !is_id && gguf.has_tensor_data();
-    let (mut id, mut name, mut path, arch_source) = if is_id {
+    let full_model =
+        !is_id && gguf.has_tensor_data() && remote.as_ref().is_none_or(|r| r.local.is_some());
+    let (mut id, mut name, mut path, arch_source) = if let Some(r) = &remote {
+        let name = anatomy.name.clone().unwrap_or_else(|| r.file_stem.clone());
+        let from = match &r.local {
+            Some(p) => format!("GGUF header of {} (llama.cpp's cache)", p.display()),
+            None => format!(
+                "GGUF header of {} ({} fetched)",
+                model_word,
+                crate::remote::human(r.fetched())
+            ),
+        };
+        (r.file_stem.clone(), name, r.launch_model.clone(), from)
+    } else if is_id {
         let e = crate::catalog::entry(model_word, &dir)?;
         let file = e
             .source
@@ -635,7 +658,8 @@ fn oracle_for(inp: &Inputs, disabled: bool) -> Result<crate::oracle::Oracle, Str
     };
     if !inp.full_model {
         return Err(
-            "not run (MODEL is a header snapshot or catalog id, not a full GGUF); placer's \
+            "not run (MODEL is a header snapshot, a catalog id or a remote header, not a full \
+             GGUF on disk); placer's \
              memory model only"
                 .into(),
         );

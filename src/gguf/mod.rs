@@ -10,7 +10,10 @@ mod writer;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-pub use reader::{open, open_with, read_header, shard_paths, ReadOptions, LARGE_ARRAY};
+pub use reader::{
+    open, open_split, open_with, parse_prefix, read_header, shard_paths, Prefix, ReadOptions,
+    LARGE_ARRAY,
+};
 pub use types::GgmlType;
 pub use writer::{
     gguf_file_size, with_offsets, write_gguf, write_gguf_with_progress, TensorData, WriteOptions,

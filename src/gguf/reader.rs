@@ -89,6 +89,35 @@ pub fn read_header<R: Read>(r: R) -> Result<GgufModel, GgufError> {
     read_shard(r, None, None, ReadOptions::default())
 }
 
+/// What a prefix of a file says: the header, or how many bytes of the file it needs at least.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prefix {
+    /// The whole header (metadata and tensor table) was in the prefix.
+    Complete(GgufModel),
+    /// The header goes on past the prefix: read at least this many bytes from the file start.
+    NeedMore(u64),
+}
+
+/// Read one shard's header from the first `prefix.len()` bytes of a file of `file_size` bytes
+/// (a remote file read by ranges): the same parser and checks as [`open`], with the file's size
+/// known. When the header runs past the prefix the answer is [`Prefix::NeedMore`]; a header
+/// that runs past the end of the file itself is the usual [`GgufError::Truncated`].
+pub fn parse_prefix(prefix: &[u8], file_size: u64, opts: ReadOptions) -> Result<Prefix, GgufError> {
+    let have = prefix.len() as u64;
+    if have > file_size {
+        return Err(GgufError::Invalid(format!(
+            "{have} bytes read from a file of {file_size} bytes"
+        )));
+    }
+    match read_shard_from(prefix, Some(file_size), Some(have), None, opts) {
+        Ok(m) => Ok(Prefix::Complete(m)),
+        Err(GgufError::Truncated { offset, needed, .. }) if have < file_size => Ok(
+            Prefix::NeedMore(offset.saturating_add(needed).clamp(have + 1, file_size)),
+        ),
+        Err(e) => Err(e),
+    }
+}
+
 /// Open a model file; for a split model given any shard, read every shard's header.
 pub fn open(path: &Path) -> Result<GgufModel, GgufError> {
     open_with(path, ReadOptions::default())
@@ -97,8 +126,25 @@ pub fn open(path: &Path) -> Result<GgufModel, GgufError> {
 /// [`open`] with a choice of what to materialize (see [`ReadOptions`]). Validation is the
 /// same either way: skipped arrays are still walked element by element and bounds-checked.
 pub fn open_with(path: &Path, opts: ReadOptions) -> Result<GgufModel, GgufError> {
+    open_split(path, |p, idx| {
+        if idx > 0 && !p.exists() {
+            return Err(GgufError::MissingShard(idx as u32 + 1, p.to_path_buf()));
+        }
+        read_file(p, opts)
+    })
+}
+
+/// Assemble a (possibly split) model from the headers `read(name, index)` returns for each
+/// shard name, given the name of any shard (a path, or a URL: only its last `/` part is the
+/// file name). The checks are the same wherever the bytes come from: the shard names
+/// ([`shard_paths`]), `split.count`, and the cross-shard rules of `merge_shards`.
+pub fn open_split<E, F>(path: &Path, mut read: F) -> Result<GgufModel, E>
+where
+    E: From<GgufError>,
+    F: FnMut(&Path, usize) -> Result<GgufModel, E>,
+{
     let paths = shard_paths(path);
-    let first = read_file(&paths[0], opts)?;
+    let first = read(&paths[0], 0)?;
     let declared = split_count(&first.metadata, &paths[0])?;
     if declared <= 1 {
         if paths.len() > 1 {
@@ -107,7 +153,8 @@ pub fn open_with(path: &Path, opts: ReadOptions) -> Result<GgufModel, GgufError>
                  rename it without the -0000k-of-0000n suffix",
                 paths[0].display(),
                 paths.len()
-            )));
+            ))
+            .into());
         }
         return Ok(first);
     }
@@ -117,15 +164,24 @@ pub fn open_with(path: &Path, opts: ReadOptions) -> Result<GgufModel, GgufError>
              -00001-of-{declared:05}.gguf; restore the split file names \
              (llama.cpp finds the other shards by name)",
             path.display()
-        )));
+        ))
+        .into());
     }
     if paths.len() != declared as usize {
         return Err(GgufError::Invalid(format!(
             "invalid split count: the file name says {} shards, split.count says {declared}",
             paths.len()
-        )));
+        ))
+        .into());
     }
-    merge_shards(first, &paths, opts)
+    check_split_no(&first.metadata, 0, &paths[0])?;
+    let mut shards = vec![first];
+    for (idx, p) in paths.iter().enumerate().skip(1) {
+        let shard = read(p, idx)?;
+        check_split_no(&shard.metadata, idx, p)?;
+        shards.push(shard);
+    }
+    Ok(merge_shards(shards, &paths)?)
 }
 
 /// All shard paths of a split model given any one of them (a single path for unsplit files).
@@ -179,29 +235,20 @@ fn invalid_key(path: &Path, key: &str, v: &MetaValue) -> GgufError {
     ))
 }
 
-/// Read the other shards and check them like `src/llama-model-loader.cpp:llama_model_loader`:
-/// every shard carries `split.no` equal to its index, tensor names are unique across shards,
-/// and `split.tensors.count` equals the number found.
-fn merge_shards(
-    first: GgufModel,
-    paths: &[PathBuf],
-    opts: ReadOptions,
-) -> Result<GgufModel, GgufError> {
-    let mut model = first;
-    check_split_no(&model.metadata, 0, &paths[0])?;
-    for (idx, path) in paths.iter().enumerate().skip(1) {
-        if !path.exists() {
-            return Err(GgufError::MissingShard(idx as u32 + 1, path.clone()));
-        }
-        let shard = read_file(path, opts)?;
-        check_split_no(&shard.metadata, idx, path)?;
+/// Merge shards read in order and check them like `src/llama-model-loader.cpp:llama_model_loader`:
+/// every shard carries `split.no` equal to its index (checked as each is read), tensor names
+/// are unique across shards, and `split.tensors.count` equals the number found.
+fn merge_shards(shards: Vec<GgufModel>, paths: &[PathBuf]) -> Result<GgufModel, GgufError> {
+    let mut it = shards.into_iter();
+    let mut model = it.next().expect("at least one shard");
+    for (idx, shard) in it.enumerate() {
         model.shards.extend(shard.shards);
-        model.tensors.extend(
-            shard
-                .tensors
-                .into_iter()
-                .map(|t| TensorInfo { shard: idx, ..t }),
-        );
+        model
+            .tensors
+            .extend(shard.tensors.into_iter().map(|t| TensorInfo {
+                shard: idx + 1,
+                ..t
+            }));
     }
     let mut seen = HashSet::new();
     if let Some(t) = model.tensors.iter().find(|t| !seen.insert(t.name.as_str())) {
@@ -275,10 +322,24 @@ fn read_shard<R: Read>(
     path: Option<&Path>,
     opts: ReadOptions,
 ) -> Result<GgufModel, GgufError> {
+    read_shard_from(r, size, size, path, opts)
+}
+
+/// [`read_shard`] where only the first `have` bytes of the `size`-byte file are at hand (a
+/// prefix of a remote file): `size` bounds the counts and sizes the tensors like the file's
+/// own length does, `have` bounds what is allocated before the bytes arrive.
+fn read_shard_from<R: Read>(
+    r: R,
+    size: Option<u64>,
+    have: Option<u64>,
+    path: Option<&Path>,
+    opts: ReadOptions,
+) -> Result<GgufModel, GgufError> {
     let mut c = Cursor {
         r: BufReader::with_capacity(READ_BUFFER, r),
         pos: 0,
         size,
+        have,
         path,
         scratch: Vec::new(),
     };
@@ -663,6 +724,8 @@ struct Cursor<'p, R> {
     r: BufReader<R>,
     pos: u64,
     size: Option<u64>,
+    /// Bytes known to be readable (the file's size, or the prefix at hand): bounds allocations.
+    have: Option<u64>,
     path: Option<&'p Path>,
     /// Reused buffer for bytes that are skipped (at most `SKIP_CHUNK`).
     scratch: Vec<u8>,
@@ -684,7 +747,7 @@ impl<R: Read> Cursor<'_, R> {
     /// How many items to reserve room for: all of them when the bytes are known to be there,
     /// else a small number (the vector then grows only as items are actually read).
     fn capacity(&self, n: u64, min_bytes: u64) -> usize {
-        let cap = match self.remaining() {
+        let cap = match self.have.map(|h| h.saturating_sub(self.pos)) {
             Some(rem) => n.min(rem / min_bytes.max(1)),
             None => n.min(1024),
         };
@@ -793,7 +856,8 @@ impl<R: Read> Cursor<'_, R> {
             )));
         }
         self.need(len, what)?;
-        let bytes = if len <= EAGER_STRING || self.size.is_some() {
+        let in_hand = self.have.is_some_and(|h| h.saturating_sub(self.pos) >= len);
+        let bytes = if len <= EAGER_STRING || in_hand {
             let mut buf = vec![0u8; len as usize];
             self.r
                 .read_exact(&mut buf)

@@ -195,7 +195,11 @@ pub fn conf_section(
         )),
     }
     t.push_str(&format!("SPEED=~{:.0} t/s (predicted)\n", sol.decode_tps));
-    t.push_str(&format!("MODEL={}\n", sol.launch.model));
+    // A remote model has no file for MODEL= to name: its `-hf` / `-mu` goes in EXTRA_ARGS,
+    // where llama-server reads it as written (`emit::model_flag`).
+    if crate::emit::model_flag(&sol.launch.model).0 == "-m" {
+        t.push_str(&format!("MODEL={}\n", sol.launch.model));
+    }
     t.push_str(&format!("CTX_SIZE={}\n", sol.launch.ctx));
     let ngl = match sol.launch.gpu_layers {
         GpuLayers::Count(n) => n.to_string(),

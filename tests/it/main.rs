@@ -47,6 +47,7 @@ mod memory_speed;
 mod oracle_gap;
 mod oracle_rpc;
 mod preset;
+mod remote;
 mod solve_load_mode;
 mod solve_section;
 mod solve_vs_fit;
