@@ -82,7 +82,10 @@ fn glm_q8_cast_phase_scales_with_ubatch() {
     let fixed = Calibration::shipped().compute.fixed_mib;
     let r1 = (c1024 - fixed) / (c512 - fixed);
     let r2 = (c2048 - fixed) / (c1024 - fixed);
-    assert!((r1 - 2.0).abs() < 0.05 && (r2 - 2.0).abs() < 0.05, "{c512:.0} {c1024:.0} {c2048:.0}");
+    assert!(
+        (r1 - 2.0).abs() < 0.05 && (r2 - 2.0).abs() < 0.05,
+        "{c512:.0} {c1024:.0} {c2048:.0}"
+    );
 }
 
 #[test]
@@ -137,5 +140,8 @@ fn glm_q4_model_buffers_are_the_users_17285() {
         (all - 17285.0).abs() <= 0.005 * 17285.0,
         "CUDA0 {cuda0:.2} + CPU_Mapped {cpu:.2} = {all:.2} MiB"
     );
-    assert!((cpu - 170.16).abs() < 0.01, "token_embd on the CPU: {cpu:.2}");
+    assert!(
+        (cpu - 170.16).abs() < 0.01,
+        "token_embd on the CPU: {cpu:.2}"
+    );
 }
