@@ -6,7 +6,7 @@ use crate::anatomy::{Anatomy, Role};
 use crate::calibration::Calibration;
 use crate::host::{DeviceId, Host};
 use crate::launch::{GpuLayers, LaunchConfig, Tool};
-use crate::memory::{Prediction, Predictor, Stage, Verdict};
+use crate::memory::{MemoryRules, Prediction, Predictor, Stage, Verdict};
 use crate::units::{mib, MIB};
 use serde::Serialize;
 use std::fmt::Write;
@@ -30,12 +30,24 @@ pub struct CheckReport {
     /// which the table then shows.
     pub fit_choice: Option<String>,
     pub warnings: Vec<String>,
+    /// The target build's allocation rules the prediction used (`memory::rules`).
+    pub rules: MemoryRules,
+    /// When it fits: the GPUs left with less free memory than the moderate profile's margin
+    /// (`Calibration::gpu_margins_mib`), one line each. Empty when every GPU keeps that margin.
+    pub headroom: Vec<String>,
 }
 
 impl CheckReport {
     /// Whether the command fits (the verdict is not an OOM).
     pub fn fits(&self) -> bool {
         self.prediction.verdict == Verdict::Fits
+    }
+
+    /// Whether it fits with the moderate margin left on every GPU it uses: what placer calls
+    /// safe to run (a launch between the aggressive and the moderate margin starts, but the
+    /// margin is what the runs' prediction errors and runtime growth need; docs/calibration.md).
+    pub fn safe(&self) -> bool {
+        self.fits() && self.headroom.is_empty()
     }
 }
 
@@ -88,7 +100,29 @@ pub fn check_with(
     extra: Vec<String>,
     workload: Workload,
 ) -> anyhow::Result<CheckReport> {
-    let predictor = Predictor::new(anatomy, host, cal);
+    check_for_build(
+        anatomy,
+        cfg,
+        host,
+        cal,
+        extra,
+        workload,
+        MemoryRules::default(),
+    )
+}
+
+/// [`check_with`] for a target build whose allocation rules are `rules`
+/// (`memory::rules_for(table build)`).
+pub fn check_for_build(
+    anatomy: &Anatomy,
+    cfg: &LaunchConfig,
+    host: &Host,
+    cal: &Calibration,
+    extra: Vec<String>,
+    workload: Workload,
+    rules: MemoryRules,
+) -> anyhow::Result<CheckReport> {
+    let predictor = Predictor::new(anatomy, host, cal).with_rules(rules);
     // A command that leaves layers to --fit is checked with what --fit would choose.
     let fit_left_to_llama = cfg.fit
         && cfg.gpu_layers == GpuLayers::Auto
@@ -113,6 +147,7 @@ pub fn check_with(
     let fixes = fixes(&predictor, cfg, &prediction, &host.name);
     let speed = (prediction.verdict == Verdict::Fits)
         .then(|| speed_estimate(anatomy, cfg, host, cal, &prediction, workload));
+    let headroom = headroom(&prediction, host, cal);
     Ok(CheckReport {
         model: anatomy.name.clone().unwrap_or_else(|| cfg.model.clone()),
         arch: anatomy.arch.clone(),
@@ -125,7 +160,31 @@ pub fn check_with(
         fit_choice,
         prediction,
         warnings,
+        rules,
+        headroom,
     })
+}
+
+/// GPUs a fitting launch leaves with less than the moderate margin (`[margins] moderate_mib`
+/// plus what OOMs taught about that GPU).
+fn headroom(p: &Prediction, host: &Host, cal: &Calibration) -> Vec<String> {
+    if p.verdict != Verdict::Fits {
+        return Vec::new();
+    }
+    let margins = cal.gpu_margins_mib(false, host);
+    p.gpus
+        .iter()
+        .zip(&margins)
+        .filter(|(g, _)| g.total() > 0)
+        .filter(|(g, &m)| (g.free() as f64) < m * MIB as f64)
+        .map(|(g, &m)| {
+            format!(
+                "{}: {} MiB free, under the moderate margin of {m:.0} MiB — it may start and then fail on a long prompt (runtime buffers grow); not safe",
+                g.device,
+                g.free() / MIB as i64
+            )
+        })
+        .collect()
 }
 
 /// `--fit`'s choice as flags, with how it got there.
@@ -493,7 +552,13 @@ pub fn render(r: &CheckReport) -> String {
     if let Some(f) = &r.fit_choice {
         let _ = writeln!(out, "--fit would choose: {f}");
     }
+    if !r.rules.is_current() {
+        let _ = writeln!(out, "memory rules: {}", r.rules.describe());
+    }
     let _ = writeln!(out, "verdict: {}", r.verdict_text);
+    for h in &r.headroom {
+        let _ = writeln!(out, "  headroom: {h}");
+    }
     for f in &r.fixes {
         if f.starts_with("or run:") {
             let _ = writeln!(out, "  {f}");

@@ -1,7 +1,7 @@
 //! `placer check [--host H] [--json] -- <llama.cpp argv>` or `placer check models.conf:SECTION`.
 
 use super::common::CommonArgs;
-use crate::check::{check_with, render};
+use crate::check::{check_for_build, render};
 use crate::launch::{self, Tool};
 use std::path::Path;
 
@@ -178,7 +178,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let anatomy = crate::anatomy::from_gguf(&gguf)?;
     let workload = args.workload.check_workload();
-    let report = check_with(&anatomy, &cfg, &host, &cal, parsed.warnings, workload)?;
+    let rules = crate::memory::rules_for(target.facts().build);
+    let report = check_for_build(
+        &anatomy,
+        &cfg,
+        &host,
+        &cal,
+        parsed.warnings,
+        workload,
+        rules,
+    )?;
     let oracle = dry_run(
         &args,
         &target,

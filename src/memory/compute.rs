@@ -51,6 +51,9 @@ pub struct ComputeInput<'a> {
     pub calibration: &'a Calibration,
     /// GPUs of the host.
     pub n_gpus: usize,
+    /// The flash-attention mask enters the graph as F32 and is cast to F16 on the first
+    /// attention device (`memory::rules::FaMask::F32Cast`, the b8022 generation).
+    pub fa_mask_f32: bool,
 }
 
 /// Compute buffer bytes per host GPU and for the host (`CUDA_Host` / `CPU`).
@@ -194,6 +197,31 @@ pub fn compute_buffers(inp: &ComputeInput) -> ComputeBuffers {
                 0
             })
     };
+    let cast = inp.fa_mask_f32 && inp.shape.flash_attn;
+    if cast {
+        for (dev, bytes) in mask_cast_phases(inp, u, hid, copies) {
+            let i = idx(dev, inp.n_gpus);
+            if dev != DeviceId::Cpu && out[i] > 0 {
+                out[i] = out[i].max(bytes);
+            }
+        }
+    }
+    // The host holds the mask input: F16, or F32 where the graph casts it (plus the F16 result
+    // when the first attention layer of that cache kind runs on the CPU).
+    let all_mask = if cast {
+        let c = inp.caches;
+        let (full, swa) = first_attention(inp);
+        let kind = |any: bool, n_kv: u32, first: Option<DeviceId>| {
+            if !any {
+                return 0;
+            }
+            let f16_here = if first == Some(DeviceId::Cpu) { 2 } else { 0 };
+            (4 + f16_here) * n_kv as u64 * u
+        };
+        kind(c.any_full, c.n_kv, full) + kind(c.any_swa, c.n_kv_swa, swa)
+    } else {
+        all_mask
+    };
     let cpu = &work[inp.n_gpus];
     let cpu_run = if inp.n_gpus == 0 || inp.resolved.devices.is_empty() {
         out[inp.n_gpus].saturating_sub(copies * (all_mask + hid))
@@ -211,6 +239,75 @@ pub fn compute_buffers(inp: &ComputeInput) -> ComputeBuffers {
         .map(|&b| if b > 0 { b + fixed } else { 0 })
         .collect();
     ComputeBuffers { gpus, host }
+}
+
+/// The device of the first layer whose attention uses each cache kind (full, SWA): where the
+/// graph casts that kind's F32 mask (`ggml-backend.cpp: ggml_backend_sched_split_graph` gives
+/// the weightless cast the backend of the attention that consumes it first).
+fn first_attention(inp: &ComputeInput) -> (Option<DeviceId>, Option<DeviceId>) {
+    let hp = &inp.anatomy.hp;
+    let (mut full, mut swa) = (None, None);
+    for (il, &d) in inp.resolved.kv_device.iter().enumerate() {
+        if !hp.has_kv(il as u32) || inp.caches.layers[il].0.kv == 0 {
+            continue;
+        }
+        let is_swa = hp.n_swa > 0 && hp.swa_layers.get(il).copied().unwrap_or(false);
+        let slot = if is_swa { &mut swa } else { &mut full };
+        slot.get_or_insert(d);
+    }
+    (full, swa)
+}
+
+/// b8022 generation, flash attention (`src/llama-graph.cpp: build_attn_inp_k` and siblings:
+/// `self_kq_mask_cnv = ggml_cast(ctx0, self_kq_mask, GGML_TYPE_F16)`): on the device of the
+/// first attention layer, the F32 mask arrives as a split input (`copies` of it with pipeline
+/// parallelism) and the F16 cast is allocated while the F32 copy is still live, on top of what
+/// that layer holds up to its first flash-attention op — the layer input (HID) and its query
+/// working set ([`query_work`]). Per device: those bytes (docs/memory-model.md §5.1).
+fn mask_cast_phases(inp: &ComputeInput, u: u64, hid: u64, copies: u64) -> Vec<(DeviceId, u64)> {
+    let c = inp.caches;
+    let (full, swa) = first_attention(inp);
+    let mut phases: Vec<(DeviceId, u64)> = Vec::new();
+    for (first, n_kv) in [(full, c.n_kv), (swa, c.n_kv_swa)] {
+        let Some(d) = first else { continue };
+        let bytes = (4 * copies + 2) * n_kv as u64 * u;
+        match phases.iter_mut().find(|p| p.0 == d) {
+            Some(p) => p.1 += bytes,
+            None => phases.push((d, bytes)),
+        }
+    }
+    let q = query_work(inp, u);
+    for p in &mut phases {
+        p.1 += copies * hid + q;
+    }
+    phases
+}
+
+/// F32 tensors of one layer's attention live when its flash-attention op is reached: the query
+/// projection (`attn_q` / `attn_q_b` output rows) and, for MLA, the absorbed query
+/// `n_head·kv_lora_rank` and the concatenated `Qcur` `n_head·(kv_lora_rank + n_rot)`
+/// (`src/models/deepseek2.cpp`); otherwise the RoPE'd query and the new K and V rows.
+fn query_work(inp: &ComputeInput, u: u64) -> u64 {
+    let hp = &inp.anatomy.hp;
+    let Some(il) = (0..hp.n_layer).find(|&il| hp.has_kv(il)) else {
+        return 0;
+    };
+    let q_rows = inp
+        .anatomy
+        .tensors
+        .iter()
+        .find(|t| {
+            t.layer == LayerRef::Block(il)
+                && (t.name.ends_with(".attn_q.weight") || t.name.ends_with(".attn_q_b.weight"))
+        })
+        .and_then(|t| t.dims.get(1).copied())
+        .unwrap_or(0);
+    let heads = hp.n_head.get(il as usize).copied().unwrap_or(0) as u64;
+    let floats = match hp.mla {
+        Some(m) => q_rows + heads * m.kv_lora_rank as u64 + heads * m.k_width(),
+        None => 2 * q_rows + k_width(hp, il as usize) + v_width(hp, il as usize),
+    };
+    4 * floats * u
 }
 
 /// MoE activations of one layer: `8·n_embd·n_expert_used·U` (the routed hidden states and the

@@ -11,9 +11,11 @@ pub mod compute;
 pub mod kv;
 pub mod predict;
 pub mod resolve;
+pub mod rules;
 
 pub use predict::{predict, Predictor};
 pub use resolve::resolve;
+pub use rules::{rules_for, MemoryRules};
 
 /// Stage of start-up at which an allocation fails (llama.cpp's order: weights, KV, compute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

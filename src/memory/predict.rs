@@ -3,6 +3,7 @@
 use super::compute::{compute_buffers, ComputeInput};
 use super::kv::{alloc_size, cache_sizes, context_shape};
 use super::resolve::{resolve_with, OverrideSet};
+use super::rules::{FaMask, MemoryRules, OutputRows};
 use super::{DeviceMemory, HostMemory, Prediction, Resolved, Stage, Verdict};
 use crate::anatomy::{Anatomy, Role};
 use crate::calibration::Calibration;
@@ -49,6 +50,8 @@ pub struct Predictor<'a> {
     pub host: &'a Host,
     /// The calibration.
     pub calibration: &'a Calibration,
+    /// The target build's allocation rules (default: the reference tree's).
+    pub rules: MemoryRules,
     free_mib: Vec<f64>,
 }
 
@@ -60,8 +63,16 @@ impl<'a> Predictor<'a> {
             anatomy,
             host,
             calibration,
+            rules: MemoryRules::default(),
             free_mib: free_at_load_mib(host, calibration),
         }
+    }
+
+    /// Predict for a target build whose allocation rules differ from the reference tree's
+    /// (`memory::rules::rules_for`).
+    pub fn with_rules(mut self, rules: MemoryRules) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// Use the free memory llama.cpp reported at load (MiB per host GPU) for the default split,
@@ -88,7 +99,11 @@ impl<'a> Predictor<'a> {
         check_supported(cfg)?;
         let a = self.anatomy;
         let resolved = resolve_with(a, cfg, self.host, &self.free_mib, overrides)?;
-        let shape = context_shape(cfg, &a.hp);
+        let mut shape = context_shape(cfg, &a.hp);
+        if self.rules.output_rows == OutputRows::Ubatch {
+            // b8022 generation: `graph_reserve(n_tokens, n_seqs, n_tokens)` (memory::rules).
+            shape.n_outputs_max = shape.n_batch;
+        }
         let caches = cache_sizes(cfg, &a.hp, &shape);
         let pp = pipeline_parallel(cfg, &resolved, a.hp.n_layer, overrides.is_empty());
         let n_gpus = self.host.gpus.len();
@@ -136,6 +151,7 @@ impl<'a> Predictor<'a> {
             pipeline_parallel: pp,
             calibration: self.calibration,
             n_gpus,
+            fa_mask_f32: self.rules.fa_mask == FaMask::F32Cast,
         });
         for (g, dm) in gpus.iter_mut().enumerate() {
             dm.compute = cb.gpus[g];
