@@ -99,6 +99,11 @@ pub struct DeviceUse {
     /// NVML: memory used on the whole GPU while the server was loaded, every process's (None
     /// without NVML). Not comparable with `mib` on a shared or emulated GPU.
     pub nvml_used_mib: Option<f64>,
+    /// NVML: memory the server process itself held on the GPU (per-process accounting), where
+    /// each of the host's GPUs is one physical GPU (not under virtual devices); the CUDA
+    /// overhead is this minus `mib` (src/calibrate/learn.rs reads it).
+    #[serde(default)]
+    pub nvml_process_mib: Option<f64>,
 }
 
 impl DeviceUse {
@@ -279,6 +284,7 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
     let started = server::start(&launch, || {});
     let wall0 = t0;
     let mut nvml_used = None;
+    let mut nvml_proc: Option<Vec<f64>> = None;
     let exit;
     match started {
         Err(f) => {
@@ -302,6 +308,7 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
             res.ports_skipped = (o.port_base..s.port).collect();
             res.load_s = Some(s.load_s);
             nvml_used = nvml_used_mib();
+            nvml_proc = u32::try_from(s.pid()).ok().and_then(nvml_process_mib);
             let client = measure::Client::new(s.url(), o.request_timeout);
             let slot = client.slot_ctx().unwrap_or(p.ctx).max(1);
             let workload = o.workload.fit_into(slot);
@@ -351,6 +358,12 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
     if let Some(l) = &log {
         res.build = l.build.clone();
         res.memory = memory_of(l, &o.host, nvml_used.as_deref());
+        // Per-process memory only where GPU i of the host is physical GPU i.
+        if let Some(p) = nvml_proc.filter(|p| p.len() == o.host.gpus.len()) {
+            for (i, d) in res.memory.iter_mut().filter(|d| d.name != "Host").enumerate() {
+                d.nvml_process_mib = p.get(i).copied().filter(|v| *v > 0.0);
+            }
+        }
     }
     if let Ok(dir) = &run_dir {
         if let Err(e) = store::finish(dir, &log_path, p, o, &res, exit, wall0.elapsed()) {
@@ -515,6 +528,7 @@ pub fn memory_of(
             mib,
             total_mib,
             cap_mib,
+            nvml_process_mib: None,
             nvml_used_mib: if n == "Host" {
                 None
             } else {
@@ -534,6 +548,28 @@ pub fn nvml_used_mib() -> Option<Vec<f64>> {
         let d = nvml.device_by_index(i).ok()?;
         let m = d.memory_info().ok()?;
         v.push(m.used as f64 / (1u64 << 20) as f64);
+    }
+    Some(v)
+}
+
+/// Memory process `pid` holds on each GPU now, by NVML's per-process accounting (0 where it
+/// holds none or the driver does not say; None where NVML is absent).
+pub fn nvml_process_mib(pid: u32) -> Option<Vec<f64>> {
+    let nvml = nvml_wrapper::Nvml::init().ok()?;
+    let n = nvml.device_count().ok()?;
+    let mut v = Vec::new();
+    for i in 0..n {
+        let d = nvml.device_by_index(i).ok()?;
+        let used = d
+            .running_compute_processes()
+            .ok()
+            .and_then(|ps| ps.into_iter().find(|p| p.pid == pid))
+            .and_then(|p| match p.used_gpu_memory {
+                nvml_wrapper::enums::device::UsedGpuMemory::Used(b) => Some(b),
+                nvml_wrapper::enums::device::UsedGpuMemory::Unavailable => None,
+            })
+            .unwrap_or(0);
+        v.push(used as f64 / (1u64 << 20) as f64);
     }
     Some(v)
 }
