@@ -63,6 +63,7 @@ pub mod placement;
 pub mod preset;
 pub mod process;
 pub mod profile;
+pub mod rpc;
 pub mod solver;
 pub mod speed;
 pub mod synth;
