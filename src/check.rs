@@ -160,7 +160,8 @@ fn fit_text(c: &crate::fitsim::FitChoice, n_gpus: usize) -> String {
     format!("{flags}: {} — {}", parts.join(", "), c.steps.join("; "))
 }
 
-fn speed_estimate(
+/// Predicted decode (and prefill) speed of a checked command on `host` for `workload`.
+pub fn speed_estimate(
     anatomy: &Anatomy,
     cfg: &LaunchConfig,
     host: &Host,

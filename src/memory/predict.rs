@@ -57,7 +57,7 @@ fn load_context_mib(cal: &Calibration, g: &crate::host::Gpu) -> f64 {
 /// process; a CPU server allocates only the buffers it is asked for (`ggml-rpc.cpp:
 /// rpc_server::alloc_buffer`), a CUDA/HIP server (`row_padding`) adds its cuBLAS and pool at the
 /// first compute, the overhead less the context it already held.
-fn device_overhead_mib(cal: &Calibration, g: &crate::host::Gpu) -> f64 {
+pub fn device_overhead_mib(cal: &Calibration, g: &crate::host::Gpu) -> f64 {
     match &g.rpc {
         None => overhead_mib(cal, &g.model),
         Some(r) if r.row_padding => {

@@ -308,7 +308,7 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
         overhead: host
             .gpus
             .iter()
-            .map(|g| from_mib(crate::memory::predict::overhead_mib(cal, &g.model)))
+            .map(|g| from_mib(crate::memory::predict::device_overhead_mib(cal, g)))
             .collect(),
         gpu_cap: host
             .gpus

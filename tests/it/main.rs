@@ -45,6 +45,7 @@ mod memory_rules;
 mod memory_speed;
 mod oracle_rpc;
 mod preset;
+mod rpc_cross_host;
 mod solve_load_mode;
 mod solve_section;
 mod solve_vs_fit;
