@@ -219,7 +219,8 @@ fn fit_text(c: &crate::fitsim::FitChoice, n_gpus: usize) -> String {
     format!("{flags}: {} — {}", parts.join(", "), c.steps.join("; "))
 }
 
-fn speed_estimate(
+/// Predicted decode (and prefill) speed of a checked command on `host` for `workload`.
+pub fn speed_estimate(
     anatomy: &Anatomy,
     cfg: &LaunchConfig,
     host: &Host,
@@ -256,9 +257,11 @@ fn speed_estimate(
         p.shape.n_ubatch,
         cfg.op_offload,
     );
-    let pre_s = speed::prefill_s_per_token(&rates, &pre);
+    let (rpc_dec, rpc_pre) =
+        speed::rpc_handoff_s(host, &w, depth.min(n_ctx as u64), p.shape.n_ubatch);
+    let pre_s = speed::prefill_s_per_token(&rates, &pre) + rpc_pre;
     SpeedEstimate {
-        decode_tps: 1.0 / speed::decode_s(&rates, &load),
+        decode_tps: 1.0 / (speed::decode_s(&rates, &load) + rpc_dec),
         depth,
         prefill_tps: (rates.pcie_s_per_byte.is_some() && pre_s > 0.0).then(|| 1.0 / pre_s),
         prompt_tokens: prompt,

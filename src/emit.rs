@@ -94,6 +94,11 @@ fn groups(cfg: &LaunchConfig) -> Vec<Vec<String>> {
     fn pair(a: &mut Vec<Vec<String>>, k: &str, v: String) {
         a.push(vec![k.to_string(), v]);
     }
+    // First: `-ot` and `-dev` look buffer types and devices up when they are parsed
+    // (`common/arg.cpp: parse_tensor_buffer_overrides`), so the RPC devices must exist by then.
+    if !cfg.rpc.is_empty() {
+        pair(&mut a, "--rpc", cfg.rpc.join(","));
+    }
     if !cfg.model.is_empty() {
         let (flag, value) = model_flag(&cfg.model);
         pair(&mut a, flag, value.to_string());

@@ -50,6 +50,49 @@ pub struct Gpu {
     /// Where the numbers came from (datasheet, NVML, emulation).
     #[serde(default)]
     pub source: String,
+    /// Set for a device of another machine that llama.cpp reaches through an `rpc-server`
+    /// (`--rpc`); absent for a local GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<RpcDevice>,
+}
+
+/// A device behind a llama.cpp `rpc-server` (`[gpus.rpc]`) and the network link to it.
+///
+/// llama.cpp lists RPC devices before the local GPUs (`src/llama.cpp:
+/// llama_prepare_model_devices`: "add RPC servers at the front of the list"), numbers them
+/// `RPC0, RPC1…` over all servers in `--rpc` order (`ggml/src/ggml-rpc/ggml-rpc.cpp:
+/// ggml_backend_rpc_add_server`), and names each one's buffer type `RPC<d>[host:port]` with `d`
+/// the server's own device index (`ggml_backend_rpc_buffer_type`); `-ot` takes that name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpcDevice {
+    /// `host:port` of the rpc-server, as `--rpc` takes it.
+    pub endpoint: String,
+    /// The server's own index of this device (0 for a server with one device).
+    #[serde(default)]
+    pub device: u32,
+    /// Buffer alignment of the remote device, bytes (`RPC_CMD_GET_ALIGNMENT`; CPU 32, CUDA 128).
+    #[serde(default = "default_rpc_alignment")]
+    pub alignment: u64,
+    /// The remote backend pads quantized rows to 512 columns like CUDA/HIP does
+    /// (`ggml-rpc.cpp: ggml_backend_rpc_buffer_type_get_alloc_size` asks the server, whose
+    /// CUDA buffer type adds the padding; a CPU or Vulkan server returns `ggml_nbytes`).
+    #[serde(default)]
+    pub row_padding: bool,
+    /// Client↔server link bandwidth, GB/s per direction (1 GbE 0.125, 10 GbE 1.25).
+    pub link_gbs: f64,
+    /// One request/response round trip over the link, microseconds.
+    pub latency_us: f64,
+}
+
+fn default_rpc_alignment() -> u64 {
+    crate::llama::CPU_ALIGNMENT
+}
+
+impl Gpu {
+    /// The endpoint of an RPC device; None for a local GPU.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.rpc.as_ref().map(|r| r.endpoint.as_str())
+    }
 }
 
 /// The host's RAM (`[ram]`): where CPU weights, CPU-side KV and host buffers live.
@@ -198,8 +241,12 @@ impl Host {
             );
             sizes(origin, &at, g.total_mib, g.usable_mib, "GPU")?;
             rate(origin, &at, "bandwidth_gbs", g.bandwidth_gbs, GPU_BW_HINT)?;
-            rate(origin, &at, "pcie_gbs", g.pcie_gbs, PCIE_HINT)?;
+            match &g.rpc {
+                None => rate(origin, &at, "pcie_gbs", g.pcie_gbs, PCIE_HINT)?,
+                Some(r) => validate_rpc(origin, &at, r)?,
+            }
         }
+        self.validate_rpc_order(origin)?;
         sizes(
             origin,
             "[ram]",
@@ -233,11 +280,134 @@ impl Host {
         )
     }
 
-    /// GPU index of a llama.cpp device name (`CUDA1`, case-insensitive).
+    /// GPU index of a llama.cpp device name (`CUDA1`, `RPC0`, case-insensitive).
     pub fn gpu_by_name(&self, name: &str) -> Option<usize> {
-        let lower = name.to_ascii_lowercase();
-        (0..self.gpus.len()).find(|i| format!("cuda{i}") == lower)
+        (0..self.gpus.len()).find(|&i| {
+            self.device_name(DeviceId::Gpu(i))
+                .eq_ignore_ascii_case(name)
+        })
     }
+
+    /// RPC devices of the host; they come first in llama.cpp's device order.
+    pub fn n_rpc(&self) -> usize {
+        self.gpus.iter().filter(|g| g.rpc.is_some()).count()
+    }
+
+    /// The device is reached through an rpc-server.
+    pub fn is_rpc(&self, d: DeviceId) -> bool {
+        matches!(d, DeviceId::Gpu(i) if self.gpus.get(i).is_some_and(|g| g.rpc.is_some()))
+    }
+
+    /// The device name llama.cpp prints and `-dev` takes: `RPC<k>` for the k-th RPC device,
+    /// `CUDA<i>` for the i-th local GPU, `CPU`.
+    pub fn device_name(&self, d: DeviceId) -> String {
+        let n_rpc = self.n_rpc();
+        match d {
+            DeviceId::Gpu(i) if i < n_rpc => format!("RPC{i}"),
+            DeviceId::Gpu(i) => format!("CUDA{}", i - n_rpc),
+            DeviceId::Cpu => "CPU".to_string(),
+        }
+    }
+
+    /// The buffer-type name `-ot` takes: `RPC<d>[host:port]` for an RPC device
+    /// (`ggml-rpc.cpp: ggml_backend_rpc_buffer_type`), else the device name.
+    pub fn buft_name(&self, d: DeviceId) -> String {
+        match d {
+            DeviceId::Gpu(i) => match self.gpus.get(i).and_then(|g| g.rpc.as_ref()) {
+                Some(r) => format!("RPC{}[{}]", r.device, r.endpoint),
+                None => self.device_name(d),
+            },
+            DeviceId::Cpu => "CPU".to_string(),
+        }
+    }
+
+    /// The `--rpc` list: each server once, in device order.
+    pub fn rpc_servers(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in self.gpus.iter().filter_map(|g| g.endpoint()) {
+            if !out.iter().any(|x| x == e) {
+                out.push(e.to_string());
+            }
+        }
+        out
+    }
+
+    /// llama.cpp's order: RPC devices first, each server's devices together and in the server's
+    /// own order (0, 1, …), servers in `--rpc` order.
+    fn validate_rpc_order(&self, origin: &str) -> anyhow::Result<()> {
+        let n_rpc = self.n_rpc();
+        if let Some(i) = self.gpus[..n_rpc].iter().position(|g| g.rpc.is_none()) {
+            anyhow::bail!(
+                "host file {origin}: [[gpus]] #{} is local but comes before an RPC device: \
+                 llama.cpp puts RPC devices first (src/llama.cpp: llama_prepare_model_devices), \
+                 so list every [[gpus]] with a [gpus.rpc] table before the local GPUs",
+                i + 1
+            );
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        let mut next = 0u32;
+        for (i, g) in self.gpus[..n_rpc].iter().enumerate() {
+            let r = g.rpc.as_ref().expect("RPC prefix");
+            if seen.last() != Some(&r.endpoint.as_str()) {
+                anyhow::ensure!(
+                    !seen.contains(&r.endpoint.as_str()),
+                    "host file {origin}: [[gpus]] #{}: the devices of {} are not listed \
+                     together; llama.cpp numbers a server's devices consecutively \
+                     (ggml-rpc.cpp: ggml_backend_rpc_add_server)",
+                    i + 1,
+                    r.endpoint
+                );
+                seen.push(&r.endpoint);
+                next = 0;
+            }
+            anyhow::ensure!(
+                r.device == next,
+                "host file {origin}: [[gpus]] #{}: {} device {} where device {next} is expected: \
+                 list each server's devices in its own order, 0, 1, …",
+                i + 1,
+                r.endpoint,
+                r.device
+            );
+            next += 1;
+        }
+        Ok(())
+    }
+}
+
+/// `host:port` with a port, a link bandwidth and a latency that the speed model can use.
+fn validate_rpc(origin: &str, at: &str, r: &RpcDevice) -> anyhow::Result<()> {
+    let port = r
+        .endpoint
+        .rsplit_once(':')
+        .and_then(|(h, p)| (!h.is_empty()).then_some(p))
+        .and_then(|p| p.parse::<u16>().ok());
+    anyhow::ensure!(
+        port.is_some_and(|p| p > 0) && !r.endpoint.contains(','),
+        "host file {origin}: {at} rpc.endpoint = {:?}: write host:port as `--rpc` takes it \
+         (192.168.1.20:50052)",
+        crate::units::shown(&r.endpoint, 60)
+    );
+    rate(
+        origin,
+        at,
+        "rpc.link_gbs",
+        r.link_gbs,
+        "the link to that machine per direction (1 GbE: 0.125, 10 GbE: 1.25), or run \
+         `placer host detect --rpc HOST:PORT`",
+    )?;
+    anyhow::ensure!(
+        r.latency_us.is_finite() && r.latency_us > 0.0 && r.latency_us <= 1e7,
+        "host file {origin}: {at} rpc.latency_us = {}: write the round-trip time to that machine \
+         in microseconds (ping's rtt × 1000; a LAN is 100–500), or run `placer host detect --rpc`",
+        r.latency_us
+    );
+    anyhow::ensure!(
+        r.alignment.is_power_of_two() && r.alignment <= 1 << 20,
+        "host file {origin}: {at} rpc.alignment = {}: the remote buffer alignment is a power of \
+         two (CPU 32, CUDA 128); leave it out for a CPU rpc-server",
+        r.alignment
+    );
+    Ok(())
 }
 
 /// The users' host (RTX 4090 + RTX 5070 Ti + 64 GB DDR4), from hardware/ (embedded).

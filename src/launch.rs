@@ -128,6 +128,9 @@ pub struct LaunchConfig {
     pub op_offload: bool,
     /// `-dev` list, if given.
     pub devices: Option<Vec<String>>,
+    /// `--rpc host:port,…`: rpc-servers whose devices llama.cpp adds before the local GPUs
+    /// (`common/arg.cpp: add_rpc_devices`). Empty = none.
+    pub rpc: Vec<String>,
     /// Flags placer does not model, kept so that nothing is lost when re-emitting.
     pub passthrough: Vec<String>,
 }
@@ -158,6 +161,7 @@ impl Default for LaunchConfig {
             kv_offload: true,
             op_offload: true,
             devices: None,
+            rpc: Vec::new(),
             passthrough: Vec::new(),
         }
     }
@@ -440,6 +444,10 @@ impl ArgParser<'_> {
                 let v = self.value(flag, inline)?;
                 self.cfg.devices = Some(parse_devices(&v));
             }
+            "--rpc" => {
+                let v = self.value(flag, inline)?;
+                self.cfg.rpc = parse_rpc(&v)?;
+            }
             _ => self.passthrough(raw, inline),
         }
         Ok(())
@@ -491,6 +499,28 @@ impl ArgParser<'_> {
     }
 }
 
+/// `--rpc SERVERS`: comma-separated `host:port` (`common/arg.cpp: add_rpc_devices` splits on
+/// `,` and refuses an empty list; each server is added once, `ggml-rpc.cpp:
+/// ggml_backend_rpc_add_server`).
+fn parse_rpc(v: &str) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for s in v.split(',') {
+        let s = s.trim();
+        let ok = s
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        anyhow::ensure!(
+            ok,
+            "--rpc {:?}: each server is host:port (192.168.1.20:50052), separated by commas",
+            crate::units::shown(s, 60)
+        );
+        if !out.iter().any(|x| x == s) {
+            out.push(s.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// A word starting with `-` that is not a negative number.
 fn looks_like_flag(s: &str) -> bool {
     s.starts_with('-') && s.len() > 1 && s[1..].parse::<f64>().is_err()
@@ -540,6 +570,7 @@ fn expects(flag: &str) -> &'static str {
         "-lm" | "--load-mode" => "auto|none|mmap|mlock|mmap+mlock|dio",
         "-sm" | "--split-mode" => "none|layer|row|tensor",
         "-dev" | "--device" => "CUDA0,CUDA1,… or none",
+        "--rpc" => "host:port,host:port,…",
         _ => "an integer",
     }
 }

@@ -64,6 +64,7 @@ pub mod preset;
 pub mod process;
 pub mod profile;
 pub mod remote;
+pub mod rpc;
 pub mod solver;
 pub mod speed;
 pub mod synth;

@@ -234,7 +234,12 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
             .map(|(g, bw)| k(&cal.gpu(&g.model)) * inv(*bw))
             .collect()
     };
-    let pcie = host.gpus.first().map(|g| g.pcie_gbs * 1e9).unwrap_or(0.0);
+    let pcie = host
+        .gpus
+        .iter()
+        .find(|g| g.rpc.is_none())
+        .map(|g| g.pcie_gbs * 1e9)
+        .unwrap_or(0.0);
     let pcie_eff = if hs.pcie_efficiency > 0.0 {
         hs.pcie_efficiency
     } else {
@@ -630,6 +635,51 @@ pub fn estimate_splits(w: &Where) -> f64 {
         }
     }
     splits as f64
+}
+
+/// Round trips over an RPC device's link per graph step that runs layers there. The step's
+/// inputs go out asynchronously (`ggml-rpc.cpp: ggml_backend_rpc_set_tensor_async`,
+/// `ggml_backend_rpc_graph_compute` send without waiting); reading its output back for the next
+/// device waits twice: `ggml_backend_rpc_synchronize` (an empty message through the server's
+/// queue, after the graph) and `RPC_CMD_GET_TENSOR` (`ggml-backend.cpp:
+/// ggml_backend_sched_compute_splits` copies a split's inputs from another backend with
+/// `ggml_backend_tensor_copy_async`, which falls back to synchronize + get + set between
+/// backends of different servers). PRIOR from that reading; docs/rpc.md compares it with
+/// loopback runs under an emulated link.
+pub const RPC_ROUND_TRIPS_PER_STEP: f64 = 2.0;
+
+/// Bytes one RPC device exchanges with the client per token of a graph step: the hidden state
+/// in and out (F32, `n_embd` each) plus its copy of the KQ mask (F16 with flash attention, one
+/// row of `n_kv` cells per token: `llama-graph.cpp: build_attn_inp_kq_mask`; every backend gets
+/// its own copy of a graph input).
+pub fn rpc_bytes_per_token(hp: &Hparams, n_kv: u64) -> f64 {
+    (2 * 4 * hp.n_embd as u64 + 2 * n_kv) as f64
+}
+
+/// The network's hand-off cost of one RPC device that runs a contiguous range of layers, for a
+/// graph step of `tokens` tokens (1 when decoding, the ubatch in a prompt): round-trip latency
+/// plus the step's activations over the link. Seconds per step; additive to [`decode_s`] and,
+/// divided by `tokens`, to [`prefill_s_per_token`].
+pub fn rpc_step_s(link: &crate::host::RpcDevice, bytes_per_token: f64, tokens: f64) -> f64 {
+    RPC_ROUND_TRIPS_PER_STEP * link.latency_us * 1e-6
+        + bytes_per_token * tokens.max(1.0) / (link.link_gbs * 1e9)
+}
+
+/// Hand-off seconds of a placement: Σ over the RPC devices that hold at least one layer of
+/// [`rpc_step_s`] (decode, per token; prefill, per prompt token in ubatches of `ubatch`).
+pub fn rpc_handoff_s(host: &Host, w: &Where, n_kv: u64, ubatch: u32) -> (f64, f64) {
+    let per_tok = rpc_bytes_per_token(&w.anatomy.hp, n_kv);
+    let ub = ubatch.max(1) as f64;
+    let mut dec = 0.0;
+    let mut pre = 0.0;
+    for (g, gpu) in host.gpus.iter().enumerate() {
+        let Some(link) = &gpu.rpc else { continue };
+        if w.resolved.layer_device.contains(&DeviceId::Gpu(g)) {
+            dec += rpc_step_s(link, per_tok, 1.0);
+            pre += rpc_step_s(link, per_tok, ub) / ub;
+        }
+    }
+    (dec, pre)
 }
 
 /// Predicted seconds per generated token.

@@ -14,6 +14,7 @@
 //! needs NVML (every other command works from host files).
 
 use crate::host::{Gpu, Host, Ram};
+use crate::units::MIB;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -45,6 +46,63 @@ pub struct DetectArgs {
     /// commented line to fill in by hand; placer refuses the file until it is).
     #[arg(long)]
     pub no_measure_ram: bool,
+    /// Running llama.cpp `rpc-server`s to include, `host:port,…` as llama.cpp's `--rpc` takes
+    /// them: their devices (free memory, alignment, allocation rule) and the measured link come
+    /// first in the file, in llama.cpp's order (RPC0, RPC1…). Without an NVIDIA driver the local
+    /// machine then has no GPU (a CPU client).
+    #[arg(long, value_delimiter = ',')]
+    pub rpc: Vec<String>,
+}
+
+/// Seconds one RPC probe may wait for a connection or a response.
+const RPC_TIMEOUT_S: u64 = 10;
+
+/// The devices of the rpc-servers, in llama.cpp's order, as host-file GPUs. The remote memory
+/// bandwidth cannot be asked over RPC: it is left unmeasured (a commented line to fill in).
+fn rpc_gpus(endpoints: &[String]) -> Result<Vec<Gpu>> {
+    let mut out = Vec::new();
+    for e in endpoints {
+        let r = crate::rpc::probe(e, std::time::Duration::from_secs(RPC_TIMEOUT_S))?;
+        let link = r.link_gbs.unwrap_or(0.0);
+        for d in &r.devices {
+            let kind = if d.row_padding {
+                "CUDA/HIP rule"
+            } else {
+                "no row padding"
+            };
+            out.push(Gpu {
+                model: format!("RPC device {} of {}", d.index, r.endpoint),
+                total_mib: d.total / MIB,
+                usable_mib: d.free / MIB,
+                bandwidth_gbs: 0.0,
+                // The host↔device link of an RPC device is the network.
+                pcie_gbs: (link * 1000.0).round() / 1000.0,
+                source: format!(
+                    "rpc-server {} (protocol {}.{}.{}): {} MiB free of {} MiB, alignment {} ({kind}); \
+                     link: median round trip {:.0} us, {:.2} GB/s server to client (4 MiB reads); \
+                     bandwidth_gbs: that machine's memory bandwidth, by hand",
+                    r.endpoint,
+                    r.version.0,
+                    r.version.1,
+                    r.version.2,
+                    d.free / MIB,
+                    d.total / MIB,
+                    d.alignment,
+                    r.latency_us,
+                    link
+                ),
+                rpc: Some(crate::host::RpcDevice {
+                    endpoint: r.endpoint.clone(),
+                    device: d.index,
+                    alignment: d.alignment,
+                    row_padding: d.row_padding,
+                    link_gbs: (link * 1000.0).round() / 1000.0,
+                    latency_us: r.latency_us.round().max(1.0),
+                }),
+            });
+        }
+    }
+    Ok(out)
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -54,7 +112,15 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn detect_cmd(a: DetectArgs) -> Result<()> {
-    let gpus = detect_gpus()?;
+    let remote = rpc_gpus(&a.rpc)?;
+    let gpus = match detect_gpus() {
+        Ok(g) => g,
+        Err(e) if !remote.is_empty() => {
+            eprintln!("note: no local GPU ({e:#}); the host is a CPU client of its RPC devices");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
     let meminfo = std::fs::read_to_string("/proc/meminfo")
         .context("cannot read /proc/meminfo (host RAM); placer host detect runs on Linux")?;
     let (total_mib, avail_mib) =
@@ -91,13 +157,28 @@ fn detect_cmd(a: DetectArgs) -> Result<()> {
             (emulated, d)
         }
     };
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&gpus, a.emulate.is_some()));
+    let description = if remote.is_empty() {
+        description
+    } else {
+        let local = if gpus.is_empty() {
+            "a CPU client".to_string()
+        } else {
+            description
+        };
+        format!(
+            "{} RPC device(s) on {} + {local}",
+            remote.len(),
+            a.rpc.join(", ")
+        )
+    };
     let host = Host {
-        name: a
-            .name
-            .clone()
-            .unwrap_or_else(|| default_name(&gpus, a.emulate.is_some())),
+        name,
         description,
-        gpus,
+        gpus: remote.into_iter().chain(gpus).collect(),
         ram,
     };
     let text = format!(
@@ -148,8 +229,6 @@ pub struct PhysicalGpu {
     pub pcie_gen: Option<u32>,
     pub pcie_width: Option<u32>,
 }
-
-use crate::units::MIB;
 
 /// Every GPU NVML sees, in NVML (PCI bus) order.
 pub fn detect_physical() -> Result<Vec<PhysicalGpu>> {
@@ -218,6 +297,7 @@ pub fn to_gpu(p: &PhysicalGpu) -> Gpu {
             opt(p.pcie_gen),
             opt(p.pcie_width)
         ),
+        rpc: None,
     }
 }
 
@@ -305,6 +385,7 @@ pub fn emulate(physical: &[Gpu], targets: &[u64]) -> Result<Vec<Gpu>> {
                 "emulated: {t} MiB usable via ballast on {how}; {}",
                 p.source
             ),
+            rpc: None,
         });
     }
     Ok(out)

@@ -423,7 +423,11 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         gpu_only: a.gpu_only,
         tool,
         host_gpus: host.gpus.len(),
+        rpc: Vec::new(),
+        buft_names: Vec::new(),
     };
+    let mut request = request;
+    request.set_host(&host);
     Ok(Inputs {
         section,
         id,

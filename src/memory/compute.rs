@@ -54,6 +54,9 @@ pub struct ComputeInput<'a> {
     /// The flash-attention mask enters the graph as F32 and is cast to F16 on the first
     /// attention device (`memory::rules::FaMask::F32Cast`, the b8022 generation).
     pub fa_mask_f32: bool,
+    /// Of those, the RPC devices (the first ones in llama.cpp's order): they never take an
+    /// op-offloaded weight (`ggml-rpc.cpp: ggml_backend_rpc_device_i` has no `offload_op`).
+    pub n_rpc: usize,
 }
 
 /// Compute buffer bytes per host GPU and for the host (`CUDA_Host` / `CPU`).
@@ -101,10 +104,13 @@ pub fn compute_buffers(inp: &ComputeInput) -> ComputeBuffers {
     };
     let n_out = (inp.shape.n_ubatch.min(inp.shape.n_outputs_max)) as u64;
     let logits = 4 * hp.n_vocab as u64 * n_out;
+    // The scheduler offloads to the first backend whose device has `offload_op`
+    // (`ggml-backend.cpp: ggml_backend_sched_backend_id_from_cur`): the first local GPU.
     let offload_dev = inp
         .resolved
         .devices
-        .first()
+        .iter()
+        .find(|&&g| g >= inp.n_rpc)
         .filter(|_| inp.op_offload && inp.shape.n_ubatch >= llama::OP_OFFLOAD_MIN_BATCH)
         .map(|&g| DeviceId::Gpu(g));
     // A CPU weight's op runs on devices[0] when op offload applies, else on the CPU.

@@ -79,6 +79,29 @@ pub fn alloc_size(ty: GgmlType, ne0: u64, nbytes: u64, on_gpu: bool) -> u64 {
     pad(nbytes + extra, llama::CUDA_ALIGNMENT)
 }
 
+/// Allocation size of one tensor on a host GPU: a local one takes CUDA's rule ([`alloc_size`]),
+/// an RPC device the remote buffer's (`ggml-rpc.cpp: ggml_backend_rpc_buffer_type_get_alloc_size`
+/// returns `ggml_nbytes` unless a quantized row is not a multiple of 512, and then what the
+/// server's buffer type says: CUDA/HIP add the row padding, CPU and Vulkan do not; the tensor's
+/// offset is aligned to the server's `RPC_CMD_GET_ALIGNMENT`, `ggml-alloc.c`).
+pub fn alloc_size_on(
+    rpc: Option<&crate::host::RpcDevice>,
+    ty: GgmlType,
+    ne0: u64,
+    nbytes: u64,
+) -> u64 {
+    let Some(r) = rpc else {
+        return alloc_size(ty, ne0, nbytes, true);
+    };
+    let row_pad = llama::CUDA_MATRIX_ROW_PADDING;
+    let extra = if r.row_padding && ty.is_quantized() && !ne0.is_multiple_of(row_pad) {
+        ty.row_size(row_pad - ne0 % row_pad).unwrap_or(0)
+    } else {
+        0
+    };
+    pad(nbytes + extra, r.alignment.max(1))
+}
+
 /// Cache bytes of one layer: K + V (attention) or R + S (recurrent), as allocated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LayerCache {

@@ -1,7 +1,7 @@
 //! `predict`: bytes per device for a launch command, and whether it fits.
 
 use super::compute::{compute_buffers, ComputeInput};
-use super::kv::{alloc_size, cache_sizes, context_shape};
+use super::kv::{alloc_size, alloc_size_on, cache_sizes, context_shape};
 use super::resolve::{resolve_with, OverrideSet};
 use super::rules::{FaMask, MemoryRules, OutputRows};
 use super::{DeviceMemory, HostMemory, Prediction, Resolved, Stage, Verdict};
@@ -31,15 +31,42 @@ pub fn overhead_mib(cal: &Calibration, gpu_model: &str) -> f64 {
     }
 }
 
-/// Free memory llama.cpp sees per GPU at load (MiB): usable minus the CUDA context.
+/// Free memory llama.cpp sees per GPU at load (MiB): usable minus the CUDA context. An RPC
+/// device reports the free memory of the running server (`ggml-rpc.cpp: rpc_server::
+/// get_device_memory`), whose context is already taken: usable as the host file gives it.
 pub fn free_at_load_mib(host: &Host, cal: &Calibration) -> Vec<f64> {
     host.gpus
         .iter()
         .map(|g| {
-            let ctx = PRIOR_LOAD_CONTEXT_MIB.min(overhead_mib(cal, &g.model));
+            let ctx = load_context_mib(cal, g);
             (g.usable_mib as f64 - ctx).max(0.0)
         })
         .collect()
+}
+
+/// The part of the overhead a GPU holds when llama.cpp reads its free memory: the CUDA context
+/// of this process; 0 for an RPC device (the server's context is in its reported free memory).
+fn load_context_mib(cal: &Calibration, g: &crate::host::Gpu) -> f64 {
+    if g.rpc.is_some() {
+        0.0
+    } else {
+        PRIOR_LOAD_CONTEXT_MIB.min(overhead_mib(cal, &g.model))
+    }
+}
+
+/// Memory a used device holds beyond llama.cpp's buffers (MiB). An RPC device: nothing in this
+/// process; a CPU server allocates only the buffers it is asked for (`ggml-rpc.cpp:
+/// rpc_server::alloc_buffer`), a CUDA/HIP server (`row_padding`) adds its cuBLAS and pool at the
+/// first compute, the overhead less the context it already held.
+pub fn device_overhead_mib(cal: &Calibration, g: &crate::host::Gpu) -> f64 {
+    match &g.rpc {
+        None => overhead_mib(cal, &g.model),
+        Some(r) if r.row_padding => {
+            let o = overhead_mib(cal, &g.model);
+            (o - PRIOR_LOAD_CONTEXT_MIB.min(o)).max(0.0)
+        }
+        Some(_) => 0.0,
+    }
 }
 
 /// Predicts for one model on one host; reuses compiled `-ot` regexes across calls.
@@ -97,6 +124,7 @@ impl<'a> Predictor<'a> {
         overrides: &OverrideSet,
     ) -> anyhow::Result<Prediction> {
         check_supported(cfg)?;
+        check_rpc(cfg, self.host)?;
         let a = self.anatomy;
         let resolved = resolve_with(a, cfg, self.host, &self.free_mib, overrides)?;
         let mut shape = context_shape(cfg, &a.hp);
@@ -126,11 +154,18 @@ impl<'a> Predictor<'a> {
             cap: self.host.ram.usable_mib * MIB,
             ..HostMemory::default()
         };
-        model_bytes(a, &resolved, cfg.load_mode, &mut gpus, &mut host);
+        model_bytes(a, &resolved, cfg.load_mode, self.host, &mut gpus, &mut host);
         for (il, &d) in resolved.kv_device.iter().enumerate() {
-            let (on_gpu, on_cpu) = caches.layers[il];
+            let (mut on_gpu, on_cpu) = caches.layers[il];
             match d {
                 DeviceId::Gpu(g) => {
+                    // An RPC device allocates the KV like its remote backend: without CUDA's
+                    // row padding, the host rule (32-byte alignment; exact for a CPU server).
+                    if let Some(r) = &self.host.gpus[g].rpc {
+                        if !r.row_padding {
+                            on_gpu = on_cpu;
+                        }
+                    }
                     gpus[g].kv += on_gpu.kv;
                     gpus[g].rs += on_gpu.rs;
                 }
@@ -152,13 +187,14 @@ impl<'a> Predictor<'a> {
             calibration: self.calibration,
             n_gpus,
             fa_mask_f32: self.rules.fa_mask == FaMask::F32Cast,
+            n_rpc: self.host.n_rpc(),
         });
         for (g, dm) in gpus.iter_mut().enumerate() {
             dm.compute = cb.gpus[g];
             // A GPU llama.cpp uses gets a CUDA context even if nothing lands on it.
             if resolved.devices.contains(&g) {
                 dm.overhead =
-                    (overhead_mib(self.calibration, &self.host.gpus[g].model) * MIB as f64) as u64;
+                    (device_overhead_mib(self.calibration, &self.host.gpus[g]) * MIB as f64) as u64;
             }
         }
         host.compute = cb.host;
@@ -184,6 +220,27 @@ pub fn predict(
     calibration: &Calibration,
 ) -> anyhow::Result<Prediction> {
     Predictor::new(anatomy, host, calibration).predict(cfg)
+}
+
+/// A host with RPC devices is only what llama.cpp sees when the command lists those servers.
+fn check_rpc(cfg: &LaunchConfig, host: &Host) -> anyhow::Result<()> {
+    let want = host.rpc_servers();
+    if want.is_empty() || cfg.rpc == want {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "host {:?} has RPC devices on {} but the command {}: llama.cpp only sees an rpc-server's \
+         devices through --rpc, in that order (common/arg.cpp: add_rpc_devices); add \
+         `--rpc {}`",
+        host.name,
+        want.join(", "),
+        if cfg.rpc.is_empty() {
+            "has no --rpc".to_string()
+        } else {
+            format!("says --rpc {}", cfg.rpc.join(","))
+        },
+        want.join(",")
+    )
 }
 
 fn check_supported(cfg: &LaunchConfig) -> anyhow::Result<()> {
@@ -225,6 +282,7 @@ fn model_bytes(
     a: &Anatomy,
     r: &Resolved,
     load: LoadMode,
+    h: &Host,
     gpus: &mut [DeviceMemory],
     host: &mut HostMemory,
 ) {
@@ -233,11 +291,11 @@ fn model_bytes(
     let mut span: Vec<Option<(u64, u64)>> = vec![None; n_shards];
     let mut add = |d: DeviceId, t: &crate::anatomy::Tensor, host: &mut HostMemory| match d {
         DeviceId::Gpu(g) => {
-            gpus[g].model += alloc_size(
+            gpus[g].model += alloc_size_on(
+                h.gpus[g].rpc.as_ref(),
                 t.ggml_type,
                 t.dims.first().copied().unwrap_or(1),
                 t.nbytes,
-                true,
             );
         }
         DeviceId::Cpu => {
@@ -292,8 +350,7 @@ pub fn verdict(
             if g.overhead == 0 {
                 return 0;
             }
-            let c = PRIOR_LOAD_CONTEXT_MIB.min(overhead_mib(cal, &h.gpus[i].model));
-            (c * MIB as f64) as u64
+            (load_context_mib(cal, &h.gpus[i]) * MIB as f64) as u64
         })
         .collect();
     let host_model = if load == LoadMode::Mmap {

@@ -43,20 +43,20 @@ fn compile_cached(pattern: &str) -> anyhow::Result<Regex> {
 }
 
 /// A buffer-type name as `-ot` accepts it (`common/arg.cpp: parse_tensor_buffer_overrides`:
-/// the *default* buffer type of a device: `CPU`, `CUDA0`, `CUDA1`…; `CUDA_Host` is refused).
+/// the *default* buffer type of a device: `CPU`, `CUDA0`, `CUDA1`…, `RPC0[host:port]` for an RPC
+/// device (`ggml-rpc.cpp: ggml_backend_rpc_buffer_type`); `CUDA_Host` is refused).
 pub fn parse_buft(name: &str, host: &Host) -> anyhow::Result<DeviceId> {
     if name == "CPU" {
         return Ok(DeviceId::Cpu);
     }
-    if let Some(i) = name
-        .strip_prefix("CUDA")
-        .and_then(|n| n.parse::<usize>().ok())
+    if let Some(d) = host
+        .devices()
+        .into_iter()
+        .find(|&d| host.buft_name(d) == name)
     {
-        if i < host.gpus.len() && name == format!("CUDA{i}") {
-            return Ok(DeviceId::Gpu(i));
-        }
+        return Ok(d);
     }
-    let available: Vec<String> = host.devices().iter().map(|d| d.buft_name()).collect();
+    let available: Vec<String> = host.devices().iter().map(|&d| host.buft_name(d)).collect();
     anyhow::bail!(
         "unknown buffer type {name:?} in -ot (llama.cpp aborts with \"unknown buffer type\"); \
          host {:?} has: {}",
@@ -105,19 +105,16 @@ pub fn device_list(cfg: &LaunchConfig, host: &Host) -> anyhow::Result<Vec<usize>
         Some(names) => names
             .iter()
             .map(|n| {
-                let lower = n.to_ascii_lowercase();
-                (0..host.gpus.len())
-                    .find(|&i| format!("cuda{i}") == lower)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "-dev {n}: host {:?} has no such device (it has {})",
-                            host.name,
-                            (0..host.gpus.len())
-                                .map(|i| format!("CUDA{i}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    })
+                host.gpu_by_name(n).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "-dev {n}: host {:?} has no such device (it has {})",
+                        host.name,
+                        (0..host.gpus.len())
+                            .map(|i| host.device_name(DeviceId::Gpu(i)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
             })
             .collect::<anyhow::Result<_>>()?,
     };

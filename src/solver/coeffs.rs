@@ -102,6 +102,14 @@ pub struct LinearModel {
     pub rates: Rates,
     /// Where the rates came from, in words.
     pub rates_source: String,
+    /// The GPU that takes op-offloaded CPU weights: the first local one (RPC devices come
+    /// first in llama.cpp's order and have no `offload_op`, `ggml-rpc.cpp`).
+    pub offload_dev: usize,
+    /// Per GPU, the network hand-off of an RPC device that holds layers, seconds per generated
+    /// token (`speed::rpc_step_s`); 0 for a local GPU.
+    pub rpc_dec: Vec<f64>,
+    /// The same per prompt token.
+    pub rpc_pre: Vec<f64>,
 }
 
 impl LinearModel {
@@ -114,6 +122,11 @@ impl LinearModel {
     pub fn mov_cost(&self, mi: usize, dev: usize) -> f64 {
         let mv = &self.movable[mi];
         self.gen_tokens * mv.dec[dev] + self.prompt_tokens * mv.pre[dev]
+    }
+    /// Seconds the request spends on the network when RPC device `d` holds a layer.
+    pub fn rpc_cost(&self, d: usize) -> f64 {
+        self.gen_tokens * self.rpc_dec.get(d).copied().unwrap_or(0.0)
+            + self.prompt_tokens * self.rpc_pre.get(d).copied().unwrap_or(0.0)
     }
     /// Seconds the request spends per decode graph split.
     pub fn split_cost(&self) -> f64 {
@@ -164,6 +177,12 @@ impl LinearModel {
         let mut splits = 2 * off_layer.iter().filter(|&&o| o).count() as u32;
         splits += slots.windows(2).filter(|w| w[0] != w[1]).count() as u32;
         dec += splits as f64 * self.per_split_s;
+        for d in 0..self.n_gpus {
+            if slots.contains(&crate::host::DeviceId::Gpu(d)) {
+                dec += self.rpc_dec.get(d).copied().unwrap_or(0.0);
+                pre += self.rpc_pre.get(d).copied().unwrap_or(0.0);
+            }
+        }
         Times {
             decode_s: dec,
             prefill_s: pre,
@@ -289,7 +308,7 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
         overhead: host
             .gpus
             .iter()
-            .map(|g| from_mib(crate::memory::predict::overhead_mib(cal, &g.model)))
+            .map(|g| from_mib(crate::memory::predict::device_overhead_mib(cal, g)))
             .collect(),
         gpu_cap: host
             .gpus
@@ -305,7 +324,8 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
         cpu_bw: host.ram.bandwidth_gbs * 1e9 * cal.speed.cpu_bandwidth_efficiency,
         pcie_bw: host
             .gpus
-            .first()
+            .iter()
+            .find(|g| g.rpc.is_none())
             .map(|g| g.pcie_gbs * 1e9 * cal.speed.pcie_efficiency),
         per_token_s: cal.speed.per_token_s,
         per_split_s: cal.speed.per_split_s,
@@ -319,7 +339,21 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
         gpu_only: req.gpu_only,
         rates: crate::speed::rates(cal, host),
         rates_source: rates_source(cal, host),
+        offload_dev: host.n_rpc(),
+        rpc_dec: vec![0.0; host.gpus.len()],
+        rpc_pre: vec![0.0; host.gpus.len()],
     };
+    // A client without a local GPU offloads nothing (RPC devices have no `offload_op`).
+    m.op_offload &= host.n_rpc() < host.gpus.len();
+    let n_kv = (req.depth(anatomy) as u64).min(c.kv_size);
+    let per_tok = crate::speed::rpc_bytes_per_token(hp, n_kv);
+    for (d, g) in host.gpus.iter().enumerate() {
+        if let Some(link) = &g.rpc {
+            let ub = c.n_ubatch.max(1) as f64;
+            m.rpc_dec[d] = crate::speed::rpc_step_s(link, per_tok, 1.0);
+            m.rpc_pre[d] = crate::speed::rpc_step_s(link, per_tok, ub) / ub;
+        }
+    }
     if m.rates.cpu_s_per_attn_flop <= 0.0 && m.rates.cpu_s_per_attn_head_cell <= 0.0 {
         m.rates_source.push_str(
             "; WARNING: this calibration prices no CPU attention, so layers on the CPU are judged by bytes alone (regenerate it with `placer calibrate`)",

@@ -214,7 +214,7 @@ pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult
             mem += gb(m.compute_logits as f64) * x(s_n - 1, d);
         }
         mem += gb(m.compute_base as f64) * used[d];
-        if d == 0 && m.op_offload {
+        if d == m.offload_dev && m.op_offload {
             match fixed_stage {
                 Some(st) => mem += st,
                 None => mem += stage,
@@ -226,7 +226,7 @@ pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult
         // llama-completion reserves a whole ubatch of rows (testbed call 5,
         // dense32b-gpu24-c32k aggressive: 2,015 MiB = 826 MiB weight copy + 2,048 × 151,936
         // f32 logits), which the exact memory model judges by the launch's tool.
-        if d == 0 && m.op_offload {
+        if d == m.offload_dev && m.op_offload {
             for (ci, c) in classes.iter().enumerate() {
                 if c.is_output {
                     mem += gb(m.compute_logits as f64) * (c.members.len() as f64 - kept(ci));
@@ -290,6 +290,14 @@ pub fn solve(m: &LinearModel, budgets: &Budgets, goal: Goal) -> Result<IlpResult
                 t += c_cpu * c.members.len() as f64 * scale;
                 for d in 0..g {
                     t += (m.mov_cost(mi, d) - c_cpu) * scale * n[ci][d];
+                }
+            }
+            // An RPC device holding any layer pays its link once per graph step
+            // (speed::rpc_step_s): the program prefers few hosts and the local devices.
+            for d in 0..g {
+                let c = m.rpc_cost(d);
+                if c > 0.0 {
+                    t += c * scale * used[d];
                 }
             }
             let split = m.split_cost() * scale;
@@ -523,8 +531,9 @@ fn greedy_start(m: &LinearModel, b: &Budgets, classes: &[Class]) -> Option<Start
         .max()
         .unwrap_or(0);
     let stage = if m.op_offload { all_max as f64 } else { 0.0 };
-    let base =
-        |d: usize| m.overhead[d] as f64 + m.compute_base as f64 + if d == 0 { stage } else { 0.0 };
+    let base = |d: usize| {
+        m.overhead[d] as f64 + m.compute_base as f64 + if d == m.offload_dev { stage } else { 0.0 }
+    };
     // How many trailing slots the GPUs hold (back to front).
     let mut next = s_n;
     for d in (0..g).rev() {
@@ -840,7 +849,7 @@ fn fill_with(
         0.0
     };
     if g > 0 {
-        base[0] += out_off_logits;
+        base[m.offload_dev.min(g - 1)] += out_off_logits;
     }
     let mut on: Vec<Vec<usize>> = classes
         .iter()
@@ -900,7 +909,7 @@ fn fill_with(
     };
     for _ in 0..4 {
         for d in 0..g {
-            let room = b.gpu[d] - base[d] - if d == 0 { stage } else { 0.0 };
+            let room = b.gpu[d] - base[d] - if d == m.offload_dev { stage } else { 0.0 };
             if room < 0.0 {
                 return None;
             }
@@ -908,7 +917,7 @@ fn fill_with(
                 .iter()
                 .zip(&per)
                 .map(|(c, &p)| {
-                    if d == 0 && c.is_output && out_off_logits > 0.0 {
+                    if d == m.offload_dev && c.is_output && out_off_logits > 0.0 {
                         p - m.compute_logits as f64
                     } else {
                         p

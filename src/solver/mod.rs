@@ -190,6 +190,13 @@ pub struct SolveRequest {
     /// flags, `--no-context-shift`, anything unknown): kept verbatim, after placer's flags.
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// `--rpc` servers of the host (its RPC devices, [`Host::rpc_servers`]); empty = none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rpc: Vec<String>,
+    /// Buffer-type name per host GPU as `-ot` spells it (`RPC0[host:port]`, `CUDA0`;
+    /// [`Host::buft_name`]); empty = `CUDA<i>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buft_names: Vec<String>,
 }
 
 impl Default for SolveRequest {
@@ -217,11 +224,25 @@ impl Default for SolveRequest {
             workload: WorkloadPreset::Agent,
             prefix: None,
             extra_args: Vec::new(),
+            rpc: Vec::new(),
+            buft_names: Vec::new(),
         }
     }
 }
 
 impl SolveRequest {
+    /// Take the host's device facts: its GPU count, `--rpc` list and `-ot` names.
+    pub fn set_host(&mut self, host: &Host) {
+        self.host_gpus = host.gpus.len();
+        self.rpc = host.rpc_servers();
+        self.buft_names = if self.rpc.is_empty() {
+            Vec::new()
+        } else {
+            (0..host.gpus.len())
+                .map(|i| host.buft_name(DeviceId::Gpu(i)))
+                .collect()
+        };
+    }
     /// Context the request resolves to for `anatomy` (0 → training context).
     pub fn n_ctx(&self, anatomy: &Anatomy) -> u32 {
         if self.ctx == 0 {
@@ -286,14 +307,30 @@ pub fn request_launch(req: &SolveRequest) -> LaunchConfig {
         op_offload: req.op_offload,
         fit: false,
         passthrough: req.extra_args.clone(),
+        rpc: req.rpc.clone(),
         ..LaunchConfig::for_tool(req.tool)
     }
 }
 
 /// The launch (llama-server flags) that realises `placement` for `req`: the request's launch
 /// ([`request_launch`]) with the placement's `-ngl -ts -ot` ([`crate::placement::to_launch`]).
+/// `-ot` targets are spelled as llama.cpp names the host's buffer types (`RPC0[host:port]` for
+/// an RPC device, [`SolveRequest::buft_names`]).
 pub fn launch_for(anatomy: &Anatomy, placement: &Placement, req: &SolveRequest) -> LaunchConfig {
-    crate::placement::to_launch(anatomy, placement, &request_launch(req), req.host_gpus)
+    let mut l =
+        crate::placement::to_launch(anatomy, placement, &request_launch(req), req.host_gpus);
+    if !req.buft_names.is_empty() {
+        for o in l.overrides.iter_mut() {
+            let gpu = o
+                .buft
+                .strip_prefix("CUDA")
+                .and_then(|n| n.parse::<usize>().ok());
+            if let Some(name) = gpu.and_then(|i| req.buft_names.get(i)) {
+                o.buft = name.clone();
+            }
+        }
+    }
+    l
 }
 
 /// Memory kept free per device (MiB), on top of everything the memory model predicts.
@@ -634,7 +671,11 @@ fn solve_on_devices(
             for row in s.devices.iter_mut() {
                 row.device = rename(row.device);
             }
-            s.launch.devices = Some(devs.iter().map(|i| format!("CUDA{i}")).collect());
+            s.launch.devices = Some(
+                devs.iter()
+                    .map(|&i| host.device_name(DeviceId::Gpu(i)))
+                    .collect(),
+            );
             let spills = s.placement.layer_device.contains(&DeviceId::Cpu)
                 || s.placement.moved.iter().any(|(_, d)| *d == DeviceId::Cpu);
             if spills && !req.gpu_only {
@@ -790,7 +831,7 @@ fn solve_inner(
 ) -> Result<Solution, String> {
     let t0 = Instant::now();
     let mut req = req.clone();
-    req.host_gpus = host.gpus.len();
+    req.set_host(host);
     let m = coeffs::build(anatomy, host, &req, cal);
     let predictor = Predictor::new(anatomy, host, cal);
     let g = host.gpus.len();

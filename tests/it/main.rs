@@ -49,6 +49,7 @@ mod oracle_gap;
 mod oracle_rpc;
 mod preset;
 mod remote;
+mod rpc_cross_host;
 mod solve_load_mode;
 mod solve_section;
 mod solve_vs_fit;

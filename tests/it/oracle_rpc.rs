@@ -38,7 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The build's bin folder from `PLACER_LLAMA_BIN` (a folder or a binary in it).
-fn llama_bin() -> Option<PathBuf> {
+pub(crate) fn llama_bin() -> Option<PathBuf> {
     let v = std::env::var_os("PLACER_LLAMA_BIN")?;
     let p = PathBuf::from(v);
     let dir = if p.is_dir() {
@@ -50,13 +50,13 @@ fn llama_bin() -> Option<PathBuf> {
 }
 
 /// A `ggml-rpc-server` on 127.0.0.1, killed when dropped (also while a failed assert unwinds).
-struct RpcServer {
+pub(crate) struct RpcServer {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl RpcServer {
-    fn start(bin: &Path) -> RpcServer {
+    pub(crate) fn start(bin: &Path) -> RpcServer {
         // A port the kernel just handed out and released; the server binds it right after.
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -93,7 +93,7 @@ impl RpcServer {
         server
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }
