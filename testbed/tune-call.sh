@@ -8,7 +8,7 @@
 # baselines and the search, then `placer solve` again to show what the trial taught.
 #
 # usage: setsid testbed/tune-call.sh STATE_DIR MODEL:CTX:BUDGET… &   e.g. glm-q8:131072:8m gpt-oss-120b:32768:7m
-# needs: .carry/llama.cpp-b11434-src.tar.xz (or a built tree in /tmp/tb/llama.cpp/build/bin),
+# needs: .carry/llama.cpp-b11434-src.tar.xz (testbed/fetch-src-bin.sh; or a built tree in /tmp/tb/llama.cpp/build/bin),
 #        .carry/placer.xz; torch for testbed/ballast.py. Models are synthesized into /dev/shm (one at a time).
 # env:   TB_DEPTH (trial --depth, default 32768), TB_LONG_SHARE (default 0.02), TB_BUILD_JOBS
 set -uo pipefail
