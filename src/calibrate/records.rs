@@ -349,14 +349,12 @@ fn nvml_total(input: &RunInput, name: &str) -> Option<(f64, &'static str)> {
         .memory
         .iter()
         .find(|d| d.name == name)?;
+    // Only the server's own memory: NVML's whole-GPU use counts every process on the GPU (a
+    // testbed ballast, a desktop, another server), which is no device total of this run
+    // (2026-12-06 c1: 130,212 MiB "used" on an H200 holding a 48 GB ballast).
     d.nvml_process_mib
         .filter(|v| *v > 0.0)
         .map(|v| (v, "NVML per-process"))
-        .or_else(|| {
-            d.nvml_used_mib
-                .filter(|v| *v > 0.0)
-                .map(|v| (v, "NVML device used"))
-        })
 }
 
 /// The host a run ran on: the manifest's per-device targets (or what llama.cpp found free at

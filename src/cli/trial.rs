@@ -151,7 +151,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .clone();
         for b in tune::baselines(&base.cfg, &baseline_extra) {
             let mut cfg = b.cfg;
-            cfg.passthrough.extend(baseline_extra.passthrough.iter().cloned());
+            cfg.passthrough
+                .extend(baseline_extra.passthrough.iter().cloned());
             prepared.push(derived(
                 &base,
                 &format!("{}~{}", base_name(&base.profile.name), b.label),
@@ -206,14 +207,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 if search.stopped.is_some() {
                     break;
                 }
-                let per_run = Duration::from_secs_f64(
-                    measure::median(&walls).unwrap_or(0.0),
-                );
+                let per_run = Duration::from_secs_f64(measure::median(&walls).unwrap_or(0.0));
                 if !search.fits_budget(t_start.elapsed(), per_run) {
                     break;
                 }
-                match propose(&search, &ran, &anatomies, &host, &cal, &target, oracle.as_ref()) {
-                    Proposal::Step(p) => p,
+                match propose(
+                    &search,
+                    &ran,
+                    &anatomies,
+                    &host,
+                    &cal,
+                    &target,
+                    oracle.as_ref(),
+                ) {
+                    Proposal::Step(p) => *p,
                     Proposal::Rejected(argv, line) => {
                         println!("{line}");
                         search.tried.push(argv);
@@ -334,7 +341,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for line in &l.lines {
             println!("  {line}");
         }
-        print!("{}", learning_table(&results, &ran, &anatomies, &host, &cal0, &l.calibration));
+        print!(
+            "{}",
+            learning_table(&results, &ran, &anatomies, &host, &cal0, &l.calibration)
+        );
     }
     if args.write {
         for c in &confs {
@@ -414,11 +424,14 @@ fn status_line(
     } else {
         format!("search step {}", done + 1 - n_first)
     };
-    format!("{phase} · {best} · {} of budget left", tune::fmt_duration(left))
+    format!(
+        "{phase} · {best} · {} of budget left",
+        tune::fmt_duration(left)
+    )
 }
 
 enum Proposal {
-    Step(Prepared),
+    Step(Box<Prepared>),
     /// Rejected before it ran (its argv, and the line saying why).
     Rejected(Vec<String>, String),
     None(String),
@@ -444,7 +457,11 @@ fn propose(
     let anatomy = &anatomies[centre.model].1;
     let mut ranked: Vec<(f64, Prepared)> = Vec::new();
     for s in tune::neighbours(anatomy, &centre.cfg, host.gpus.len()) {
-        let name = format!("{}~{}", base_name(&centre.section.name), step_name(centre, &s.label));
+        let name = format!(
+            "{}~{}",
+            base_name(&centre.section.name),
+            step_name(centre, &s.label)
+        );
         let p = derived(
             centre,
             &name,
@@ -483,7 +500,7 @@ fn propose(
             );
         }
     }
-    Proposal::Step(p)
+    Proposal::Step(Box::new(p))
 }
 
 /// The step's name: the centre's own steps chained (`cpu+1.ub1024`).
@@ -509,10 +526,7 @@ fn oracle_rejects(
     let gap = crate::profile::output_rows_gap(anatomy, host, cal, &p.cfg);
     let over = p.profile.predicted.as_ref().map(|x| &x.overhead);
     for (i, (g, d)) in host.gpus.iter().zip(&dry.devices).enumerate() {
-        let oh = over
-            .and_then(|v| v.get(i))
-            .map(|x| x.1)
-            .unwrap_or(0.0);
+        let oh = over.and_then(|v| v.get(i)).map(|x| x.1).unwrap_or(0.0);
         let gap_mib = gap.get(i).copied().unwrap_or(0) as f64 / (1u64 << 20) as f64;
         let need = d.self_mib() as f64 - gap_mib + oh;
         if need > g.usable_mib as f64 {
@@ -841,10 +855,7 @@ pub fn table(results: &[TrialResult], choice: &choose::Choice) -> String {
                 f(pred.and_then(|p| p.decode_tps))
             ),
             r.request_s()
-                .map(|t| format!(
-                    "{t:.2} ({:.1}%)",
-                    100.0 * r.spread().unwrap_or(0.0)
-                ))
+                .map(|t| format!("{t:.2} ({:.1}%)", 100.0 * r.spread().unwrap_or(0.0)))
                 .unwrap_or_else(|| "–".into())
         );
     }

@@ -328,7 +328,9 @@ pub fn spread_of(times: &[f64]) -> Option<f64> {
     let med = median(times)?;
     let (lo, hi) = times
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &t| (a.min(t), b.max(t)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &t| {
+            (a.min(t), b.max(t))
+        });
     (med > 0.0).then(|| (hi - lo) / med)
 }
 

@@ -193,22 +193,38 @@ impl TrialResult {
     }
     /// Median server time of the workload's turns, seconds.
     pub fn request_s(&self) -> Option<f64> {
-        let t: Vec<f64> = self.workload_turns().iter().map(|m| m.request_s()).collect();
+        let t: Vec<f64> = self
+            .workload_turns()
+            .iter()
+            .map(|m| m.request_s())
+            .collect();
         measure::median(&t)
     }
     /// The measurement spread: (max − min) / median of the workload turns' times.
     pub fn spread(&self) -> Option<f64> {
-        let t: Vec<f64> = self.workload_turns().iter().map(|m| m.request_s()).collect();
+        let t: Vec<f64> = self
+            .workload_turns()
+            .iter()
+            .map(|m| m.request_s())
+            .collect();
         measure::spread_of(&t)
     }
     /// Decode t/s of the workload's turn (median over its turns).
     pub fn decode_tps(&self) -> Option<f64> {
-        let v: Vec<f64> = self.workload_turns().iter().filter_map(|m| m.decode_tps()).collect();
+        let v: Vec<f64> = self
+            .workload_turns()
+            .iter()
+            .filter_map(|m| m.decode_tps())
+            .collect();
         measure::median(&v)
     }
     /// Prefill t/s of the workload's new chunk (median over its turns).
     pub fn prefill_tps(&self) -> Option<f64> {
-        let v: Vec<f64> = self.workload_turns().iter().filter_map(|m| m.prefill_tps()).collect();
+        let v: Vec<f64> = self
+            .workload_turns()
+            .iter()
+            .filter_map(|m| m.prefill_tps())
+            .collect();
         measure::median(&v)
     }
     /// Prefill t/s of the long prompt.
@@ -360,7 +376,12 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
         res.memory = memory_of(l, &o.host, nvml_used.as_deref());
         // Per-process memory only where GPU i of the host is physical GPU i.
         if let Some(p) = nvml_proc.filter(|p| p.len() == o.host.gpus.len()) {
-            for (i, d) in res.memory.iter_mut().filter(|d| d.name != "Host").enumerate() {
+            for (i, d) in res
+                .memory
+                .iter_mut()
+                .filter(|d| d.name != "Host")
+                .enumerate()
+            {
                 d.nvml_process_mib = p.get(i).copied().filter(|v| *v > 0.0);
             }
         }

@@ -141,7 +141,10 @@ pub fn manifest(
         "placement": format!("trial:{}", p.name),
         "host": o.host.name,
         "host_targets_mib": o.host.gpus.iter().map(|g| g.usable_mib).collect::<Vec<_>>(),
-        "emulation": "",
+        // "emul": the host's GPUs are virtual devices of one physical GPU (a host file from
+        // `placer host detect --emulate` with more entries than GPUs says so in their source):
+        // they share one memory pool, which the calibration must know (records::emulated).
+        "emulation": if o.host.gpus.iter().any(|g| g.source.contains("virtual device")) { "emul" } else { "" },
         "env": [],
         "ballast_free_mib": [],
         "ctx": p.ctx,

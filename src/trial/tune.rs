@@ -180,8 +180,14 @@ fn cpu_expert_layers(anatomy: &Anatomy, p: &Placement) -> Vec<u32> {
 pub fn neighbours(anatomy: &Anatomy, cfg: &LaunchConfig, n_gpus: usize) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::new();
     let ub = ubatch(cfg);
-    let pos = UB_STEPS.iter().position(|&u| u >= ub).unwrap_or(UB_STEPS.len() - 1);
-    for &i in &[pos.checked_sub(1), (pos + 1 < UB_STEPS.len()).then_some(pos + 1)] {
+    let pos = UB_STEPS
+        .iter()
+        .position(|&u| u >= ub)
+        .unwrap_or(UB_STEPS.len() - 1);
+    for &i in &[
+        pos.checked_sub(1),
+        (pos + 1 < UB_STEPS.len()).then_some(pos + 1),
+    ] {
         let Some(i) = i else { continue };
         let u = UB_STEPS[i];
         if u == ub {
@@ -216,19 +222,18 @@ pub fn neighbours(anatomy: &Anatomy, cfg: &LaunchConfig, n_gpus: usize) -> Vec<S
         .collect();
     let mut push = |label: String, what: String, q: &Placement| {
         if let Some(c) = realise(q) {
-            out.push(Step { label, what, cfg: c });
+            out.push(Step {
+                label,
+                what,
+                cfg: c,
+            });
         }
     };
     if !gpu_expert.is_empty() {
         // The GPU layer next to the CPU set (the boundary the solver chose), else the last one.
         let near = *gpu_expert
             .iter()
-            .min_by_key(|&&il| {
-                cpu.iter()
-                    .map(|&c| c.abs_diff(il))
-                    .min()
-                    .unwrap_or(n - il)
-            })
+            .min_by_key(|&&il| cpu.iter().map(|&c| c.abs_diff(il)).min().unwrap_or(n - il))
             .expect("non-empty");
         let mut set = cpu.clone();
         set.push(near);
@@ -296,7 +301,11 @@ pub fn neighbours(anatomy: &Anatomy, cfg: &LaunchConfig, n_gpus: usize) -> Vec<S
             });
             push(
                 label,
-                format!("layer {il} on {} instead of {}", to.buft_name(), ld[il].buft_name()),
+                format!(
+                    "layer {il} on {} instead of {}",
+                    to.buft_name(),
+                    ld[il].buft_name()
+                ),
                 &q,
             );
         }
@@ -349,7 +358,10 @@ impl Default for Limits {
 /// `10m`, `90s`, `1h30m`, `300` (seconds).
 pub fn parse_budget(s: &str) -> anyhow::Result<Duration> {
     let t = s.trim();
-    anyhow::ensure!(!t.is_empty(), "--budget: give a time such as 10m, 90s or 1h");
+    anyhow::ensure!(
+        !t.is_empty(),
+        "--budget: give a time such as 10m, 90s or 1h"
+    );
     if let Ok(n) = t.parse::<u64>() {
         return Ok(Duration::from_secs(n));
     }
@@ -422,7 +434,8 @@ impl Search {
                     .total_cmp(&results[b].request_s().unwrap_or(f64::INFINITY))
             });
         if self.centre.is_none() {
-            self.stopped = Some("no placer profile loaded and answered: nothing to step from".into());
+            self.stopped =
+                Some("no placer profile loaded and answered: nothing to step from".into());
         }
     }
 

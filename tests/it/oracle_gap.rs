@@ -41,7 +41,10 @@ fn the_output_rows_gap_explains_the_dry_runs_extra_compute() {
         .predict(&cfg)
         .unwrap();
     let placer_compute = mib(pred.gpus[1].compute);
-    assert!((306.0 - g1 - placer_compute).abs() < 20.0, "306 - {g1:.0} vs {placer_compute:.0}");
+    assert!(
+        (306.0 - g1 - placer_compute).abs() < 20.0,
+        "306 - {g1:.0} vs {placer_compute:.0}"
+    );
     // Not a server: no gap.
     let cli = placer::launch::LaunchConfig {
         tool: Tool::Cli,

@@ -393,7 +393,11 @@ fn turn_s(m: &serde_json::Value) -> Option<f64> {
     }
     t.sort_by(f64::total_cmp);
     let n = t.len();
-    Some(if n % 2 == 1 { t[n / 2] } else { (t[n / 2 - 1] + t[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        t[n / 2]
+    } else {
+        (t[n / 2 - 1] + t[n / 2]) / 2.0
+    })
 }
 
 #[test]
@@ -434,8 +438,14 @@ fn trial_tunes_with_a_fit_baseline_and_a_search_and_keeps_the_measured_best() {
     assert!(so.contains("— from [tiny-"), "a search step ran: {so}");
     assert!(so.contains("search stopped: "), "{so}");
     // The table compares like with like.
-    assert!(so.contains("self MiB measured/predicted (+overhead) %cap"), "{so}");
-    assert!(so.contains("predicted vs measured, before → after learning"), "{so}");
+    assert!(
+        so.contains("self MiB measured/predicted (+overhead) %cap"),
+        "{so}"
+    );
+    assert!(
+        so.contains("predicted vs measured, before → after learning"),
+        "{so}"
+    );
     let ms = manifests(&env.p("runs"));
     assert!(ms.len() >= 4, "sections + baseline + a step: {}", ms.len());
     let chosen = so
@@ -447,12 +457,7 @@ fn trial_tunes_with_a_fit_baseline_and_a_search_and_keeps_the_measured_best() {
     let turns: Vec<(String, f64)> = ms
         .iter()
         .filter(|m| m["trial"]["outcome"] == "Ok")
-        .filter_map(|m| {
-            Some((
-                m["trial"]["name"].as_str()?.to_string(),
-                turn_s(m)?,
-            ))
-        })
+        .filter_map(|m| Some((m["trial"]["name"].as_str()?.to_string(), turn_s(m)?)))
         .collect();
     let best = turns.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
     let best_fit = turns
@@ -466,8 +471,14 @@ fn trial_tunes_with_a_fit_baseline_and_a_search_and_keeps_the_measured_best() {
         .map(|t| t.1)
         .unwrap_or_else(|| panic!("chosen [{chosen}] among {turns:?}"));
     // The measured best, up to the decision rules' tie (at most 5 %), and never slower than --fit.
-    assert!(mine <= best * 1.05 + 1e-9, "{chosen} {mine} vs best {best}: {turns:?}");
-    assert!(mine <= best_fit + 1e-9, "{chosen} {mine} vs --fit {best_fit}");
+    assert!(
+        mine <= best * 1.05 + 1e-9,
+        "{chosen} {mine} vs best {best}: {turns:?}"
+    );
+    assert!(
+        mine <= best_fit + 1e-9,
+        "{chosen} {mine} vs --fit {best_fit}"
+    );
     // The winner runs as written: when it is no section, it is one now.
     let after = std::fs::read_to_string(&conf).unwrap();
     let secs = placer::modelsconf::read::parse(&after);
@@ -476,7 +487,10 @@ fn trial_tunes_with_a_fit_baseline_and_a_search_and_keeps_the_measured_best() {
     } else {
         chosen.clone()
     };
-    assert!(secs.iter().any(|s| s.name == section), "[{section}] in {after}");
+    assert!(
+        secs.iter().any(|s| s.name == section),
+        "[{section}] in {after}"
+    );
     if chosen.contains('~') {
         assert!(after.contains("candidates of `placer trial`"), "{after}");
     }
