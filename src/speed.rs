@@ -291,7 +291,8 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
         prefill_cpu_s_per_attn_flop: hs.prefill_cpu_attn_bytes_per_flop * inv(ram_bw),
         prefill_cpu_s_per_attn_head_cell: hs.prefill_cpu_attn_bytes_per_head_cell * inv(ram_bw),
     };
-    match host.gpus.first().and_then(|g| cal.host_factors(&g.model)) {
+    // Keyed like calibrate::learn keys them: the first GPU's model, "" for a CPU-only host.
+    match cal.host_factors(host.gpus.first().map_or("", |g| g.model.as_str())) {
         Some(f) => r.scaled(f),
         None => r,
     }

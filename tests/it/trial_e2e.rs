@@ -494,4 +494,47 @@ fn trial_tunes_with_a_fit_baseline_and_a_search_and_keeps_the_measured_best() {
     if chosen.contains('~') {
         assert!(after.contains("candidates of `placer trial`"), "{after}");
     }
+    // One trial moves the next prediction toward what was measured: `check` of the aggressive
+    // section with the calibration the trial wrote, against the shipped one.
+    // The candidates are one placement on a CPU host (only -ub differs), so the fit scales the
+    // decode prediction toward the geometric mean of every run's measured decode.
+    let logs: Vec<f64> = ms
+        .iter()
+        .filter(|m| m["trial"]["outcome"] == "Ok")
+        .flat_map(|m| {
+            m["trial"]["measurements"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|x| x["what"].as_str().unwrap_or("").starts_with("workload"))
+        .map(|x| {
+            (x["predicted_n"].as_f64().unwrap() * 1000.0 / x["predicted_ms"].as_f64().unwrap()).ln()
+        })
+        .collect();
+    let measured = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/calibration.toml");
+    let predict = |cal: &Path| -> f64 {
+        let out = Command::new(env!("CARGO_BIN_EXE_placer"))
+            .args(["check", "--json", "--no-oracle", "--host"])
+            .arg(env.p("host.toml"))
+            .arg("--calibration")
+            .arg(cal)
+            .arg(format!("{c}:tiny-aggressive"))
+            .env("PLACER_CONFIG", env.p("no-config.toml"))
+            .env("HOME", env.dir.path())
+            .output()
+            .expect("runs placer check");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        v["speed"]["decode_tps"]
+            .as_f64()
+            .expect("a decode prediction")
+    };
+    let before = predict(&shipped);
+    let learned = predict(&env.p("calibration.toml"));
+    assert!(
+        (learned / measured).ln().abs() < (before / measured).ln().abs(),
+        "decode: measured {measured:.1}, predicted {before:.1} before the trial, {learned:.1} after"
+    );
 }
