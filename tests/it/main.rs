@@ -60,4 +60,5 @@ mod synth_roundtrip;
 mod synth_tables;
 mod testbed_solve;
 mod trial_e2e;
+mod trial_tune;
 mod validation_issue14;
