@@ -594,12 +594,18 @@ fn tuned_section(
     ));
     t.push_str(&format!("[{name}]\n"));
     let own = crate::profile::OWN_KEYS;
+    // The section it came from describes another placement: its NAME without the profile word,
+    // and a DESCRIPTION of what this one is.
     if let Some(n) = p.section.get("NAME") {
-        t.push_str(&format!("NAME={n}\n"));
+        let n = n
+            .trim_end_matches(" (aggressive)")
+            .trim_end_matches(" (moderate)");
+        t.push_str(&format!("NAME={n} (tuned)\n"));
     }
-    if let Some(d) = p.section.get("DESCRIPTION") {
-        t.push_str(&format!("DESCRIPTION={d}\n"));
-    }
+    t.push_str(&format!(
+        "DESCRIPTION=placer trial, the measured best: {}\n",
+        p.what
+    ));
     if let Some(d) = r.decode_tps() {
         t.push_str(&format!("SPEED=~{d:.0} t/s (measured)\n"));
     }
