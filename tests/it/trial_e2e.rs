@@ -497,21 +497,16 @@ fn trial_tunes_with_a_fit_baseline_and_a_search_and_keeps_the_measured_best() {
     // One trial moves the next prediction toward what was measured: `check` of the aggressive
     // section with the calibration the trial wrote, against the shipped one.
     // The candidates are one placement on a CPU host (only -ub differs), so the fit scales the
-    // decode prediction toward the geometric mean of every run's measured decode.
-    let logs: Vec<f64> = ms
+    // decode prediction toward the geometric mean of what it learns from: each stored run's
+    // decode as `placer calibrate` reads it (the log's last generation, after the long prompt).
+    let (runs, _) = placer::calibrate::records::load_runs(&[env.p("runs")], |_| {});
+    let logs: Vec<f64> = runs
         .iter()
-        .filter(|m| m["trial"]["outcome"] == "Ok")
-        .flat_map(|m| {
-            m["trial"]["measurements"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter(|x| x["what"].as_str().unwrap_or("").starts_with("workload"))
-        .map(|x| {
-            (x["predicted_n"].as_f64().unwrap() * 1000.0 / x["predicted_ms"].as_f64().unwrap()).ln()
-        })
+        .filter_map(|r| r.log.gen_tps)
+        .filter(|t| *t > 0.0)
+        .map(f64::ln)
         .collect();
+    assert!(!logs.is_empty(), "runs with a decode");
     let measured = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/calibration.toml");
     let predict = |cal: &Path| -> f64 {
