@@ -191,23 +191,20 @@ impl TrialResult {
             .filter(|m| m.what.starts_with("workload"))
             .collect()
     }
-    /// Median server time of the workload's turns, seconds.
-    pub fn request_s(&self) -> Option<f64> {
-        let t: Vec<f64> = self
-            .workload_turns()
+    /// Server time of each workload turn, seconds.
+    fn turn_times(&self) -> Vec<f64> {
+        self.workload_turns()
             .iter()
             .map(|m| m.request_s())
-            .collect();
-        measure::median(&t)
+            .collect()
+    }
+    /// Median server time of the workload's turns, seconds.
+    pub fn request_s(&self) -> Option<f64> {
+        measure::median(&self.turn_times())
     }
     /// The measurement spread: (max − min) / median of the workload turns' times.
     pub fn spread(&self) -> Option<f64> {
-        let t: Vec<f64> = self
-            .workload_turns()
-            .iter()
-            .map(|m| m.request_s())
-            .collect();
-        measure::spread_of(&t)
+        measure::spread_of(&self.turn_times())
     }
     /// Decode t/s of the workload's turn (median over its turns).
     pub fn decode_tps(&self) -> Option<f64> {

@@ -288,17 +288,20 @@ pub fn neighbours(anatomy: &Anatomy, cfg: &LaunchConfig, n_gpus: usize) -> Vec<S
             (format!("ts{g}>{}", g + 1), la, b),
             (format!("ts{}>{g}", g + 1), fb, a),
         ] {
-            let mut q = p.clone();
-            q.layer_device[il] = to;
+            let mut layer_device = p.layer_device.clone();
+            layer_device[il] = to;
             // A group moved to the layer's new device is at home there now.
-            let home = q.clone();
-            q.moved.retain(|&(gi, d)| {
-                let h = Placement {
-                    moved: Vec::new(),
-                    ..home.clone()
-                };
-                d != h.group_device(anatomy, gi)
-            });
+            let home = Placement {
+                layer_device,
+                moved: Vec::new(),
+            };
+            let moved = p
+                .moved
+                .iter()
+                .copied()
+                .filter(|&(gi, d)| d != home.group_device(anatomy, gi))
+                .collect();
+            let q = Placement { moved, ..home };
             push(
                 label,
                 format!(
