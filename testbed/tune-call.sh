@@ -8,6 +8,7 @@
 # baselines and the search, then `placer solve` again to show what the trial taught.
 #
 # usage: setsid testbed/tune-call.sh STATE_DIR MODEL:CTX:BUDGET… &   e.g. glm-q8:131072:8m gpt-oss-120b:32768:7m
+#        (models: glm-q8, glm-q4, gpt-oss-120b, qwen3-coder-next-q5)
 # needs: .carry/llama.cpp-b11434-src.tar.xz (testbed/fetch-src-bin.sh; or a built tree in /tmp/tb/llama.cpp/build/bin),
 #        .carry/placer.xz; torch for testbed/ballast.py. Models are synthesized into /dev/shm (one at a time).
 # env:   TB_DEPTH (trial --depth, default 32768), TB_LONG_SHARE (default 0.02), TB_BUILD_JOBS
@@ -63,6 +64,8 @@ cat "$S/host.toml"
 section() { # id ctx → the users' section for that model (docs/users.md, "Their profiles today")
   case $1 in
     glm-q8) printf '[glm-flash]\nNAME=GLM-4.7 Flash Q8_0\nMODEL=%s\nCTX_SIZE=%s\nN_GPU_LAYERS=99\nFIT=on\nEXTRA_ARGS=--jinja -np 1 --temp 1.0 --top-p 0.95 --min-p 0.01 -t %s\n' "$MD/$1.gguf" "$2" "$TB_THREADS" ;;
+    glm-q4) printf '[glm-flash-q4]\nNAME=GLM-4.7 Flash Q4_K_M\nMODEL=%s\nCTX_SIZE=%s\nN_GPU_LAYERS=99\nFIT=on\nEXTRA_ARGS=--jinja -np 1 --temp 1.0 --top-p 0.95 --min-p 0.01 -t %s\n' "$MD/$1.gguf" "$2" "$TB_THREADS" ;;
+    qwen3-coder-next-q5) printf '[qwen3-coder-q5]\nNAME=Qwen3-Coder-Next UD-Q5_K_XL\nMODEL=%s\nCTX_SIZE=%s\nN_GPU_LAYERS=99\nFIT=off\nEXTRA_ARGS=--jinja -np 1 -b 2048 -ub 2048 --no-context-shift -t %s -ot blk\\.([0-9]|1[0-4])\\.=CUDA0,blk\\.(1[5-9]|2[0-1])\\.=CUDA1,exps=CPU\n' "$MD/$1.gguf" "$2" "$TB_THREADS" ;;
     gpt-oss-120b) printf '[gpt-oss-120b]\nNAME=gpt-oss-120b\nMODEL=%s\nCTX_SIZE=%s\nN_GPU_LAYERS=99\nFIT=off\nEXTRA_ARGS=--jinja -np 1 -b 2048 -ub 2048 -t %s -ot blk\\.([0-9]|10)\\.=CUDA0,blk\\.(1[1-3])\\.=CUDA1,exps=CPU\n' "$MD/$1.gguf" "$2" "$TB_THREADS" ;;
   esac
 }
@@ -81,7 +84,8 @@ for spec in "$@"; do
   "$PL" check --llama "$BIN/llama-server" --host "$S/host.toml" "$C:$sec-aggressive" > "$D/check-aggressive.log" 2>&1
   "$PL" check --llama "$BIN/llama-server" --host "$S/host.toml" "$C:$sec-moderate" > "$D/check-moderate.log" 2>&1
   cands=("$C:$sec-aggressive" "$C:$sec-moderate")
-  [ "$id" = gpt-oss-120b ] && cands+=("$C:$sec")
+  # the users' own section is a candidate where it places by hand (FIT=off); FIT=on is the baseline
+  grep -q '^FIT=off' "$C" && cands+=("$C:$sec")
   echo "$(el) $id: trial (budget $budget)"
   host_emul_exec "$PL" trial "${cands[@]}" --llama "$BIN/llama-server" --host "$S/host.toml" \
     --baseline-args "-fitt 1024,12224" --budget "$budget" --depth "${TB_DEPTH:-32768}" \

@@ -67,6 +67,11 @@ pub struct Args {
     /// llama.cpp sees more free memory than the host file's budget (an emulated host).
     #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
     pub baseline_args: Option<String>,
+    /// Prefill the workload's cached prefix in every candidate instead of restoring the first
+    /// candidate's slot save (llama-server `--slot-save-path`, a temporary folder removed after
+    /// the trial).
+    #[arg(long)]
+    pub no_prefix_cache: bool,
 }
 
 /// One candidate: a section of the user's models.conf, a `--fit` baseline, or a search step.
@@ -184,6 +189,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tune::fmt_duration(limits.budget),
         data.display()
     );
+    // The cached prefix is filled once: the first candidate prefills and saves its slot, the
+    // others restore it (docs/trial.md, "Measuring a candidate").
+    let prefix_cache = if args.no_prefix_cache {
+        None
+    } else {
+        tempfile::Builder::new()
+            .prefix("placer-trial-prefix-")
+            .tempdir()
+            .map_err(|e| eprintln!("note: no folder for the cached prefix ({e}); every candidate prefills it"))
+            .ok()
+    };
     let t_start = Instant::now();
     let mut cal = cal0.clone();
     let mut results: Vec<TrialResult> = Vec::new();
@@ -253,6 +269,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 max_turns: args.max_turns,
                 ..measure::Turns::default()
             },
+            prefix_cache: prefix_cache.as_ref().map(|d| d.path().to_path_buf()),
         };
         let bar = ProgressBar::new_spinner();
         bar.set_style(

@@ -175,6 +175,7 @@ mod tests {
             run_dir: None,
             build: None,
             ports_skipped: vec![],
+            prefix: super::super::measure::PrefixSource::None,
         }
     }
 

@@ -184,6 +184,7 @@ mod tests {
             run_dir: None,
             build: Some("11434".into()),
             ports_skipped: vec![],
+            prefix: super::super::measure::PrefixSource::None,
         };
         let results = vec![
             r(

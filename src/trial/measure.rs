@@ -239,6 +239,27 @@ impl Client {
         v.pointer("/data/0/meta/n_ctx")?.as_u64().map(|n| n as u32)
     }
 
+    /// Save slot 0's cache to `file` in the server's `--slot-save-path` (`POST
+    /// /slots/0?action=save`); the tokens saved (`n_saved`).
+    pub fn slot_save(&self, file: &str) -> anyhow::Result<u32> {
+        let v = self.post("/slots/0?action=save", &serde_json::json!({ "filename": file }))?;
+        v.get("n_saved")
+            .and_then(|n| n.as_u64())
+            .map(|n| n as u32)
+            .ok_or_else(|| anyhow::anyhow!("slot save answered without `n_saved`"))
+    }
+
+    /// Restore slot 0's cache from `file` (`POST /slots/0?action=restore`; llama.cpp checks that
+    /// the saved cells fit this context: `tools/server/server-context.cpp`,
+    /// `SERVER_TASK_TYPE_SLOT_RESTORE`); the tokens restored (`n_restored`).
+    pub fn slot_restore(&self, file: &str) -> anyhow::Result<u32> {
+        let v = self.post("/slots/0?action=restore", &serde_json::json!({ "filename": file }))?;
+        v.get("n_restored")
+            .and_then(|n| n.as_u64())
+            .map(|n| n as u32)
+            .ok_or_else(|| anyhow::anyhow!("slot restore answered without `n_restored`"))
+    }
+
     /// One completion of `prompt` generating exactly `n_predict` tokens.
     pub fn complete(
         &self,
@@ -275,7 +296,7 @@ impl Client {
 }
 
 /// What to send, in order.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub workload: Workload,
     /// The long prompt (fresh, not cached), tokens.
@@ -285,6 +306,24 @@ pub struct Plan {
     /// Workload turns: at least `min_turns` (2: a spread needs two), more until their spread is
     /// at most `spread_target`, at most `max_turns`.
     pub turns: Turns,
+    /// A file in the server's `--slot-save-path` holding the cached prefix as an earlier
+    /// candidate of the same trial left it: restored instead of prefilled when it holds exactly
+    /// the prefix, written after a prefill otherwise. `None`: always prefill.
+    pub prefix_file: Option<String>,
+}
+
+/// How the cached prefix got into the slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefixSource {
+    /// No prefix in this workload.
+    #[default]
+    None,
+    /// Prefilled by this server (the `prefix` measurement).
+    Prefilled,
+    /// Restored from an earlier candidate's slot save (not timed: the turns measure the same
+    /// new chunk at the same depth either way).
+    Restored,
 }
 
 /// How often the workload's turn is repeated: until the spread is known.
@@ -370,9 +409,10 @@ pub fn run_plan(
     c: &Client,
     plan: &Plan,
     mut phase: impl FnMut(Phase),
-) -> (Vec<Measurement>, Option<(Phase, String)>) {
+) -> (Vec<Measurement>, PrefixSource, Option<(Phase, String)>) {
     let mut out = Vec::new();
     let w = plan.workload;
+    let mut source = PrefixSource::None;
     let mut step = |p: Phase, out: &mut Vec<Measurement>| -> anyhow::Result<()> {
         phase(p);
         match p {
@@ -382,8 +422,24 @@ pub fn run_plan(
             }
             Phase::Prefix => {
                 if w.prefix > 0 {
-                    let t = c.tokens(21, w.prefix)?;
-                    out.push(c.complete("prefix", &t, 1, true)?);
+                    // The save holds the prefix and, where the server keeps it, the one token
+                    // generated after it; the next turn's prompt diverges right after the prefix.
+                    let restored = plan.prefix_file.as_deref().is_some_and(|f| {
+                        c.slot_restore(f)
+                            .is_ok_and(|n| (w.prefix..=w.prefix + 1).contains(&n))
+                    });
+                    if restored {
+                        source = PrefixSource::Restored;
+                    } else {
+                        let t = c.tokens(21, w.prefix)?;
+                        // The prompt plus the one generated token are in the slot afterwards.
+                        out.push(c.complete("prefix", &t, 1, true)?);
+                        source = PrefixSource::Prefilled;
+                        if let Some(f) = &plan.prefix_file {
+                            // A failed save costs the next candidate a prefill, nothing else.
+                            let _ = c.slot_save(f);
+                        }
+                    }
                 }
             }
             Phase::Workload => {
@@ -416,10 +472,10 @@ pub fn run_plan(
     };
     for p in [Phase::Short, Phase::Prefix, Phase::Workload, Phase::Long] {
         if let Err(e) = step(p, &mut out) {
-            return (out, Some((p, format!("{e:#}"))));
+            return (out, source, Some((p, format!("{e:#}"))));
         }
     }
-    (out, None)
+    (out, source, None)
 }
 
 #[cfg(test)]

@@ -178,6 +178,8 @@ pub struct TrialResult {
     pub build: Option<String>,
     /// Ports that were taken and skipped.
     pub ports_skipped: Vec<u16>,
+    /// How the workload's cached prefix got into the slot.
+    pub prefix: measure::PrefixSource,
 }
 
 impl TrialResult {
@@ -252,6 +254,35 @@ pub struct Options {
     pub host: crate::host::Host,
     /// How often the workload's turn is repeated (until the spread is known).
     pub turns: measure::Turns,
+    /// A folder for llama-server's slot saves (`--slot-save-path`), shared by the trial's
+    /// candidates: the cached prefix is prefilled once and restored by the others. `None`:
+    /// every candidate prefills it.
+    pub prefix_cache: Option<PathBuf>,
+}
+
+/// The slot-save file for a workload's prefix in this launch: the same model, prefix and KV
+/// layout (cache types, flash attention: what `llama_state_seq_load_file` must find equal) give
+/// the same name, so only a compatible candidate restores it.
+pub fn prefix_file_name(argv: &[String], prefix: u32) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let value = |names: &[&str]| -> Option<&String> {
+        argv.iter()
+            .position(|a| names.contains(&a.as_str()))
+            .and_then(|i| argv.get(i + 1))
+    };
+    for names in [
+        &["-m", "--model"][..],
+        &["-ctk", "--cache-type-k"],
+        &["-ctv", "--cache-type-v"],
+        &["-fa", "--flash-attn"],
+        &["-c", "--ctx-size"],
+        &["-np", "--parallel"],
+    ] {
+        value(names).hash(&mut h);
+    }
+    prefix.hash(&mut h);
+    format!("placer-prefix-{:016x}.bin", h.finish())
 }
 
 /// The users' long prompt is 2K+ tokens (docs/users.md, step 4).
@@ -274,6 +305,7 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
         log_path: log_path.clone(),
         port_base: o.port_base,
         load_timeout: o.load_timeout,
+        slot_dir: o.prefix_cache.clone(),
     };
     let mut res = TrialResult {
         name: p.name.clone(),
@@ -291,6 +323,7 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
         run_dir: run_dir.as_ref().ok().cloned(),
         build: None,
         ports_skipped: Vec::new(),
+        prefix: measure::PrefixSource::None,
     };
     progress("loading");
     let t0 = Instant::now();
@@ -335,8 +368,12 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
                 long,
                 gen_short: GEN_SHORT,
                 turns: o.turns,
+                prefix_file: o
+                    .prefix_cache
+                    .as_ref()
+                    .map(|_| prefix_file_name(&p.argv, workload.prefix)),
             };
-            let (ms, err) = measure::run_plan(&client, &plan, |ph| {
+            let (ms, source, err) = measure::run_plan(&client, &plan, |ph| {
                 progress(match ph {
                     Phase::Short => "short prompt",
                     Phase::Prefix => "cached prefix",
@@ -345,6 +382,7 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
                 })
             });
             res.measurements = ms;
+            res.prefix = source;
             let alive = s.alive();
             progress("stopping");
             exit = s.stop().map(|st| format!("{st}"));

@@ -122,6 +122,9 @@ pub struct Launch {
     pub port_base: u16,
     /// Load deadline.
     pub load_timeout: Duration,
+    /// `--slot-save-path`: where the slot's cache may be saved and restored (the trial's cached
+    /// prefix, shared by its candidates; `tools/server/server-context.cpp: handle_slots_save`).
+    pub slot_dir: Option<PathBuf>,
 }
 
 /// A running, ready llama-server. Dropping it stops it.
@@ -165,6 +168,9 @@ pub fn start(l: &Launch, mut tick: impl FnMut()) -> Result<Server, Failed> {
         next = port.saturating_add(1);
         let mut argv = vec![l.binary.display().to_string()];
         argv.extend(l.argv.iter().cloned());
+        if let Some(d) = &l.slot_dir {
+            argv.extend(["--slot-save-path".to_string(), d.display().to_string()]);
+        }
         argv.extend(
             [
                 "--host",

@@ -149,6 +149,8 @@ pub fn manifest(
         "ballast_free_mib": [],
         "ctx": p.ctx,
         "prompt_tokens_target": r.long_tokens,
+        // "restored": the cached prefix came from an earlier candidate's slot save.
+        "prefix_source": r.prefix,
         "n_gen": super::GEN_SHORT,
         "flags": p.argv,
         "argv": argv,

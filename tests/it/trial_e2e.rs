@@ -46,6 +46,7 @@ impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("host.toml"), CPU_HOST).unwrap();
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
         Env { dir }
     }
     fn p(&self, rel: &str) -> PathBuf {
@@ -59,6 +60,7 @@ impl Env {
             .env("PLACER_CALIBRATION", self.p("calibration.toml"))
             .env("PLACER_CONFIG", self.p("no-config.toml"))
             .env("HOME", self.dir.path())
+            .env("TMPDIR", self.p("tmp"))
             .env_remove("PLACER_LLAMA")
             .env_remove("XDG_DATA_HOME")
             .env_remove("XDG_CONFIG_HOME")
@@ -538,4 +540,77 @@ fn trial_tunes_with_a_fit_baseline_and_a_search_and_keeps_the_measured_best() {
         if eb > 0.15 { ea < eb } else { ea < 0.25 },
         "decode: measured {measured:.1}, predicted {before:.1} before the trial, {learned:.1} after"
     );
+}
+
+#[test]
+fn trial_prefills_the_cached_prefix_once_and_restores_it_in_the_next_candidate() {
+    let Some(server) = llama_server() else {
+        println!("PLACER_LLAMA_BIN not set: skipping the prefix-restore test");
+        return;
+    };
+    let env = Env::new();
+    tiny_moe(env.dir.path());
+    let conf = env.p("models.conf");
+    std::fs::write(&conf, CONF).unwrap();
+    let c = conf.display().to_string();
+    let out = env.placer(&[
+        "--llama",
+        &server.display().to_string(),
+        "--host",
+        &env.p("host.toml").display().to_string(),
+        "--prompt",
+        "128",
+        "--gen",
+        "8",
+        "--depth",
+        "1536",
+        "--max-turns",
+        "2",
+        "--no-baseline",
+        "--no-search",
+        &format!("{c}:tiny-aggressive"),
+        &format!("{c}:tiny-moderate"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    env.assert_no_process_left();
+    let mut ms = manifests(&env.p("runs"));
+    ms.sort_by_key(|m| m["run_id"].as_str().unwrap_or("").to_string());
+    assert_eq!(ms.len(), 2);
+    let mut sources: Vec<String> = ms
+        .iter()
+        .map(|m| m["prefix_source"].as_str().unwrap_or("").to_string())
+        .collect();
+    sources.sort();
+    assert_eq!(sources, ["prefilled", "restored"], "{ms:?}");
+    for m in &ms {
+        let prefix = m["trial"]["workload"]["prefix"].as_u64().unwrap();
+        assert!(prefix > 1000, "{m}");
+        let turns: Vec<&serde_json::Value> = m["trial"]["measurements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["what"].as_str().unwrap_or("").starts_with("workload"))
+            .collect();
+        assert!(!turns.is_empty(), "{m}");
+        for t in turns {
+            // The turn reuses the whole prefix from the slot and processes only the new chunk.
+            assert!(t["cache_n"].as_u64().unwrap() >= prefix, "{t}");
+            assert!(t["prompt_n"].as_u64().unwrap() <= 128 + 1, "{t}");
+        }
+        let restored = m["prefix_source"] == "restored";
+        let has_prefix_run = m["trial"]["measurements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["what"] == "prefix");
+        assert_eq!(has_prefix_run, !restored, "{m}");
+    }
+    // The temporary folder of slot saves is gone with the trial.
+    let left: Vec<_> = std::fs::read_dir(env.p("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("placer-trial-prefix-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
