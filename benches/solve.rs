@@ -34,10 +34,12 @@ fn bench(c: &mut Criterion) {
     grp.sample_size(10)
         .measurement_time(Duration::from_secs(20));
     grp.bench_function("qwen3-30b-a3b-q8_48L_2gpu", |b| {
-        b.iter(|| placer::profile::solve_profiles(&a48, &users, &r48, &cal))
+        let hm = placer::host_model::HostModel::resolve(&users, &cal);
+        b.iter(|| placer::profile::solve_profiles(&a48, &hm, &r48))
     });
     grp.bench_function("qwen3-235b-a22b-q4k_94L_8gpu", |b| {
-        b.iter(|| placer::profile::solve_profiles(&a94, &eight, &r94, &cal))
+        let hm = placer::host_model::HostModel::resolve(&eight, &cal);
+        b.iter(|| placer::profile::solve_profiles(&a94, &hm, &r94))
     });
     grp.finish();
 }

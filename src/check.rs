@@ -3,8 +3,8 @@
 //! warnings, and the table people read.
 
 use crate::anatomy::{Anatomy, Role};
-use crate::calibration::Calibration;
-use crate::host::{DeviceId, Host};
+use crate::host_model::HostModel;
+use crate::host::DeviceId;
 use crate::launch::{GpuLayers, LaunchConfig, Tool};
 use crate::memory::{MemoryRules, Prediction, Predictor, Stage, Verdict};
 use crate::units::{mib, MIB};
@@ -33,7 +33,7 @@ pub struct CheckReport {
     /// The target build's allocation rules the prediction used (`memory::rules`).
     pub rules: MemoryRules,
     /// When it fits: the GPUs left with less free memory than the moderate profile's margin
-    /// (`Calibration::gpu_margins_mib`), one line each. Empty when every GPU keeps that margin.
+    /// (`HostModel::check_margins_mib`), one line each. Empty when every GPU keeps that margin.
     pub headroom: Vec<String>,
 }
 
@@ -84,27 +84,24 @@ pub struct Workload {
 pub fn check(
     anatomy: &Anatomy,
     cfg: &LaunchConfig,
-    host: &Host,
-    cal: &Calibration,
+    hm: &HostModel,
     extra: Vec<String>,
 ) -> anyhow::Result<CheckReport> {
-    check_with(anatomy, cfg, host, cal, extra, Workload::default())
+    check_with(anatomy, cfg, hm, extra, Workload::default())
 }
 
 /// [`check`] with the workload the speed estimate prices.
 pub fn check_with(
     anatomy: &Anatomy,
     cfg: &LaunchConfig,
-    host: &Host,
-    cal: &Calibration,
+    hm: &HostModel,
     extra: Vec<String>,
     workload: Workload,
 ) -> anyhow::Result<CheckReport> {
     check_for_build(
         anatomy,
         cfg,
-        host,
-        cal,
+        hm,
         extra,
         workload,
         MemoryRules::default(),
@@ -116,13 +113,13 @@ pub fn check_with(
 pub fn check_for_build(
     anatomy: &Anatomy,
     cfg: &LaunchConfig,
-    host: &Host,
-    cal: &Calibration,
+    hm: &HostModel,
     extra: Vec<String>,
     workload: Workload,
     rules: MemoryRules,
 ) -> anyhow::Result<CheckReport> {
-    let predictor = Predictor::new(anatomy, host, cal).with_rules(rules);
+    let host = &hm.host;
+    let predictor = Predictor::with_constants(anatomy, host, &hm.memory).with_rules(rules);
     // A command that leaves layers to --fit is checked with what --fit would choose.
     let fit_left_to_llama = cfg.fit
         && cfg.gpu_layers == GpuLayers::Auto
@@ -146,8 +143,8 @@ pub fn check_for_build(
     warnings.extend(pitfalls(&predictor, cfg, &prediction));
     let fixes = fixes(&predictor, cfg, &prediction, &host.name);
     let speed = (prediction.verdict == Verdict::Fits)
-        .then(|| speed_estimate(anatomy, cfg, host, cal, &prediction, workload));
-    let headroom = headroom(&prediction, host, cal);
+        .then(|| speed_estimate(anatomy, cfg, hm, &prediction, workload));
+    let headroom = headroom(&prediction, hm);
     Ok(CheckReport {
         model: anatomy.name.clone().unwrap_or_else(|| cfg.model.clone()),
         arch: anatomy.arch.clone(),
@@ -167,14 +164,14 @@ pub fn check_for_build(
 
 /// GPUs a fitting launch leaves with less than the moderate margin (`[margins] moderate_mib`
 /// plus what OOMs taught about that GPU).
-fn headroom(p: &Prediction, host: &Host, cal: &Calibration) -> Vec<String> {
+fn headroom(p: &Prediction, hm: &HostModel) -> Vec<String> {
     if p.verdict != Verdict::Fits {
         return Vec::new();
     }
-    let margins = cal.gpu_margins_mib(false, host);
+    let margins = &hm.check_margins_mib;
     p.gpus
         .iter()
-        .zip(&margins)
+        .zip(margins)
         .filter(|(g, _)| g.total() > 0)
         .filter(|(g, &m)| (g.free() as f64) < m * MIB as f64)
         .map(|(g, &m)| {
@@ -223,12 +220,12 @@ fn fit_text(c: &crate::fitsim::FitChoice, n_gpus: usize) -> String {
 pub fn speed_estimate(
     anatomy: &Anatomy,
     cfg: &LaunchConfig,
-    host: &Host,
-    cal: &Calibration,
+    hm: &HostModel,
     p: &Prediction,
     workload: Workload,
 ) -> SpeedEstimate {
     use crate::speed;
+    let host = &hm.host;
     let w = speed::Where {
         anatomy,
         resolved: &p.resolved,
@@ -246,7 +243,7 @@ pub fn speed_estimate(
     );
     let (prefix, prompt, gen) = (prefix as u64, prompt as u64, gen as u64);
     let depth = prefix + prompt + gen / 2;
-    let rates = speed::rates(cal, host);
+    let rates = &hm.rates;
     let mut load = speed::decode_load(&w, depth);
     load.splits = speed::estimate_splits(&w);
     load.nodes = speed::graph_nodes(anatomy);
@@ -259,14 +256,14 @@ pub fn speed_estimate(
     );
     let (rpc_dec, rpc_pre) =
         speed::rpc_handoff_s(host, &w, depth.min(n_ctx as u64), p.shape.n_ubatch);
-    let pre_s = speed::prefill_s_per_token(&rates, &pre) + rpc_pre;
+    let pre_s = speed::prefill_s_per_token(rates, &pre) + rpc_pre;
     SpeedEstimate {
-        decode_tps: 1.0 / (speed::decode_s(&rates, &load) + rpc_dec),
+        decode_tps: 1.0 / (speed::decode_s(rates, &load) + rpc_dec),
         depth,
         prefill_tps: (rates.pcie_s_per_byte.is_some() && pre_s > 0.0).then(|| 1.0 / pre_s),
         prompt_tokens: prompt,
         splits: load.splits,
-        source: crate::solver::coeffs::rates_source(cal, host),
+        source: hm.rates_source.clone(),
     }
 }
 

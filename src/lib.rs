@@ -53,6 +53,7 @@ pub mod fitsim;
 pub mod fsio;
 pub mod gguf;
 pub mod host;
+pub mod host_model;
 pub mod launch;
 pub mod llama;
 pub mod logs;

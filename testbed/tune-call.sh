@@ -52,7 +52,7 @@ export TB_PLACER=$PL
 . "$REPO/testbed/host-emul.sh"
 # the ballast leaves 2 × 24,000 MiB: each virtual device then shows 24,000 (docs/testbed.md)
 rm -f "$WORK/ballast.ready"
-python3 "$REPO/testbed/ballast.py" 48000 "$WORK/ballast.ready" > "$S/ballast.log" 2>&1 &
+python3 "$REPO/testbed/ballast.py" 48100 "$WORK/ballast.ready" > "$S/ballast.log" 2>&1 &
 BALLAST=$!
 trap 'kill $BALLAST 2>/dev/null' EXIT
 for _ in $(seq 120); do [ -s "$WORK/ballast.ready" ] && break; sleep 1; done

@@ -182,8 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = check_for_build(
         &anatomy,
         &cfg,
-        &host,
-        &cal,
+        &crate::host_model::HostModel::resolve(&host, &cal),
         parsed.warnings,
         workload,
         rules,

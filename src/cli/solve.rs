@@ -1,7 +1,7 @@
 //! `placer solve MODEL`: the fastest placement that fits, as an aggressive and a moderate profile.
 
 use crate::anatomy::Anatomy;
-use crate::calibration::Calibration;
+use crate::host_model::HostModel;
 use crate::gguf::GgmlType;
 use crate::host::Host;
 use crate::modelsconf::read::Section;
@@ -169,7 +169,8 @@ pub struct Inputs {
     pub arch_source: String,
     pub anatomy: Anatomy,
     pub host: Host,
-    pub calibration: Calibration,
+    /// The host resolved under the calibration, once (rates, memory constants, margins).
+    pub host_model: HostModel,
     /// Which calibration it is (shown in the report).
     pub calibration_source: super::common::CalibrationSource,
     pub request: SolveRequest,
@@ -434,8 +435,8 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
         name,
         arch_source,
         anatomy,
+        host_model: HostModel::resolve(&host, &calibration),
         host,
-        calibration,
         calibration_source,
         request,
         target,
@@ -447,13 +448,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let a = settle_write(a)?;
     let inp = inputs(&a)?;
     let mut profiles =
-        crate::profile::solve_profiles(&inp.anatomy, &inp.host, &inp.request, &inp.calibration);
+        crate::profile::solve_profiles(&inp.anatomy, &inp.host_model, &inp.request);
     let oracle = match oracle_for(&inp, a.no_oracle) {
         Ok(o) => Ok(crate::profile::confirm_profiles(
             &inp.anatomy,
-            &inp.host,
+            &inp.host_model,
             &inp.request,
-            &inp.calibration,
             inp.target.facts(),
             &o,
             &a.oracle_args,
@@ -461,7 +461,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         )),
         Err(why) => Err(why),
     };
-    let fit = crate::profile::fit_baseline(&inp.anatomy, &inp.host, &inp.request, &inp.calibration);
+    let fit = crate::profile::fit_baseline(&inp.anatomy, &inp.host_model, &inp.request);
     let report = crate::profile::SolveReport {
         id: &inp.id,
         name: &inp.name,
@@ -501,7 +501,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             name: &inp.name,
             arch_source: &inp.arch_source,
             host: &inp.host,
-            calibration: &inp.calibration,
+            host_model: &inp.host_model,
             fit_baseline: match (&fit_flags, fit.as_ref().and_then(|b| b.speed.as_ref())) {
                 (Some(f), Some(sp)) => Some((f.as_str(), sp.decode_tps, sp.prefill_tps)),
                 _ => None,

@@ -128,13 +128,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Everything that can be wrong with the input is found before any server starts.
     let mut anatomies: Vec<(PathBuf, crate::anatomy::Anatomy)> = Vec::new();
     let mut prepared = Vec::new();
+    // The host under the incoming calibration, resolved once; after every run it is resolved
+    // again under what the run taught.
+    let hm0 = crate::host_model::HostModel::resolve(&host, &cal0);
     for spec in &args.profiles {
         prepared.push(prepare(
             spec,
             &args,
             &target,
-            &host,
-            &cal0,
+            &hm0,
             &models_dir,
             &mut anatomies,
         )?);
@@ -165,8 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 b.what,
                 cfg,
                 &target,
-                &host,
-                &cal0,
+                &hm0,
                 &anatomies,
             ));
         }
@@ -201,7 +202,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .ok()
     };
     let t_start = Instant::now();
-    let mut cal = cal0.clone();
+    let mut hm = hm0.clone();
     let mut results: Vec<TrialResult> = Vec::new();
     let mut ran: Vec<Prepared> = Vec::new();
     let mut walls: Vec<f64> = Vec::new();
@@ -231,8 +232,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     &search,
                     &ran,
                     &anatomies,
-                    &host,
-                    &cal,
+                    &hm,
                     &target,
                     oracle.as_ref(),
                 ) {
@@ -328,7 +328,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Learn from every run: the next candidate is ranked with what this one taught.
         match trial::learn(&data, &cal0, &host, Some(&models_dir)) {
             Ok(l) => {
-                cal = l.calibration.clone();
+                hm = crate::host_model::HostModel::resolve(&host, &l.calibration);
                 learned = Some(l);
             }
             Err(e) => eprintln!("warning: calibration not updated: {e:#}"),
@@ -360,7 +360,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         print!(
             "{}",
-            learning_table(&results, &ran, &anatomies, &host, &cal0, &l.calibration)
+            learning_table(
+                &results,
+                &ran,
+                &anatomies,
+                &hm0,
+                &crate::host_model::HostModel::resolve(&host, &l.calibration),
+            )
         );
     }
     if args.write {
@@ -462,8 +468,7 @@ fn propose(
     search: &tune::Search,
     ran: &[Prepared],
     anatomies: &[(PathBuf, crate::anatomy::Anatomy)],
-    host: &crate::host::Host,
-    cal: &crate::calibration::Calibration,
+    hm: &crate::host_model::HostModel,
     target: &crate::target::Target,
     oracle: Option<&crate::oracle::Oracle>,
 ) -> Proposal {
@@ -473,7 +478,7 @@ fn propose(
     let centre = &ran[c];
     let anatomy = &anatomies[centre.model].1;
     let mut ranked: Vec<(f64, Prepared)> = Vec::new();
-    for s in tune::neighbours(anatomy, &centre.cfg, host.gpus.len()) {
+    for s in tune::neighbours(anatomy, &centre.cfg, hm.host.gpus.len()) {
         let name = format!(
             "{}~{}",
             base_name(&centre.section.name),
@@ -486,8 +491,7 @@ fn propose(
             format!("from [{}]: {}", centre.profile.name, s.what),
             s.cfg,
             target,
-            host,
-            cal,
+            hm,
             anatomies,
         );
         if search.tried.contains(&p.profile.argv) {
@@ -510,7 +514,7 @@ fn propose(
         ));
     };
     if let Some(o) = oracle {
-        if let Some(why) = oracle_rejects(o, &p, anatomy, host, cal) {
+        if let Some(why) = oracle_rejects(o, &p, anatomy, hm) {
             return Proposal::Rejected(
                 p.profile.argv.clone(),
                 format!("[{}] not run: {why}", p.profile.name),
@@ -535,14 +539,13 @@ fn oracle_rejects(
     o: &crate::oracle::Oracle,
     p: &Prepared,
     anatomy: &crate::anatomy::Anatomy,
-    host: &crate::host::Host,
-    cal: &crate::calibration::Calibration,
+    hm: &crate::host_model::HostModel,
 ) -> Option<String> {
     let dry = o.dry_run(&p.profile.argv).ok()?;
     // The dry run's graph carries n_batch outputs, a server's n_parallel (profile::confirm).
-    let gap = crate::profile::output_rows_gap(anatomy, host, cal, &p.cfg);
+    let gap = crate::profile::output_rows_gap(anatomy, hm, &p.cfg);
     let over = p.profile.predicted.as_ref().map(|x| &x.overhead);
-    for (i, (g, d)) in host.gpus.iter().zip(&dry.devices).enumerate() {
+    for (i, (g, d)) in hm.host.gpus.iter().zip(&dry.devices).enumerate() {
         let oh = over.and_then(|v| v.get(i)).map(|x| x.1).unwrap_or(0.0);
         let gap_mib = gap.get(i).copied().unwrap_or(0) as f64 / (1u64 << 20) as f64;
         let need = d.self_mib() as f64 - gap_mib + oh;
@@ -567,13 +570,12 @@ fn derived(
     what: String,
     cfg: crate::launch::LaunchConfig,
     target: &crate::target::Target,
-    host: &crate::host::Host,
-    cal: &crate::calibration::Calibration,
+    hm: &crate::host_model::HostModel,
     anatomies: &[(PathBuf, crate::anatomy::Anatomy)],
 ) -> Prepared {
     let argv = crate::emit::argv_for(&cfg, target.facts()).argv;
     let anatomy = &anatomies[from.model].1;
-    let predicted = trial::predict(anatomy, &cfg, host, cal, &from.workload);
+    let predicted = trial::predict(anatomy, &cfg, hm, &from.workload);
     Prepared {
         profile: Profile {
             name: name.to_string(),
@@ -657,9 +659,8 @@ fn learning_table(
     results: &[TrialResult],
     ran: &[Prepared],
     anatomies: &[(PathBuf, crate::anatomy::Anatomy)],
-    host: &crate::host::Host,
-    before: &crate::calibration::Calibration,
-    after: &crate::calibration::Calibration,
+    before: &crate::host_model::HostModel,
+    after: &crate::host_model::HostModel,
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -682,8 +683,8 @@ fn learning_table(
             continue;
         }
         let a = &anatomies[p.model].1;
-        let pb = trial::predict(a, &p.cfg, host, before, &p.workload);
-        let pa = trial::predict(a, &p.cfg, host, after, &p.workload);
+        let pb = trial::predict(a, &p.cfg, before, &p.workload);
+        let pa = trial::predict(a, &p.cfg, after, &p.workload);
         let (md, mp) = (r.decode_tps(), r.prefill_tps());
         let g = |x: &Option<trial::Predicted>, f: fn(&trial::Predicted) -> Option<f64>| {
             x.as_ref().and_then(f)
@@ -726,8 +727,7 @@ fn prepare(
     spec: &str,
     args: &Args,
     target: &crate::target::Target,
-    host: &crate::host::Host,
-    cal: &crate::calibration::Calibration,
+    hm: &crate::host_model::HostModel,
     models_dir: &Path,
     anatomies: &mut Vec<(PathBuf, crate::anatomy::Anatomy)>,
 ) -> anyhow::Result<Prepared> {
@@ -787,7 +787,7 @@ fn prepare(
     };
     let workload = measure::Workload::from_request(&req, &anatomy);
     cfg.model = file.display().to_string();
-    let predicted = trial::predict(&anatomy, &cfg, host, cal, &workload);
+    let predicted = trial::predict(&anatomy, &cfg, hm, &workload);
     let model = match anatomies.iter().position(|(f, _)| f == &file) {
         Some(i) => i,
         None => {

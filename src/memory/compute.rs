@@ -18,12 +18,12 @@
 //! `MASK = Σ_caches m·n_kv·U` (m = 2 bytes F16 with flash attention, 4 F32 without;
 //! `llama-graph.cpp: build_attn_inp_kq_mask`), `HID = 4·n_embd·U` (one F32 hidden state).
 //! Terms and the logs they were checked against are listed in docs/memory-model.md. The MoE
-//! term carries `Calibration::compute.moe_scale`, and `compute.fixed_mib` is added per GPU.
+//! term carries `ComputeConstants::moe_scale`, and `compute.fixed_mib` is added per GPU.
 
 use super::kv::{k_width, v_width, CacheSizes};
 use super::{ContextShape, Resolved};
 use crate::anatomy::{Anatomy, LayerRef, Role};
-use crate::calibration::Calibration;
+use crate::calibration::ComputeConstants;
 use crate::gguf::GgmlType;
 use crate::host::DeviceId;
 use crate::llama;
@@ -47,8 +47,8 @@ pub struct ComputeInput<'a> {
     pub op_offload: bool,
     /// Pipeline parallelism (compute buffers kept in several copies).
     pub pipeline_parallel: bool,
-    /// Calibrated compute-buffer coefficients.
-    pub calibration: &'a Calibration,
+    /// Calibrated compute-buffer coefficients (`Constants::compute`).
+    pub compute: &'a ComputeConstants,
     /// GPUs of the host.
     pub n_gpus: usize,
     /// The flash-attention mask enters the graph as F32 and is cast to F16 on the first
@@ -239,7 +239,7 @@ pub fn compute_buffers(inp: &ComputeInput) -> ComputeBuffers {
         p
     };
     let host = copies * (all_mask + hid) + hid + cpu_run;
-    let fixed = (inp.calibration.compute.fixed_mib * MIB as f64).max(0.0) as u64;
+    let fixed = (inp.compute.fixed_mib * MIB as f64).max(0.0) as u64;
     let gpus = out[..inp.n_gpus]
         .iter()
         .map(|&b| if b > 0 { b + fixed } else { 0 })
@@ -317,14 +317,14 @@ fn query_work(inp: &ComputeInput, u: u64) -> u64 {
 }
 
 /// MoE activations of one layer: `8·n_embd·n_expert_used·U` (the routed hidden states and the
-/// expert outputs before the weighted sum, F32) scaled by `Calibration::compute.moe_scale`.
+/// expert outputs before the weighted sum, F32) scaled by `ComputeConstants::moe_scale`.
 fn moe_term(inp: &ComputeInput, e: u64, u: u64) -> u64 {
     let hp = &inp.anatomy.hp;
     if hp.n_expert == 0 {
         return 0;
     }
     let base = 8 * e * hp.n_expert_used as u64 * u;
-    (base as f64 * inp.calibration.compute.moe_scale.max(0.0)) as u64
+    (base as f64 * inp.compute.moe_scale.max(0.0)) as u64
 }
 
 /// Where attention runs (with its KV: `-nkvo` → CPU) and its extra working set.

@@ -31,17 +31,59 @@ pub fn overhead_mib(cal: &Calibration, gpu_model: &str) -> f64 {
     }
 }
 
+/// The memory constants of one host, resolved once from the calibration (part of
+/// `host_model::HostModel`): per host GPU the overhead a used device holds beyond llama.cpp's
+/// buffers and the part of it taken when llama.cpp reads free memory, and the compute-buffer
+/// coefficients; with where the overhead came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Constants {
+    /// Per host GPU, MiB ([`device_overhead_mib`]).
+    pub overhead_mib: Vec<f64>,
+    /// Per host GPU, MiB ([`load_context_mib`]).
+    pub load_context_mib: Vec<f64>,
+    /// Compute-buffer coefficients (`Calibration::compute`).
+    pub compute: crate::calibration::ComputeConstants,
+    /// Per host GPU, in words: "fitted (N runs)" or "prior".
+    pub overhead_source: Vec<String>,
+}
+
+impl Constants {
+    /// Resolve for `host` under `cal`.
+    pub fn resolve(host: &Host, cal: &Calibration) -> Constants {
+        Constants {
+            overhead_mib: host.gpus.iter().map(|g| device_overhead_mib(cal, g)).collect(),
+            load_context_mib: host.gpus.iter().map(|g| load_context_mib(cal, g)).collect(),
+            compute: cal.compute.clone(),
+            overhead_source: host
+                .gpus
+                .iter()
+                .map(|g| {
+                    let fitted = cal.n_runs > 0 && cal.gpu(&g.model).overhead_mib > 0.0;
+                    match (&g.rpc, fitted) {
+                        (Some(_), _) => "RPC device (ggml-rpc.cpp: rpc_server::alloc_buffer)".into(),
+                        (None, true) => format!("fitted on {} GPUs", g.model),
+                        (None, false) => "prior (memory::predict::PRIOR_OVERHEAD_MIB)".into(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Free memory llama.cpp sees per GPU at load (MiB): usable minus the CUDA context.
+    pub fn free_at_load_mib(&self, host: &Host) -> Vec<f64> {
+        host.gpus
+            .iter()
+            .zip(&self.load_context_mib)
+            .map(|(g, ctx)| (g.usable_mib as f64 - ctx).max(0.0))
+            .collect()
+    }
+}
+
 /// Free memory llama.cpp sees per GPU at load (MiB): usable minus the CUDA context. An RPC
 /// device reports the free memory of the running server (`ggml-rpc.cpp: rpc_server::
 /// get_device_memory`), whose context is already taken: usable as the host file gives it.
 pub fn free_at_load_mib(host: &Host, cal: &Calibration) -> Vec<f64> {
-    host.gpus
-        .iter()
-        .map(|g| {
-            let ctx = load_context_mib(cal, g);
-            (g.usable_mib as f64 - ctx).max(0.0)
-        })
-        .collect()
+    Constants::resolve(host, cal).free_at_load_mib(host)
 }
 
 /// The part of the overhead a GPU holds when llama.cpp reads its free memory: the CUDA context
@@ -75,8 +117,8 @@ pub struct Predictor<'a> {
     pub anatomy: &'a Anatomy,
     /// The host.
     pub host: &'a Host,
-    /// The calibration.
-    pub calibration: &'a Calibration,
+    /// The host's memory constants (overhead, compute coefficients).
+    pub constants: std::borrow::Cow<'a, Constants>,
     /// The target build's allocation rules (default: the reference tree's).
     pub rules: MemoryRules,
     free_mib: Vec<f64>,
@@ -85,13 +127,25 @@ pub struct Predictor<'a> {
 impl<'a> Predictor<'a> {
     /// A predictor whose free memory at load is estimated from the host file
     /// ([`free_at_load_mib`]).
-    pub fn new(anatomy: &'a Anatomy, host: &'a Host, calibration: &'a Calibration) -> Self {
+    pub fn new(anatomy: &'a Anatomy, host: &'a Host, calibration: &Calibration) -> Self {
+        let c = Constants::resolve(host, calibration);
         Predictor {
             anatomy,
             host,
-            calibration,
+            free_mib: c.free_at_load_mib(host),
+            constants: std::borrow::Cow::Owned(c),
             rules: MemoryRules::default(),
-            free_mib: free_at_load_mib(host, calibration),
+        }
+    }
+
+    /// A predictor on constants resolved once (`host_model::HostModel::memory`).
+    pub fn with_constants(anatomy: &'a Anatomy, host: &'a Host, constants: &'a Constants) -> Self {
+        Predictor {
+            anatomy,
+            host,
+            free_mib: constants.free_at_load_mib(host),
+            constants: std::borrow::Cow::Borrowed(constants),
+            rules: MemoryRules::default(),
         }
     }
 
@@ -184,7 +238,7 @@ impl<'a> Predictor<'a> {
             type_v: cfg.type_v,
             op_offload: cfg.op_offload,
             pipeline_parallel: pp,
-            calibration: self.calibration,
+            compute: &self.constants.compute,
             n_gpus,
             fa_mask_f32: self.rules.fa_mask == FaMask::F32Cast,
             n_rpc: self.host.n_rpc(),
@@ -193,12 +247,11 @@ impl<'a> Predictor<'a> {
             dm.compute = cb.gpus[g];
             // A GPU llama.cpp uses gets a CUDA context even if nothing lands on it.
             if resolved.devices.contains(&g) {
-                dm.overhead =
-                    (device_overhead_mib(self.calibration, &self.host.gpus[g]) * MIB as f64) as u64;
+                dm.overhead = (self.constants.overhead_mib[g] * MIB as f64) as u64;
             }
         }
         host.compute = cb.host;
-        let verdict = verdict(&gpus, &host, cfg.load_mode, self.calibration, self.host);
+        let verdict = verdict(&gpus, &host, cfg.load_mode, &self.constants.load_context_mib);
         let warnings = resolution_warnings(cfg, &resolved, a);
         Ok(Prediction {
             gpus,
@@ -340,8 +393,7 @@ pub fn verdict(
     gpus: &[DeviceMemory],
     host: &HostMemory,
     load: LoadMode,
-    cal: &Calibration,
-    h: &Host,
+    load_context_mib: &[f64],
 ) -> Verdict {
     let ctx: Vec<u64> = gpus
         .iter()
@@ -350,7 +402,7 @@ pub fn verdict(
             if g.overhead == 0 {
                 return 0;
             }
-            (load_context_mib(cal, &h.gpus[i]) * MIB as f64) as u64
+            (load_context_mib.get(i).copied().unwrap_or(0.0) * MIB as f64) as u64
         })
         .collect();
     let host_model = if load == LoadMode::Mmap {

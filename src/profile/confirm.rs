@@ -8,8 +8,8 @@
 use super::Profile;
 use crate::anatomy::Anatomy;
 use crate::builds::BuildFacts;
-use crate::calibration::Calibration;
-use crate::host::{DeviceId, Host};
+use crate::host_model::HostModel;
+use crate::host::DeviceId;
 use crate::oracle::{DryRun, Oracle};
 use crate::solver::SolveRequest;
 use crate::units::MIB;
@@ -53,14 +53,14 @@ pub struct Confirmation {
 #[allow(clippy::too_many_arguments)]
 pub fn confirm_profiles(
     anatomy: &Anatomy,
-    host: &Host,
+    hm: &HostModel,
     req: &SolveRequest,
-    cal: &Calibration,
     facts: &BuildFacts,
     oracle: &Oracle,
     extra_args: &[String],
     profiles: &mut [Profile],
 ) -> Vec<Confirmation> {
+    let host = &hm.host;
     let mut out = Vec::new();
     for p in profiles.iter_mut() {
         if p.solution.is_none() {
@@ -85,7 +85,7 @@ pub fn confirm_profiles(
             };
             seconds += dry.elapsed.as_secs_f64();
             let rows = side_by_side(sol, &dry);
-            let tool_gap = output_rows_gap(anatomy, host, cal, &sol.launch);
+            let tool_gap = output_rows_gap(anatomy, hm, &sol.launch);
             // A GPU whose llama.cpp total leaves less than the margin: grow its margin.
             let mut bump = false;
             for (i, row) in rows.iter().enumerate().take(host.gpus.len()) {
@@ -107,7 +107,7 @@ pub fn confirm_profiles(
             if !bump {
                 break;
             }
-            match crate::solver::solve(anatomy, host, req, cal, &p.margins) {
+            match crate::solver::solve(anatomy, hm, req, &p.margins) {
                 Ok(s) => p.solution = Some(s),
                 Err(e) => {
                     p.solution = None;
@@ -170,15 +170,14 @@ pub fn confirm_profiles(
 /// predicted and measured for the server). Zero for a launch that is not llama-server's.
 pub fn output_rows_gap(
     anatomy: &Anatomy,
-    host: &Host,
-    cal: &Calibration,
+    hm: &HostModel,
     launch: &crate::launch::LaunchConfig,
 ) -> Vec<u64> {
     use crate::launch::Tool;
     if launch.tool != Tool::Server {
         return Vec::new();
     }
-    let pr = crate::memory::Predictor::new(anatomy, host, cal);
+    let pr = crate::memory::Predictor::with_constants(anatomy, &hm.host, &hm.memory);
     // The same sequences and KV layout (so only the outputs differ).
     let (n_seq, unified) = crate::memory::kv::sequences(launch);
     let as_tool = crate::launch::LaunchConfig {

@@ -1,9 +1,10 @@
 //! Aggressive and moderate profiles: a placement, its launch flags, its prediction.
 //!
-//! The two profiles differ only in the memory kept free on every device. The margins come from
-//! the calibration (`Calibration::margins`, data/calibration.toml — learned from the distribution
-//! of memory-prediction errors by `placer calibrate`), plus the per-GPU margin an observed OOM
-//! added (`GpuCalibration::oom_margin_mib`). They are printed with every profile.
+//! The two profiles differ only in the memory kept free on every device. The margins come with
+//! the host model (`host_model::HostModel`, resolved once from the calibration:
+//! `Calibration::margins`, data/calibration.toml — learned from the distribution of
+//! memory-prediction errors by `placer calibrate` — plus the per-GPU margin an observed OOM
+//! added, `GpuCalibration::oom_margin_mib`). They are printed with every profile.
 
 #![warn(missing_docs)]
 
@@ -17,8 +18,8 @@ pub use report::{fit_baseline, SolveReport};
 pub use section::{conf_section, ConfSource, OWN_KEYS};
 
 use crate::anatomy::{Anatomy, GroupKind, LayerRef};
-use crate::calibration::Calibration;
-use crate::host::{DeviceId, Host};
+use crate::host_model::HostModel;
+use crate::host::DeviceId;
 use crate::placement::Placement;
 use crate::solver::{self, Infeasible, Margins, Solution, SolveRequest};
 use serde::{Deserialize, Serialize};
@@ -62,99 +63,18 @@ pub struct Profile {
     pub infeasible: Option<Infeasible>,
 }
 
-/// Margins of a profile on `host`: the calibrated profile margin on every GPU plus that GPU's
-/// OOM margin; the same profile margin on host RAM.
-pub fn margins(kind: ProfileKind, host: &Host, cal: &Calibration) -> (Margins, String) {
-    let base = match kind {
-        ProfileKind::Aggressive => cal.margins.aggressive_mib,
-        ProfileKind::Moderate => cal.margins.moderate_mib,
-    };
-    // Calibration::gpu_margins_mib adds what OOMs taught about the GPU model and that very device.
-    let mut gpu_mib: Vec<f64> = cal.gpu_margins_mib(kind == ProfileKind::Aggressive, host);
-    // Testbed runs record their host by label ("gpu:24000", "emul:24000,12800": the usable MiB
-    // per GPU, testbed/MANIFEST.md), the host files by name; an OOM margin learned under either
-    // applies to this host.
-    let labels = host_labels(host);
-    for (i, m) in gpu_mib.iter_mut().enumerate() {
-        let dev = format!("CUDA{i}");
-        let by_label = labels
-            .iter()
-            .map(|l| cal.device_extra_mib(l, &dev))
-            .fold(0.0, f64::max);
-        *m += (by_label - cal.device_extra_mib(&host.name, &dev)).max(0.0);
-    }
-    let mut learned: Vec<String> = Vec::new();
-    for (i, g) in host.gpus.iter().enumerate() {
-        let dev = format!("CUDA{i}");
-        let model_mib = cal.gpu(&g.model).oom_margin_mib;
-        if model_mib > 0.0 {
-            learned.push(format!(
-                "{dev} +{model_mib:.0} MiB learned from OOMs on {} GPUs (gpus.oom_margin_mib)",
-                g.model
-            ));
-        }
-        // The device's margin is its largest learned entry (Calibration::device_extra_mib).
-        let largest = cal
-            .device_margins
-            .iter()
-            .filter(|m| labels.contains(&m.host) && m.device == dev && m.extra_mib > 0.0)
-            .max_by(|a, b| a.extra_mib.total_cmp(&b.extra_mib));
-        if let Some(dm) = largest {
-            let from = if dm.from.is_empty() {
-                "an OOM log".to_string()
-            } else {
-                format!("the OOM in run {}", dm.from)
-            };
-            learned.push(format!(
-                "{dev} +{:.0} MiB learned from {from} (device_margins, host {})",
-                dm.extra_mib, dm.host
-            ));
-        }
-    }
-    let mut src = format!(
-        "{base:.0} MiB per device = calibration margins.{}_mib (data/calibration.toml, {} runs, llama.cpp {})",
-        kind.name(),
-        cal.n_runs,
-        cal.llama_build
-    );
-    if !learned.is_empty() {
-        src.push_str(&format!("; {}", learned.join(", ")));
-    }
-    (
-        Margins {
-            gpu_mib,
-            ram_mib: base,
-        },
-        src,
-    )
-}
-
-/// The names an OOM margin may have recorded this host under: its name, and the testbed's labels
-/// `gpu:<usable MiB per GPU>` / `emul:<…>`.
-fn host_labels(host: &Host) -> Vec<String> {
-    let usable = host
-        .gpus
-        .iter()
-        .map(|g| g.usable_mib.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    vec![
-        host.name.clone(),
-        format!("gpu:{usable}"),
-        format!("emul:{usable}"),
-    ]
+/// Margins of a profile: the host model's (`host_model::profile_margins`: the calibrated
+/// profile margin on every GPU plus that GPU's OOM margins; the same profile margin on RAM).
+pub fn margins(kind: ProfileKind, hm: &HostModel) -> (Margins, String) {
+    let p = hm.margins(kind == ProfileKind::Aggressive);
+    (p.margins.clone(), p.source.clone())
 }
 
 /// Solve both profiles, concurrently (rayon::join): they share nothing but the inputs.
-pub fn solve_profiles(
-    anatomy: &Anatomy,
-    host: &Host,
-    req: &SolveRequest,
-    cal: &Calibration,
-) -> Vec<Profile> {
+pub fn solve_profiles(anatomy: &Anatomy, hm: &HostModel, req: &SolveRequest) -> Vec<Profile> {
     let one = |kind: ProfileKind| {
-        let (m, src) = margins(kind, host, cal);
-        let r = solver::solve(anatomy, host, req, cal, &m);
+        let (m, src) = margins(kind, hm);
+        let r = solver::solve(anatomy, hm, req, &m);
         let (solution, infeasible) = match r {
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e)),
@@ -280,36 +200,3 @@ pub fn describe(anatomy: &Anatomy, p: &Placement) -> Vec<String> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An OOM margin recorded under the testbed's label (`gpu:24000`) applies to a host file with
-    /// another name but the same usable memory, is added to that device's budget and is printed
-    /// with the run it came from; a host with other usable memory does not get it.
-    #[test]
-    fn oom_margin_by_testbed_label() {
-        let mut cal = Calibration::shipped();
-        cal.device_margins = vec![crate::calibration::DeviceMargin {
-            host: "gpu:24000".into(),
-            device: "CUDA0".into(),
-            extra_mib: 200.0,
-            from: "some-run--hand".into(),
-        }];
-        let mut host = crate::host::Host::by_name_or_path("single-24gb").unwrap();
-        host.name = "my-box".into();
-        host.gpus.truncate(1);
-        host.gpus[0].usable_mib = 24000;
-        let (m, src) = margins(ProfileKind::Aggressive, &host, &cal);
-        let base = cal.margins.aggressive_mib + cal.gpu(&host.gpus[0].model).oom_margin_mib;
-        assert_eq!(m.gpu_mib[0], base + 200.0);
-        assert!(
-            src.contains("+200 MiB learned from the OOM in run some-run--hand"),
-            "{src}"
-        );
-        host.gpus[0].usable_mib = 23000;
-        let (m, src) = margins(ProfileKind::Aggressive, &host, &cal);
-        assert_eq!(m.gpu_mib[0], base);
-        assert!(!src.contains("some-run"), "{src}");
-    }
-}

@@ -4,7 +4,7 @@
 
 use super::Profile;
 use crate::anatomy::Anatomy;
-use crate::calibration::Calibration;
+use crate::host_model::HostModel;
 use crate::check::CheckReport;
 use crate::host::{DeviceId, Host};
 use crate::solver::SolveRequest;
@@ -260,10 +260,10 @@ fn profile_json(p: &Profile, facts: &crate::builds::BuildFacts) -> serde_json::V
 /// (not a --fit request) or no GPU.
 pub fn fit_baseline(
     anatomy: &Anatomy,
-    host: &Host,
+    hm: &HostModel,
     r: &SolveRequest,
-    calibration: &Calibration,
 ) -> Option<CheckReport> {
+    let host = &hm.host;
     if r.devices.is_some() || r.gpu_only || host.gpus.is_empty() {
         return None;
     }
@@ -281,5 +281,5 @@ pub fn fit_baseline(
         prefix: Some(r.prefix_tokens(anatomy)),
         ..Default::default()
     };
-    crate::check::check_with(anatomy, &base, host, calibration, Vec::new(), workload).ok()
+    crate::check::check_with(anatomy, &base, hm, Vec::new(), workload).ok()
 }

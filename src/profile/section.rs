@@ -16,7 +16,8 @@ pub struct ConfSource<'a> {
     /// The host it was solved for.
     pub host: &'a crate::host::Host,
     /// The calibration it was solved with.
-    pub calibration: &'a crate::calibration::Calibration,
+    /// The host model the profile was solved on (its calibration's size and build are printed).
+    pub host_model: &'a crate::host_model::HostModel,
     /// llama.cpp's `--fit` on the same request (replayed, src/fitsim.rs): its flags and predicted
     /// decode / prefill t/s, for a comparison line. None: not compared.
     pub fit_baseline: Option<(&'a str, f64, Option<f64>)>,
@@ -136,7 +137,7 @@ pub fn conf_section(
     for line in super::describe(anatomy, &sol.placement) {
         c(format!("placement: {line}"));
     }
-    let cal = src.calibration;
+    let hm = src.host_model;
     let w = &sol.workload;
     c(format!(
         "predicted decode {:.1} t/s at depth {}, prefill {} ({} hand-offs/token; workload \
@@ -149,8 +150,8 @@ pub fn conf_section(
         w.prompt_tokens,
         w.gen_tokens,
         sol.request_s,
-        cal.n_runs,
-        cal.llama_build,
+        hm.calibration_runs,
+        hm.calibration_build,
     ));
     if let Some(inf) = &sol.gpu_only {
         c(format!("weights on the CPU because {}", inf.reason));

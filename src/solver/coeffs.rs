@@ -7,8 +7,7 @@
 
 use super::SolveRequest;
 use crate::anatomy::{Anatomy, GroupKind, LayerRef, Role};
-use crate::calibration::Calibration;
-use crate::host::Host;
+use crate::host_model::HostModel;
 use crate::speed::{attn_flops_per_token, attn_head_cells, cells_read, wide_attention, Rates};
 use crate::units::{from_mib, pad};
 
@@ -70,12 +69,6 @@ pub struct LinearModel {
     pub gpu_cap: Vec<u64>,
     /// Host usable bytes.
     pub ram_cap: u64,
-    /// Effective bandwidths, bytes/s: GPUs then CPU.
-    pub gpu_bw: Vec<f64>,
-    /// Effective CPU (RAM) bandwidth, bytes/s.
-    pub cpu_bw: f64,
-    /// Effective host→GPU0 bandwidth for op-offloaded prefill, bytes/s (None: no PCIe figure).
-    pub pcie_bw: Option<f64>,
     /// Fixed decode seconds per token.
     pub per_token_s: f64,
     /// Decode seconds per graph split (cross-device hand-off).
@@ -192,22 +185,8 @@ impl LinearModel {
     }
 }
 
-/// Where the speed constants of `host` come from, in words (printed with the prediction).
-pub fn rates_source(cal: &Calibration, host: &Host) -> String {
-    let first = host.gpus.first().map(|g| g.model.as_str()).unwrap_or("");
-    match cal
-        .gpus
-        .iter()
-        .find(|g| g.model == first)
-        .and_then(|g| g.host_speed.as_ref())
-    {
-        Some(h) => format!(
-            "speed constants fitted on {first} hosts ({} runs; terms they could not fit: [speed] priors)",
-            h.n_runs
-        ),
-        None => format!("speed constants: [speed] priors (no runs on a {first} host yet)"),
-    }
-}
+/// Where the speed constants of `host` come from, in words (resolved with the host model).
+pub use crate::host_model::rates_source;
 
 /// Context bookkeeping of `src/llama-context.cpp:llama_context::llama_context` (§5.1).
 #[derive(Debug, Clone, Copy)]
@@ -286,8 +265,9 @@ pub fn layer_kv(anatomy: &Anatomy, req: &SolveRequest, c: &Cells, il: u32) -> (u
     (per_cell * cells_l * c.n_stream, per_cell * read_cells)
 }
 
-/// Build the linear model for `req` on `host` with `cal`.
-pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibration) -> LinearModel {
+/// Build the linear model for `req` on the resolved host model.
+pub fn build(anatomy: &Anatomy, hm: &HostModel, req: &SolveRequest) -> LinearModel {
+    let host = &hm.host;
     let hp = &anatomy.hp;
     let n_slots = hp.n_layer as usize + 1;
     let c = cells(anatomy, req);
@@ -305,30 +285,15 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
         compute_logits: 0,
         op_offload: req.op_offload && c.n_ubatch >= crate::llama::OP_OFFLOAD_MIN_BATCH as u64,
         host_fixed: 0,
-        overhead: host
-            .gpus
-            .iter()
-            .map(|g| from_mib(crate::memory::predict::device_overhead_mib(cal, g)))
-            .collect(),
+        overhead: hm.memory.overhead_mib.iter().map(|&o| from_mib(o)).collect(),
         gpu_cap: host
             .gpus
             .iter()
             .map(|g| from_mib(g.usable_mib as f64))
             .collect(),
         ram_cap: from_mib(host.ram.usable_mib as f64),
-        gpu_bw: host
-            .gpus
-            .iter()
-            .map(|g| g.bandwidth_gbs * 1e9 * cal.gpu(&g.model).bandwidth_efficiency)
-            .collect(),
-        cpu_bw: host.ram.bandwidth_gbs * 1e9 * cal.speed.cpu_bandwidth_efficiency,
-        pcie_bw: host
-            .gpus
-            .iter()
-            .find(|g| g.rpc.is_none())
-            .map(|g| g.pcie_gbs * 1e9 * cal.speed.pcie_efficiency),
-        per_token_s: cal.speed.per_token_s,
-        per_split_s: cal.speed.per_split_s,
+        per_token_s: hm.rates.per_token_s,
+        per_split_s: hm.rates.per_split_s,
         n_ubatch: c.n_ubatch,
         slot_dec: vec![Vec::new(); n_slots],
         slot_pre: vec![Vec::new(); n_slots],
@@ -337,8 +302,8 @@ pub fn build(anatomy: &Anatomy, host: &Host, req: &SolveRequest, cal: &Calibrati
         gen_tokens: req.gen_tokens(anatomy) as f64,
         prompt_tokens: req.prompt_tokens(anatomy) as f64,
         gpu_only: req.gpu_only,
-        rates: crate::speed::rates(cal, host),
-        rates_source: rates_source(cal, host),
+        rates: hm.rates.clone(),
+        rates_source: hm.rates_source.clone(),
         offload_dev: host.n_rpc(),
         rpc_dec: vec![0.0; host.gpus.len()],
         rpc_pre: vec![0.0; host.gpus.len()],

@@ -16,7 +16,7 @@ pub mod coeffs;
 pub mod ilp;
 
 use crate::anatomy::{Anatomy, GroupKind};
-use crate::calibration::Calibration;
+use crate::host_model::HostModel;
 use crate::gguf::GgmlType;
 use crate::host::{DeviceId, Host};
 use crate::launch::{FlashAttn, LaunchConfig, Tool};
@@ -333,14 +333,7 @@ pub fn launch_for(anatomy: &Anatomy, placement: &Placement, req: &SolveRequest) 
     l
 }
 
-/// Memory kept free per device (MiB), on top of everything the memory model predicts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Margins {
-    /// Per GPU, in host order, MiB.
-    pub gpu_mib: Vec<f64>,
-    /// Host RAM, MiB.
-    pub ram_mib: f64,
-}
+pub use crate::host_model::Margins;
 
 /// One row of the per-device table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -555,36 +548,34 @@ fn overshoot(rows: &[DeviceUse]) -> Vec<f64> {
 /// Solve one request with one set of margins.
 pub fn solve(
     anatomy: &Anatomy,
-    host: &Host,
+    hm: &HostModel,
     req: &SolveRequest,
-    cal: &Calibration,
     margins: &Margins,
 ) -> Result<Solution, Infeasible> {
-    solve_with_hint(anatomy, host, req, cal, margins, None)
+    solve_with_hint(anatomy, hm, req, margins, None)
 }
 
 /// `solve`, starting from the linear-vs-exact corrections of an earlier solve of the same request
 /// (e.g. the other profile).
 pub fn solve_with_hint(
     anatomy: &Anatomy,
-    host: &Host,
+    hm: &HostModel,
     req: &SolveRequest,
-    cal: &Calibration,
     margins: &Margins,
     hint: Option<&[f64]>,
 ) -> Result<Solution, Infeasible> {
     if let Some(devs) = req.devices.clone() {
-        return solve_on_devices(anatomy, host, req, cal, margins, hint, &devs);
+        return solve_on_devices(anatomy, hm, req, margins, hint, &devs);
     }
-    let (chosen, choice) = choose_ubatch(anatomy, host, req, cal, margins, hint);
-    match solve_inner(anatomy, host, &chosen, cal, margins, hint) {
+    let (chosen, choice) = choose_ubatch(anatomy, hm, req, margins, hint);
+    match solve_inner(anatomy, hm, &chosen, margins, hint) {
         Ok(mut s) => {
             s.ubatch_choice = choice;
             Ok(s)
         }
         // The exact memory model can refuse what the linear one priced: keep the request's -ub.
         Err(_) if chosen.ubatch != req.ubatch => {
-            match solve_inner(anatomy, host, req, cal, margins, hint) {
+            match solve_inner(anatomy, hm, req, margins, hint) {
                 Ok(mut s) => {
                     s.ubatch_choice = Some(format!(
                     "-ub {} kept: -ub {} looked faster but does not fit under the exact memory model",
@@ -592,10 +583,10 @@ pub fn solve_with_hint(
                 ));
                     Ok(s)
                 }
-                Err(reason) => Err(diagnose(anatomy, host, req, cal, margins, reason)),
+                Err(reason) => Err(diagnose(anatomy, hm, req, margins, reason)),
             }
         }
-        Err(reason) => Err(diagnose(anatomy, host, req, cal, margins, reason)),
+        Err(reason) => Err(diagnose(anatomy, hm, req, margins, reason)),
     }
 }
 
@@ -613,13 +604,13 @@ pub fn sub_host(host: &Host, devs: &[usize]) -> Host {
 /// apply to that list in that order).
 fn solve_on_devices(
     anatomy: &Anatomy,
-    host: &Host,
+    hm: &HostModel,
     req: &SolveRequest,
-    cal: &Calibration,
     margins: &Margins,
     hint: Option<&[f64]>,
     devs: &[usize],
 ) -> Result<Solution, Infeasible> {
+    let host = &hm.host;
     let bad = devs.is_empty()
         || devs.iter().any(|&i| i >= host.gpus.len())
         || (1..devs.len()).any(|k| devs[..k].contains(&devs[k]));
@@ -640,7 +631,7 @@ fn solve_on_devices(
             suggestions: Vec::new(),
         });
     }
-    let sub = sub_host(host, devs);
+    let sub = hm.restrict(devs);
     let sub_margins = Margins {
         gpu_mib: devs
             .iter()
@@ -657,7 +648,7 @@ fn solve_on_devices(
         DeviceId::Gpu(i) => DeviceId::Gpu(devs[i]),
         DeviceId::Cpu => DeviceId::Cpu,
     };
-    match solve_with_hint(anatomy, &sub, &sub_req, cal, &sub_margins, hint) {
+    match solve_with_hint(anatomy, &sub, &sub_req, &sub_margins, hint) {
         Ok(mut s) => {
             s.placement.layer_device = s
                 .placement
@@ -683,7 +674,7 @@ fn solve_on_devices(
                     gpu_only: true,
                     ..sub_req.clone()
                 };
-                if let Err(mut inf) = solve_with_hint(anatomy, &sub, &r, cal, &sub_margins, None) {
+                if let Err(mut inf) = solve_with_hint(anatomy, &sub, &r, &sub_margins, None) {
                     inf.reason = spill_reason(anatomy, &s, &sub_margins, devs);
                     for sug in inf.suggestions.iter_mut() {
                         if let Some(r) = sug.request.as_mut() {
@@ -751,12 +742,12 @@ fn spill_reason(anatomy: &Anatomy, s: &Solution, margins: &Margins, devs: &[usiz
 /// and the fastest request wins. Returns the request to solve and the choice in words.
 fn choose_ubatch(
     anatomy: &Anatomy,
-    host: &Host,
+    hm: &HostModel,
     req: &SolveRequest,
-    cal: &Calibration,
     margins: &Margins,
     hint: Option<&[f64]>,
 ) -> (SolveRequest, Option<String>) {
+    let host = &hm.host;
     if req.ubatch_fixed || !req.op_offload || host.gpus.is_empty() {
         return (req.clone(), None);
     }
@@ -768,7 +759,7 @@ fn choose_ubatch(
             host_gpus: g,
             ..req.clone()
         };
-        let m = coeffs::build(anatomy, host, &r, cal);
+        let m = coeffs::build(anatomy, hm, &r);
         let corr = hint.filter(|h| h.len() == g + 1);
         let budgets = ilp::Budgets {
             gpu: (0..g)
@@ -823,17 +814,17 @@ fn choose_ubatch(
 
 fn solve_inner(
     anatomy: &Anatomy,
-    host: &Host,
+    hm: &HostModel,
     req: &SolveRequest,
-    cal: &Calibration,
     margins: &Margins,
     hint: Option<&[f64]>,
 ) -> Result<Solution, String> {
+    let host = &hm.host;
     let t0 = Instant::now();
     let mut req = req.clone();
     req.set_host(host);
-    let m = coeffs::build(anatomy, host, &req, cal);
-    let predictor = Predictor::new(anatomy, host, cal);
+    let m = coeffs::build(anatomy, hm, &req);
+    let predictor = Predictor::with_constants(anatomy, host, &hm.memory);
     let g = host.gpus.len();
     let base_budget: Vec<f64> = (0..g)
         .map(|d| m.gpu_cap[d] as f64 - margins.gpu_mib.get(d).copied().unwrap_or(0.0) * MIB as f64)
@@ -1027,14 +1018,14 @@ fn streams_cpu_weights(anatomy: &Anatomy, pred: &Prediction) -> bool {
 /// Find the smallest changes that make an infeasible request fit.
 fn diagnose(
     anatomy: &Anatomy,
-    host: &Host,
+    hm: &HostModel,
     req: &SolveRequest,
-    cal: &Calibration,
     margins: &Margins,
     reason: String,
 ) -> Infeasible {
+    let host = &hm.host;
     let mut suggestions = Vec::new();
-    let fits = |r: &SolveRequest| solve_inner(anatomy, host, r, cal, margins, None).is_ok();
+    let fits = |r: &SolveRequest| solve_inner(anatomy, hm, r, margins, None).is_ok();
     let n_ctx = req.n_ctx(anatomy);
     // 1. The largest context that fits (multiples of 1024, binary search).
     let mut lo = 0u32;
@@ -1100,7 +1091,7 @@ fn diagnose(
     // 3. More host RAM: the fewest bytes that must stay in RAM when the GPUs are full.
     let mut r2 = req.clone();
     r2.host_gpus = host.gpus.len();
-    let m = coeffs::build(anatomy, host, &r2, cal);
+    let m = coeffs::build(anatomy, hm, &r2);
     let budgets = ilp::Budgets {
         gpu: (0..m.n_gpus)
             .map(|d| {

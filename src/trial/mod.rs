@@ -657,8 +657,7 @@ pub fn civil_date(days: u64) -> String {
 pub fn predict(
     anatomy: &crate::anatomy::Anatomy,
     cfg: &crate::launch::LaunchConfig,
-    host: &crate::host::Host,
-    cal: &crate::calibration::Calibration,
+    hm: &crate::host_model::HostModel,
     workload: &measure::Workload,
 ) -> Option<Predicted> {
     let w = crate::check::Workload {
@@ -667,7 +666,7 @@ pub fn predict(
         gen: Some(workload.gen),
         prefix: Some(workload.prefix),
     };
-    let r = crate::check::check_with(anatomy, cfg, host, cal, Vec::new(), w).ok()?;
+    let r = crate::check::check_with(anatomy, cfg, hm, Vec::new(), w).ok()?;
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     let mut devices: Vec<(String, f64)> = r
         .prediction

@@ -20,7 +20,7 @@ fn solve(a: &placer::anatomy::Anatomy, host: &Host, cal: &Calibration) -> solver
         gpu_mib: cal.gpu_margins_mib(true, host),
         ram_mib: cal.margins.aggressive_mib,
     };
-    solver::solve(a, host, &req, cal, &margins)
+    solver::solve(a, &placer::host_model::HostModel::resolve(host, cal), &req, &margins)
         .unwrap_or_else(|e| panic!("infeasible: {}", e.reason))
 }
 

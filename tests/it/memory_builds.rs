@@ -29,8 +29,7 @@ fn check(build: u32, cmd: &str) -> CheckReport {
     check_for_build(
         &a,
         &cfg,
-        &default_host(),
-        &Calibration::shipped(),
+        &placer::host_model::HostModel::resolve(&default_host(), &Calibration::shipped()),
         Vec::new(),
         Workload::default(),
         rules_for(selected.facts.build),

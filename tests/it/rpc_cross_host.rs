@@ -166,6 +166,7 @@ fn measure(bin: &Path, argv: &[String], dir: &Path, tag: &str) -> Result<(f64, S
         log_path: dir.join(format!("{tag}.log")),
         port_base: 18_000,
         load_timeout: Duration::from_secs(90),
+        slot_dir: None,
     };
     let mut s = server::start(&l, || {}).map_err(|f| format!("{:?} ({:?})", f.why, f.exit))?;
     let c = Client::new(s.url(), Duration::from_secs(60));
@@ -200,7 +201,7 @@ fn predicted_tps(a: &Anatomy, host: &Host, argv: &[String]) -> (Option<f64>, Str
         prefix: Some(0),
         ..Workload::default()
     };
-    let s = speed_estimate(a, &cfg, host, &cal, &p, w);
+    let s = speed_estimate(a, &cfg, &placer::host_model::HostModel::resolve(host, &cal), &p, w);
     (
         Some(s.decode_tps),
         format!("{:?}", p.verdict).chars().take(60).collect(),
