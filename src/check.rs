@@ -3,8 +3,8 @@
 //! warnings, and the table people read.
 
 use crate::anatomy::{Anatomy, Role};
-use crate::host_model::HostModel;
 use crate::host::DeviceId;
+use crate::host_model::HostModel;
 use crate::launch::{GpuLayers, LaunchConfig, Tool};
 use crate::memory::{MemoryRules, Prediction, Predictor, Stage, Verdict};
 use crate::units::{mib, MIB};
@@ -98,14 +98,7 @@ pub fn check_with(
     extra: Vec<String>,
     workload: Workload,
 ) -> anyhow::Result<CheckReport> {
-    check_for_build(
-        anatomy,
-        cfg,
-        hm,
-        extra,
-        workload,
-        MemoryRules::default(),
-    )
+    check_for_build(anatomy, cfg, hm, extra, workload, MemoryRules::default())
 }
 
 /// [`check_with`] for a target build whose allocation rules are `rules`

@@ -135,7 +135,10 @@ impl HostModel {
             .zip(&self.memory.overhead_source)
             .enumerate()
         {
-            v.push(format!("{} overhead {o:.0} MiB: {src}", self.host.device_name(crate::host::DeviceId::Gpu(i))));
+            v.push(format!(
+                "{} overhead {o:.0} MiB: {src}",
+                self.host.device_name(crate::host::DeviceId::Gpu(i))
+            ));
         }
         v.push(format!("aggressive margins: {}", self.aggressive.source));
         v.push(format!("moderate margins: {}", self.moderate.source));

@@ -1,9 +1,9 @@
 //! `placer solve MODEL`: the fastest placement that fits, as an aggressive and a moderate profile.
 
 use crate::anatomy::Anatomy;
-use crate::host_model::HostModel;
 use crate::gguf::GgmlType;
 use crate::host::Host;
+use crate::host_model::HostModel;
 use crate::modelsconf::read::Section;
 use crate::solver::SolveRequest;
 use anyhow::Context;
@@ -447,8 +447,7 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let a = settle_write(a)?;
     let inp = inputs(&a)?;
-    let mut profiles =
-        crate::profile::solve_profiles(&inp.anatomy, &inp.host_model, &inp.request);
+    let mut profiles = crate::profile::solve_profiles(&inp.anatomy, &inp.host_model, &inp.request);
     let oracle = match oracle_for(&inp, a.no_oracle) {
         Ok(o) => Ok(crate::profile::confirm_profiles(
             &inp.anatomy,

@@ -198,7 +198,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tempfile::Builder::new()
             .prefix("placer-trial-prefix-")
             .tempdir()
-            .map_err(|e| eprintln!("note: no folder for the cached prefix ({e}); every candidate prefills it"))
+            .map_err(|e| {
+                eprintln!(
+                    "note: no folder for the cached prefix ({e}); every candidate prefills it"
+                )
+            })
             .ok()
     };
     let t_start = Instant::now();
@@ -228,14 +232,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 if !search.fits_budget(t_start.elapsed(), per_run) {
                     break;
                 }
-                match propose(
-                    &search,
-                    &ran,
-                    &anatomies,
-                    &hm,
-                    &target,
-                    oracle.as_ref(),
-                ) {
+                match propose(&search, &ran, &anatomies, &hm, &target, oracle.as_ref()) {
                     Proposal::Step(p) => *p,
                     Proposal::Rejected(argv, line) => {
                         println!("{line}");

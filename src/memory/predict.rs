@@ -51,7 +51,11 @@ impl Constants {
     /// Resolve for `host` under `cal`.
     pub fn resolve(host: &Host, cal: &Calibration) -> Constants {
         Constants {
-            overhead_mib: host.gpus.iter().map(|g| device_overhead_mib(cal, g)).collect(),
+            overhead_mib: host
+                .gpus
+                .iter()
+                .map(|g| device_overhead_mib(cal, g))
+                .collect(),
             load_context_mib: host.gpus.iter().map(|g| load_context_mib(cal, g)).collect(),
             compute: cal.compute.clone(),
             overhead_source: host
@@ -60,7 +64,9 @@ impl Constants {
                 .map(|g| {
                     let fitted = cal.n_runs > 0 && cal.gpu(&g.model).overhead_mib > 0.0;
                     match (&g.rpc, fitted) {
-                        (Some(_), _) => "RPC device (ggml-rpc.cpp: rpc_server::alloc_buffer)".into(),
+                        (Some(_), _) => {
+                            "RPC device (ggml-rpc.cpp: rpc_server::alloc_buffer)".into()
+                        }
                         (None, true) => format!("fitted on {} GPUs", g.model),
                         (None, false) => "prior (memory::predict::PRIOR_OVERHEAD_MIB)".into(),
                     }
@@ -251,7 +257,12 @@ impl<'a> Predictor<'a> {
             }
         }
         host.compute = cb.host;
-        let verdict = verdict(&gpus, &host, cfg.load_mode, &self.constants.load_context_mib);
+        let verdict = verdict(
+            &gpus,
+            &host,
+            cfg.load_mode,
+            &self.constants.load_context_mib,
+        );
         let warnings = resolution_warnings(cfg, &resolved, a);
         Ok(Prediction {
             gpus,

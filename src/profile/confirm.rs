@@ -8,8 +8,8 @@
 use super::Profile;
 use crate::anatomy::Anatomy;
 use crate::builds::BuildFacts;
-use crate::host_model::HostModel;
 use crate::host::DeviceId;
+use crate::host_model::HostModel;
 use crate::oracle::{DryRun, Oracle};
 use crate::solver::SolveRequest;
 use crate::units::MIB;

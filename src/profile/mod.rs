@@ -18,8 +18,8 @@ pub use report::{fit_baseline, SolveReport};
 pub use section::{conf_section, ConfSource, OWN_KEYS};
 
 use crate::anatomy::{Anatomy, GroupKind, LayerRef};
-use crate::host_model::HostModel;
 use crate::host::DeviceId;
+use crate::host_model::HostModel;
 use crate::placement::Placement;
 use crate::solver::{self, Infeasible, Margins, Solution, SolveRequest};
 use serde::{Deserialize, Serialize};
@@ -199,4 +199,3 @@ pub fn describe(anatomy: &Anatomy, p: &Placement) -> Vec<String> {
     }
     out
 }
-

@@ -4,9 +4,9 @@
 
 use super::Profile;
 use crate::anatomy::Anatomy;
-use crate::host_model::HostModel;
 use crate::check::CheckReport;
 use crate::host::{DeviceId, Host};
+use crate::host_model::HostModel;
 use crate::solver::SolveRequest;
 use crate::units::mib;
 
@@ -258,11 +258,7 @@ fn profile_json(p: &Profile, facts: &crate::builds::BuildFacts) -> serde_json::V
 /// What llama.cpp's `--fit` would choose for the same request (its own 1024 MiB targets, every
 /// GPU of the host), checked and priced like any command. None with `--devices`/`--gpu-only`
 /// (not a --fit request) or no GPU.
-pub fn fit_baseline(
-    anatomy: &Anatomy,
-    hm: &HostModel,
-    r: &SolveRequest,
-) -> Option<CheckReport> {
+pub fn fit_baseline(anatomy: &Anatomy, hm: &HostModel, r: &SolveRequest) -> Option<CheckReport> {
     let host = &hm.host;
     if r.devices.is_some() || r.gpu_only || host.gpus.is_empty() {
         return None;

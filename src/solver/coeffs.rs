@@ -285,7 +285,12 @@ pub fn build(anatomy: &Anatomy, hm: &HostModel, req: &SolveRequest) -> LinearMod
         compute_logits: 0,
         op_offload: req.op_offload && c.n_ubatch >= crate::llama::OP_OFFLOAD_MIN_BATCH as u64,
         host_fixed: 0,
-        overhead: hm.memory.overhead_mib.iter().map(|&o| from_mib(o)).collect(),
+        overhead: hm
+            .memory
+            .overhead_mib
+            .iter()
+            .map(|&o| from_mib(o))
+            .collect(),
         gpu_cap: host
             .gpus
             .iter()

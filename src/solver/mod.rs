@@ -16,9 +16,9 @@ pub mod coeffs;
 pub mod ilp;
 
 use crate::anatomy::{Anatomy, GroupKind};
-use crate::host_model::HostModel;
 use crate::gguf::GgmlType;
 use crate::host::{DeviceId, Host};
+use crate::host_model::HostModel;
 use crate::launch::{FlashAttn, LaunchConfig, Tool};
 use crate::memory::{Prediction, Predictor};
 use crate::placement::Placement;

@@ -242,7 +242,10 @@ impl Client {
     /// Save slot 0's cache to `file` in the server's `--slot-save-path` (`POST
     /// /slots/0?action=save`); the tokens saved (`n_saved`).
     pub fn slot_save(&self, file: &str) -> anyhow::Result<u32> {
-        let v = self.post("/slots/0?action=save", &serde_json::json!({ "filename": file }))?;
+        let v = self.post(
+            "/slots/0?action=save",
+            &serde_json::json!({ "filename": file }),
+        )?;
         v.get("n_saved")
             .and_then(|n| n.as_u64())
             .map(|n| n as u32)
@@ -253,7 +256,10 @@ impl Client {
     /// the saved cells fit this context: `tools/server/server-context.cpp`,
     /// `SERVER_TASK_TYPE_SLOT_RESTORE`); the tokens restored (`n_restored`).
     pub fn slot_restore(&self, file: &str) -> anyhow::Result<u32> {
-        let v = self.post("/slots/0?action=restore", &serde_json::json!({ "filename": file }))?;
+        let v = self.post(
+            "/slots/0?action=restore",
+            &serde_json::json!({ "filename": file }),
+        )?;
         v.get("n_restored")
             .and_then(|n| n.as_u64())
             .map(|n| n as u32)

@@ -20,8 +20,13 @@ fn solve(a: &placer::anatomy::Anatomy, host: &Host, cal: &Calibration) -> solver
         gpu_mib: cal.gpu_margins_mib(true, host),
         ram_mib: cal.margins.aggressive_mib,
     };
-    solver::solve(a, &placer::host_model::HostModel::resolve(host, cal), &req, &margins)
-        .unwrap_or_else(|e| panic!("infeasible: {}", e.reason))
+    solver::solve(
+        a,
+        &placer::host_model::HostModel::resolve(host, cal),
+        &req,
+        &margins,
+    )
+    .unwrap_or_else(|e| panic!("infeasible: {}", e.reason))
 }
 
 fn free_mib(s: &solver::Solution, gpu: usize) -> f64 {

@@ -25,7 +25,13 @@ fn table(host: &Host, args: &str) -> String {
     let a = from_gguf(&g).unwrap();
     let argv: Vec<String> = args.split_whitespace().map(String::from).collect();
     let p = parse_args_full(Tool::Server, &argv).unwrap();
-    let r = check(&a, &p.config, &placer::host_model::HostModel::resolve(host, &fixed_calibration()), p.warnings).unwrap();
+    let r = check(
+        &a,
+        &p.config,
+        &placer::host_model::HostModel::resolve(host, &fixed_calibration()),
+        p.warnings,
+    )
+    .unwrap();
     render(&r)
 }
 

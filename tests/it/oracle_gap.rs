@@ -26,7 +26,11 @@ fn the_output_rows_gap_explains_the_dry_runs_extra_compute() {
         .map(String::from)
         .collect();
     let cfg = parse_args(Tool::Server, &argv).unwrap();
-    let gap = placer::profile::output_rows_gap(&anatomy, &placer::host_model::HostModel::resolve(&host, &cal), &cfg);
+    let gap = placer::profile::output_rows_gap(
+        &anatomy,
+        &placer::host_model::HostModel::resolve(&host, &cal),
+        &cfg,
+    );
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     assert_eq!(gap.len(), 2);
     // The output layer is on CUDA1: the whole gap is there.
@@ -50,5 +54,10 @@ fn the_output_rows_gap_explains_the_dry_runs_extra_compute() {
         tool: Tool::Cli,
         ..cfg
     };
-    assert!(placer::profile::output_rows_gap(&anatomy, &placer::host_model::HostModel::resolve(&host, &cal), &cli).is_empty());
+    assert!(placer::profile::output_rows_gap(
+        &anatomy,
+        &placer::host_model::HostModel::resolve(&host, &cal),
+        &cli
+    )
+    .is_empty());
 }

@@ -45,7 +45,11 @@ fn corpus_launches() -> Vec<(String, placer::launch::LaunchConfig)> {
             devices,
             ..Default::default()
         };
-        for p in placer::profile::solve_profiles(&a, &placer::host_model::HostModel::resolve(&host, &cal), &req) {
+        for p in placer::profile::solve_profiles(
+            &a,
+            &placer::host_model::HostModel::resolve(&host, &cal),
+            &req,
+        ) {
             if let Some(sol) = p.solution {
                 out.push((
                     format!("{} {}", sc["name"].as_str().unwrap(), p.kind.name()),

@@ -201,7 +201,13 @@ fn predicted_tps(a: &Anatomy, host: &Host, argv: &[String]) -> (Option<f64>, Str
         prefix: Some(0),
         ..Workload::default()
     };
-    let s = speed_estimate(a, &cfg, &placer::host_model::HostModel::resolve(host, &cal), &p, w);
+    let s = speed_estimate(
+        a,
+        &cfg,
+        &placer::host_model::HostModel::resolve(host, &cal),
+        &p,
+        w,
+    );
     (
         Some(s.decode_tps),
         format!("{:?}", p.verdict).chars().take(60).collect(),

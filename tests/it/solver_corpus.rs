@@ -206,7 +206,11 @@ fn corpus() {
     assert!(corpus.scenario.len() >= 8);
     for s in &corpus.scenario {
         let (a, host, req, name) = load(s);
-        let profiles = profile::solve_profiles(&a, &placer::host_model::HostModel::resolve(&host, &cal), &req);
+        let profiles = profile::solve_profiles(
+            &a,
+            &placer::host_model::HostModel::resolve(&host, &cal),
+            &req,
+        );
         let mut text = String::new();
         for p in &profiles {
             match (s.expect.as_str(), &p.solution, &p.infeasible) {
@@ -322,8 +326,16 @@ fn solve_is_deterministic() {
         .unwrap();
     let (a, host, req, _) = load(s);
     let cal = calibration();
-    let one = profile::solve_profiles(&a, &placer::host_model::HostModel::resolve(&host, &cal), &req);
-    let two = profile::solve_profiles(&a, &placer::host_model::HostModel::resolve(&host, &cal), &req);
+    let one = profile::solve_profiles(
+        &a,
+        &placer::host_model::HostModel::resolve(&host, &cal),
+        &req,
+    );
+    let two = profile::solve_profiles(
+        &a,
+        &placer::host_model::HostModel::resolve(&host, &cal),
+        &req,
+    );
     for (x, y) in one.iter().zip(&two) {
         assert_eq!(
             x.solution.as_ref().map(|s| &s.placement),
@@ -354,9 +366,24 @@ fn tool_changes_the_reserved_outputs() {
         tool: placer::launch::Tool::Cli,
         ..base.clone()
     };
-    let (m, _) = profile::margins(profile::ProfileKind::Moderate, &placer::host_model::HostModel::resolve(&host, &cal));
-    let s = placer::solver::solve(&a, &placer::host_model::HostModel::resolve(&host, &cal), &base, &m).unwrap();
-    let c = placer::solver::solve(&a, &placer::host_model::HostModel::resolve(&host, &cal), &cli, &m).unwrap();
+    let (m, _) = profile::margins(
+        profile::ProfileKind::Moderate,
+        &placer::host_model::HostModel::resolve(&host, &cal),
+    );
+    let s = placer::solver::solve(
+        &a,
+        &placer::host_model::HostModel::resolve(&host, &cal),
+        &base,
+        &m,
+    )
+    .unwrap();
+    let c = placer::solver::solve(
+        &a,
+        &placer::host_model::HostModel::resolve(&host, &cal),
+        &cli,
+        &m,
+    )
+    .unwrap();
     assert!(placer::emit::command_line(&s.launch).starts_with("llama-server "));
     assert!(placer::emit::command_line(&c.launch).starts_with("llama-completion "));
     let compute = |x: &placer::solver::Solution| x.devices[0].compute;

@@ -16,7 +16,11 @@ fn ninety_four_layers_on_eight_gpus() {
         ..SolveRequest::default()
     };
     let t = std::time::Instant::now();
-    let profiles = placer::profile::solve_profiles(&a, &placer::host_model::HostModel::resolve(&host, &cal), &req);
+    let profiles = placer::profile::solve_profiles(
+        &a,
+        &placer::host_model::HostModel::resolve(&host, &cal),
+        &req,
+    );
     eprintln!(
         "94 layers x 8 GPUs: both profiles in {:.3} s",
         t.elapsed().as_secs_f64()
@@ -44,7 +48,10 @@ fn output_stays_on_gpu_when_memory_is_plenty() {
     };
     let m = placer::solver::coeffs::build(
         &a,
-        &placer::host_model::HostModel::resolve(&host, &placer::calibration::Calibration::shipped()),
+        &placer::host_model::HostModel::resolve(
+            &host,
+            &placer::calibration::Calibration::shipped(),
+        ),
         &req,
     );
     let b = placer::solver::ilp::Budgets {

@@ -21,7 +21,8 @@ fn testbed_solve() {
     let env_u32 = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
     for kind in ProfileKind::all() {
         let name = kind.name();
-        let (margins, _) = profile::margins(kind, &placer::host_model::HostModel::resolve(&host, &cal));
+        let (margins, _) =
+            profile::margins(kind, &placer::host_model::HostModel::resolve(&host, &cal));
         let req = SolveRequest {
             model_path: "MODEL".into(),
             ctx,
@@ -30,7 +31,12 @@ fn testbed_solve() {
             host_gpus: host.gpus.len(),
             ..SolveRequest::default()
         };
-        let v = match solver::solve(&anatomy, &placer::host_model::HostModel::resolve(&host, &cal), &req, &margins) {
+        let v = match solver::solve(
+            &anatomy,
+            &placer::host_model::HostModel::resolve(&host, &cal),
+            &req,
+            &margins,
+        ) {
             Ok(s) => serde_json::json!({
                 "profile": name,
                 "argv": placer::emit::argv(&s.launch),
