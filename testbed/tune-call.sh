@@ -58,7 +58,8 @@ trap 'kill $BALLAST 2>/dev/null' EXIT
 for _ in $(seq 120); do [ -s "$WORK/ballast.ready" ] && break; sleep 1; done
 echo "$(el) ballast: $(cat "$WORK/ballast.ready") MiB free"
 export GGML_CUDA_DEVICES=2
-"$PL" host detect --emulate 24000,12800 --name testbed-tune-emul -o "$S/host.toml"
+"$PL" host detect --emulate 24000,12800 --name testbed-tune-emul -o "$S/host.toml" \
+  || { echo "$(el) host detect failed: nothing to run on (see above)"; touch "$S/DONE"; exit 1; }
 TB_EMUL_BW_GBS=${TB_EMUL_BW_GBS:-38} python3 "$REPO/testbed/ram-limit.py" 65536 "$S/host.toml"
 cat "$S/host.toml"
 section() { # id ctx → the users' section for that model (docs/users.md, "Their profiles today")
