@@ -242,28 +242,25 @@ impl Client {
     /// Save slot 0's cache to `file` in the server's `--slot-save-path` (`POST
     /// /slots/0?action=save`); the tokens saved (`n_saved`).
     pub fn slot_save(&self, file: &str) -> anyhow::Result<u32> {
-        let v = self.post(
-            "/slots/0?action=save",
-            &serde_json::json!({ "filename": file }),
-        )?;
-        v.get("n_saved")
-            .and_then(|n| n.as_u64())
-            .map(|n| n as u32)
-            .ok_or_else(|| anyhow::anyhow!("slot save answered without `n_saved`"))
+        self.slot_action("save", file, "n_saved")
     }
 
     /// Restore slot 0's cache from `file` (`POST /slots/0?action=restore`; llama.cpp checks that
     /// the saved cells fit this context: `tools/server/server-context.cpp`,
     /// `SERVER_TASK_TYPE_SLOT_RESTORE`); the tokens restored (`n_restored`).
     pub fn slot_restore(&self, file: &str) -> anyhow::Result<u32> {
+        self.slot_action("restore", file, "n_restored")
+    }
+
+    fn slot_action(&self, action: &str, file: &str, count: &str) -> anyhow::Result<u32> {
         let v = self.post(
-            "/slots/0?action=restore",
+            &format!("/slots/0?action={action}"),
             &serde_json::json!({ "filename": file }),
         )?;
-        v.get("n_restored")
+        v.get(count)
             .and_then(|n| n.as_u64())
             .map(|n| n as u32)
-            .ok_or_else(|| anyhow::anyhow!("slot restore answered without `n_restored`"))
+            .ok_or_else(|| anyhow::anyhow!("slot {action} answered without `{count}`"))
     }
 
     /// One completion of `prompt` generating exactly `n_predict` tokens.

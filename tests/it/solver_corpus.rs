@@ -366,24 +366,10 @@ fn tool_changes_the_reserved_outputs() {
         tool: placer::launch::Tool::Cli,
         ..base.clone()
     };
-    let (m, _) = profile::margins(
-        profile::ProfileKind::Moderate,
-        &placer::host_model::HostModel::resolve(&host, &cal),
-    );
-    let s = placer::solver::solve(
-        &a,
-        &placer::host_model::HostModel::resolve(&host, &cal),
-        &base,
-        &m,
-    )
-    .unwrap();
-    let c = placer::solver::solve(
-        &a,
-        &placer::host_model::HostModel::resolve(&host, &cal),
-        &cli,
-        &m,
-    )
-    .unwrap();
+    let hm = placer::host_model::HostModel::resolve(&host, &cal);
+    let (m, _) = profile::margins(profile::ProfileKind::Moderate, &hm);
+    let s = placer::solver::solve(&a, &hm, &base, &m).unwrap();
+    let c = placer::solver::solve(&a, &hm, &cli, &m).unwrap();
     assert!(placer::emit::command_line(&s.launch).starts_with("llama-server "));
     assert!(placer::emit::command_line(&c.launch).starts_with("llama-completion "));
     let compute = |x: &placer::solver::Solution| x.devices[0].compute;
