@@ -86,7 +86,7 @@ for spec in "$@"; do
   "$PL" check --llama "$BIN/llama-server" --host "$S/host.toml" "$C:$sec-moderate" > "$D/check-moderate.log" 2>&1
   cands=("$C:$sec-aggressive" "$C:$sec-moderate")
   # the users' own section is a candidate where it places by hand (FIT=off); FIT=on is the baseline
-  grep -q '^FIT=off' "$C" && cands+=("$C:$sec")
+  section "$id" "$ctx" | grep -q '^FIT=off' && cands+=("$C:$sec")
   echo "$(el) $id: trial (budget $budget)"
   host_emul_exec "$PL" trial "${cands[@]}" --llama "$BIN/llama-server" --host "$S/host.toml" \
     --baseline-args "-fitt 1024,12224" --budget "$budget" --depth "${TB_DEPTH:-32768}" \

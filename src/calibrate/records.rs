@@ -374,6 +374,23 @@ pub fn run_host(input: &RunInput, hardware_dir: &Path, given: Option<&Host>) -> 
     if n == 0 {
         return None;
     }
+    // A trial's scenario folder keeps the host file the trial ran with (`placer trial --host`,
+    // copied as host.toml beside its run folders): the GPUs' budgets and bandwidths and the RAM
+    // bandwidth measured on that machine, which the log does not show.
+    if input.manifest.as_ref().is_some_and(|m| m.trial.is_some()) {
+        let beside = input
+            .log_path
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("host.toml"));
+        if let Some(h) = beside
+            .filter(|p| p.is_file())
+            .and_then(|p| Host::load_record(&p).ok())
+            .filter(|h| h.gpus.len() == n)
+        {
+            return Some(h);
+        }
+    }
     let targets: Vec<f64> = match input
         .manifest
         .as_ref()

@@ -192,7 +192,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     // The cached prefix is filled once: the first candidate prefills and saves its slot, the
     // others restore it (docs/trial.md, "Measuring a candidate").
+    // A model with sliding-window or recurrent layers cannot continue from a restored slot:
+    // llama-server then reprocesses the whole prompt ("forcing full prompt re-processing due to
+    // lack of cache data", tools/server/server-context.cpp `update_slots`), since the context
+    // checkpoints it needs to roll back are made while prefilling and are not in the save.
+    let no_reuse = anatomies.iter().find(|(_, a)| {
+        a.hp.swa_layers.iter().any(|s| *s) || a.hp.recurrent_layers.iter().any(|r| *r)
+    });
     let prefix_cache = if args.no_prefix_cache {
+        None
+    } else if let Some((path, a)) = no_reuse {
+        println!(
+            "note: {} ({}) has sliding-window or recurrent layers: llama-server cannot reuse a restored prefix, so every candidate prefills it",
+            path.display(),
+            a.arch
+        );
         None
     } else {
         tempfile::Builder::new()
@@ -307,6 +321,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .unwrap_or_default(),
                 trial::Outcome::LoadFailed { why, .. } => format!(": {why}"),
                 trial::Outcome::RequestFailed { phase, why, .. } => format!(" at {phase}: {why}"),
+                trial::Outcome::OverCap {
+                    device,
+                    mib,
+                    cap_mib,
+                } => format!(
+                    ": {device} held {mib:.0} MiB of llama.cpp's buffers, over the host file's {cap_mib:.0} MiB usable: it would not load there, so it is not a candidate"
+                ),
             },
             if next.what == "section" {
                 String::new()

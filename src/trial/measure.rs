@@ -455,15 +455,29 @@ pub fn run_plan(
                 let max = t.max_turns.clamp(1, TURN_SEEDS.len() as u32) as usize;
                 let min = (t.min_turns.max(1) as usize).min(max);
                 let mut times = Vec::new();
-                for (i, seed) in TURN_SEEDS.iter().take(max).enumerate() {
+                let mut i = 0;
+                for seed in TURN_SEEDS.iter().take(max + 1) {
+                    if i >= max {
+                        break;
+                    }
                     if i >= min && spread_of(&times).is_some_and(|s| s <= t.spread_target) {
                         break;
                     }
                     let mut toks = prefix.clone();
                     toks.extend(c.tokens(*seed, w.chunk)?);
-                    let m = c.complete(&turn_name(i), &toks, w.gen, w.prefix > 0)?;
+                    let mut m = c.complete(&turn_name(i), &toks, w.gen, w.prefix > 0)?;
+                    if i == 0 && source == PrefixSource::Restored && m.cache_n < w.prefix {
+                        // The server did not continue from the restored slot and reprocessed
+                        // the prompt: this was a prefill, not a turn. The turns that follow
+                        // continue from it.
+                        m.what = "prefix".into();
+                        source = PrefixSource::Prefilled;
+                        out.push(m);
+                        continue;
+                    }
                     times.push(m.request_s());
                     out.push(m);
+                    i += 1;
                 }
             }
             Phase::Long => {

@@ -130,6 +130,14 @@ pub enum Outcome {
         why: String,
         oom: bool,
     },
+    /// Loaded and answered, but llama.cpp's own buffers on a GPU exceeded the host file's usable
+    /// memory of that device: on the machine the host file describes (the users' 12.8 GB of a
+    /// 16 GB card, or a virtual device of testbed/ballast.py) it would not load. Not a candidate.
+    OverCap {
+        device: String,
+        mib: f64,
+        cap_mib: f64,
+    },
 }
 
 impl Outcome {
@@ -150,6 +158,7 @@ impl Outcome {
             Outcome::LoadFailed { .. } => "failed to load",
             Outcome::RequestFailed { oom: true, .. } => "OOM under load",
             Outcome::RequestFailed { .. } => "crashed",
+            Outcome::OverCap { .. } => "over the cap",
         }
     }
 }
@@ -421,6 +430,15 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
             }
         }
     }
+    if res.outcome.ok() {
+        if let Some(d) = over_cap(&res.memory) {
+            res.outcome = Outcome::OverCap {
+                device: d.name.clone(),
+                mib: d.mib,
+                cap_mib: d.cap_mib.unwrap_or(0.0),
+            };
+        }
+    }
     if let Ok(dir) = &run_dir {
         if let Err(e) = store::finish(dir, &log_path, p, o, &res, exit, wall0.elapsed()) {
             progress(&format!("warning: run not stored: {e:#}"));
@@ -428,6 +446,14 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
         }
     }
     res
+}
+
+/// The first GPU whose measured buffers exceed the host file's usable memory for it.
+pub fn over_cap(memory: &[DeviceUse]) -> Option<&DeviceUse> {
+    memory
+        .iter()
+        .filter(|d| d.name != "Host")
+        .find(|d| d.cap_mib.is_some_and(|c| c > 0.0 && d.mib > c))
 }
 
 fn read_text(log: &Path) -> String {
@@ -763,6 +789,33 @@ mod tests {
         assert_eq!(civil_date(0), "1970-01-01");
         assert_eq!(civil_date(20819), "2027-01-01");
         assert_eq!(civil_date(19782), "2024-02-29");
+    }
+
+    #[test]
+    fn a_gpu_over_its_usable_memory_is_over_the_cap() {
+        // 2026-12-07 GPU trial (data/runs/2026-12-07-glm-h100emul-c128k-trial): the users'
+        // `--fit on` section put 19,040 MiB on the 12,800 MiB virtual device.
+        let dev = |name: &str, mib: f64, cap: f64| DeviceUse {
+            name: name.into(),
+            mib,
+            total_mib: Some(40539.0),
+            cap_mib: Some(cap),
+            nvml_used_mib: None,
+            nvml_process_mib: None,
+        };
+        let within = [
+            dev("CUDA0", 22966.0, 24000.0),
+            dev("CUDA1", 11740.0, 12800.0),
+        ];
+        assert!(over_cap(&within).is_none());
+        let over = [
+            dev("CUDA0", 18994.0, 24000.0),
+            dev("CUDA1", 19040.0, 12800.0),
+            dev("Host", 90000.0, 61440.0),
+        ];
+        assert_eq!(over_cap(&over).map(|d| d.name.as_str()), Some("CUDA1"));
+        // Host RAM is not a GPU cap: llama.cpp's host buffers may page.
+        assert!(over_cap(&over[2..]).is_none());
     }
 
     #[test]
