@@ -118,7 +118,7 @@ if [[ $STEPS == *" dryrun "* ]]; then
     IFS=: read -r dir n srv <<<"$tree"
     [ -x "$dir/build/bin/llama-placer-dryrun" ] || { echo "$(el) no dry-run driver for b$n"; continue; }
     dryrun "$dir" "$S/dryrun-b$n-one.csv" "$S/dry-one.txt"
-    LD_LIBRARY_PATH="$dir/build/bin" "$dir/build/bin/$srv" -H 127.0.0.1 -p $P > "$S/rpc-server-b$n.log" 2>&1 &
+    LD_LIBRARY_PATH="$dir/build/bin" "$dir/build/bin/$srv" -H 127.0.0.1 -p $P -d CUDA0 > "$S/rpc-server-b$n.log" 2>&1 &
     RS=$!
     sleep 3
     dryrun "$dir" "$S/dryrun-b$n-rpc.csv" "$S/dry-rpc.txt"
@@ -174,12 +174,12 @@ out = [blocks[0]]
 for b in blocks[1:]:
     if "[gpus.rpc]" in b:
         b = re.sub(r"(?m)^usable_mib = \d+", "usable_mib = 40960", b)
-        b = re.sub(r"(?m)^bandwidth_gbs = [0-9.]+", f"bandwidth_gbs = {bw}", b)
+        b = re.sub(r"(?m)^#? ?bandwidth_gbs = .*$", f"bandwidth_gbs = {bw}", b)
     out.append(b)
 t = "[[gpus]]".join(out)
 head, sep, ram = t.partition("[ram]")
 ram = re.sub(r"(?m)^usable_mib = \d+", "usable_mib = 4096", ram, count=1)
-ram = re.sub(r"(?m)^bandwidth_gbs = [0-9.]+", f"bandwidth_gbs = {bw}", ram, count=1)
+ram = re.sub(r"(?m)^#? ?bandwidth_gbs = .*$", f"bandwidth_gbs = {bw}", ram, count=1)
 open(p, "w").write(head + sep + ram)
 PY
   cat "$D/host.toml"
