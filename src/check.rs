@@ -19,6 +19,8 @@ pub struct CheckReport {
     pub host: String,
     pub tool: Tool,
     pub gpu_names: Vec<String>,
+    /// Each GPU's name as llama.cpp prints it (`RPC0`, `CUDA0`: RPC devices first).
+    pub gpu_labels: Vec<String>,
     pub prediction: Prediction,
     /// One line: "fits" or "OOM on CUDA1 by 312 MiB at KV allocation".
     pub verdict_text: String,
@@ -144,6 +146,9 @@ pub fn check_for_build(
         host: host.name.clone(),
         tool: cfg.tool,
         gpu_names: host.gpus.iter().map(|g| g.model.clone()).collect(),
+        gpu_labels: (0..host.gpus.len())
+            .map(|i| host.device_name(DeviceId::Gpu(i)))
+            .collect(),
         verdict_text: prediction.verdict.to_string(),
         fixes,
         speed,
@@ -496,7 +501,10 @@ pub fn render(r: &CheckReport) -> String {
     for (i, g) in p.gpus.iter().enumerate() {
         let name = format!(
             "{} {}",
-            g.device,
+            r.gpu_labels
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| g.device.to_string()),
             short_gpu(r.gpu_names.get(i).map(String::as_str).unwrap_or(""))
         );
         let _ = writeln!(

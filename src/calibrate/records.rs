@@ -266,18 +266,36 @@ impl Record {
 
 /// Measured per-GPU numbers from the log (buffers) and the exit breakdown; overhead needs the
 /// free memory before start (manifest `ballast_free_mib`, physical GPU i = device i under `gpu:`).
+/// The device a log key names: `CUDA1`, `RPC0`, or `RPC0` for an RPC buffer type
+/// `RPC0[host:port]`; None for host buffers.
+fn device_name_of(key: &str) -> Option<String> {
+    for p in ["CUDA", "RPC"] {
+        if let Some(rest) = key.strip_prefix(p) {
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            let tail = &rest[digits.len()..];
+            if !digits.is_empty() && (tail.is_empty() || (p == "RPC" && tail.starts_with('['))) {
+                return Some(format!("{p}{digits}"));
+            }
+        }
+    }
+    None
+}
+
 pub fn measure(input: &RunInput) -> Vec<DeviceMeasured> {
     let log = &input.log;
     let mut names: Vec<String> = log
         .free_at_load
         .keys()
         .chain(log.buffers.model.keys())
-        .filter(|n| {
-            n.starts_with("CUDA") && n[4..].chars().all(|c| c.is_ascii_digit()) && n.len() > 4
-        })
-        .cloned()
+        .filter_map(|n| device_name_of(n))
         .collect();
-    names.sort_by_key(|n| n[4..].parse::<usize>().unwrap_or(0));
+    // llama.cpp's device order: the RPC devices first, then the local GPUs
+    // (`src/llama.cpp: llama_prepare_model_devices`), as in the host file.
+    names.sort_by_key(|n| {
+        let rpc = n.starts_with("RPC");
+        let k = n.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+        (!rpc, k.parse::<usize>().unwrap_or(0))
+    });
     names.dedup();
     let gpu_mode = input
         .manifest
@@ -287,7 +305,18 @@ pub fn measure(input: &RunInput) -> Vec<DeviceMeasured> {
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let g = |m: &BTreeMap<String, f64>| m.get(name).copied().unwrap_or(0.0);
+            // an RPC device's buffers are named by buffer type, `RPC<d>[host:port]`
+            // (`ggml-rpc.cpp: ggml_backend_rpc_buffer_type`); `d` is the server's own index,
+            // equal to the device name's for one server (several servers: not told apart)
+            let g = |m: &BTreeMap<String, f64>| {
+                m.iter()
+                    .filter(|(k, _)| {
+                        *k == name
+                            || (name.starts_with("RPC") && k.starts_with(&format!("{name}[")))
+                    })
+                    .map(|(_, v)| *v)
+                    .sum::<f64>()
+            };
             let row = log.breakdown.iter().find(|r| &r.name == name);
             let baseline = if gpu_mode {
                 input
@@ -374,6 +403,12 @@ pub fn run_host(input: &RunInput, hardware_dir: &Path, given: Option<&Host>) -> 
     if n == 0 {
         return None;
     }
+    // RPC devices (`RPC0`…, llama.cpp's first devices) are GPUs of the host file too.
+    let n_all = n + log
+        .free_at_load
+        .keys()
+        .filter(|k| k.starts_with("RPC"))
+        .count();
     // A trial's scenario folder keeps the host file the trial ran with (`placer trial --host`,
     // copied as host.toml beside its run folders): the GPUs' budgets and bandwidths and the RAM
     // bandwidth measured on that machine, which the log does not show.
@@ -386,7 +421,7 @@ pub fn run_host(input: &RunInput, hardware_dir: &Path, given: Option<&Host>) -> 
         if let Some(h) = beside
             .filter(|p| p.is_file())
             .and_then(|p| Host::load_record(&p).ok())
-            .filter(|h| h.gpus.len() == n)
+            .filter(|h| h.gpus.len() == n || h.gpus.len() == n_all)
         {
             return Some(h);
         }

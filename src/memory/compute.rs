@@ -327,10 +327,54 @@ fn moe_term(inp: &ComputeInput, e: u64, u: u64) -> u64 {
     (base as f64 * inp.compute.moe_scale.max(0.0)) as u64
 }
 
+/// Device of each layer's attention-sinks tensor (gpt-oss: `blk.N.attn_sinks.weight`), by layer.
+fn sinks_devices(anatomy: &Anatomy, resolved: &Resolved) -> Vec<Option<DeviceId>> {
+    let mut out = vec![None; anatomy.hp.n_layer as usize];
+    for (ti, t) in anatomy.tensors.iter().enumerate() {
+        if let LayerRef::Block(il) = t.layer {
+            if t.name.ends_with("attn_sinks.weight") || t.name.ends_with("attn_sinks") {
+                if let (Some(slot), Some(&d)) =
+                    (out.get_mut(il as usize), resolved.tensor_device.get(ti))
+                {
+                    *slot = Some(d);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `-fa auto` resolves to off when some layer's flash-attention op is scheduled on another
+/// device than the layer's (`src/llama-context.cpp: llama_context::resolve_fused_ops`, in the
+/// 0.3.17 tree `sched_reserve`: "layer N is assigned to device X but the Flash Attention tensor
+/// is assigned to device Y" → "Flash Attention was auto, set to disabled"; the layer's device is
+/// `llama_model::dev_layer`, i.e. the `-ts` split, not where `-ot` put its weights). The op is
+/// pinned only by a weight among its sources (`ggml/src/ggml-backend.cpp:
+/// ggml_backend_sched_backend_id_from_cur`: "operations with weights are preferably run on the
+/// same backend as the weights"; KV buffers are not weight buffers): the attention sinks that
+/// `ggml_flash_attn_ext_add_sinks` attaches (gpt-oss, `src/models/openai-moe-iswa.cpp`). So the
+/// first layer whose sinks an `-ot` rule moved off the layer's split device turns it off; the
+/// result is (layer, its split device, the sinks' device). Measured: gpt-oss-120b with the
+/// users' `-ot blk\.(1[1-3])\.=CUDA1` (data/dryrun/2026-12-07-dryrun-b11434-v2.csv).
+pub fn fa_auto_mismatch(
+    anatomy: &Anatomy,
+    resolved: &Resolved,
+) -> Option<(u32, DeviceId, DeviceId)> {
+    sinks_devices(anatomy, resolved)
+        .iter()
+        .enumerate()
+        .find_map(|(il, s)| {
+            let layer = *resolved.layer_device.get(il)?;
+            let sinks = (*s)?;
+            (sinks != layer).then_some((il as u32, layer, sinks))
+        })
+}
+
 /// Where attention runs (with its KV: `-nkvo` → CPU) and its extra working set.
 fn attention_work(inp: &ComputeInput, work: &mut [DeviceWork], u: u64, m: u64) {
     let hp = &inp.anatomy.hp;
     let c = inp.caches;
+    let sinks = sinks_devices(inp.anatomy, inp.resolved);
     let quant_kv = inp.type_k != GgmlType::F16 || (hp.mla.is_none() && inp.type_v != GgmlType::F16);
     for (il, &kvd) in inp.resolved.kv_device.iter().enumerate() {
         let ld = inp.resolved.layer_device[il];
@@ -355,12 +399,26 @@ fn attention_work(inp: &ComputeInput, work: &mut [DeviceWork], u: u64, m: u64) {
                 0
             }
         } else {
-            // KQ scores in F32 for every head (softmax reuses the buffer).
+            // KQ scores in F32 for every head (softmax reuses the buffer: `ggml-alloc.c`
+            // lets SOFT_MAX run in place on its only parent).
             let heads = hp.n_head.get(il).copied().unwrap_or(0) as u64;
             4 * heads * cells / c.n_stream.max(1) as u64 * u
         };
         let _ = m;
         w.attn_extra = w.attn_extra.max(extra);
+        // Without flash attention the sinks join the softmax (`ggml_soft_max_add_sinks`), which
+        // their weight pins to their device: when that is not the KV's, the KQ scores arrive
+        // there as a split input and the softmax result is allocated beside them (2 × KQ).
+        // Measured 33,046.5 MiB = 2 × 16,384 + 278 on the users' gpt-oss-120b CUDA1
+        // (data/dryrun/2026-12-07-dryrun-b11434-v2.csv).
+        if !inp.shape.flash_attn {
+            if let Some(Some(sd)) = sinks.get(il) {
+                if *sd != kvd {
+                    let sw = &mut work[idx(*sd, inp.n_gpus)];
+                    sw.attn_extra = sw.attn_extra.max(2 * extra);
+                }
+            }
+        }
     }
 }
 

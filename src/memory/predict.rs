@@ -8,7 +8,7 @@ use super::{DeviceMemory, HostMemory, Prediction, Resolved, Stage, Verdict};
 use crate::anatomy::{Anatomy, Role};
 use crate::calibration::Calibration;
 use crate::host::{DeviceId, Host};
-use crate::launch::{GpuLayers, LaunchConfig, LoadMode, SplitMode};
+use crate::launch::{FlashAttn, GpuLayers, LaunchConfig, LoadMode, SplitMode};
 use crate::units::{mib, MIB};
 
 /// PRIOR (used only while the shipped calibration holds no fitted runs): memory a CUDA process
@@ -192,6 +192,12 @@ impl<'a> Predictor<'a> {
             // b8022 generation: `graph_reserve(n_tokens, n_seqs, n_tokens)` (memory::rules).
             shape.n_outputs_max = shape.n_batch;
         }
+        let fa_off = (cfg.flash_attn == FlashAttn::Auto)
+            .then(|| super::compute::fa_auto_mismatch(a, &resolved))
+            .flatten();
+        if fa_off.is_some() {
+            shape.flash_attn = false;
+        }
         let caches = cache_sizes(cfg, &a.hp, &shape);
         let pp = pipeline_parallel(cfg, &resolved, a.hp.n_layer, overrides.is_empty());
         let n_gpus = self.host.gpus.len();
@@ -263,7 +269,19 @@ impl<'a> Predictor<'a> {
             cfg.load_mode,
             &self.constants.load_context_mib,
         );
-        let warnings = resolution_warnings(cfg, &resolved, a);
+        let mut warnings = resolution_warnings(cfg, &resolved, a);
+        if let Some((il, layer, sinks)) = fa_off {
+            let name = |d: DeviceId| self.host.device_name(d);
+            warnings.push(format!(
+                "-fa auto turns flash attention off: layer {il} belongs to {} (the -ts split) but \
+                 -ot put its attention sinks on {}, so llama.cpp schedules its attention there \
+                 (src/llama-context.cpp: \"Flash Attention was auto, set to disabled\"); without \
+                 it every full-attention layer holds F32 scores of n_ctx × -ub × heads — keep each \
+                 layer's attention weights on its split device (move only ffn_*_exps) or pass -fa on",
+                name(layer),
+                name(sinks)
+            ));
+        }
         Ok(Prediction {
             gpus,
             host,

@@ -84,7 +84,7 @@ pub fn confirm_profiles(
                 }
             };
             seconds += dry.elapsed.as_secs_f64();
-            let rows = side_by_side(sol, &dry);
+            let rows = side_by_side(sol, &dry, host);
             let tool_gap = output_rows_gap(anatomy, hm, &sol.launch);
             // A GPU whose llama.cpp total leaves less than the margin: grow its margin.
             let mut bump = false;
@@ -197,7 +197,11 @@ pub fn output_rows_gap(
     }
 }
 
-fn side_by_side(sol: &crate::solver::Solution, dry: &DryRun) -> Vec<SideBySide> {
+fn side_by_side(
+    sol: &crate::solver::Solution,
+    dry: &DryRun,
+    host: &crate::host::Host,
+) -> Vec<SideBySide> {
     let mib = |b: u64| b / MIB;
     let mut rows = Vec::new();
     let mut gpu = 0;
@@ -213,7 +217,7 @@ fn side_by_side(sol: &crate::solver::Solution, dry: &DryRun) -> Vec<SideBySide> 
         let Some(l) = llama else { continue };
         rows.push(SideBySide {
             device: match d.device {
-                DeviceId::Gpu(i) => format!("CUDA{i}"),
+                DeviceId::Gpu(_) => host.device_name(d.device),
                 DeviceId::Cpu => "host".into(),
             },
             placer: [mib(d.weights), mib(d.kv), mib(d.compute)],

@@ -97,7 +97,7 @@ impl SolveReport<'_> {
                     let label = match d.device {
                         DeviceId::Gpu(i) => format!(
                             "{} {}",
-                            d.device,
+                            self.host.device_name(d.device),
                             self.host
                                 .gpus
                                 .get(i)

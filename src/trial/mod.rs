@@ -533,19 +533,36 @@ pub fn failure_excerpt(text: &str) -> Vec<String> {
 }
 
 /// Device of a buffer name: `CUDA0` → `CUDA0`; `CUDA_Host`, `CPU`, `CPU_Mapped`, `CPU_REPACK` → `Host`.
-fn device_of_buffer(name: &str) -> String {
+/// The device a buffer (or breakdown row) belongs to, by llama.cpp's device name: `CUDA1`,
+/// `RPC0` — an RPC buffer type is `RPC<d>[host:port]` with the server's own index `d`
+/// (`ggml-rpc.cpp: ggml_backend_rpc_buffer_type`), named here as the host file's device —, or
+/// `Host` for host buffers (`CUDA_Host`, `CPU_Mapped`, `CPU`).
+fn device_of_buffer(name: &str, host: &crate::host::Host) -> String {
     let gpu = |p: &str| {
         name.strip_prefix(p)
             .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))
     };
-    if ["CUDA", "ROCm", "Vulkan", "Metal", "SYCL"]
+    if ["CUDA", "ROCm", "Vulkan", "Metal", "SYCL", "RPC"]
         .iter()
         .any(|p| gpu(p))
     {
-        name.to_string()
-    } else {
-        "Host".to_string()
+        return name.to_string();
     }
+    if let Some((d, rest)) = name.strip_prefix("RPC").and_then(|r| r.split_once('[')) {
+        let endpoint = rest.trim_end_matches(']');
+        if let Ok(d) = d.parse::<u32>() {
+            let i = host.gpus.iter().position(|g| {
+                g.rpc
+                    .as_ref()
+                    .is_some_and(|r| r.endpoint == endpoint && r.device == d)
+            });
+            return match i {
+                Some(i) => host.device_name(crate::host::DeviceId::Gpu(i)),
+                None => format!("RPC{d}"),
+            };
+        }
+    }
+    "Host".to_string()
 }
 
 /// Memory per device from the log: the exit breakdown's `self` where printed
@@ -560,20 +577,25 @@ pub fn memory_of(
     let b = &log.buffers;
     for m in [&b.model, &b.kv, &b.rs, &b.compute] {
         for (k, v) in m {
-            *by.entry(device_of_buffer(k)).or_insert(0.0) += v;
+            *by.entry(device_of_buffer(k, host)).or_insert(0.0) += v;
         }
     }
     let mut out: Vec<DeviceUse> = Vec::new();
     let mut names: Vec<String> = by.keys().filter(|k| *k != "Host").cloned().collect();
     for r in &log.breakdown {
-        let n = device_of_buffer(r.name.split_whitespace().next().unwrap_or(""));
+        let n = device_of_buffer(r.name.split_whitespace().next().unwrap_or(""), host);
         if n != "Host" && !names.contains(&n) {
             names.push(n);
         }
     }
-    names.sort();
+    // llama.cpp's device order (RPC devices first), which is the host file's
+    let index_of = |n: &str| {
+        (0..host.gpus.len()).find(|&i| host.device_name(crate::host::DeviceId::Gpu(i)) == n)
+    };
+    names.sort_by_key(|n| (index_of(n).unwrap_or(usize::MAX), n.clone()));
     names.push("Host".into());
-    for (i, n) in names.iter().enumerate() {
+    for (pos, n) in names.iter().enumerate() {
+        let i = index_of(n).unwrap_or(pos);
         let row = log.breakdown.iter().find(|r| {
             let first = r.name.split_whitespace().next().unwrap_or("");
             if n == "Host" {
@@ -694,19 +716,25 @@ pub fn predict(
     };
     let r = crate::check::check_with(anatomy, cfg, hm, Vec::new(), w).ok()?;
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let label = |i: usize| {
+        r.gpu_labels
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("CUDA{i}"))
+    };
     let mut devices: Vec<(String, f64)> = r
         .prediction
         .gpus
         .iter()
         .enumerate()
-        .map(|(i, d)| (format!("CUDA{i}"), mib(d.total() - d.overhead)))
+        .map(|(i, d)| (label(i), mib(d.total() - d.overhead)))
         .collect();
     let overhead = r
         .prediction
         .gpus
         .iter()
         .enumerate()
-        .map(|(i, d)| (format!("CUDA{i}"), mib(d.overhead)))
+        .map(|(i, d)| (label(i), mib(d.overhead)))
         .collect();
     let h = &r.prediction.host;
     devices.push((
@@ -823,9 +851,13 @@ mod tests {
         assert_eq!(Kind::of_name("glm-q8-aggressive"), Kind::Aggressive);
         assert_eq!(Kind::of_name("tiny-moderate"), Kind::Moderate);
         assert_eq!(Kind::of_name("mine"), Kind::Other);
-        assert_eq!(device_of_buffer("CUDA1"), "CUDA1");
-        assert_eq!(device_of_buffer("CUDA_Host"), "Host");
-        assert_eq!(device_of_buffer("CPU_Mapped"), "Host");
+        let h = crate::host::default_host();
+        assert_eq!(device_of_buffer("CUDA1", &h), "CUDA1");
+        assert_eq!(device_of_buffer("CUDA_Host", &h), "Host");
+        assert_eq!(device_of_buffer("CPU_Mapped", &h), "Host");
+        assert_eq!(device_of_buffer("RPC0", &h), "RPC0");
+        // an RPC buffer type the host file does not list keeps the server's index
+        assert_eq!(device_of_buffer("RPC1[10.0.0.2:50052]", &h), "RPC1");
     }
 
     #[test]

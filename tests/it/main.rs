@@ -40,6 +40,7 @@ mod logs_fixtures;
 mod logs_mangled;
 mod logs_real;
 mod memory_builds;
+mod memory_dryruns;
 mod memory_launch;
 mod memory_qwen3moe;
 mod memory_reference_runs;

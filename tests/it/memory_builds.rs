@@ -5,8 +5,8 @@
 //! - GLM-4.7-Flash Q8_0, layers 0–32 on the 4090 and 33–46 on the 5070 Ti by `-ot`, 128K context,
 //!   `-ub 1024`: their CUDA0 compute buffer was 897 MiB (the reference rules predict 432).
 //! - gpt-oss-120b, 13 + 6 layers with the other experts on the CPU, `-c 10240 -b 512 -ub 512`
-//!   (their benchmark profile): it did not survive on the 5070 Ti; the reference rules leave
-//!   1,097 MiB free there and call it safe.
+//!   (their benchmark profile): it did not survive on the 5070 Ti (13 + 5 did): `-fa auto`
+//!   turns flash attention off for that split (`memory::compute::fa_auto_mismatch`).
 //! - GLM-4.7-Flash Q4_K_M: their model buffers were 17,285 MiB.
 
 use placer::calibration::Calibration;
@@ -14,7 +14,7 @@ use placer::check::{check_for_build, CheckReport, Workload};
 use placer::host::{default_host, DeviceId};
 use placer::launch::{parse_args, Tool};
 use placer::memory::{rules_for, Verdict};
-use placer::units::{mib, MIB};
+use placer::units::mib;
 
 const GLM_33_14: &str = r"-m glm-q8 -c 131072 -b 2048 -ngl 99 -np 1 -ot blk\.([0-9]|[12][0-9]|3[0-2])\.=CUDA0,blk\.(3[3-9]|4[0-6])\.=CUDA1";
 const OSS_13_6: &str = r"-m gpt-oss-120b -c 10240 -b 512 -ub 512 -ngl 99 -np 1 --fit off -ot blk\.([0-9]|1[0-2])\.=CUDA0,blk\.(1[3-8])\.=CUDA1,exps=CPU";
@@ -87,37 +87,66 @@ fn glm_q8_cast_phase_scales_with_ubatch() {
     );
 }
 
+/// The users' 13 + 6 did not survive on the 5070 Ti, their 13 + 5 did. `-ot blk.13–18=CUDA1`
+/// moves those layers' attention sinks off their `-ts` split device (CUDA0), so `-fa auto`
+/// turns flash attention off (`memory::compute::fa_auto_mismatch`) and CUDA1 holds the F32
+/// scores twice (split input + softmax result): 2 × 4·10240·512·64 B = 2,560 MiB. Measured on
+/// b11434 CUDA with the same split (data/dryrun/2026-12-07-dryrun-b11434-v2.csv): CUDA0
+/// 1,350.0 and CUDA1 2,585.6 MiB compute.
 #[test]
-fn gpt_oss_13_6_is_not_called_safe() {
-    let old = check(8022, OSS_13_6);
-    assert!(old.fits(), "{}", old.verdict_text);
-    assert!(!old.safe());
-    assert!(
-        old.headroom.iter().any(|h| h.starts_with("CUDA1")),
-        "{:?}",
-        old.headroom
+fn gpt_oss_13_6_ooms_on_the_5070ti_and_13_5_fits() {
+    for build in [8022, 11434] {
+        let r = check(build, OSS_13_6);
+        assert!(
+            !r.prediction.shape.flash_attn,
+            "b{build}: -fa auto resolves to off"
+        );
+        assert!(
+            matches!(
+                r.prediction.verdict,
+                Verdict::Oom {
+                    device: DeviceId::Gpu(1),
+                    ..
+                }
+            ),
+            "b{build}: {}",
+            r.verdict_text
+        );
+        let c1 = compute_mib(&r, 1);
+        assert!(
+            (c1 - 2585.6).abs() <= 0.03 * 2585.6,
+            "b{build} CUDA1 compute {c1:.0}"
+        );
+        assert!(
+            r.prediction
+                .warnings
+                .iter()
+                .any(|w| w.contains("-fa auto turns flash attention off")),
+            "{:?}",
+            r.prediction.warnings
+        );
+        let ok = check(build, OSS_13_5);
+        assert!(ok.fits(), "b{build} 13+5: {}", ok.verdict_text);
+    }
+    // With -fa on the same split keeps flash attention, and the 5070 Ti is not over its cap.
+    let on = check(8022, &format!("{OSS_13_6} -fa on"));
+    assert!(on.prediction.shape.flash_attn);
+    assert!(compute_mib(&on, 1) < 1000.0, "{}", compute_mib(&on, 1));
+}
+
+/// The users' own gpt-oss-120b section (`-ot blk.0–10=CUDA0, blk.11–13=CUDA1, exps=CPU`, `-ub
+/// 2048`, 32K): the 33 GB compute buffer that failed at load on the GPU machine
+/// (data/runs/2026-12-07-gptoss120b-h100emul-c32k-trial); the b11434 dry run of the same split
+/// logged CUDA0 16,812.1 and CUDA1 33,046.5 MiB.
+#[test]
+fn gpt_oss_users_section_compute_is_the_33_gb_dry_run() {
+    let r = check(
+        11434,
+        r"-m gpt-oss-120b -c 32768 -b 2048 -ub 2048 -ngl 99 -np 1 -ts 24000,12800 -ot blk\.([0-9]|10)\.=CUDA0,blk\.(1[1-3])\.=CUDA1,exps=CPU",
     );
-    let new = check(11434, OSS_13_6);
-    let (f_old, f_new) = (
-        old.prediction.gpus[1].free() / MIB as i64,
-        new.prediction.gpus[1].free() / MIB as i64,
-    );
-    // The reference rules: 1,097 MiB free on the 5070 Ti, above the moderate margin.
-    assert!(f_new >= 1024, "b11434 CUDA1 free {f_new}");
-    // b8022 reserves logits for all 512 rows on the output GPU: 4·201088·512 B = 393 MiB more.
-    assert!(
-        (f_new - f_old - 321).abs() < 10,
-        "CUDA1 free {f_new} → {f_old} MiB"
-    );
-    assert!(f_old < 1024);
-    // The profile that survived keeps the 5070 Ti above the margin under the same rules.
-    let ok = check(8022, OSS_13_5);
-    assert!(ok.fits());
-    assert!(
-        !ok.headroom.iter().any(|h| h.starts_with("CUDA1")),
-        "{:?}",
-        ok.headroom
-    );
+    let (c0, c1) = (compute_mib(&r, 0), compute_mib(&r, 1));
+    assert!((c0 - 16812.1).abs() <= 0.015 * 16812.1, "CUDA0 {c0:.0}");
+    assert!((c1 - 33046.5).abs() <= 0.015 * 33046.5, "CUDA1 {c1:.0}");
 }
 
 /// llama-quantize's Q4_K_M choice (`src/llama-quant.cpp: llama_tensor_get_type_impl`) is the same

@@ -75,8 +75,13 @@ fn check(rec: &Record) -> Vec<String> {
     if let Some(pr) = &rec.prediction {
         let log = &rec.input.log;
         match (log.oom.first(), &pr.verdict) {
+            // Under `emul:` the virtual devices share one pool: the device that fails first is
+            // the one whose allocation overflows the pool, which need not be the first device
+            // over its own budget — a logged device predicted over its budget too is a match.
             (Some(o), Verdict::Oom { device, .. })
-                if o.device.as_deref().is_some_and(|d| d != device.buft_name()) =>
+                if o.device
+                    .as_deref()
+                    .is_some_and(|d| d != device.buft_name() && !predicted_over_cap(rec, d)) =>
             {
                 bad.push(format!(
                     "{id}: logged OOM on {:?}, predicted on {device}",
@@ -133,6 +138,10 @@ fn check(rec: &Record) -> Vec<String> {
             Some(b) if m.compute == 0.0 => placer::units::mib(b),
             _ => m.compute,
         };
+        // A reserve that failed on another device logs no compute buffer for this one.
+        if compute == 0.0 && rec.input.log.oom.iter().any(|o| o.stage == "compute") {
+            continue;
+        }
         let gap = known_gap(&rec.input.scenario, &m.name);
         let allowed = match gap {
             Some(g) => g * compute,
@@ -156,6 +165,17 @@ fn check(rec: &Record) -> Vec<String> {
         }
     }
     bad
+}
+
+/// The prediction puts device `name` (llama.cpp's buffer name) over its usable budget.
+fn predicted_over_cap(rec: &Record, name: &str) -> bool {
+    let Some(pr) = &rec.prediction else {
+        return false;
+    };
+    let Some(i) = rec.measured.iter().position(|m| m.name == name) else {
+        return false;
+    };
+    pr.gpus.get(i).is_some_and(|g| g.total() > g.cap)
 }
 
 /// Virtual devices of one physical GPU (`emul:`, GGML_CUDA_DEVICES) do not enforce their
