@@ -265,11 +265,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let share = args.long_share.unwrap_or_else(|| {
             ((w.prefix + w.chunk) as f64 / next.profile.ctx.max(1) as f64).clamp(0.0, 1.0)
         });
+        // A request slower than several whole runs of the fastest candidate cannot win.
+        let fastest_ok = results
+            .iter()
+            .zip(&walls)
+            .filter(|(r, _)| r.outcome.ok())
+            .map(|(_, w)| *w)
+            .fold(None, |m: Option<f64>, w| Some(m.map_or(w, |m| m.min(w))));
         let opts = trial::Options {
             server: server.clone(),
             version: target.how.clone(),
             load_timeout: Duration::from_secs(args.load_timeout),
-            request_timeout: Duration::from_secs(args.request_timeout),
+            request_timeout: tune::request_cap(
+                Duration::from_secs(args.request_timeout),
+                fastest_ok,
+            ),
             port_base: args.port_base,
             workload: w,
             long_share: share,

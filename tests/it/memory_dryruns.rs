@@ -159,3 +159,53 @@ fn two_virtual_device_rows_match_the_dry_runs() {
     );
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+/// The users' GLM 33 + 14 split on the b8022 tree (its first GPU an rpc-server with the CUDA
+/// backend, the second the local CUDA0: the tree has no GGML_CUDA_DEVICES; docs/memory-model.md
+/// §5.1): only the file's first line (`-ub 512`) is valid. placer's b8022 rules on two devices.
+#[test]
+fn the_users_glm_split_on_the_b8022_tree() {
+    let logged: Vec<Row> = rows("2026-12-07-dryrun-b8022-rpc.csv")
+        .into_iter()
+        .filter(|(t, r)| t == "rpc-glm-33-14-ub512" && r.device != "Host")
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(logged.len(), 2);
+    let mut host = default_host();
+    for g in &mut host.gpus {
+        g.total_mib = 40779;
+        g.usable_mib = 40539;
+    }
+    let hm = placer::host_model::HostModel::resolve(&host, &Calibration::shipped());
+    let argv: Vec<String> = r"-m glm-q8 -c 131072 -b 2048 -ub 512 -ngl 99 -np 1 -ts 24000,12800 -ot blk\.([0-9]|[12][0-9]|3[0-2])\.=CUDA0,blk\.(3[3-9]|4[0-6])\.=CUDA1"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let cfg = parse_args(Tool::Cli, &argv).unwrap();
+    let a = placer::anatomy::from_gguf(&placer::catalog::load_model(&cfg.model, None).unwrap())
+        .unwrap();
+    let r = check_for_build(
+        &a,
+        &cfg,
+        &hm,
+        Vec::new(),
+        Workload::default(),
+        rules_for(8022),
+    )
+    .unwrap();
+    for (i, l) in logged.iter().enumerate() {
+        let p = &r.prediction.gpus[i];
+        let (m, c) = (p.model as f64 / MIB, p.compute as f64 / MIB);
+        assert!(
+            (m - l.model).abs() < 0.1,
+            "device {i}: model {m:.1} vs {:.1}",
+            l.model
+        );
+        assert!((l.context - (p.kv as f64 / MIB)).abs() < 0.1);
+        assert!(
+            (c - l.compute).abs() <= (0.05 * l.compute).max(16.0),
+            "device {i}: compute {c:.1} vs logged {:.1}",
+            l.compute
+        );
+    }
+}
