@@ -148,8 +148,8 @@ if [[ $STEPS == *" rpc "* ]]; then
   . "$REPO/testbed/host-emul.sh"
   unset GGML_CUDA_DEVICES
   rm -f "$WORK/ballast.ready"
-  free_now=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits | head -1)
-  python3 "$REPO/testbed/ballast.py" $(( free_now - 24000 )) "$WORK/ballast.ready" > "$D/ballast.log" 2>&1 &
+  # ballast.py takes the MiB to leave free (docs/testbed.md)
+  python3 "$REPO/testbed/ballast.py" 24000 "$WORK/ballast.ready" > "$D/ballast.log" 2>&1 &
   BALLAST=$!
   trap 'kill $BALLAST 2>/dev/null' EXIT
   for _ in $(seq 120); do [ -s "$WORK/ballast.ready" ] && break; sleep 1; done
