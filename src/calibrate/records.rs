@@ -50,6 +50,21 @@ pub struct Manifest {
 pub struct TrialManifest {
     /// Per device (`CUDA0`…, `Host`).
     pub memory: Vec<TrialDevice>,
+    /// The requests the trial timed (src/trial/measure.rs `Measurement`): the workload's turns
+    /// (`workload`, `workload-2`, …) are the speeds at the workload's depth.
+    pub measurements: Vec<TrialRequest>,
+}
+
+/// One timed request of a trial run (llama-server's `timings`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrialRequest {
+    pub what: String,
+    pub cache_n: u32,
+    pub prompt_n: u32,
+    pub prompt_ms: f64,
+    pub predicted_n: u32,
+    pub predicted_ms: f64,
 }
 
 /// Memory of one device in a trial run (MiB).
@@ -869,6 +884,20 @@ pub fn speed_features(
     log: &LogRun,
     cfg: &LaunchConfig,
 ) -> SpeedFeatures {
+    speed_features_at(a, p, host, log, cfg, 0)
+}
+
+/// [`speed_features`] for a prompt that follows `cached` tokens the server reused (a trial's
+/// workload turn): decode at `cached` + prompt + half the generated tokens, the prompt at the
+/// average depth `cached` + half of it (`check::speed_estimate`).
+pub fn speed_features_at(
+    a: &Anatomy,
+    p: &Prediction,
+    host: &Host,
+    log: &LogRun,
+    cfg: &LaunchConfig,
+    cached: u64,
+) -> SpeedFeatures {
     let w = crate::speed::Where {
         anatomy: a,
         resolved: &p.resolved,
@@ -877,13 +906,14 @@ pub fn speed_features(
         type_v: cfg.type_v,
     };
     let prompt = log.prompt_tokens.unwrap_or(0) as u64;
-    let depth = prompt + log.gen_tokens.unwrap_or(0) as u64 / 2;
+    let depth = cached + prompt + log.gen_tokens.unwrap_or(0) as u64 / 2;
     let mut decode = crate::speed::decode_load(&w, depth);
     decode.splits = log.graph_splits.map(|(_, tg)| tg as f64).unwrap_or(0.0);
     decode.nodes = log.graph_nodes.map(|(_, tg)| tg as f64).unwrap_or(0.0);
     let ub = log.n_ubatch.unwrap_or(cfg.ubatch.min(cfg.batch));
-    // The runs in data/runs are fresh prompts (no cached prefix): average depth half the prompt.
-    let prefill = crate::speed::prefill_load(&w, prompt, prompt / 2, ub, cfg.op_offload);
+    // A log's timing lines are of a fresh prompt (no cached prefix): average depth half the
+    // prompt; a trial's turn follows its cached prefix.
+    let prefill = crate::speed::prefill_load(&w, prompt, cached + prompt / 2, ub, cfg.op_offload);
     SpeedFeatures {
         host: host.clone(),
         host_gpu: host
@@ -894,6 +924,58 @@ pub fn speed_features(
         decode,
         prefill,
     }
+}
+
+/// A trial run's workload turns as a record of their own, for the speed fits only (no memory:
+/// the run's record has it): the median turn's prefill and decode at the workload's depth (the
+/// cached prefix the server reused, `cache_n`), with the speed model's load at that depth, the
+/// same as `check::speed_estimate` predicts the workload with. `None` when the run has no turn or
+/// no prediction. Its id is the run's with `#turns`.
+pub fn workload_record(r: &Record) -> Option<Record> {
+    let turns: Vec<&TrialRequest> = r
+        .input
+        .manifest
+        .as_ref()?
+        .trial
+        .as_ref()?
+        .measurements
+        .iter()
+        .filter(|m| m.what.starts_with("workload") && m.prompt_ms > 0.0 && m.predicted_ms > 0.0)
+        .collect();
+    if turns.is_empty() || !r.speed_usable() {
+        return None;
+    }
+    let (a, p, host, cfg) = (
+        r.anatomy.as_ref()?,
+        r.prediction.as_ref()?,
+        r.host.as_ref()?,
+        r.launch.as_ref()?,
+    );
+    let med = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let prefill_tps = med(turns
+        .iter()
+        .map(|m| m.prompt_n as f64 * 1000.0 / m.prompt_ms)
+        .collect());
+    let decode_tps = med(turns
+        .iter()
+        .map(|m| m.predicted_n as f64 * 1000.0 / m.predicted_ms)
+        .collect());
+    let cached = med(turns.iter().map(|m| m.cache_n as f64).collect()) as u64;
+    let prompt = med(turns.iter().map(|m| m.prompt_n as f64).collect()) as u64;
+    let gen = med(turns.iter().map(|m| m.predicted_n as f64).collect()) as u64;
+    let mut rec = r.clone();
+    rec.input.run_id = format!("{}#turns", r.input.run_id);
+    rec.measured = Vec::new();
+    rec.predicted = None;
+    rec.input.log.prompt_tps = Some(prefill_tps);
+    rec.input.log.gen_tps = Some(decode_tps);
+    rec.input.log.prompt_tokens = u32::try_from(prompt).ok();
+    rec.input.log.gen_tokens = u32::try_from(gen).ok();
+    rec.speed = Some(speed_features_at(a, p, host, &rec.input.log, cfg, cached));
+    Some(rec)
 }
 
 /// One CSV row per record: fixed columns, then per GPU measured and predicted side by side.

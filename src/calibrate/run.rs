@@ -13,6 +13,9 @@ pub struct Options {
     pub hardware_dir: PathBuf,
     /// Host of logs that have no testbed manifest (else derived from the log).
     pub host: Option<Host>,
+    /// Also learn from trial runs' workload turns (records::workload_record): the speeds at the
+    /// workload's depth, beside each run's fresh long prompt. `placer trial` sets it.
+    pub workload_turns: bool,
 }
 
 impl Default for Options {
@@ -22,6 +25,7 @@ impl Default for Options {
             models_dir: None,
             hardware_dir: root.join("hardware"),
             host: None,
+            workload_turns: false,
         }
     }
 }
@@ -44,7 +48,7 @@ where
     F: Fn(&Path) + Sync,
 {
     let (runs, skipped) = records::load_runs(paths, on_done);
-    let recs = runs
+    let mut recs: Vec<Record> = runs
         .into_iter()
         .map(|r| {
             records::record(
@@ -56,6 +60,10 @@ where
             )
         })
         .collect();
+    if opts.workload_turns {
+        let turns: Vec<Record> = recs.iter().filter_map(records::workload_record).collect();
+        recs.extend(turns);
+    }
     (recs, skipped)
 }
 

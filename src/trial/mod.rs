@@ -772,6 +772,7 @@ pub fn learn(
     let opts = crate::calibrate::run::Options {
         host: Some(host.clone()),
         models_dir: models_dir.map(Path::to_path_buf),
+        workload_turns: true,
         ..crate::calibrate::run::Options::default()
     };
     let (records, _) =
