@@ -171,8 +171,16 @@ pub fn fit(records: &[Record], base: &Calibration) -> (Calibration, FitReport) {
     ));
     fit_overhead(records, &mut cal, &mut rep);
     fit_compute(records, &mut cal, &mut rep);
-    let decode_refused = fit_decode(records, &mut cal, &mut rep);
-    let prefill_refused = fit_prefill(records, &mut cal, &mut rep);
+    // A trial run's workload turns (`<run>#turns`, records::workload_record) are the same load
+    // and placement as their run: they count toward the few-run factors below, not toward the
+    // number of runs a full fit needs (one trial would otherwise refit 4 constants from 5 loads).
+    let runs: Vec<Record> = records
+        .iter()
+        .filter(|r| !r.input.run_id.ends_with("#turns"))
+        .cloned()
+        .collect();
+    let decode_refused = fit_decode(&runs, &mut cal, &mut rep);
+    let prefill_refused = fit_prefill(&runs, &mut cal, &mut rep);
     transfer_priors(&mut cal, &mut rep);
     super::learn::learn_speed_factors(
         records,

@@ -61,5 +61,6 @@ mod synth_roundtrip;
 mod synth_tables;
 mod testbed_solve;
 mod trial_e2e;
+mod trial_learn_gpu;
 mod trial_tune;
 mod validation_issue14;
