@@ -41,8 +41,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Calibration::load()
     };
     let host = args.host.as_deref().map(Host::load).transpose()?;
+    // A trial's workload turns (speeds at the workload's depth) count for the few-run factors,
+    // as after `placer trial` (src/calibrate/fit.rs).
     let opts = run::Options {
         host,
+        workload_turns: true,
         ..run::Options::default()
     };
     let n_files = crate::calibrate::records::discover(&args.logs).len();
