@@ -40,14 +40,20 @@ pub struct FitChoice {
     pub unchanged: bool,
 }
 
-/// What `--fit` may use on each GPU of `pr.host` (MiB): the usable memory less the CUDA context
-/// already created when it measures, less `base`'s `--fit-target` (one value broadcast).
+/// What `--fit` may use on each GPU of `pr.host` (MiB): the free memory llama.cpp reads (the
+/// usable memory, or what a virtual device reports: `Gpu::reported_free_mib`) less the CUDA
+/// context already created when it measures, less `base`'s `--fit-target` (one value broadcast).
 pub fn budgets_mib(pr: &Predictor, base: &LaunchConfig) -> Vec<i64> {
     let t = &base.fit_target_mib;
     (0..pr.host.gpus.len())
         .map(|d| {
             let target = t.get(d).or(t.last()).copied().unwrap_or(FIT_TARGET_MIB) as i64;
-            pr.host.gpus[d].usable_mib as i64 - FIT_TIME_CONTEXT_MIB as i64 - target
+            let g = &pr.host.gpus[d];
+            let free = g
+                .reported_free_mib
+                .unwrap_or(g.usable_mib)
+                .max(g.usable_mib);
+            free as i64 - FIT_TIME_CONTEXT_MIB as i64 - target
         })
         .collect()
 }

@@ -50,6 +50,13 @@ pub struct Gpu {
     /// Where the numbers came from (datasheet, NVML, emulation).
     #[serde(default)]
     pub source: String,
+    /// Free memory llama.cpp reads from the device at load when it is more than `usable_mib`:
+    /// a virtual device of the testbed (`GGML_CUDA_DEVICES`, docs/testbed.md) shows its share of
+    /// the physical GPU's free memory (`ggml-cuda.cu: ggml_backend_cuda_get_device_memory`),
+    /// whatever budget the host file gives it. `--fit` subtracts its `-fitt` targets from this
+    /// (src/fitsim.rs); placer's own plans keep to `usable_mib`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_free_mib: Option<u64>,
     /// Set for a device of another machine that llama.cpp reaches through an `rpc-server`
     /// (`--rpc`); absent for a local GPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -472,6 +472,7 @@ pub fn run_host(input: &RunInput, hardware_dir: &Path, given: Option<&Host>) -> 
                 pcie_gbs: spec.map(|g| g.pcie_gbs).unwrap_or(0.0),
                 source: "from the run's log/manifest; bandwidth from hardware/ for this GPU model"
                     .into(),
+                reported_free_mib: None,
                 rpc: None,
             }
         })

@@ -91,6 +91,7 @@ fn rpc_gpus(endpoints: &[String]) -> Result<Vec<Gpu>> {
                     r.latency_us,
                     link
                 ),
+                reported_free_mib: None,
                 rpc: Some(crate::host::RpcDevice {
                     endpoint: r.endpoint.clone(),
                     device: d.index,
@@ -157,10 +158,14 @@ fn detect_cmd(a: DetectArgs) -> Result<()> {
             (emulated, d)
         }
     };
-    let name = a
-        .name
-        .clone()
-        .unwrap_or_else(|| default_name(&gpus, a.emulate.is_some()));
+    let name = a.name.clone().unwrap_or_else(|| {
+        let local = default_name(&gpus, a.emulate.is_some());
+        match (gpus.is_empty(), remote.len()) {
+            (_, 0) => local,
+            (true, n) => format!("cpu-client-{n}rpc"),
+            (false, n) => format!("{local}-{n}rpc"),
+        }
+    });
     let description = if remote.is_empty() {
         description
     } else {
@@ -297,6 +302,7 @@ pub fn to_gpu(p: &PhysicalGpu) -> Gpu {
             opt(p.pcie_gen),
             opt(p.pcie_width)
         ),
+        reported_free_mib: None,
         rpc: None,
     }
 }
@@ -385,6 +391,9 @@ pub fn emulate(physical: &[Gpu], targets: &[u64]) -> Result<Vec<Gpu>> {
                 "emulated: {t} MiB usable via ballast on {how}; {}",
                 p.source
             ),
+            // a virtual device shows its share of what is free (the ballast holds the rest):
+            // llama.cpp's `--fit` plans its targets against that, not against the budget
+            reported_free_mib: (shares > 1 && free_share > t).then_some(free_share),
             rpc: None,
         });
     }
@@ -499,6 +508,12 @@ mod tests {
         // each virtual device reports half the physical total (ggml_backend_cuda_get_device_memory)
         assert_eq!(hs[0].total_mib, 81559 / 2);
         assert!(hs[1].source.contains("GGML_CUDA_DEVICES=2"));
+        // what llama.cpp reads on the 12,800 MiB device is its share of the free memory
+        let share = h100().usable_mib / 2;
+        assert_eq!(hs[1].reported_free_mib, Some(share));
+        // one-to-one (a ballast per physical GPU): the device shows the budget itself
+        let one = emulate(&[h100(), h100()], &[24000, 12800]).unwrap();
+        assert_eq!(one[1].reported_free_mib, None);
     }
 
     #[test]

@@ -48,6 +48,7 @@ fn host(n_gpus: usize) -> Host {
                 bandwidth_gbs: 1000.0,
                 pcie_gbs: 31.5,
                 source: String::new(),
+                reported_free_mib: None,
                 rpc: None,
             })
             .collect(),

@@ -115,3 +115,32 @@ fn the_replayed_choice_stays_within_fits_budgets() {
     }
     assert_eq!(checked, 42);
 }
+
+/// Under the testbed's virtual devices llama.cpp reads a device's share of the physical free
+/// memory, not the host file's budget: `--fit`'s `-fitt` targets are taken from what it reads
+/// (`Gpu::reported_free_mib`). The 2026-12-07 trials passed `-fitt 1024,12224` so that the
+/// 12,800 MiB device (showing ~24,000) gets ~11,500 MiB; the replay used to leave it 576.
+#[test]
+fn fit_targets_apply_to_what_a_virtual_device_reports() {
+    let mut host = placer::host::default_host();
+    for g in &mut host.gpus {
+        g.reported_free_mib = Some(24042);
+    }
+    host.gpus[0].usable_mib = 24000;
+    host.gpus[1].usable_mib = 12800;
+    let cal = Calibration::shipped();
+    let g = placer::catalog::load_model("glm-q8", None).unwrap();
+    let a = placer::anatomy::from_gguf(&g).unwrap();
+    let pr = Predictor::new(&a, &host, &cal);
+    let argv: Vec<String> = "-m glm-q8 -c 131072 -fitt 1024,12224"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let cfg = parse_args(Tool::Server, &argv).unwrap();
+    let b = placer::fitsim::budgets_mib(&pr, &cfg);
+    assert!(b[1] > 11_000 && b[1] < 12_000, "{b:?}");
+    assert!(b[0] > 22_000, "{b:?}");
+    host.gpus[1].reported_free_mib = None;
+    let pr = Predictor::new(&a, &host, &cal);
+    assert!(placer::fitsim::budgets_mib(&pr, &cfg)[1] < 1000);
+}

@@ -56,6 +56,7 @@ fn host_for(servers: &[Endpoint]) -> Host {
                 bandwidth_gbs: BW_GBS,
                 pcie_gbs: r.link_gbs.unwrap_or(1.0),
                 source: format!("probe: {} MiB free, {:.0} us", d.free / MIB, r.latency_us),
+                reported_free_mib: None,
                 rpc: Some(RpcDevice {
                     endpoint: r.endpoint.clone(),
                     device: 0,
