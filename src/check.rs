@@ -127,7 +127,7 @@ pub fn check_for_build(
         let budgets = crate::fitsim::budgets_mib(&predictor, cfg);
         let choice = crate::fitsim::simulate(&predictor, cfg, &budgets)?;
         fitted = choice.launch.clone();
-        fit_choice = Some(fit_text(&choice, host.gpus.len()));
+        fit_choice = Some(fit_text(&choice, host));
         &fitted
     } else {
         cfg
@@ -183,7 +183,8 @@ fn headroom(p: &Prediction, hm: &HostModel) -> Vec<String> {
 }
 
 /// `--fit`'s choice as flags, with how it got there.
-fn fit_text(c: &crate::fitsim::FitChoice, n_gpus: usize) -> String {
+fn fit_text(c: &crate::fitsim::FitChoice, host: &crate::host::Host) -> String {
+    let n_gpus = host.gpus.len();
     let l = &c.launch;
     let mut flags = match l.gpu_layers {
         GpuLayers::Count(n) => format!("-ngl {n}"),
@@ -205,7 +206,8 @@ fn fit_text(c: &crate::fitsim::FitChoice, n_gpus: usize) -> String {
     let parts: Vec<String> = (0..n_gpus)
         .map(|d| {
             format!(
-                "CUDA{d} {} layers ({} partial)",
+                "{} {} layers ({} partial)",
+                host.device_name(DeviceId::Gpu(d)),
                 c.layers.get(d).copied().unwrap_or(0),
                 c.partial.get(d).copied().unwrap_or(0)
             )
@@ -547,7 +549,7 @@ pub fn render(r: &CheckReport) -> String {
             m(h.cpu_weights)
         );
     }
-    let layers = layer_summary(p);
+    let layers = layer_summary(p, &r.gpu_labels);
     let _ = writeln!(out, "  layers: {layers}");
     let _ = writeln!(out);
     if let Some(f) = &r.fit_choice {
@@ -596,19 +598,23 @@ fn short_gpu(name: &str) -> String {
 }
 
 /// "CPU 0-3, CUDA0 4-32, CUDA1 33-47 + output".
-fn layer_summary(p: &Prediction) -> String {
+fn layer_summary(p: &Prediction, labels: &[String]) -> String {
     let ld = &p.resolved.layer_device;
+    let name = |d: DeviceId| match d {
+        DeviceId::Gpu(i) => labels.get(i).cloned().unwrap_or_else(|| d.to_string()),
+        DeviceId::Cpu => d.to_string(),
+    };
     let n = ld.len().saturating_sub(1);
     let mut parts: Vec<String> = Vec::new();
     let mut start = 0;
     for i in 1..=n {
         if i == n || ld[i] != ld[start] {
-            parts.push(format!("{} {}-{}", ld[start], start, i - 1));
+            parts.push(format!("{} {}-{}", name(ld[start]), start, i - 1));
             start = i;
         }
     }
     if n == 0 {
         parts.push(String::new());
     }
-    format!("{}; output on {}", parts.join(", "), ld[n])
+    format!("{}; output on {}", parts.join(", "), name(ld[n]))
 }

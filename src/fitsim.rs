@@ -77,7 +77,7 @@ pub fn simulate(
     let mut steps = Vec::new();
 
     let fits = |plan: &Plan| -> anyhow::Result<Vec<bool>> {
-        let p = pr.predict(&plan.launch(base, a, n_layer))?;
+        let p = pr.predict(&plan.launch(base, a, n_layer, pr.host))?;
         Ok(p.gpus
             .iter()
             .zip(&budget)
@@ -101,7 +101,7 @@ pub fn simulate(
         && first.verdict == Verdict::Fits;
     if ok {
         steps.push("every device leaves its target free with all layers: no change".into());
-        return Ok(all.choice(base, a, n_layer, steps, true));
+        return Ok(all.choice(base, a, n_layer, steps, true, pr.host));
     }
 
     // Step 3: fill layers back to front (dense-only for MoE).
@@ -135,7 +135,7 @@ pub fn simulate(
         left
     ));
     if !moe {
-        return Ok(plan.choice(base, a, n_layer, steps, false));
+        return Ok(plan.choice(base, a, n_layer, steps, false, pr.host));
     }
 
     // Step 4: front to back, each device takes as many *full* layers as fit; the layers after
@@ -201,7 +201,10 @@ pub fn simulate(
                 t.partial_kind = Some((d, kind));
                 let f = fits(&t)?;
                 if f[d] && (d + 1 == nd || f[d + 1]) {
-                    steps.push(format!("one more layer on CUDA{d} as {kind:?}"));
+                    steps.push(format!(
+                        "one more layer on {} as {kind:?}",
+                        pr.host.device_name(crate::host::DeviceId::Gpu(d))
+                    ));
                     plan = t;
                     break;
                 }
@@ -212,7 +215,7 @@ pub fn simulate(
         "full layers front to back: {:?} of {:?} per GPU",
         plan.full, plan.layers
     ));
-    Ok(plan.choice(base, a, n_layer, steps, false))
+    Ok(plan.choice(base, a, n_layer, steps, false, pr.host))
 }
 
 /// `LAYER_FRACTION_*` of common/fit.cpp: what of a partial layer stays on its GPU.
@@ -251,7 +254,13 @@ impl Plan {
     }
 
     /// `set_ngl_tensor_split_tbo`: -ngl = Σ layers, -ts = the counts, overrides per layer.
-    fn launch(&self, base: &LaunchConfig, a: &Anatomy, n_layer: u32) -> LaunchConfig {
+    fn launch(
+        &self,
+        base: &LaunchConfig,
+        a: &Anatomy,
+        n_layer: u32,
+        host: &crate::host::Host,
+    ) -> LaunchConfig {
         let ngl: u32 = self.layers.iter().sum();
         let nd = self.layers.len();
         let mut overrides = Vec::new();
@@ -285,8 +294,9 @@ impl Plan {
                 if let Some(pattern) = pattern {
                     // A device's partial layer overflows to the next GPU; dense-only layers'
                     // experts and the last GPU's overflow go to the CPU.
+                    // (by llama.cpp's buffer name: `RPC<d>[host:port]` for an RPC device)
                     let buft = if partial.is_some() && d + 1 < nd {
-                        format!("CUDA{}", d + 1)
+                        host.buft_name(crate::host::DeviceId::Gpu(d + 1))
                     } else {
                         "CPU".into()
                     };
@@ -312,6 +322,7 @@ impl Plan {
         n_layer: u32,
         steps: Vec<String>,
         unchanged: bool,
+        host: &crate::host::Host,
     ) -> FitChoice {
         let launch = if unchanged {
             LaunchConfig {
@@ -322,7 +333,7 @@ impl Plan {
                 ..base.clone()
             }
         } else {
-            self.launch(base, a, n_layer)
+            self.launch(base, a, n_layer, host)
         };
         let partial = self
             .layers

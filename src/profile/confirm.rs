@@ -136,7 +136,7 @@ pub fn confirm_profiles(
                 corrected
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| format!("CUDA{i} {c}"))
+                    .map(|(i, c)| format!("{} {c}", host.device_name(DeviceId::Gpu(i))))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

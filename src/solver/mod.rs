@@ -619,12 +619,12 @@ fn solve_on_devices(
             reason: format!(
                 "--devices {}: host {} has {} (each at most once)",
                 devs.iter()
-                    .map(|i| format!("CUDA{i}"))
+                    .map(|&i| host.device_name(crate::host::DeviceId::Gpu(i)))
                     .collect::<Vec<_>>()
                     .join(","),
                 host.name,
                 (0..host.gpus.len())
-                    .map(|i| format!("CUDA{i}"))
+                    .map(|i| host.device_name(crate::host::DeviceId::Gpu(i)))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
