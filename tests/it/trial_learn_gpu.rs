@@ -26,7 +26,7 @@ fn errors(name: &str, turns: bool) -> Vec<(String, bool, f64, f64)> {
         workload_turns: t,
         ..Options::default()
     };
-    let (learn_from, _) = build_records(&[d.clone()], &base, &opts(turns), |_| {});
+    let (learn_from, _) = build_records(std::slice::from_ref(&d), &base, &opts(turns), |_| {});
     let up = learn::update(&learn_from, &base);
     let (judge, _) = build_records(&[d], &base, &opts(true), |_| {});
     let mut out = Vec::new();
