@@ -55,10 +55,12 @@ pub struct TrialManifest {
     pub measurements: Vec<TrialRequest>,
 }
 
-/// One timed request of a trial run (llama-server's `timings`).
+/// One timed request of a trial run (llama-server's `timings`), as src/trial/measure.rs writes
+/// it (`Measurement`) into the manifest.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrialRequest {
+    /// `short`, `workload`, `workload-2`, `long`, `prefix`.
     pub what: String,
     pub cache_n: u32,
     pub prompt_n: u32,

@@ -51,17 +51,9 @@ impl Workload {
     }
 }
 
-/// One request's measurement, from the response's `timings`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Measurement {
-    /// `short`, `workload`, `workload-2`, `long`, `prefix`.
-    pub what: String,
-    pub cache_n: u32,
-    pub prompt_n: u32,
-    pub prompt_ms: f64,
-    pub predicted_n: u32,
-    pub predicted_ms: f64,
-}
+/// One request's measurement, from the response's `timings`: the type run records read back
+/// from a trial manifest (src/calibrate/records.rs).
+pub use crate::calibrate::records::TrialRequest as Measurement;
 
 impl Measurement {
     pub fn prefill_tps(&self) -> Option<f64> {

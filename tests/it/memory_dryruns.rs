@@ -70,8 +70,8 @@ fn rows(name: &str) -> Vec<(String, Row)> {
         .collect()
 }
 
-fn compare(build: u32, csv_name: &str, lines_name: &str, n_gpus: usize) -> Vec<String> {
-    let l = lines(lines_name);
+/// The dry runs' machine: one H100 as `n_gpus` devices (the whole GPU, or two virtual ones).
+fn h100_as(n_gpus: usize) -> placer::host_model::HostModel {
     let mut host = default_host();
     host.gpus.truncate(n_gpus);
     let total = 81559 / n_gpus as u64;
@@ -82,7 +82,33 @@ fn compare(build: u32, csv_name: &str, lines_name: &str, n_gpus: usize) -> Vec<S
     }
     host.ram.usable_mib = 128000;
     host.ram.total_mib = 128887;
-    let hm = placer::host_model::HostModel::resolve(&host, &Calibration::shipped());
+    placer::host_model::HostModel::resolve(&host, &Calibration::shipped())
+}
+
+/// placer's check of a driver line under build `build`'s rules; the driver parses as
+/// llama-completion (LLAMA_EXAMPLE_COMPLETION): n_batch outputs.
+fn check(
+    build: u32,
+    argv: &[String],
+    hm: &placer::host_model::HostModel,
+) -> placer::check::CheckReport {
+    let cfg = parse_args(Tool::Cli, argv).unwrap();
+    let a = placer::anatomy::from_gguf(&placer::catalog::load_model(&cfg.model, None).unwrap())
+        .unwrap();
+    check_for_build(
+        &a,
+        &cfg,
+        hm,
+        Vec::new(),
+        Workload::default(),
+        rules_for(build),
+    )
+    .unwrap()
+}
+
+fn compare(build: u32, csv_name: &str, lines_name: &str, n_gpus: usize) -> Vec<String> {
+    let l = lines(lines_name);
+    let hm = h100_as(n_gpus);
     let mut bad = Vec::new();
     let mut seen = 0;
     for (tag, row) in rows(csv_name) {
@@ -90,19 +116,7 @@ fn compare(build: u32, csv_name: &str, lines_name: &str, n_gpus: usize) -> Vec<S
             continue;
         };
         let gpu: usize = gpu.parse().unwrap();
-        // the driver parses as llama-completion (LLAMA_EXAMPLE_COMPLETION): n_batch outputs
-        let cfg = parse_args(Tool::Cli, &l[&tag]).unwrap();
-        let g = placer::catalog::load_model(&cfg.model, None).unwrap();
-        let a = placer::anatomy::from_gguf(&g).unwrap();
-        let r = check_for_build(
-            &a,
-            &cfg,
-            &hm,
-            Vec::new(),
-            Workload::default(),
-            rules_for(build),
-        )
-        .unwrap();
+        let r = check(build, &l[&tag], &hm);
         let p = &r.prediction.gpus[gpu];
         let (model, ctx, compute) = (
             p.model as f64 / MIB,
@@ -171,28 +185,11 @@ fn the_users_glm_split_on_the_b8022_tree() {
         .map(|(_, r)| r)
         .collect();
     assert_eq!(logged.len(), 2);
-    let mut host = default_host();
-    for g in &mut host.gpus {
-        g.total_mib = 40779;
-        g.usable_mib = 40539;
-    }
-    let hm = placer::host_model::HostModel::resolve(&host, &Calibration::shipped());
     let argv: Vec<String> = r"-m glm-q8 -c 131072 -b 2048 -ub 512 -ngl 99 -np 1 -ts 24000,12800 -ot blk\.([0-9]|[12][0-9]|3[0-2])\.=CUDA0,blk\.(3[3-9]|4[0-6])\.=CUDA1"
         .split_whitespace()
         .map(String::from)
         .collect();
-    let cfg = parse_args(Tool::Cli, &argv).unwrap();
-    let a = placer::anatomy::from_gguf(&placer::catalog::load_model(&cfg.model, None).unwrap())
-        .unwrap();
-    let r = check_for_build(
-        &a,
-        &cfg,
-        &hm,
-        Vec::new(),
-        Workload::default(),
-        rules_for(8022),
-    )
-    .unwrap();
+    let r = check(8022, &argv, &h100_as(2));
     for (i, l) in logged.iter().enumerate() {
         let p = &r.prediction.gpus[i];
         let (m, c) = (p.model as f64 / MIB, p.compute as f64 / MIB);
