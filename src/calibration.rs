@@ -131,6 +131,11 @@ pub struct SpeedConstants {
     /// Prior: the same for prefill.
     #[serde(default)]
     pub prefill_cpu_attn_bytes_per_head_cell: f64,
+    /// Prior: prefill matmuls on a CPU behind an rpc-server (no op offload there: every prompt
+    /// token's weights are multiplied on the remote cores), bytes-equivalent per matmul flop of
+    /// that device's `bandwidth_gbs` (speed.rs `PrefillLoad::gpu_matmul_flops`). 0 = not priced.
+    #[serde(default)]
+    pub rpc_cpu_matmul_bytes_per_flop: f64,
 }
 
 /// Compute-buffer coefficients (bytes) for terms llama.cpp's graph leaves to measurement.

@@ -85,10 +85,41 @@ pub struct RpcDevice {
     /// CUDA buffer type adds the padding; a CPU or Vulkan server returns `ggml_nbytes`).
     #[serde(default)]
     pub row_padding: bool,
+    /// What computes on the remote device: `cpu` for an rpc-server running its CPU backend
+    /// (`rpc-server -d CPU`), `gpu` for a GPU backend (CUDA, HIP, Vulkan, Metal). The protocol
+    /// does not say (`ggml-rpc.cpp`: no description command); absent, [`RpcDevice::computes_on_cpu`]
+    /// reads it from the alignment the server reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<RpcCompute>,
     /// Client↔server link bandwidth, GB/s per direction (1 GbE 0.125, 10 GbE 1.25).
     pub link_gbs: f64,
     /// One request/response round trip over the link, microseconds.
     pub latency_us: f64,
+}
+
+/// What computes on a remote device ([`RpcDevice::compute`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RpcCompute {
+    /// The rpc-server's CPU backend: every matmul of a prompt runs on the remote cores (an RPC
+    /// device has no `offload_op`, `ggml-rpc.cpp: ggml_backend_rpc_device_i`).
+    Cpu,
+    /// A GPU backend behind the rpc-server.
+    Gpu,
+}
+
+impl RpcDevice {
+    /// The remote device computes on a CPU: as the host file says, else by the alignment the
+    /// server reports — 32 bytes without row padding is the CPU buffer type's
+    /// (`ggml-impl.h: TENSOR_ALIGNMENT`) and also Metal's (`ggml-metal.cpp:
+    /// ggml_backend_metal_buffer_type_shared_get_alignment`), so a Mac behind RPC needs
+    /// `compute = "gpu"`; CUDA/HIP report 128 with row padding.
+    pub fn computes_on_cpu(&self) -> bool {
+        match self.compute {
+            Some(c) => c == RpcCompute::Cpu,
+            None => self.alignment == crate::llama::CPU_ALIGNMENT && !self.row_padding,
+        }
+    }
 }
 
 fn default_rpc_alignment() -> u64 {

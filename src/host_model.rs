@@ -94,6 +94,7 @@ impl HostModel {
             &mut rates.gpu_s_per_wide_attn_layer,
             &mut rates.prefill_gpu_s_per_attn_flop,
             &mut rates.prefill_gpu_s_per_wide_attn_flop,
+            &mut rates.prefill_gpu_s_per_matmul_flop,
         ] {
             *v = pick(v, devs);
         }

@@ -168,6 +168,11 @@ pub struct Rates {
     /// Prefill: seconds per (query head, cached cell) pair on the CPU.
     #[serde(default)]
     pub prefill_cpu_s_per_attn_head_cell: f64,
+    /// Prefill: seconds per matmul flop on each GPU slot for devices whose matmuls are not in
+    /// `prefill_per_token_s`: a CPU behind an rpc-server ([`crate::host::RpcDevice::computes_on_cpu`]),
+    /// which multiplies every prompt token's weights itself. 0 for local GPUs and GPUs behind RPC.
+    #[serde(default)]
+    pub prefill_gpu_s_per_matmul_flop: Vec<f64>,
 }
 
 /// What one generated token costs, per device (the solver builds it from a placement,
@@ -218,6 +223,27 @@ pub struct PrefillLoad {
     /// (query head, cached cell) pairs per prompt token on the CPU, at the average depth.
     #[serde(default)]
     pub cpu_attn_head_cells: f64,
+    /// Matmul flops per prompt token of the weights on each GPU slot ([`matmul_flops_per_token`];
+    /// priced only where `Rates::prefill_gpu_s_per_matmul_flop` is set: an RPC CPU).
+    #[serde(default)]
+    pub gpu_matmul_flops: Vec<f64>,
+}
+
+/// Matmul flops one prompt token costs for tensor `t`: 2 per weight of a matrix (≥ 2 dims), the
+/// routed experts scaled by n_expert_used / n_expert (a token multiplies only the experts it is
+/// routed to: `ggml_mul_mat_id`); the token embedding is a row lookup and the output matrix
+/// multiplies the last token only (tools/server/server-context.cpp asks for its logits), so
+/// both are 0.
+pub fn matmul_flops_per_token(t: &crate::anatomy::Tensor, hp: &Hparams) -> f64 {
+    if t.dims.len() < 2 || matches!(t.role, Role::TokenEmbd | Role::Output) {
+        return 0.0;
+    }
+    let share = if is_routed(t.role) && hp.n_expert > 0 {
+        hp.n_expert_used as f64 / hp.n_expert as f64
+    } else {
+        1.0
+    };
+    2.0 * t.dims.iter().product::<u64>() as f64 * share
 }
 
 /// The rates of `host` under `cal`: fitted constants of hosts with the same first-GPU model,
@@ -290,6 +316,17 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
         }),
         prefill_cpu_s_per_attn_flop: hs.prefill_cpu_attn_bytes_per_flop * inv(ram_bw),
         prefill_cpu_s_per_attn_head_cell: hs.prefill_cpu_attn_bytes_per_head_cell * inv(ram_bw),
+        prefill_gpu_s_per_matmul_flop: host
+            .gpus
+            .iter()
+            .zip(&gpu_bw)
+            .map(|(g, bw)| match &g.rpc {
+                Some(r) if r.computes_on_cpu() => {
+                    cal.speed.rpc_cpu_matmul_bytes_per_flop * inv(*bw)
+                }
+                _ => 0.0,
+            })
+            .collect(),
     };
     // Keyed like calibrate::learn keys them: the first GPU's model, "" for a CPU-only host.
     match cal.host_factors(host.gpus.first().map_or("", |g| g.model.as_str())) {
@@ -322,7 +359,8 @@ pub fn prefill_terms(r: &Rates, l: &PrefillLoad) -> [f64; 3] {
             + dot(&r.prefill_gpu_s_per_attn_flop, &l.gpu_attn_flops)
             + dot(&r.prefill_gpu_s_per_wide_attn_flop, &l.gpu_wide_attn_flops),
         r.prefill_cpu_s_per_attn_flop * l.cpu_attn_flops
-            + r.prefill_cpu_s_per_attn_head_cell * l.cpu_attn_head_cells,
+            + r.prefill_cpu_s_per_attn_head_cell * l.cpu_attn_head_cells
+            + dot(&r.prefill_gpu_s_per_matmul_flop, &l.gpu_matmul_flops),
         r.pcie_s_per_byte.unwrap_or(0.0) * (l.pcie_bytes_per_token - l.pcie_expert_bytes_per_token)
             + r.pcie_s_per_expert_byte
                 .or(r.pcie_s_per_byte)
@@ -351,6 +389,7 @@ impl Rates {
         mul(&mut self.prefill_gpu_s_per_wide_attn_flop, f.prefill_gpu);
         self.prefill_cpu_s_per_attn_flop *= f.prefill_cpu;
         self.prefill_cpu_s_per_attn_head_cell *= f.prefill_cpu;
+        mul(&mut self.prefill_gpu_s_per_matmul_flop, f.prefill_cpu);
         self.pcie_s_per_byte = self.pcie_s_per_byte.map(|x| x * f.prefill_pcie);
         self.pcie_s_per_expert_byte = self.pcie_s_per_expert_byte.map(|x| x * f.prefill_pcie);
         self
@@ -532,7 +571,19 @@ pub fn prefill_load(
     // Tokens per ubatch: a prompt shorter than the ubatch streams the weights once for all.
     let per_ub = (prompt_tokens.max(1) as f64).min(ub as f64);
     let (gpu_attn_flops, gpu_wide_attn_flops, cpu_attn_flops) = w.attn_split(avg_depth);
+    let mut gpu_matmul_flops = vec![0.0; w.n_gpu];
+    for (i, t) in w.anatomy.tensors.iter().enumerate() {
+        if w.resolved.skipped.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        if let Some(DeviceId::Gpu(g)) = w.resolved.tensor_device.get(i).copied() {
+            if let Some(f) = gpu_matmul_flops.get_mut(g) {
+                *f += matmul_flops_per_token(t, &w.anatomy.hp);
+            }
+        }
+    }
     PrefillLoad {
+        gpu_matmul_flops,
         pcie_bytes_per_token: pcie / per_ub,
         pcie_expert_bytes_per_token: experts / per_ub,
         gpu_attn_flops,
@@ -710,6 +761,7 @@ pub fn prefill_s_per_token(r: &Rates, l: &PrefillLoad) -> f64 {
         + dot(&r.prefill_gpu_s_per_wide_attn_flop, &l.gpu_wide_attn_flops)
         + r.prefill_cpu_s_per_attn_flop * l.cpu_attn_flops
         + r.prefill_cpu_s_per_attn_head_cell * l.cpu_attn_head_cells
+        + dot(&r.prefill_gpu_s_per_matmul_flop, &l.gpu_matmul_flops)
 }
 
 #[cfg(test)]

@@ -19,8 +19,11 @@
 #     `--fit` with the same RPC device and a hand placement, by `placer trial`.
 #
 # usage: setsid testbed/rules-call.sh STATE_DIR &     poll: testbed/tune-poll.sh STATE_DIR
-# env:   TB_STEPS (default "build dryrun tune rpc"), TB_TUNE, TB_RPC_CTX (default 32768),
-#        TB_RPC_BUDGET (default 3m)
+# env:   TB_STEPS (default "build dryrun tune rpc"; "tune2" runs TB_TUNE2 after rpc), TB_TREES
+#        (default "11434 8022"), TB_TUNE, TB_TUNE2, TB_RPC_CTX (default 32768), TB_RPC_BUDGET
+#        (default 3m), TB_RPC_HAND (set: the hand placement is a trial candidate too)
+# The b11434 binaries are packed to /tmp/tb/llama-b11434-bin.tar.xz after the build; carried as
+# .carry/llama-b11434-bin.tar.xz they replace the build in a later call.
 # needs: .carry/llama.cpp-b11434-src.tar.xz (testbed/fetch-src-bin.sh 11434),
 #        .carry/llama.cpp-py0.3.17-src.tar.xz (testbed/fetch-src.sh 0.3.17), .carry/placer.xz
 set -uo pipefail
@@ -52,12 +55,18 @@ build_tree() {
   cmake --build build -j"$jobs" --target "$@" > "$S/build-b$n.log" 2>&1
 }
 
+TREES=" ${TB_TREES:-11434 8022} "
 if [[ $STEPS == *" build "* ]]; then
-  if [ ! -x "$B11/build/bin/llama-placer-dryrun" ]; then
+  if [[ $TREES == *" 11434 "* ]] && [ -f "$REPO/.carry/llama-b11434-bin.tar.xz" ] && [ ! -x "$B11/build/bin/llama-server" ]; then
+    # binaries of an earlier call (packed below), instead of a 5-minute build
+    mkdir -p "$B11/build" && tar -xJf "$REPO/.carry/llama-b11434-bin.tar.xz" -C "$B11/build" && echo 0 > "$S/build-b11434.rc"
+    echo "$(el) b11434 unpacked from .carry/llama-b11434-bin.tar.xz"
+  fi
+  if [[ $TREES == *" 11434 "* ]] && [ ! -x "$B11/build/bin/llama-server" ]; then
     (build_tree "$REPO/.carry/llama.cpp-b11434-src.tar.xz" "$B11" 11434 b11434 8 \
       llama-server llama-fit-params ggml-rpc-server llama-placer-dryrun; echo $? > "$S/build-b11434.rc") &
   fi
-  if [ ! -x "$B8/build/bin/llama-placer-dryrun" ]; then
+  if [[ $TREES == *" 8022 "* ]] && [ ! -x "$B8/build/bin/llama-placer-dryrun" ]; then
     (build_tree "$REPO/.carry/llama.cpp-py0.3.17-src.tar.xz" "$B8" 8022 49bfddeca 8 \
       llama-server rpc-server llama-placer-dryrun; echo $? > "$S/build-b8022.rc") &
   fi
@@ -72,7 +81,12 @@ if [[ $STEPS == *" build "* ]]; then
   echo "$(el) built: b11434 rc $(cat "$S/build-b11434.rc" 2>/dev/null || echo -), b8022 rc $(cat "$S/build-b8022.rc" 2>/dev/null || echo -)"
   for n in 11434 8022; do [ "$(cat "$S/build-b$n.rc" 2>/dev/null || echo 0)" = 0 ] || tail -30 "$S/build-b$n.log"; done
   "$B11/build/bin/llama-server" --version 2>&1 | tail -2
-  "$B8/build/bin/llama-server" --version 2>&1 | tail -2
+  [ -x "$B8/build/bin/llama-server" ] && "$B8/build/bin/llama-server" --version 2>&1 | tail -2
+  # pack the b11434 binaries (shared libraries and the tools the steps use) for later calls
+  if [ ! -f "$WORK/llama-b11434-bin.tar.xz" ] && [ -x "$B11/build/bin/llama-server" ]; then
+    (cd "$B11/build" && tar -cf - bin/*.so* bin/llama-server bin/llama-fit-params bin/ggml-rpc-server $(ls bin/llama-placer-dryrun 2>/dev/null) \
+      | xz -T4 -6 > "$WORK/llama-b11434-bin.tar.xz.part" && mv "$WORK/llama-b11434-bin.tar.xz.part" "$WORK/llama-b11434-bin.tar.xz") &
+  fi
 fi
 
 # dryrun TREE_DIR OUT_CSV LINES_FILE [ENV…]: the driver reads `TAG FLAGS…` lines
@@ -191,17 +205,32 @@ PY
     "$MD/glm-q8.gguf" "$ctx" "$TB_THREADS" >> "$D/models.conf"
   export PLACER_DATA=$D/runs PLACER_CALIBRATION=$D/calibration.toml PLACER_CONFIG=$D/none.toml
   "$PL" check --llama "$BIN/llama-server" --host "$D/host.toml" "$D/models.conf:glm-rpc-hand" > "$D/check-hand.log" 2>&1
-  "$PL" solve --llama "$BIN/llama-server" --host "$D/host.toml" "$D/models.conf:glm-rpc" --write > "$D/solve.log" 2>&1
+  # a short workload: a CPU behind RPC prefills at tens of tokens per second (docs/rpc.md)
+  # (solve's --prefix 2048 + --prompt 512 is trial's --depth 2560)
+  RPC_WORKLOAD="--prompt 512 --gen 128"
+  # shellcheck disable=SC2086
+  "$PL" solve --llama "$BIN/llama-server" --host "$D/host.toml" "$D/models.conf:glm-rpc" $RPC_WORKLOAD --prefix 2048 --write > "$D/solve.log" 2>&1
   echo "$(el) rpc solve rc $?"; grep -E "aggressive|moderate|confirm|--rpc|RPC" "$D/solve.log" | head -12
   # --fit sees the rpc-server's whole free RAM: its target leaves the 40 GiB the host file allows
   fitt=$(( ${rfree:-40960} > 40960 ? rfree - 40960 : 1024 ))
   echo "$(el) rpc: trial (--fit targets -fitt $fitt,1024)"
-  host_emul_exec "$PL" trial "$D/models.conf:glm-rpc-aggressive" "$D/models.conf:glm-rpc-moderate" "$D/models.conf:glm-rpc-hand" \
+  cands=("$D/models.conf:glm-rpc-aggressive" "$D/models.conf:glm-rpc-moderate")
+  [ -n "${TB_RPC_HAND:-}" ] && cands+=("$D/models.conf:glm-rpc-hand")
+  # shellcheck disable=SC2086
+  host_emul_exec "$PL" trial "${cands[@]}" \
     --llama "$BIN/llama-server" --host "$D/host.toml" --baseline-args "-fitt $fitt,1024" \
-    --budget "${TB_RPC_BUDGET:-3m}" --depth 4096 --write > "$D/trial.log" 2>&1
+    --budget "${TB_RPC_BUDGET:-3m}" $RPC_WORKLOAD --depth 2560 --write > "$D/trial.log" 2>&1
   echo "$(el) rpc trial rc $?"
   tail -40 "$D/trial.log"
   kill $RPCS $BALLAST 2>/dev/null
+fi
+if [[ $STEPS == *" tune2 "* ]]; then
+  # a second tune step after the RPC one (TB_TUNE2), so that a model the RPC step synthesized is reused
+  read -r -a tune <<<"${TB_TUNE2:-glm-q8:131072:6m}"
+  echo "$(el) tune2: ${tune[*]}"
+  "$REPO/testbed/tune-call.sh" "$S/tune2" "${tune[@]}"
+  tail -60 "$S/tune2/call.log"
+  echo "$(el) tune2 done"
 fi
 echo "$(el) done"
 touch "$S/DONE"

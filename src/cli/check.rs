@@ -271,7 +271,10 @@ fn side_by_side(r: &crate::check::CheckReport, d: &crate::oracle::DryRun) -> Str
         let Some(l) = d.devices.get(i) else { break };
         o.push_str(&format!(
             "  {:<10} {:>7} / {:<8} {:>7} / {:<8} {:>7} / {:<8}\n",
-            format!("CUDA{i}"),
+            r.gpu_labels
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("CUDA{i}")),
             mib(g.model),
             l.model_mib,
             mib(g.kv + g.rs),

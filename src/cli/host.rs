@@ -70,6 +70,25 @@ fn rpc_gpus(endpoints: &[String]) -> Result<Vec<Gpu>> {
             } else {
                 "no row padding"
             };
+            let probe = crate::host::RpcDevice {
+                endpoint: r.endpoint.clone(),
+                device: d.index,
+                alignment: d.alignment,
+                row_padding: d.row_padding,
+                compute: None,
+                link_gbs: (link * 1000.0).round() / 1000.0,
+                latency_us: r.latency_us.round().max(1.0),
+            };
+            // The protocol does not name the backend; the alignment rule does (host.rs
+            // `RpcDevice::computes_on_cpu`), and the file says it so a Mac can correct it.
+            let (compute, compute_note) = if probe.computes_on_cpu() {
+                (
+                    crate::host::RpcCompute::Cpu,
+                    "compute = cpu: alignment 32 without row padding is the CPU backend's (a Mac's Metal reports the same: set compute = \"gpu\" there)",
+                )
+            } else {
+                (crate::host::RpcCompute::Gpu, "compute = gpu: a GPU backend's alignment")
+            };
             out.push(Gpu {
                 model: format!("RPC device {} of {}", d.index, r.endpoint),
                 total_mib: d.total / MIB,
@@ -80,7 +99,7 @@ fn rpc_gpus(endpoints: &[String]) -> Result<Vec<Gpu>> {
                 source: format!(
                     "rpc-server {} (protocol {}.{}.{}): {} MiB free of {} MiB, alignment {} ({kind}); \
                      link: median round trip {:.0} us, {:.2} GB/s server to client (4 MiB reads); \
-                     bandwidth_gbs: that machine's memory bandwidth, by hand",
+                     {compute_note}; bandwidth_gbs: that machine's memory bandwidth, by hand",
                     r.endpoint,
                     r.version.0,
                     r.version.1,
@@ -93,12 +112,8 @@ fn rpc_gpus(endpoints: &[String]) -> Result<Vec<Gpu>> {
                 ),
                 reported_free_mib: None,
                 rpc: Some(crate::host::RpcDevice {
-                    endpoint: r.endpoint.clone(),
-                    device: d.index,
-                    alignment: d.alignment,
-                    row_padding: d.row_padding,
-                    link_gbs: (link * 1000.0).round() / 1000.0,
-                    latency_us: r.latency_us.round().max(1.0),
+                    compute: Some(compute),
+                    ..probe
                 }),
             });
         }

@@ -370,20 +370,16 @@ pub fn inputs(a: &Args) -> anyhow::Result<Inputs> {
             list.split(',')
                 .map(|n| {
                     let t = n.trim();
-                    t.to_ascii_lowercase()
-                        .strip_prefix("cuda")
-                        .and_then(|i| i.parse::<usize>().ok())
-                        .filter(|&i| i < host.gpus.len())
-                        .ok_or_else(|| {
-                            anyhow::anyhow!(
-                                "--devices {t}: host {} has {}",
-                                host.name,
-                                (0..host.gpus.len())
-                                    .map(|i| format!("CUDA{i}"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                        })
+                    host.gpu_by_name(t).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--devices {t}: host {} has {}",
+                            host.name,
+                            (0..host.gpus.len())
+                                .map(|i| host.device_name(crate::host::DeviceId::Gpu(i)))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
                 })
                 .collect::<anyhow::Result<Vec<usize>>>()?,
         ),

@@ -265,12 +265,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let share = args.long_share.unwrap_or_else(|| {
             ((w.prefix + w.chunk) as f64 / next.profile.ctx.max(1) as f64).clamp(0.0, 1.0)
         });
-        // A request slower than several whole runs of the fastest candidate cannot win.
+        // A request several times slower than a finished candidate's longest cannot win.
         let fastest_ok = results
             .iter()
-            .zip(&walls)
-            .filter(|(r, _)| r.outcome.ok())
-            .map(|(_, w)| *w)
+            .filter(|r| r.outcome.ok())
+            .filter_map(|r| tune::longest_request_s(&r.measurements))
             .fold(None, |m: Option<f64>, w| Some(m.map_or(w, |m| m.min(w))));
         let opts = trial::Options {
             server: server.clone(),

@@ -133,8 +133,9 @@ fn kind_label(k: GroupKind) -> &'static str {
     }
 }
 
-/// The placement in words: layer ranges per device, then moved groups.
-pub fn describe(anatomy: &Anatomy, p: &Placement) -> Vec<String> {
+/// The placement in words: layer ranges per device, then moved groups (devices named as
+/// llama.cpp names them on `host`: `RPC0`, `CUDA0`, `CPU`).
+pub fn describe(anatomy: &Anatomy, host: &crate::host::Host, p: &Placement) -> Vec<String> {
     let n = anatomy.n_layer() as usize;
     let mut out = Vec::new();
     let mut devs: Vec<DeviceId> = p.layer_device.clone();
@@ -145,7 +146,7 @@ pub fn describe(anatomy: &Anatomy, p: &Placement) -> Vec<String> {
             .map(|i| i as u32)
             .collect();
         let with_out = p.layer_device[n] == d;
-        let mut s = format!("{d}: ");
+        let mut s = format!("{}: ", host.device_name(d));
         if layers.is_empty() {
             s.push_str("output layer only");
         } else {
@@ -191,6 +192,7 @@ pub fn describe(anatomy: &Anatomy, p: &Placement) -> Vec<String> {
             names.insert(0, format!("routed experts ({})", routed.join(", ")));
         }
         let what = names.join(" + ");
+        let d = host.device_name(d);
         if ls == [u32::MAX] {
             out.push(format!("{what} on {d}"));
         } else {

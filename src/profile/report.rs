@@ -58,7 +58,7 @@ impl SolveReport<'_> {
                 .map(|d| format!(
                     " (--devices {})",
                     d.iter()
-                        .map(|i| format!("CUDA{i}"))
+                        .map(|&i| self.host.device_name(DeviceId::Gpu(i)))
                         .collect::<Vec<_>>()
                         .join(",")
                 ))
@@ -118,7 +118,7 @@ impl SolveReport<'_> {
                         d.free() as f64 / crate::units::MIB as f64
                     ));
                 }
-                for line in crate::profile::describe(self.anatomy, &s.placement) {
+                for line in crate::profile::describe(self.anatomy, self.host, &s.placement) {
                     o.push_str(&format!("  {line}\n"));
                 }
                 let w = &s.workload;

@@ -134,7 +134,7 @@ pub fn conf_section(
             mib_str(d.margin)
         ));
     }
-    for line in super::describe(anatomy, &sol.placement) {
+    for line in super::describe(anatomy, &src.host_model.host, &sol.placement) {
         c(format!("placement: {line}"));
     }
     let hm = src.host_model;
@@ -192,7 +192,7 @@ pub fn conf_section(
         Some(d) => t.push_str(&format!("DESCRIPTION={d}\n")),
         None => t.push_str(&format!(
             "DESCRIPTION=placer {kind}: {}\n",
-            super::describe(anatomy, &sol.placement).join("; ")
+            super::describe(anatomy, &src.host_model.host, &sol.placement).join("; ")
         )),
     }
     t.push_str(&format!("SPEED=~{:.0} t/s (predicted)\n", sol.decode_tps));

@@ -335,6 +335,8 @@ pub fn build(anatomy: &Anatomy, hm: &HostModel, req: &SolveRequest) -> LinearMod
     // Bytes of the slot's fixed part that op offload streams to GPU 0 per ubatch when the slot
     // is on the CPU (matrices only: norms and biases are not matmul weights).
     let mut slot_stream = vec![0f64; n_slots];
+    // The slot's fixed tensors, for their matmul cost on an RPC CPU.
+    let mut slot_matmul: Vec<Vec<usize>> = vec![Vec::new(); n_slots];
     let routed_r = if hp.n_expert > 0 {
         hp.n_expert_used as f64 / hp.n_expert as f64
     } else {
@@ -394,10 +396,13 @@ pub fn build(anatomy: &Anatomy, hm: &HostModel, req: &SolveRequest) -> LinearMod
                 pre: if g.kind == GroupKind::Output {
                     vec![0.0; m.n_gpus + 1]
                 } else {
-                    stream_cost(&m, stream as f64, g.kind.is_routed_experts())
+                    let mut pre = stream_cost(&m, stream as f64, g.kind.is_routed_experts());
+                    add_matmul_cost(&m, &mut pre, &tensors, anatomy);
+                    pre
                 },
             });
         } else {
+            slot_matmul[slot].extend(tensors.iter().copied());
             slot_stream[slot] += stream as f64;
             m.slot_fixed[slot] += bytes;
             m.slot_fixed_read[slot] += r * bytes as f64;
@@ -419,7 +424,31 @@ pub fn build(anatomy: &Anatomy, hm: &HostModel, req: &SolveRequest) -> LinearMod
     m.compute_logits = logits;
     m.host_fixed = host_compute + 4 * hp.n_vocab as u64 * c.n_seq;
     speed_costs(&mut m, anatomy, req, &slot_stream);
+    for (s, tensors) in slot_matmul.iter().enumerate() {
+        let mut pre = std::mem::take(&mut m.slot_pre[s]);
+        add_matmul_cost(&m, &mut pre, tensors, anatomy);
+        m.slot_pre[s] = pre;
+    }
     m
+}
+
+/// Adds to `pre` (seconds per prompt token per device) the matmuls of `tensors` on the devices
+/// that multiply them at a per-flop rate: a CPU behind an rpc-server
+/// (`Rates::prefill_gpu_s_per_matmul_flop`, as `speed::prefill_s_per_token` prices it).
+fn add_matmul_cost(m: &LinearModel, pre: &mut [f64], tensors: &[usize], anatomy: &Anatomy) {
+    let rates = &m.rates.prefill_gpu_s_per_matmul_flop;
+    if rates.iter().all(|&r| r <= 0.0) {
+        return;
+    }
+    let flops: f64 = tensors
+        .iter()
+        .map(|&t| crate::speed::matmul_flops_per_token(&anatomy.tensors[t], &anatomy.hp))
+        .sum();
+    for (d, r) in rates.iter().enumerate().take(m.n_gpus) {
+        if let Some(p) = pre.get_mut(d) {
+            *p += flops * r;
+        }
+    }
 }
 
 /// Seconds per prompt token for `bytes` of CPU-resident matmul weights: with op offload (a

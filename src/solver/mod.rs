@@ -675,7 +675,7 @@ fn solve_on_devices(
                     ..sub_req.clone()
                 };
                 if let Err(mut inf) = solve_with_hint(anatomy, &sub, &r, &sub_margins, None) {
-                    inf.reason = spill_reason(anatomy, &s, &sub_margins, devs);
+                    inf.reason = spill_reason(anatomy, host, &s, &sub_margins, devs);
                     for sug in inf.suggestions.iter_mut() {
                         if let Some(r) = sug.request.as_mut() {
                             r.devices = req.devices.clone();
@@ -702,7 +702,13 @@ fn solve_on_devices(
 /// Why a `--devices` solution spills to the CPU, in MiB: all weights on those GPUs would need
 /// the GPU rows plus the CPU weights (less the token embeddings, which stay on the CPU anyway),
 /// against their usable memory minus the margin.
-fn spill_reason(anatomy: &Anatomy, s: &Solution, margins: &Margins, devs: &[usize]) -> String {
+fn spill_reason(
+    anatomy: &Anatomy,
+    host: &Host,
+    s: &Solution,
+    margins: &Margins,
+    devs: &[usize],
+) -> String {
     // Every weight llama.cpp loads except the token embeddings (NextN blocks are skipped).
     let w: u64 = anatomy
         .tensors
@@ -724,7 +730,10 @@ fn spill_reason(anatomy: &Anatomy, s: &Solution, margins: &Margins, devs: &[usiz
     let margin: f64 = margins.gpu_mib.iter().sum();
     format!(
         "all weights on {} would need ≈ {:.0} MiB (weights {:.0} + KV {:.0} + compute and overhead {:.0}) of {:.0} MiB usable − {:.0} MiB margin",
-        devs.iter().map(|i| format!("CUDA{i}")).collect::<Vec<_>>().join("+"),
+        devs.iter()
+            .map(|&i| host.device_name(DeviceId::Gpu(i)))
+            .collect::<Vec<_>>()
+            .join("+"),
         mib(w + kv + comp),
         mib(w),
         mib(kv),

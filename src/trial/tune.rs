@@ -47,27 +47,38 @@ fn ubatch(cfg: &LaunchConfig) -> u32 {
 /// `fit-tuned` with the load mode and `-ub` of `cfg` (the same load mode placer emits, so a
 /// placement is compared with `--fit` like for like; docs/testbed.md, "Protocol" 3). When the two
 /// are the same launch, one. `extra` (e.g. `-fitt` for an emulated host) goes into both.
-/// Runs of the fastest finished candidate one request of a later candidate may take before it
-/// is stopped: such a candidate cannot be the measured best.
-pub const SLOW_REQUEST_RUNS: f64 = 5.0;
-/// The shortest request limit the cap gives (a cold first request, a long prompt).
+/// How many times the longest request of a finished candidate a later candidate's request may
+/// take before it is stopped: such a candidate cannot be the measured best.
+pub const SLOW_REQUEST_FACTOR: f64 = 5.0;
+/// The shortest request limit the cap gives (a cold first request, a long prompt, a prefix that
+/// a later candidate must prefill where the first one restored it).
 pub const MIN_REQUEST_S: f64 = 120.0;
 
 /// The request limit for the next candidate: `--request-timeout`, capped once a candidate has
-/// finished at [`SLOW_REQUEST_RUNS`] × its whole run (at least [`MIN_REQUEST_S`]). Measured
-/// need: experts on a remote CPU over RPC prefilled at 40 t/s (no op offload for RPC devices,
-/// `ggml-rpc.cpp: ggml_backend_rpc_device_i`), one 16K-token request of 409 s where the other
-/// candidates took ~25 s per run (data/runs/2026-12-07-glm-h100-rpccpu-c32k-trial).
+/// finished at [`SLOW_REQUEST_FACTOR`] × the shortest of the finished candidates' longest
+/// requests (at least [`MIN_REQUEST_S`]). Measured need: experts on a remote CPU over RPC
+/// prefilled at 40 t/s (no op offload for RPC devices, `ggml-rpc.cpp:
+/// ggml_backend_rpc_device_i`), one 16K-token request of 409 s where the other candidates took
+/// ~25 s per run (data/runs/2026-12-07-glm-h100-rpccpu-c32k-trial); plain `--fit` on gpt-oss-120b
+/// (mmap) prefilled at 104 t/s, a 28K-token prefix of ~270 s where placer's profiles took ~15 s
+/// (data/runs/2026-12-07-gptoss120b-h100emul-c32k-trial).
 pub fn request_cap(
     limit: std::time::Duration,
-    fastest_ok_run_s: Option<f64>,
+    fastest_longest_request_s: Option<f64>,
 ) -> std::time::Duration {
-    match fastest_ok_run_s {
+    match fastest_longest_request_s {
         Some(w) if w > 0.0 => limit.min(std::time::Duration::from_secs_f64(
-            (SLOW_REQUEST_RUNS * w).max(MIN_REQUEST_S),
+            (SLOW_REQUEST_FACTOR * w).max(MIN_REQUEST_S),
         )),
         _ => limit,
     }
+}
+
+/// The longest request of a run, seconds (prompt + generation as the server timed them).
+pub fn longest_request_s(ms: &[super::measure::Measurement]) -> Option<f64> {
+    ms.iter()
+        .map(|m| (m.prompt_ms + m.predicted_ms) / 1000.0)
+        .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))))
 }
 
 pub fn baselines(cfg: &LaunchConfig, extra: &LaunchConfig) -> Vec<Step> {
@@ -525,7 +536,7 @@ pub fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_slow_candidate_gets_a_few_runs_of_the_fastest() {
+    fn a_slow_candidate_gets_a_few_requests_of_the_fastest() {
         use std::time::Duration;
         let limit = Duration::from_secs(1800);
         assert_eq!(request_cap(limit, None), limit);
