@@ -63,7 +63,8 @@ if [[ $STEPS == *" build "* ]]; then
     echo "$(el) b11434 unpacked from .carry/llama-b11434-bin.tar.xz"
   fi
   if [[ $TREES == *" 11434 "* ]] && [ ! -x "$B11/build/bin/llama-server" ]; then
-    (build_tree "$REPO/.carry/llama.cpp-b11434-src.tar.xz" "$B11" 11434 b11434 8 \
+    jobs=8; [[ $TREES == *" 8022 "* ]] || jobs=$(nproc)
+    (build_tree "$REPO/.carry/llama.cpp-b11434-src.tar.xz" "$B11" 11434 b11434 "$jobs" \
       llama-server llama-fit-params ggml-rpc-server llama-placer-dryrun; echo $? > "$S/build-b11434.rc") &
   fi
   if [[ $TREES == *" 8022 "* ]] && [ ! -x "$B8/build/bin/llama-placer-dryrun" ]; then
