@@ -169,8 +169,11 @@ if [[ $STEPS == *" rpc "* ]]; then
   trap 'kill $BALLAST 2>/dev/null' EXIT
   for _ in $(seq 120); do [ -s "$WORK/ballast.ready" ] && break; sleep 1; done
   echo "$(el) ballast: $(cat "$WORK/ballast.ready") MiB free"
-  # the CPU "host": an rpc-server with the CPU backend only, on the DDR4-like cores
-  CUDA_VISIBLE_DEVICES= host_emul_exec "$BIN/ggml-rpc-server" -H 127.0.0.1 -p 50052 -d CPU -t "$TB_THREADS" > "$D/rpc-server.log" 2>&1 &
+  # the CPU "host": an rpc-server with the CPU backend only, on as many cores as the client's
+  # DDR4-like ones but other ones (cores TB_THREADS+2 …): sharing the client's cores, its threads
+  # and llama-server's spin against each other (2026-12-07 c5: 3.2 t/s decode)
+  RPC_CORES=$((TB_THREADS + 2))-$((2 * TB_THREADS + 1))
+  CUDA_VISIBLE_DEVICES= taskset -c "$RPC_CORES" "$BIN/ggml-rpc-server" -H 127.0.0.1 -p 50052 -d CPU -t "$TB_THREADS" > "$D/rpc-server.log" 2>&1 &
   RPCS=$!
   trap 'kill $BALLAST $RPCS 2>/dev/null' EXIT
   sleep 3
@@ -207,10 +210,9 @@ PY
   export PLACER_DATA=$D/runs PLACER_CALIBRATION=$D/calibration.toml PLACER_CONFIG=$D/none.toml
   "$PL" check --llama "$BIN/llama-server" --host "$D/host.toml" "$D/models.conf:glm-rpc-hand" > "$D/check-hand.log" 2>&1
   # a short workload: a CPU behind RPC prefills at tens of tokens per second (docs/rpc.md)
-  # (solve's --prefix 2048 + --prompt 512 is trial's --depth 2560)
-  RPC_WORKLOAD="--prompt 512 --gen 128"
+  RPC_WORKLOAD="--prompt 512 --gen 128 --prefix 2048"
   # shellcheck disable=SC2086
-  "$PL" solve --llama "$BIN/llama-server" --host "$D/host.toml" "$D/models.conf:glm-rpc" $RPC_WORKLOAD --prefix 2048 --write > "$D/solve.log" 2>&1
+  "$PL" solve --llama "$BIN/llama-server" --host "$D/host.toml" "$D/models.conf:glm-rpc" $RPC_WORKLOAD --write > "$D/solve.log" 2>&1
   echo "$(el) rpc solve rc $?"; grep -E "aggressive|moderate|confirm|--rpc|RPC" "$D/solve.log" | head -12
   # --fit sees the rpc-server's whole free RAM: its target leaves the 40 GiB the host file allows
   fitt=$(( ${rfree:-40960} > 40960 ? rfree - 40960 : 1024 ))
@@ -220,7 +222,7 @@ PY
   # shellcheck disable=SC2086
   host_emul_exec "$PL" trial "${cands[@]}" \
     --llama "$BIN/llama-server" --host "$D/host.toml" --baseline-args "-fitt $fitt,1024" \
-    --budget "${TB_RPC_BUDGET:-3m}" $RPC_WORKLOAD --depth 2560 --write > "$D/trial.log" 2>&1
+    --budget "${TB_RPC_BUDGET:-3m}" $RPC_WORKLOAD --long-share 0.0625 --write > "$D/trial.log" 2>&1
   echo "$(el) rpc trial rc $?"
   tail -40 "$D/trial.log"
   kill $RPCS $BALLAST 2>/dev/null

@@ -87,7 +87,10 @@ fn rpc_gpus(endpoints: &[String]) -> Result<Vec<Gpu>> {
                     "compute = cpu: alignment 32 without row padding is the CPU backend's (a Mac's Metal reports the same: set compute = \"gpu\" there)",
                 )
             } else {
-                (crate::host::RpcCompute::Gpu, "compute = gpu: a GPU backend's alignment")
+                (
+                    crate::host::RpcCompute::Gpu,
+                    "compute = gpu: a GPU backend's alignment",
+                )
             };
             out.push(Gpu {
                 model: format!("RPC device {} of {}", d.index, r.endpoint),

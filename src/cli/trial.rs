@@ -30,6 +30,14 @@ pub struct Args {
     /// First loopback port to try (taken ports are skipped).
     #[arg(long, default_value_t = 18080, value_name = "PORT")]
     pub port_base: u16,
+    /// Workload preset, as `solve` takes it: agent (a cached prefix of half the context, 4096
+    /// new prompt tokens, 256 generated), chat or long-prompt (docs/solver.md §2.4).
+    #[arg(long, value_enum, default_value = "agent")]
+    pub workload: crate::solver::WorkloadPreset,
+    /// Workload: tokens already in the KV cache before the turn's prompt, as `solve --prefix`
+    /// (default: the preset's).
+    #[arg(long)]
+    pub prefix: Option<u32>,
     /// Workload: new prompt tokens per turn (default: the solve's).
     #[arg(long)]
     pub prompt: Option<u32>,
@@ -330,6 +338,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .unwrap_or_default(),
                 trial::Outcome::LoadFailed { why, .. } => format!(": {why}"),
                 trial::Outcome::RequestFailed { phase, why, .. } => format!(" at {phase}: {why}"),
+                trial::Outcome::TooSlow { phase, limit_s } => format!(
+                    " at {phase}: one request took over {limit_s:.0} s (5 × the longest request of a finished candidate, or --request-timeout): stopped, it cannot be the best"
+                ),
                 trial::Outcome::OverCap {
                     device,
                     mib,
@@ -807,6 +818,8 @@ fn prepare(
     };
     let req = crate::solver::SolveRequest {
         ctx,
+        workload: args.workload,
+        prefix: args.prefix,
         prompt: args.prompt,
         gen: args.gen,
         decode_depth: args.depth,

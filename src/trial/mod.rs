@@ -130,6 +130,10 @@ pub enum Outcome {
         why: String,
         oom: bool,
     },
+    /// Loaded and answering, but one request took longer than the limit (`--request-timeout`,
+    /// or the cap of src/trial/tune.rs `request_cap` once a faster candidate finished): stopped,
+    /// it cannot be the measured best.
+    TooSlow { phase: String, limit_s: f64 },
     /// Loaded and answered, but llama.cpp's own buffers on a GPU exceeded the host file's usable
     /// memory of that device: on the machine the host file describes (the users' 12.8 GB of a
     /// 16 GB card, or a virtual device of testbed/ballast.py) it would not load. Not a candidate.
@@ -158,6 +162,7 @@ impl Outcome {
             Outcome::LoadFailed { .. } => "failed to load",
             Outcome::RequestFailed { oom: true, .. } => "OOM under load",
             Outcome::RequestFailed { .. } => "crashed",
+            Outcome::TooSlow { .. } => "too slow",
             Outcome::OverCap { .. } => "over the cap",
         }
     }
@@ -400,16 +405,26 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
                 let oom =
                     text_says_oom(&text) || parse_log(&text).is_some_and(|l| !l.oom.is_empty());
                 res.failure_lines = failure_excerpt(&text);
-                let why = if alive {
-                    why
+                // A live server that did not answer in time is slow, not broken (ureq says
+                // "timed out reading response" when the request's deadline passes).
+                if alive && !oom && why.contains("timed out") {
+                    res.outcome = Outcome::TooSlow {
+                        phase: format!("{phase:?}").to_lowercase(),
+                        limit_s: o.request_timeout.as_secs_f64(),
+                    };
+                    res.failure_lines.clear();
                 } else {
-                    format!("llama-server died ({why})")
-                };
-                res.outcome = Outcome::RequestFailed {
-                    phase: format!("{phase:?}").to_lowercase(),
-                    why,
-                    oom,
-                };
+                    let why = if alive {
+                        why
+                    } else {
+                        format!("llama-server died ({why})")
+                    };
+                    res.outcome = Outcome::RequestFailed {
+                        phase: format!("{phase:?}").to_lowercase(),
+                        why,
+                        oom,
+                    };
+                }
             }
         }
     }
