@@ -95,6 +95,8 @@ impl HostModel {
             &mut rates.prefill_gpu_s_per_attn_flop,
             &mut rates.prefill_gpu_s_per_wide_attn_flop,
             &mut rates.prefill_gpu_s_per_matmul_flop,
+            &mut rates.gpu_s_per_attn_head_cell,
+            &mut rates.prefill_gpu_s_per_attn_head_cell,
         ] {
             *v = pick(v, devs);
         }

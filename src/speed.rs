@@ -173,6 +173,16 @@ pub struct Rates {
     /// which multiplies every prompt token's weights itself. 0 for local GPUs and GPUs behind RPC.
     #[serde(default)]
     pub prefill_gpu_s_per_matmul_flop: Vec<f64>,
+    /// Decode: seconds per (query head, cached cell) pair on each GPU slot whose attention runs
+    /// on a CPU — a CPU behind an rpc-server holding the layer's KV (the attention runs where the
+    /// KV is; `ggml-rpc.cpp` computes the graph with the server's backend) — priced as the CPU's
+    /// attention (`cpu_s_per_attn_head_cell`'s bytes-equivalent over that device's bandwidth);
+    /// 0 for GPUs, whose attention follows the flop rates.
+    #[serde(default)]
+    pub gpu_s_per_attn_head_cell: Vec<f64>,
+    /// Prefill: the same per prompt token.
+    #[serde(default)]
+    pub prefill_gpu_s_per_attn_head_cell: Vec<f64>,
 }
 
 /// What one generated token costs, per device (the solver builds it from a placement,
@@ -198,6 +208,10 @@ pub struct DecodeLoad {
     /// (query head, cached cell) pairs per token on the CPU ([`attn_head_cells`]).
     #[serde(default)]
     pub cpu_attn_head_cells: f64,
+    /// The same per GPU slot (priced only where `Rates::gpu_s_per_attn_head_cell` is set: an
+    /// RPC CPU).
+    #[serde(default)]
+    pub gpu_attn_head_cells: Vec<f64>,
     /// Graph splits of the tg graph.
     pub splits: f64,
     /// Nodes of the tg graph.
@@ -223,6 +237,10 @@ pub struct PrefillLoad {
     /// (query head, cached cell) pairs per prompt token on the CPU, at the average depth.
     #[serde(default)]
     pub cpu_attn_head_cells: f64,
+    /// (query head, cached cell) pairs per prompt token on each GPU slot, at the average depth
+    /// (priced only where `Rates::prefill_gpu_s_per_attn_head_cell` is set: an RPC CPU).
+    #[serde(default)]
+    pub gpu_attn_head_cells: Vec<f64>,
     /// Matmul flops per prompt token of the weights on each GPU slot ([`matmul_flops_per_token`];
     /// priced only where `Rates::prefill_gpu_s_per_matmul_flop` is set: an RPC CPU).
     #[serde(default)]
@@ -271,7 +289,7 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
     } else {
         cal.speed.pcie_efficiency
     };
-    let r = Rates {
+    let mut r = Rates {
         gpu_s_per_byte: per_gpu(&|g| inv(g.bandwidth_efficiency)),
         cpu_s_per_byte: inv(hs.cpu_bandwidth_efficiency) * inv(ram_bw),
         gpu_s_per_attn_flop: per_gpu(&|g| {
@@ -327,7 +345,39 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
                 _ => 0.0,
             })
             .collect(),
+        gpu_s_per_attn_head_cell: Vec::new(),
+        prefill_gpu_s_per_attn_head_cell: Vec::new(),
     };
+    let rpc_cpu: Vec<bool> = host
+        .gpus
+        .iter()
+        .map(|g| g.rpc.as_ref().is_some_and(|x| x.computes_on_cpu()))
+        .collect();
+    // The CPU attention constants of this host (as for its own RAM), over the remote bandwidth.
+    let dec_cell = hs.cpu_attn_bytes_per_head_cell;
+    let pre_cell = hs.prefill_cpu_attn_bytes_per_head_cell;
+    r.gpu_s_per_attn_head_cell = Vec::with_capacity(rpc_cpu.len());
+    r.prefill_gpu_s_per_attn_head_cell = Vec::with_capacity(rpc_cpu.len());
+    for (g, &cpu) in rpc_cpu.iter().enumerate() {
+        let bw = gpu_bw[g];
+        r.gpu_s_per_attn_head_cell
+            .push(if cpu { dec_cell * inv(bw) } else { 0.0 });
+        r.prefill_gpu_s_per_attn_head_cell
+            .push(if cpu { pre_cell * inv(bw) } else { 0.0 });
+        if cpu {
+            for v in [
+                &mut r.gpu_s_per_attn_flop,
+                &mut r.gpu_s_per_wide_attn_flop,
+                &mut r.gpu_s_per_wide_attn_layer,
+                &mut r.prefill_gpu_s_per_attn_flop,
+                &mut r.prefill_gpu_s_per_wide_attn_flop,
+            ] {
+                if let Some(x) = v.get_mut(g) {
+                    *x = 0.0;
+                }
+            }
+        }
+    }
     // Keyed like calibrate::learn keys them: the first GPU's model, "" for a CPU-only host.
     match cal.host_factors(host.gpus.first().map_or("", |g| g.model.as_str())) {
         Some(f) => r.scaled(f),
@@ -346,7 +396,8 @@ pub fn decode_terms(r: &Rates, l: &DecodeLoad) -> [f64; 3] {
             + dot(&r.gpu_s_per_wide_attn_layer, &l.gpu_wide_attn_layers),
         r.cpu_s_per_byte * l.cpu_bytes
             + r.cpu_s_per_attn_flop * l.cpu_attn_flops
-            + r.cpu_s_per_attn_head_cell * l.cpu_attn_head_cells,
+            + r.cpu_s_per_attn_head_cell * l.cpu_attn_head_cells
+            + dot(&r.gpu_s_per_attn_head_cell, &l.gpu_attn_head_cells),
         r.per_token_s + r.per_node_s * l.nodes + r.per_split_s * l.splits,
     ]
 }
@@ -360,6 +411,7 @@ pub fn prefill_terms(r: &Rates, l: &PrefillLoad) -> [f64; 3] {
             + dot(&r.prefill_gpu_s_per_wide_attn_flop, &l.gpu_wide_attn_flops),
         r.prefill_cpu_s_per_attn_flop * l.cpu_attn_flops
             + r.prefill_cpu_s_per_attn_head_cell * l.cpu_attn_head_cells
+            + dot(&r.prefill_gpu_s_per_attn_head_cell, &l.gpu_attn_head_cells)
             + dot(&r.prefill_gpu_s_per_matmul_flop, &l.gpu_matmul_flops),
         r.pcie_s_per_byte.unwrap_or(0.0) * (l.pcie_bytes_per_token - l.pcie_expert_bytes_per_token)
             + r.pcie_s_per_expert_byte
@@ -390,6 +442,8 @@ impl Rates {
         self.prefill_cpu_s_per_attn_flop *= f.prefill_cpu;
         self.prefill_cpu_s_per_attn_head_cell *= f.prefill_cpu;
         mul(&mut self.prefill_gpu_s_per_matmul_flop, f.prefill_cpu);
+        mul(&mut self.prefill_gpu_s_per_attn_head_cell, f.prefill_cpu);
+        mul(&mut self.gpu_s_per_attn_head_cell, f.decode_cpu);
         self.pcie_s_per_byte = self.pcie_s_per_byte.map(|x| x * f.prefill_pcie);
         self.pcie_s_per_expert_byte = self.pcie_s_per_expert_byte.map(|x| x * f.prefill_pcie);
         self
@@ -462,6 +516,17 @@ impl Where<'_> {
             .map(|il| attn_head_cells(hp, il, cells_read(hp, il, depth)))
             .sum()
     }
+    /// (query head, cell) pairs per token at `depth` on each GPU slot.
+    fn gpu_head_cells(&self, depth: u64) -> Vec<f64> {
+        let hp = &self.anatomy.hp;
+        let mut v = vec![0.0; self.n_gpu];
+        for il in 0..hp.n_layer {
+            if let Some(x) = v.get_mut(self.kv_slot(il)) {
+                *x += attn_head_cells(hp, il, cells_read(hp, il, depth));
+            }
+        }
+        v
+    }
     /// (GPU flops of vector-kernel attention, GPU flops of wide attention, CPU flops).
     fn attn_split(&self, depth: u64) -> (Vec<f64>, Vec<f64>, f64) {
         let f = self.attn_flops(depth);
@@ -530,6 +595,7 @@ pub fn decode_load(w: &Where, depth: u64) -> DecodeLoad {
         gpu_wide_attn_flops,
         cpu_attn_flops,
         cpu_attn_head_cells: w.cpu_head_cells(depth),
+        gpu_attn_head_cells: w.gpu_head_cells(depth),
         splits: 0.0,
         nodes: 0.0,
     }
@@ -584,6 +650,7 @@ pub fn prefill_load(
     }
     PrefillLoad {
         gpu_matmul_flops,
+        gpu_attn_head_cells: w.gpu_head_cells(avg_depth),
         pcie_bytes_per_token: pcie / per_ub,
         pcie_expert_bytes_per_token: experts / per_ub,
         gpu_attn_flops,
@@ -746,6 +813,7 @@ pub fn decode_s(r: &Rates, l: &DecodeLoad) -> f64 {
         + dot(&r.gpu_s_per_wide_attn_layer, &l.gpu_wide_attn_layers)
         + r.cpu_s_per_attn_flop * l.cpu_attn_flops
         + r.cpu_s_per_attn_head_cell * l.cpu_attn_head_cells
+        + dot(&r.gpu_s_per_attn_head_cell, &l.gpu_attn_head_cells)
 }
 
 /// Predicted seconds per prompt token.
@@ -761,6 +829,7 @@ pub fn prefill_s_per_token(r: &Rates, l: &PrefillLoad) -> f64 {
         + dot(&r.prefill_gpu_s_per_wide_attn_flop, &l.gpu_wide_attn_flops)
         + r.prefill_cpu_s_per_attn_flop * l.cpu_attn_flops
         + r.prefill_cpu_s_per_attn_head_cell * l.cpu_attn_head_cells
+        + dot(&r.prefill_gpu_s_per_attn_head_cell, &l.gpu_attn_head_cells)
         + dot(&r.prefill_gpu_s_per_matmul_flop, &l.gpu_matmul_flops)
 }
 

@@ -507,7 +507,10 @@ fn speed_costs(m: &mut LinearModel, anatomy: &Anatomy, req: &SolveRequest, slot_
             } else {
                 0.0
             };
-            fl * r.gpu_attn_s_per_flop(d, hp) + layer
+            fl * r.gpu_attn_s_per_flop(d, hp)
+                + layer
+                + attn_head_cells(hp, il, cells)
+                    * r.gpu_s_per_attn_head_cell.get(d).copied().unwrap_or(0.0)
         } else {
             fl * r.cpu_s_per_attn_flop + attn_head_cells(hp, il, cells) * r.cpu_s_per_attn_head_cell
         }
@@ -518,6 +521,11 @@ fn speed_costs(m: &mut LinearModel, anatomy: &Anatomy, req: &SolveRequest, slot_
         let fl = attn_flops_per_token(hp, il, cells);
         if d < g {
             fl * r.prefill_gpu_attn_s_per_flop(d, hp)
+                + attn_head_cells(hp, il, cells)
+                    * r.prefill_gpu_s_per_attn_head_cell
+                        .get(d)
+                        .copied()
+                        .unwrap_or(0.0)
         } else {
             fl * r.prefill_cpu_s_per_attn_flop
                 + attn_head_cells(hp, il, cells) * r.prefill_cpu_s_per_attn_head_cell

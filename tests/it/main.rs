@@ -51,6 +51,7 @@ mod oracle_rpc;
 mod preset;
 mod remote;
 mod rpc_cross_host;
+mod rpc_gpu_runs;
 mod solve_load_mode;
 mod solve_section;
 mod solve_vs_fit;

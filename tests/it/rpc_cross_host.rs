@@ -62,6 +62,7 @@ fn host_for(servers: &[Endpoint]) -> Host {
                     device: 0,
                     alignment: d.alignment,
                     row_padding: d.row_padding,
+                    compute: None,
                     link_gbs: r.link_gbs.unwrap_or(1.0),
                     latency_us: r.latency_us.max(1.0),
                 }),
