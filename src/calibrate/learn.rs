@@ -24,14 +24,15 @@ use crate::speed;
 use std::collections::BTreeMap;
 
 /// τ: spread (RMS of ln(measured / predicted)) of decode on data/runs when a host runs on priors
-/// only — the 47 H100 runs predicted with the `*` GPU entry and the `[speed]` priors, which were
-/// transferred from the H200 fit (the H200 runs would judge them in-sample): 0.246. How far a
-/// new host's factor is from 1.
-pub const PRIOR_LOG_SD: f64 = 0.25;
+/// only — the H100 runs predicted with the `*` GPU entry and the `[speed]` priors, which were
+/// transferred from the H200 fit (the H200 runs would judge them in-sample): 0.292 with the
+/// gpt-oss-120b runs of 2026-12-07 c5 (0.246 before them). How far a new host's factor is from 1.
+pub const PRIOR_LOG_SD: f64 = 0.29;
 /// σ: RMS of ln(measured / predicted) of decode on data/runs under the shipped calibration (each
-/// host's own fit): 0.167 with the runs of 2026-12-07 c4 (0.137 before them: the Qwen3-Coder-Next
-/// and RPC runs scatter more), what a run scatters around its host's right constants.
-pub const RUN_LOG_SD: f64 = 0.167;
+/// host's own fit): 0.193 with the runs of 2026-12-07 c5 (0.167 after c4, 0.137 before: the
+/// Qwen3-Coder-Next, RPC and gpt-oss-120b runs with CPU experts on the DDR4-like side scatter
+/// more), what a run scatters around its host's right constants.
+pub const RUN_LOG_SD: f64 = 0.193;
 /// k for the CUDA overhead, (σ within / τ between)² of the measured overhead grouped by
 /// scenario over data/runs: σ 8.6 MiB, τ 20.3 MiB (88 device observations): one measured
 /// overhead is worth five priors.

@@ -498,6 +498,29 @@ mod tests {
         assert!(synthetic_text(3, 200).split_whitespace().count() >= 150);
     }
 
+    /// The trial's workload is the solve's: `--prefix` sets the cached prefix (it took only
+    /// `--depth` before, which can grow the preset's half-context prefix but not shrink it).
+    #[test]
+    fn the_prefix_is_the_solves() {
+        let a = crate::anatomy::from_gguf(&crate::catalog::load_model("glm-q8", None).unwrap())
+            .unwrap();
+        let req = |prefix: Option<u32>, depth: Option<u32>| crate::solver::SolveRequest {
+            ctx: 32768,
+            prefix,
+            prompt: Some(512),
+            gen: Some(128),
+            decode_depth: depth,
+            ..Default::default()
+        };
+        let w = Workload::from_request(&req(Some(2048), None), &a);
+        assert_eq!((w.prefix, w.chunk, w.gen), (2048, 512, 128));
+        assert_eq!(Workload::from_request(&req(None, None), &a).prefix, 16384);
+        assert_eq!(
+            Workload::from_request(&req(Some(2048), Some(8192)), &a).prefix,
+            8192 - 512 - 64
+        );
+    }
+
     #[test]
     fn workload_fits_a_slot() {
         let w = Workload {
