@@ -43,17 +43,36 @@ pub struct FitChoice {
 /// What `--fit` may use on each GPU of `pr.host` (MiB): the free memory llama.cpp reads (the
 /// usable memory, or what a virtual device reports: `Gpu::reported_free_mib`) less the CUDA
 /// context already created when it measures, less `base`'s `--fit-target` (one value broadcast).
+/// Virtual devices of one physical GPU share its one context, and each reports its share of the
+/// free memory (`ggml-cuda.cu: ggml_backend_cuda_get_device_memory` divides by the devices
+/// sharing the GPU), so each loses its share of the context. Measured (2026-12-07 c5, two virtual
+/// devices, NVML free 48,084 MiB): "projected … vs. 47558 MiB of free device memory", targets
+/// 22,755 and 11,555 MiB = 23,779 − 1,024 and 23,779 − 12,224 (data/runs/
+/// 2026-12-07-gptoss120b-h100emul-c32k-trial-c5, the `fit-tuned` log).
 pub fn budgets_mib(pr: &Predictor, base: &LaunchConfig) -> Vec<i64> {
     let t = &base.fit_target_mib;
-    (0..pr.host.gpus.len())
+    let gpus = &pr.host.gpus;
+    (0..gpus.len())
         .map(|d| {
             let target = t.get(d).or(t.last()).copied().unwrap_or(FIT_TARGET_MIB) as i64;
-            let g = &pr.host.gpus[d];
+            let g = &gpus[d];
             let free = g
                 .reported_free_mib
                 .unwrap_or(g.usable_mib)
                 .max(g.usable_mib);
-            free as i64 - FIT_TIME_CONTEXT_MIB as i64 - target
+            // A virtual device (host detect --emulate records what it reports) shares its GPU
+            // with the other virtual devices of the same model.
+            let sharing = if g.reported_free_mib.is_some() {
+                gpus.iter()
+                    .filter(|o| {
+                        o.reported_free_mib.is_some() && o.model == g.model && o.rpc.is_none()
+                    })
+                    .count()
+                    .max(1)
+            } else {
+                1
+            };
+            free as i64 - (FIT_TIME_CONTEXT_MIB / sharing as u64) as i64 - target
         })
         .collect()
 }
