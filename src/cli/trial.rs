@@ -59,6 +59,10 @@ pub struct Args {
     /// Measure only the sections (and the baselines): no search around the best profile.
     #[arg(long)]
     pub no_search: bool,
+    /// Do not load the two fastest candidates again (the best `--fit` baseline and the best of
+    /// placer's when they are within 10 %, in reverse order) before choosing.
+    #[arg(long)]
+    pub no_confirm: bool,
     /// Wall time for the whole trial (`10m`, `90s`, `1h`); the sections and baselines always
     /// run, search steps while the budget lasts.
     #[arg(long, default_value = "5m", value_name = "TIME")]
@@ -237,22 +241,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let n_first = prepared.len();
     let mut queue: std::collections::VecDeque<Prepared> = prepared.into();
     let oracle = crate::oracle::Oracle::beside(&server).ok();
+    // Runs again of earlier candidates (the confirmation, tune::confirm_pair): (the original's
+    // index in `results`, the repeat's), and whether the confirmation was considered.
+    let mut again: Vec<(usize, usize)> = Vec::new();
+    let mut confirm_of: std::collections::VecDeque<usize> = Default::default();
+    let mut confirm_considered = false;
     loop {
         let next = match queue.pop_front() {
             Some(p) => p,
-            None => {
-                if args.no_search {
-                    break;
+            None if !confirm_considered && (args.no_search || search.stopped.is_some()) => {
+                confirm_considered = true;
+                let per_run = Duration::from_secs_f64(measure::median(&walls).unwrap_or(0.0));
+                match tune::confirm_pair(&results, t_start.elapsed(), per_run, search.limits.budget)
+                {
+                    Some((a, b)) if !args.no_confirm => {
+                        // The runner-up first: any drift since the first runs then favours
+                        // neither (A B … B A).
+                        println!(
+                            "confirming: [{}] and [{}] again, in reverse order ({})",
+                            results[b].name,
+                            results[a].name,
+                            tune::fmt_duration(per_run * 2)
+                        );
+                        for i in [b, a] {
+                            queue.push_back(ran[i].clone());
+                            confirm_of.push_back(i);
+                        }
+                        continue;
+                    }
+                    _ => break,
                 }
+            }
+            None if confirm_considered => break,
+            // The search's end (stopped, or --no-search) goes back to the confirmation above.
+            None => {
                 if results.len() == n_first && search.centre.is_none() {
                     search.start(&results);
                 }
                 if search.stopped.is_some() {
-                    break;
+                    continue;
                 }
                 let per_run = Duration::from_secs_f64(measure::median(&walls).unwrap_or(0.0));
                 if !search.fits_budget(t_start.elapsed(), per_run) {
-                    break;
+                    continue;
                 }
                 match propose(&search, &ran, &anatomies, &hm, &target, oracle.as_ref()) {
                     Proposal::Step(p) => *p,
@@ -263,7 +294,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     }
                     Proposal::None(why) => {
                         search.stopped = Some(why);
-                        break;
+                        continue;
                     }
                 }
             }
@@ -358,10 +389,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for l in &r.failure_lines {
             println!("    | {l}");
         }
+        let repeat_of = if confirm_considered {
+            confirm_of.pop_front()
+        } else {
+            None
+        };
         results.push(r);
         ran.push(next);
-        if results.len() > n_first {
-            search.record(&results);
+        match repeat_of {
+            Some(i) => again.push((i, results.len() - 1)),
+            None if results.len() > n_first => search.record(&results),
+            None => {}
         }
         // Learn from every run: the next candidate is ranked with what this one taught.
         match trial::learn(&data, &cal0, &host, Some(&models_dir)) {
@@ -374,6 +412,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(why) = &search.stopped {
         println!("search stopped: {why}");
+    }
+    // A repeat's workload turns join its candidate's (one median over both loads); the repeat's
+    // run stays stored for calibrate, but is no candidate of its own.
+    for &(i, j) in again.iter().rev() {
+        let rep = results.remove(j);
+        ran.remove(j);
+        let n_before = results[i].workload_turns().len();
+        if rep.outcome.ok() && results[i].outcome.ok() {
+            for m in rep.workload_turns() {
+                let mut m = m.clone();
+                m.what = format!("{}-again", m.what);
+                results[i].measurements.push(m);
+            }
+            println!(
+                "[{}] pooled over two loads: {:.2} s per turn (spread {:.1}% over {} turns; first load {} turns)",
+                results[i].name,
+                results[i].request_s().unwrap_or(0.0),
+                100.0 * results[i].spread().unwrap_or(0.0),
+                results[i].workload_turns().len(),
+                n_before
+            );
+        } else {
+            println!(
+                "[{}] again: {} — the first load's turns stand",
+                rep.name,
+                rep.outcome.label()
+            );
+        }
     }
     let conf_arg = (confs.len() == 1).then(|| confs[0].display().to_string());
     let choice = choose::choose(&results, conf_arg.as_deref());

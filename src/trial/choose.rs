@@ -212,6 +212,32 @@ mod tests {
         assert!(c.reason.contains("1.19×"), "{}", c.reason);
     }
 
+    /// The confirmation pairs the fastest candidate with the fastest of the other side (a
+    /// `--fit` baseline against placer's), only when they are within 10 % and two more runs fit.
+    #[test]
+    fn the_confirmation_pairs_the_best_baseline_with_the_best_placement() {
+        use crate::trial::tune::confirm_pair;
+        use std::time::Duration;
+        let s = Duration::from_secs;
+        let a = r("x-aggressive", &[1.08, 1.08], Outcome::Ok);
+        let m = r("x-moderate", &[1.02, 1.02], Outcome::Ok);
+        let mut b = r("x~fit-tuned", &[1.00, 1.00], Outcome::Ok);
+        b.kind = Kind::Baseline;
+        let all = [a.clone(), m.clone(), b.clone()];
+        assert_eq!(confirm_pair(&all, s(60), s(30), s(300)), Some((2, 1)));
+        // two more runs do not fit the budget
+        assert_eq!(confirm_pair(&all, s(250), s(30), s(300)), None);
+        // more than 10 % apart: the first loads decide
+        let mut far = b.clone();
+        far.measurements.iter_mut().for_each(|x| {
+            x.prompt_ms *= 0.8;
+            x.predicted_ms *= 0.8;
+        });
+        assert_eq!(confirm_pair(&[a.clone(), far], s(0), s(30), s(300)), None);
+        // no baseline (--no-baseline): nothing to confirm against
+        assert_eq!(confirm_pair(&[a, m], s(0), s(30), s(300)), None);
+    }
+
     #[test]
     fn aggressive_failure_falls_back_with_a_resolve_command() {
         let a = r(

@@ -74,6 +74,39 @@ pub fn request_cap(
     }
 }
 
+/// Turn times closer than this (relative) between the best `--fit` baseline and the best other
+/// candidate are confirmed by loading both again.
+pub const CONFIRM_WITHIN: f64 = 0.10;
+
+/// The pair to confirm, (fastest, runner-up) indices into `results`: the fastest candidate that
+/// finished and the fastest of the other side (a `--fit` baseline against placer's profiles and
+/// steps), when their turn times are within [`CONFIRM_WITHIN`] and two more runs of `per_run`
+/// fit in `budget`. One load per candidate in sequence cannot tell a placement from drift of the
+/// machine (2026-12-07 c5: `--fit` 13.18 s and placer 14.23 s, each 1.4 % over its own turns).
+pub fn confirm_pair(
+    results: &[super::TrialResult],
+    elapsed: Duration,
+    per_run: Duration,
+    budget: Duration,
+) -> Option<(usize, usize)> {
+    if elapsed + per_run * 2 > budget {
+        return None;
+    }
+    let ok: Vec<(usize, f64, bool)> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.outcome.ok())
+        .filter_map(|(i, r)| r.request_s().map(|s| (i, s, r.kind == Kind::Baseline)))
+        .collect();
+    let best = ok.iter().min_by(|a, b| a.1.total_cmp(&b.1)).copied()?;
+    let other = ok
+        .iter()
+        .filter(|x| x.2 != best.2)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .copied()?;
+    (other.1 / best.1 - 1.0 <= CONFIRM_WITHIN).then_some((best.0, other.0))
+}
+
 /// The longest request of a run, seconds (prompt + generation as the server timed them).
 pub fn longest_request_s(ms: &[super::measure::Measurement]) -> Option<f64> {
     ms.iter()
