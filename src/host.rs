@@ -197,6 +197,9 @@ pub const MAX_BANDWIDTH_GBS: f64 = 1e6;
 
 const GPU_BW_HINT: &str = "the GPU's memory bandwidth from its datasheet (RTX 4090: 1008.0), or \
 run `placer host detect` on that machine";
+const RPC_BW_HINT: &str = "the memory bandwidth of the machine behind that rpc-server (RPC cannot \
+report it: for a CPU, its RAM read bandwidth, e.g. DDR4-3200 dual channel 51.2 or what `placer host \
+detect` measures there; for a GPU its datasheet's); `host detect --rpc` leaves it 0 for you to fill in";
 const PCIE_HINT: &str = "the host link per direction (PCIe 4.0 x16: 31.5, PCIe 5.0 x16: 63.0)";
 const RAM_BW_HINT: &str = "the RAM read bandwidth, measured by `placer host detect` (without \
 --no-measure-ram) or from the memory's spec (DDR4-3200 dual channel: 51.2, DDR5-6000 dual \
@@ -278,7 +281,12 @@ impl Host {
                 crate::units::shown(&g.model, 60)
             );
             sizes(origin, &at, g.total_mib, g.usable_mib, "GPU")?;
-            rate(origin, &at, "bandwidth_gbs", g.bandwidth_gbs, GPU_BW_HINT)?;
+            let bw_hint = if g.rpc.is_some() {
+                RPC_BW_HINT
+            } else {
+                GPU_BW_HINT
+            };
+            rate(origin, &at, "bandwidth_gbs", g.bandwidth_gbs, bw_hint)?;
             match &g.rpc {
                 None => rate(origin, &at, "pcie_gbs", g.pcie_gbs, PCIE_HINT)?,
                 Some(r) => validate_rpc(origin, &at, r)?,

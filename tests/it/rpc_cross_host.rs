@@ -569,3 +569,58 @@ fn enter_netem_namespace() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `placer host detect --rpc` against a real rpc-server on loopback (the CPU build's): the host
+/// file lists the server's device first with its endpoint, alignment and `compute = "cpu"` (32
+/// bytes without row padding, docs/rpc.md), and reads back as a valid host.
+#[test]
+fn host_detect_asks_a_running_rpc_server_and_writes_what_computes_there() {
+    let Some(bin) = llama_bin() else {
+        eprintln!("note: PLACER_LLAMA_BIN is not set; skipping host detect --rpc");
+        return;
+    };
+    let srv = RpcServer::start(&bin);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("host.toml");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_placer"))
+        .args([
+            "host",
+            "detect",
+            "--rpc",
+            &srv.endpoint(),
+            "--no-measure-ram",
+            "-o",
+        ])
+        .arg(&out)
+        .env("CUDA_VISIBLE_DEVICES", "")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("[gpus.rpc]"), "{text}");
+    assert!(
+        text.contains(&format!("endpoint = \"{}\"", srv.endpoint())),
+        "{text}"
+    );
+    assert!(text.contains("compute = \"cpu\""), "{text}");
+    // RPC cannot report the remote memory's bandwidth: the file says so until it is filled in.
+    let e = Host::load(&out).unwrap_err().to_string();
+    assert!(
+        e.contains("bandwidth_gbs") && e.contains("rpc-server"),
+        "{e}"
+    );
+    let filled = text.replace(
+        "# bandwidth_gbs = ?   # not measured: fill in (GB/s), placer refuses the file until then",
+        "bandwidth_gbs = 51.2",
+    );
+    assert_ne!(filled, text, "{text}");
+    std::fs::write(&out, filled).unwrap();
+    let host = Host::load(&out).unwrap();
+    let g = &host.gpus[0];
+    let r = g.rpc.as_ref().expect("the RPC device comes first");
+    assert!(r.computes_on_cpu());
+    assert_eq!(r.alignment, 32);
+    assert!(!r.row_padding);
+    assert_eq!(host.device_name(placer::host::DeviceId::Gpu(0)), "RPC0");
+}
