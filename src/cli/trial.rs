@@ -251,6 +251,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(p) => p,
             None if !confirm_considered && (args.no_search || search.stopped.is_some()) => {
                 confirm_considered = true;
+                if let Some(why) = &search.stopped {
+                    println!("search stopped: {why}");
+                }
                 let per_run = Duration::from_secs_f64(measure::median(&walls).unwrap_or(0.0));
                 match tune::confirm_pair(&results, t_start.elapsed(), per_run, search.limits.budget)
                 {
@@ -410,7 +413,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Err(e) => eprintln!("warning: calibration not updated: {e:#}"),
         }
     }
-    if let Some(why) = &search.stopped {
+    if let (false, Some(why)) = (confirm_considered, &search.stopped) {
         println!("search stopped: {why}");
     }
     // A repeat's workload turns join its candidate's (one median over both loads); the repeat's

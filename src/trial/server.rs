@@ -256,6 +256,10 @@ pub fn console_path(log: &Path) -> PathBuf {
     log.with_file_name(format!(".{name}.console"))
 }
 
+/// How long `/health` must answer 200 while our process lives, when its log never says where it
+/// listens, before the server counts as ready.
+const READY_WITHOUT_LOG: Duration = Duration::from_secs(3);
+
 fn bind_failed(s: &Server) -> bool {
     let text = s.log_text();
     text.contains("couldn't bind HTTP server socket") || text.contains("Address already in use")
@@ -282,6 +286,13 @@ impl Server {
             .timeout(Duration::from_secs(2))
             .build();
         let url = format!("http://127.0.0.1:{}/health", self.port);
+        // A 200 on our port may come from another server that took the port between placer's
+        // check and our bind (ours then exits with "couldn't bind"): ready is our own log saying
+        // it listens there (`tools/server/server.cpp: main`, "listening on http://HOST:PORT",
+        // printed when the model is loaded; older builds print "server is listening on …"), or,
+        // for a build that does not print it, a 200 that lasts while our process stays alive.
+        let listening = format!("listening on http://127.0.0.1:{}", self.port);
+        let mut first_ok: Option<Instant> = None;
         loop {
             tick();
             if let Some(child) = self.child.as_mut() {
@@ -291,7 +302,14 @@ impl Server {
             }
             if let Ok(r) = agent.get(&url).call() {
                 if r.status() == 200 {
-                    return Ok(());
+                    let text = self.log_text();
+                    if text.contains(&listening) {
+                        return Ok(());
+                    }
+                    let since = *first_ok.get_or_insert_with(Instant::now);
+                    if !bind_failed(self) && since.elapsed() >= READY_WITHOUT_LOG {
+                        return Ok(());
+                    }
                 }
             }
             if t0.elapsed() >= timeout {
