@@ -334,47 +334,29 @@ pub fn rates(cal: &Calibration, host: &Host) -> Rates {
         }),
         prefill_cpu_s_per_attn_flop: hs.prefill_cpu_attn_bytes_per_flop * inv(ram_bw),
         prefill_cpu_s_per_attn_head_cell: hs.prefill_cpu_attn_bytes_per_head_cell * inv(ram_bw),
-        prefill_gpu_s_per_matmul_flop: host
-            .gpus
-            .iter()
-            .zip(&gpu_bw)
-            .map(|(g, bw)| match &g.rpc {
-                Some(r) if r.computes_on_cpu() => {
-                    cal.speed.rpc_cpu_matmul_bytes_per_flop * inv(*bw)
-                }
-                _ => 0.0,
-            })
-            .collect(),
-        gpu_s_per_attn_head_cell: Vec::new(),
-        prefill_gpu_s_per_attn_head_cell: Vec::new(),
+        prefill_gpu_s_per_matmul_flop: vec![0.0; host.gpus.len()],
+        gpu_s_per_attn_head_cell: vec![0.0; host.gpus.len()],
+        prefill_gpu_s_per_attn_head_cell: vec![0.0; host.gpus.len()],
     };
-    let rpc_cpu: Vec<bool> = host
-        .gpus
-        .iter()
-        .map(|g| g.rpc.as_ref().is_some_and(|x| x.computes_on_cpu()))
-        .collect();
-    // The CPU attention constants of this host (as for its own RAM), over the remote bandwidth.
-    let dec_cell = hs.cpu_attn_bytes_per_head_cell;
-    let pre_cell = hs.prefill_cpu_attn_bytes_per_head_cell;
-    r.gpu_s_per_attn_head_cell = Vec::with_capacity(rpc_cpu.len());
-    r.prefill_gpu_s_per_attn_head_cell = Vec::with_capacity(rpc_cpu.len());
-    for (g, &cpu) in rpc_cpu.iter().enumerate() {
-        let bw = gpu_bw[g];
-        r.gpu_s_per_attn_head_cell
-            .push(if cpu { dec_cell * inv(bw) } else { 0.0 });
-        r.prefill_gpu_s_per_attn_head_cell
-            .push(if cpu { pre_cell * inv(bw) } else { 0.0 });
-        if cpu {
-            for v in [
-                &mut r.gpu_s_per_attn_flop,
-                &mut r.gpu_s_per_wide_attn_flop,
-                &mut r.gpu_s_per_wide_attn_layer,
-                &mut r.prefill_gpu_s_per_attn_flop,
-                &mut r.prefill_gpu_s_per_wide_attn_flop,
-            ] {
-                if let Some(x) = v.get_mut(g) {
-                    *x = 0.0;
-                }
+    // A CPU behind an rpc-server: its matmuls at the RPC-CPU rate, its attention at this host's
+    // CPU attention constants, both over the remote bandwidth, and no GPU attention rates.
+    for (g, gpu) in host.gpus.iter().enumerate() {
+        if !gpu.rpc.as_ref().is_some_and(|x| x.computes_on_cpu()) {
+            continue;
+        }
+        let inv_bw = inv(gpu_bw[g]);
+        r.prefill_gpu_s_per_matmul_flop[g] = cal.speed.rpc_cpu_matmul_bytes_per_flop * inv_bw;
+        r.gpu_s_per_attn_head_cell[g] = hs.cpu_attn_bytes_per_head_cell * inv_bw;
+        r.prefill_gpu_s_per_attn_head_cell[g] = hs.prefill_cpu_attn_bytes_per_head_cell * inv_bw;
+        for v in [
+            &mut r.gpu_s_per_attn_flop,
+            &mut r.gpu_s_per_wide_attn_flop,
+            &mut r.gpu_s_per_wide_attn_layer,
+            &mut r.prefill_gpu_s_per_attn_flop,
+            &mut r.prefill_gpu_s_per_wide_attn_flop,
+        ] {
+            if let Some(x) = v.get_mut(g) {
+                *x = 0.0;
             }
         }
     }

@@ -143,14 +143,18 @@ if [[ $STEPS == *" dryrun "* ]]; then
   grep -h . "$S"/dryrun-*.csv | grep -v '^tag' | awk -F, '{printf "%-32s %-24s model %9.1f ctx %8.1f compute %8.1f MiB\n", $1, $2, $5/1048576, $6/1048576, $7/1048576}'
 fi
 
-if [[ $STEPS == *" tune "* ]]; then
-  # testbed/tune-call.sh finds the b11434 tree built above (it builds only when llama-server is missing)
-  read -r -a tune <<<"${TB_TUNE:-qwen3-coder-next-q5:131072:4m}"
-  echo "$(el) tune: ${tune[*]}"
-  "$REPO/testbed/tune-call.sh" "$S/tune" "${tune[@]}"
-  tail -60 "$S/tune/call.log"
-  echo "$(el) tune done"
-fi
+# tune_step NAME SPECS: testbed/tune-call.sh into $S/NAME (it finds the b11434 tree built above
+# and builds only when llama-server is missing)
+tune_step() {
+  local name=$1 tune
+  read -r -a tune <<<"$2"
+  echo "$(el) $name: ${tune[*]}"
+  "$REPO/testbed/tune-call.sh" "$S/$name" "${tune[@]}"
+  tail -60 "$S/$name/call.log"
+  echo "$(el) $name done"
+}
+
+[[ $STEPS == *" tune "* ]] && tune_step tune "${TB_TUNE:-qwen3-coder-next-q5:131072:4m}"
 
 if [[ $STEPS == *" rpc "* ]]; then
   BIN=$B11/build/bin
@@ -227,13 +231,7 @@ PY
   tail -40 "$D/trial.log"
   kill $RPCS $BALLAST 2>/dev/null
 fi
-if [[ $STEPS == *" tune2 "* ]]; then
-  # a second tune step after the RPC one (TB_TUNE2), so that a model the RPC step synthesized is reused
-  read -r -a tune <<<"${TB_TUNE2:-glm-q8:131072:6m}"
-  echo "$(el) tune2: ${tune[*]}"
-  "$REPO/testbed/tune-call.sh" "$S/tune2" "${tune[@]}"
-  tail -60 "$S/tune2/call.log"
-  echo "$(el) tune2 done"
-fi
+# a second tune step after the RPC one, so that a model the RPC step synthesized is reused
+[[ $STEPS == *" tune2 "* ]] && tune_step tune2 "${TB_TUNE2:-glm-q8:131072:6m}"
 echo "$(el) done"
 touch "$S/DONE"

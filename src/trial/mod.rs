@@ -407,9 +407,10 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
                 res.failure_lines = failure_excerpt(&text);
                 // A live server that did not answer in time is slow, not broken (ureq says
                 // "timed out reading response" when the request's deadline passes).
+                let phase = format!("{phase:?}").to_lowercase();
                 if alive && !oom && why.contains("timed out") {
                     res.outcome = Outcome::TooSlow {
-                        phase: format!("{phase:?}").to_lowercase(),
+                        phase,
                         limit_s: o.request_timeout.as_secs_f64(),
                     };
                     res.failure_lines.clear();
@@ -419,11 +420,7 @@ pub fn run_profile(p: &Profile, o: &Options, mut progress: impl FnMut(&str)) -> 
                     } else {
                         format!("llama-server died ({why})")
                     };
-                    res.outcome = Outcome::RequestFailed {
-                        phase: format!("{phase:?}").to_lowercase(),
-                        why,
-                        oom,
-                    };
+                    res.outcome = Outcome::RequestFailed { phase, why, oom };
                 }
             }
         }
