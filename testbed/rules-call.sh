@@ -21,7 +21,10 @@
 # usage: setsid testbed/rules-call.sh STATE_DIR &     poll: testbed/tune-poll.sh STATE_DIR
 # env:   TB_STEPS (default "build dryrun tune rpc"; "tune2" runs TB_TUNE2 after rpc), TB_TREES
 #        (default "11434 8022"), TB_TUNE, TB_TUNE2, TB_RPC_CTX (default 32768), TB_RPC_BUDGET
-#        (default 3m), TB_RPC_HAND (set: the hand placement is a trial candidate too)
+#        (default 3m), TB_RPC_HAND (set: the hand placement is a trial candidate too),
+#        TB_RPC_PROFILES (default "aggressive moderate"), TB_RPC_WORKLOAD (solve's and trial's
+#        workload flags, default "--prompt 512 --gen 128 --prefix 2048"), TB_RPC_LONG (the
+#        trial's --long-share, default 0.0625)
 # The b11434 binaries are packed to /tmp/tb/llama-b11434-bin.tar.xz after the build; carried as
 # .carry/llama-b11434-bin.tar.xz they replace the build in a later call.
 # needs: .carry/llama.cpp-b11434-src.tar.xz (testbed/fetch-src-bin.sh 11434),
@@ -214,19 +217,20 @@ PY
   export PLACER_DATA=$D/runs PLACER_CALIBRATION=$D/calibration.toml PLACER_CONFIG=$D/none.toml
   "$PL" check --llama "$BIN/llama-server" --host "$D/host.toml" "$D/models.conf:glm-rpc-hand" > "$D/check-hand.log" 2>&1
   # a short workload: a CPU behind RPC prefills at tens of tokens per second (docs/rpc.md)
-  RPC_WORKLOAD="--prompt 512 --gen 128 --prefix 2048"
+  RPC_WORKLOAD=${TB_RPC_WORKLOAD:---prompt 512 --gen 128 --prefix 2048}
   # shellcheck disable=SC2086
   "$PL" solve --llama "$BIN/llama-server" --host "$D/host.toml" "$D/models.conf:glm-rpc" $RPC_WORKLOAD --write > "$D/solve.log" 2>&1
   echo "$(el) rpc solve rc $?"; grep -E "aggressive|moderate|confirm|--rpc|RPC" "$D/solve.log" | head -12
   # --fit sees the rpc-server's whole free RAM: its target leaves the 40 GiB the host file allows
   fitt=$(( ${rfree:-40960} > 40960 ? rfree - 40960 : 1024 ))
   echo "$(el) rpc: trial (--fit targets -fitt $fitt,1024)"
-  cands=("$D/models.conf:glm-rpc-aggressive" "$D/models.conf:glm-rpc-moderate")
+  cands=()
+  for k in ${TB_RPC_PROFILES:-aggressive moderate}; do cands+=("$D/models.conf:glm-rpc-$k"); done
   [ -n "${TB_RPC_HAND:-}" ] && cands+=("$D/models.conf:glm-rpc-hand")
   # shellcheck disable=SC2086
   host_emul_exec "$PL" trial "${cands[@]}" \
     --llama "$BIN/llama-server" --host "$D/host.toml" --baseline-args "-fitt $fitt,1024" \
-    --budget "${TB_RPC_BUDGET:-3m}" $RPC_WORKLOAD --long-share 0.0625 --write > "$D/trial.log" 2>&1
+    --budget "${TB_RPC_BUDGET:-3m}" $RPC_WORKLOAD --long-share "${TB_RPC_LONG:-0.0625}" --write > "$D/trial.log" 2>&1
   echo "$(el) rpc trial rc $?"
   tail -40 "$D/trial.log"
   kill $RPCS $BALLAST 2>/dev/null

@@ -541,11 +541,17 @@ impl Search {
     }
 
     /// Whether one more candidate fits in the budget: `elapsed` so far, `per_run` the median
-    /// wall time of the runs so far.
-    pub fn fits_budget(&mut self, elapsed: Duration, per_run: Duration) -> bool {
-        if elapsed + per_run > self.limits.budget {
+    /// wall time of the runs so far, `reserve` kept for what follows the search (the
+    /// confirmation's two runs when it is due: [`confirm_pair`]).
+    pub fn fits_budget(&mut self, elapsed: Duration, per_run: Duration, reserve: Duration) -> bool {
+        if elapsed + per_run + reserve > self.limits.budget {
+            let kept = if reserve.is_zero() {
+                String::new()
+            } else {
+                format!(", {} kept for the confirmation", fmt_duration(reserve))
+            };
             self.stopped = Some(format!(
-                "time budget: {} used of {}, a run takes about {}",
+                "time budget: {} used of {}, a run takes about {}{kept}",
                 fmt_duration(elapsed),
                 fmt_duration(self.limits.budget),
                 fmt_duration(per_run)
