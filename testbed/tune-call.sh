@@ -11,7 +11,7 @@
 #        (models: glm-q8, glm-q4, gpt-oss-120b, qwen3-coder-next-q5)
 # needs: .carry/llama.cpp-b11434-src.tar.xz (testbed/fetch-src-bin.sh; or a built tree in /tmp/tb/llama.cpp/build/bin),
 #        .carry/placer.xz; torch for testbed/ballast.py. Models are synthesized into /dev/shm (one at a time).
-# env:   TB_DEPTH (trial --depth, default 32768), TB_LONG_SHARE (default 0.02), TB_BUILD_JOBS
+# env:   TB_TUNE_PROFILES (placer profiles tried, default "aggressive moderate"), TB_DEPTH (trial --depth, default 32768), TB_LONG_SHARE (default 0.02), TB_BUILD_JOBS
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 S=${1:?state dir}; shift
@@ -84,7 +84,8 @@ for spec in "$@"; do
   echo "solve rc $?"; grep -E "confirm|dry run|margin" "$D/solve.log" | head -8
   "$PL" check --llama "$BIN/llama-server" --host "$S/host.toml" "$C:$sec-aggressive" > "$D/check-aggressive.log" 2>&1
   "$PL" check --llama "$BIN/llama-server" --host "$S/host.toml" "$C:$sec-moderate" > "$D/check-moderate.log" 2>&1
-  cands=("$C:$sec-aggressive" "$C:$sec-moderate")
+  cands=()
+  for k in ${TB_TUNE_PROFILES:-aggressive moderate}; do cands+=("$C:$sec-$k"); done
   # the users' own section is a candidate where it places by hand (FIT=off); FIT=on is the baseline
   section "$id" "$ctx" | grep -q '^FIT=off' && cands+=("$C:$sec")
   echo "$(el) $id: trial (budget $budget)"
