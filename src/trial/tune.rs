@@ -601,6 +601,21 @@ mod tests {
     }
 
     #[test]
+    fn the_search_keeps_the_confirmation_runs_in_the_budget() {
+        let s = |n| Duration::from_secs(n);
+        let limits = Limits {
+            budget: s(600),
+            patience: 2,
+        };
+        // 6m49s used, runs of 1m22s (2026-12-07 c5): one step fits, but not with the
+        // confirmation's two runs kept.
+        assert!(Search::new(limits).fits_budget(s(409), s(82), Duration::ZERO));
+        let mut search = Search::new(limits);
+        assert!(!search.fits_budget(s(409), s(82), s(164)));
+        assert!(search.stopped.unwrap().contains("kept for the confirmation"));
+    }
+
+    #[test]
     fn baselines_strip_placement_and_keep_the_request() {
         let a: Vec<String> = "-m x.gguf -c 8192 -ngl 30 -ts 20,10 -ot blk\\.1\\.ffn_.*_exps=CPU -ub 1024 -lm none -ctk q8_0 --jinja"
             .split_whitespace()
