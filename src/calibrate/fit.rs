@@ -458,6 +458,18 @@ fn fit_columns(pts: &[(&SpeedFeatures, f64)], cols: Vec<Column>) -> Result<Colum
         ));
     }
     let row = |f: &SpeedFeatures| cols.iter().map(|c| (c.value)(f)).collect::<Vec<f64>>();
+    // Runs that differ in fewer directions than there are unknowns cannot tell the terms apart:
+    // NNLS then gives the time to one of them and 0 to the others, and a 0 cannot be written
+    // back for every constant (an efficiency of 0 means "not fitted, use the prior"), so the
+    // stored calibration would predict what the fit did not (one placement's runs on a CPU
+    // host: identical bytes, splits and nodes in every run).
+    let rank = rank(&pts.iter().map(|(f, _)| row(f)).collect::<Vec<_>>());
+    if rank < p {
+        return Err(format!(
+            "{} runs, but they differ in only {rank} of the {p} directions ({names}): runs of other placements, contexts or depths tell the terms apart",
+            pts.len()
+        ));
+    }
     let x: Vec<Vec<f64>> = pts
         .iter()
         .map(|(f, t)| row(f).into_iter().map(|v| v / t).collect())
@@ -476,6 +488,47 @@ fn fit_columns(pts: &[(&SpeedFeatures, f64)], cols: Vec<Column>) -> Result<Colum
         theta: cols.iter().map(|c| c.name.clone()).zip(theta).collect(),
         errors,
     })
+}
+
+/// Numerical rank of the rows `x` (columns scaled to a largest |value| of 1; Gaussian
+/// elimination with partial pivoting, pivots below 1e-6 count as 0).
+fn rank(x: &[Vec<f64>]) -> usize {
+    let Some(p) = x.first().map(Vec::len) else {
+        return 0;
+    };
+    let scale: Vec<f64> = (0..p)
+        .map(|j| x.iter().map(|r| r[j].abs()).fold(0.0, f64::max))
+        .collect();
+    let mut a: Vec<Vec<f64>> = x
+        .iter()
+        .map(|r| {
+            r.iter()
+                .zip(&scale)
+                .map(|(v, s)| if *s > 0.0 { v / s } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    let mut rank = 0;
+    for j in 0..p {
+        let Some(piv) = (rank..a.len()).max_by(|&i, &k| a[i][j].abs().total_cmp(&a[k][j].abs()))
+        else {
+            break;
+        };
+        if a[piv][j].abs() < 1e-6 {
+            continue;
+        }
+        a.swap(rank, piv);
+        let (top, below) = a.split_at_mut(rank + 1);
+        let pivot_row = &top[rank];
+        for row in below {
+            let f = row[j] / pivot_row[j];
+            for (v, pv) in row[j..].iter_mut().zip(&pivot_row[j..]) {
+                *v -= f * pv;
+            }
+        }
+        rank += 1;
+    }
+    rank
 }
 
 /// Runs grouped by the model of their host's first GPU, with the measured seconds per token
@@ -983,4 +1036,29 @@ pub fn add_device_margin(cal: &mut Calibration, host: &str, device: &str, extra:
         extra_mib: extra,
         from: from.to_string(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rank;
+
+    #[test]
+    fn rank_counts_the_directions_runs_differ_in() {
+        // One placement's runs on a CPU host: the same bytes, splits and nodes every time.
+        let same = vec![vec![3.0e7, 1.0, 315.0]; 6];
+        assert_eq!(rank(&same), 1);
+        let two = vec![
+            vec![3.0e7, 1.0, 315.0],
+            vec![6.0e7, 2.0, 630.0],
+            vec![2.0e7, 0.0, 0.0],
+        ];
+        assert_eq!(rank(&two), 2);
+        let full = vec![
+            vec![1.0, 0.0, 2.0],
+            vec![0.0, 1.0, 1.0],
+            vec![1.0, 1.0, 0.0],
+        ];
+        assert_eq!(rank(&full), 3);
+        assert_eq!(rank(&[]), 0);
+    }
 }

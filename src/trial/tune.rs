@@ -612,7 +612,10 @@ mod tests {
         assert!(Search::new(limits).fits_budget(s(409), s(82), Duration::ZERO));
         let mut search = Search::new(limits);
         assert!(!search.fits_budget(s(409), s(82), s(164)));
-        assert!(search.stopped.unwrap().contains("kept for the confirmation"));
+        assert!(search
+            .stopped
+            .unwrap()
+            .contains("kept for the confirmation"));
     }
 
     #[test]

@@ -64,6 +64,23 @@ proptest! {
     }
 }
 
+/// A run far from the others (a saturated machine) barely moves the fit: four runs 20 % slower
+/// than predicted and one 50× slower leave the factor above 1, where least squares in log space
+/// would put it below (the mean log gap is −0.64).
+#[test]
+fn one_outlying_run_does_not_drag_the_factor() {
+    let t = [1.0, 0.0, 0.0];
+    let mut pts = vec![(t, 1.2); 4];
+    pts.push((t, 50.0));
+    let f = map_log_factors(&pts[..4], RUN_LOG_SD, PRIOR_LOG_SD)[0].exp();
+    let g = map_log_factors(&pts, RUN_LOG_SD, PRIOR_LOG_SD)[0].exp();
+    assert!(f > 1.1 && f < 1.2, "{f}");
+    assert!(g > f && g < 1.5, "with the outlier {g}, without {f}");
+    let pts_fast: Vec<_> = pts[..4].iter().copied().chain([(t, 1.0 / 50.0)]).collect();
+    let h = map_log_factors(&pts_fast, RUN_LOG_SD, PRIOR_LOG_SD)[0].exp();
+    assert!(h < f && h > 1.0, "with a fast outlier {h}, without {f}");
+}
+
 #[test]
 fn zero_runs_leave_the_priors_unchanged() {
     assert_eq!(map_log_factors(&[], RUN_LOG_SD, PRIOR_LOG_SD), [0.0; 3]);

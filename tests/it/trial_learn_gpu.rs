@@ -64,12 +64,13 @@ fn errors(name: &str, turns: bool) -> Vec<(String, bool, f64, f64)> {
     out
 }
 
-/// Measured (2026-12-07 GPU trials, mean |ln(predicted / measured)| before → after): GLM-4.7-Flash
-/// Q8_0 128K prefill at depth 0.475 → 0.173 and decode 0.041 → 0.019; Qwen3-Coder-Next 128K
-/// 0.175 → 0.116 and 0.149 → 0.132; gpt-oss-120b 32K 0.337 → 0.056 and 0.468 → 0.053 (c3), and in
-/// its c5 trial with the `--fit` baselines 0.392 → 0.056 and 0.500 → 0.046. The one
-/// that gets worse: GLM's fresh long prompt, 0.243 → 0.321 (the three prefill factors cannot
-/// tell attention at depth from the rest of the GPU's work; docs/calibration.md).
+/// Measured (2026-12-07 GPU trials, mean |ln(predicted / measured)| before → after, with Huber's
+/// loss in the factor step): GLM-4.7-Flash Q8_0 128K prefill at depth 0.475 → 0.156 and decode
+/// 0.041 → 0.019; Qwen3-Coder-Next 128K 0.175 → 0.124 and 0.149 → 0.131; gpt-oss-120b 32K
+/// 0.337 → 0.056 and 0.468 → 0.052 (c3), and in its c5 trial with the `--fit` baselines
+/// 0.392 → 0.020 and 0.500 → 0.046. The one that gets worse: GLM's fresh long prompt,
+/// 0.243 → 0.327 (the three prefill factors cannot tell attention at depth from the rest of the
+/// GPU's work; docs/calibration.md).
 #[test]
 fn one_trial_moves_the_workload_predictions_toward_the_measurements() {
     for name in [
