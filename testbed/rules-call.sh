@@ -41,6 +41,22 @@ WORK=/tmp/tb; mkdir -p "$WORK"
 PL=/tmp/placer
 [ -x "$PL" ] || { xz -dc "$REPO/.carry/placer.xz" > "$PL" && chmod +x "$PL"; }
 B11=$WORK/llama.cpp B8=$WORK/llama.cpp-py0.3.17
+# Inputs this machine cannot fetch (it reaches no registry): stop at once, with DONE written so
+# that testbed/tune-poll.sh returns now instead of after its wait (device time is the scarce part).
+TREES=" ${TB_TREES:-11434 8022} "
+missing=()
+[ -x "$PL" ] || missing+=(".carry/placer.xz")
+if [[ $STEPS == *" build "* ]]; then
+  [[ $TREES == *" 11434 "* ]] && [ ! -x "$B11/build/bin/llama-server" ] && [ ! -f "$REPO/.carry/llama-b11434-bin.tar.xz" ] \
+    && [ ! -f "$REPO/.carry/llama.cpp-b11434-src.tar.xz" ] && missing+=(".carry/llama.cpp-b11434-src.tar.xz (testbed/fetch-src-bin.sh 11434)")
+  [[ $TREES == *" 8022 "* ]] && [ ! -x "$B8/build/bin/llama-placer-dryrun" ] \
+    && [ ! -f "$REPO/.carry/llama.cpp-py0.3.17-src.tar.xz" ] && missing+=(".carry/llama.cpp-py0.3.17-src.tar.xz (testbed/fetch-src.sh 0.3.17)")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "$(el) missing, make it where the registry is reachable and carry .carry: ${missing[*]}"
+  touch "$S/DONE"
+  exit 2
+fi
 echo "$(el) start; $(nvidia-smi --query-gpu=name,memory.total,memory.free --format=csv,noheader); $(nproc) cores; steps:$STEPS"
 
 # build_tree SRC_TARBALL DIR BUILD COMMIT JOBS TARGET…
@@ -58,7 +74,6 @@ build_tree() {
   cmake --build build -j"$jobs" --target "$@" > "$S/build-b$n.log" 2>&1
 }
 
-TREES=" ${TB_TREES:-11434 8022} "
 if [[ $STEPS == *" build "* ]]; then
   if [[ $TREES == *" 11434 "* ]] && [ -f "$REPO/.carry/llama-b11434-bin.tar.xz" ] && [ ! -x "$B11/build/bin/llama-server" ]; then
     # binaries of an earlier call (packed below), instead of a 5-minute build

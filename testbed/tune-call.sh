@@ -24,6 +24,12 @@ PL=/tmp/placer
 [ -x "$PL" ] || { xz -dc "$REPO/.carry/placer.xz" > "$PL" && chmod +x "$PL"; }
 MD=/dev/shm/tb-models; mkdir -p "$MD"
 BIN=$WORK/llama.cpp/build/bin
+# what this machine cannot fetch: stop at once (DONE written, so testbed/tune-poll.sh returns now)
+if [ ! -x "$PL" ] || { [ ! -x "$BIN/llama-server" ] && [ ! -f "$REPO/.carry/llama.cpp-b11434-src.tar.xz" ]; }; then
+  echo "$(el) missing: .carry/placer.xz or .carry/llama.cpp-b11434-src.tar.xz (testbed/fetch-src-bin.sh 11434); carry .carry"
+  touch "$S/DONE"
+  exit 2
+fi
 echo "$(el) start; $(nvidia-smi --query-gpu=name,memory.total,memory.free --format=csv,noheader); $(nproc) cores"
 if [ ! -x "$BIN/llama-server" ]; then
   (
