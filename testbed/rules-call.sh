@@ -157,6 +157,13 @@ if [[ $STEPS == *" dryrun "* ]]; then
     dryrun "$dir" "$S/dryrun-b$n-rpc.csv" "$S/dry-rpc.txt"
     kill $RS 2>/dev/null; wait $RS 2>/dev/null
     [ "$n" = 11434 ] && dryrun "$dir" "$S/dryrun-b$n-v2.csv" "$S/dry-v2.txt" GGML_CUDA_DEVICES=2
+    # the scheduler's splits and nodes (sizes, backends, the op-offload weight copies) of the
+    # Qwen3-Coder-Next rows, whose compute buffer placer under-predicts (docs/error-report.md,
+    # "Known gaps"): `-v` lets GGML_LOG_DEBUG through, GGML_SCHED_DEBUG=2 prints every node
+    # (ggml-backend.cpp: ggml_backend_sched_print_assignments)
+    grep '^one-qwen' "$S/dry-one.txt" | sed 's/$/ -v/' > "$S/dry-sched.txt"
+    dryrun "$dir" "$S/sched-b$n-qwen.csv" "$S/dry-sched.txt" GGML_SCHED_DEBUG=2
+    gzip -f "$S/sched-b$n-qwen.err"
   done
   grep -h . "$S"/dryrun-*.csv | grep -v '^tag' | awk -F, '{printf "%-32s %-24s model %9.1f ctx %8.1f compute %8.1f MiB\n", $1, $2, $5/1048576, $6/1048576, $7/1048576}'
 fi
