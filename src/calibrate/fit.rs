@@ -54,23 +54,38 @@ pub fn least_squares(x: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
             a[i][p] += row[i] * yi;
         }
     }
-    for c in 0..p {
-        let piv = (c..p).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
-        if a[piv][c].abs() < 1e-300 {
-            return None;
+    if reduce(&mut a, p, 1e-300) < p {
+        return None;
+    }
+    Some((0..p).map(|i| a[i][p] / a[i][i]).collect())
+}
+
+/// Gauss–Jordan elimination with partial pivoting over the first `cols` columns of `a`, in
+/// place; a column whose largest remaining |value| is below `tol` has no pivot. Returns the
+/// number of pivots (the rank of those columns); pivot k sits in row k.
+fn reduce(a: &mut [Vec<f64>], cols: usize, tol: f64) -> usize {
+    let mut rank = 0;
+    for c in 0..cols {
+        let Some(piv) = (rank..a.len()).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
+        else {
+            break;
+        };
+        if a[piv][c].abs() < tol {
+            continue;
         }
-        a.swap(c, piv);
-        let pivot = a[c].clone();
+        a.swap(rank, piv);
+        let pivot = a[rank].clone();
         for (r, row) in a.iter_mut().enumerate() {
-            if r != c {
+            if r != rank {
                 let f = row[c] / pivot[c];
                 for (x, y) in row[c..].iter_mut().zip(&pivot[c..]) {
                     *x -= f * y;
                 }
             }
         }
+        rank += 1;
     }
-    Some((0..p).map(|i| a[i][p] / a[i][i]).collect())
+    rank
 }
 
 /// Non-negative least squares, exact for few unknowns: the best unconstrained fit over every
@@ -490,8 +505,8 @@ fn fit_columns(pts: &[(&SpeedFeatures, f64)], cols: Vec<Column>) -> Result<Colum
     })
 }
 
-/// Numerical rank of the rows `x` (columns scaled to a largest |value| of 1; Gaussian
-/// elimination with partial pivoting, pivots below 1e-6 count as 0).
+/// Numerical rank of the rows `x` (columns scaled to a largest |value| of 1, pivots below 1e-6
+/// count as 0).
 fn rank(x: &[Vec<f64>]) -> usize {
     let Some(p) = x.first().map(Vec::len) else {
         return 0;
@@ -508,27 +523,7 @@ fn rank(x: &[Vec<f64>]) -> usize {
                 .collect()
         })
         .collect();
-    let mut rank = 0;
-    for j in 0..p {
-        let Some(piv) = (rank..a.len()).max_by(|&i, &k| a[i][j].abs().total_cmp(&a[k][j].abs()))
-        else {
-            break;
-        };
-        if a[piv][j].abs() < 1e-6 {
-            continue;
-        }
-        a.swap(rank, piv);
-        let (top, below) = a.split_at_mut(rank + 1);
-        let pivot_row = &top[rank];
-        for row in below {
-            let f = row[j] / pivot_row[j];
-            for (v, pv) in row[j..].iter_mut().zip(&pivot_row[j..]) {
-                *v -= f * pv;
-            }
-        }
-        rank += 1;
-    }
-    rank
+    reduce(&mut a, p, 1e-6)
 }
 
 /// Runs grouped by the model of their host's first GPU, with the measured seconds per token
